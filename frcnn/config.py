@@ -1,0 +1,351 @@
+"""실험 설정: 구성 요소별 frozen dataclass, 이름으로 등록된 프리셋, `key=value` 덮어쓰기.
+
+용어:
+  캔버스(canvas): 이미지를 비율 유지로 리사이즈한 뒤 패딩해 넣는 고정 크기 판. 가로형(landscape)과
+    세로형(portrait) 두 방향이 있어 4:3 이미지가 1000×1000 판의 패딩 비용을 치르지 않는다.
+  지문(fingerprint): 앵커 라벨을 바꾸는 설정(캔버스, 앵커, RPN 매칭 임계값)의 해시. 레코드의 미리 계산된
+    앵커 라벨이 학습 프리셋과 맞는지 확인하는 데 쓴다.
+
+라이브러리는 absl.flags 를 가져오지 않는다. 바이너리가 플래그를 읽어 `build_config` 를 부른다.
+"""
+
+import ast
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """입력 크기 정책과 데이터 파이프라인 설정."""
+
+    min_size: int = 600  # 짧은 변을 이 크기로
+    max_size: int = 1000  # 긴 변은 이 크기 이하로
+    max_gt_boxes: int = 100  # 이미지당 GT 최대 수 G (나머지는 −1 패딩)
+    random_flip: bool = True  # 학습 시 좌우 뒤집기
+    shuffle_buffer: int = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorConfig:
+    """앵커: 크기(한 변, 픽셀) × 종횡비(높이/너비) 를 stride 간격 격자에 둔다."""
+
+    stride: int = 16
+    sizes: Tuple[float, ...] = (128.0, 256.0, 512.0)
+    aspect_ratios: Tuple[float, ...] = (0.5, 1.0, 2.0)
+
+    @property
+    def num_anchors_per_location(self) -> int:
+        return len(self.sizes) * len(self.aspect_ratios)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+    """백본과 검출기 헤드."""
+
+    name: str = "vgg16"  # vgg16 | resnet50 | mobilenet_v2 | small_cnn
+    weights: str = "none"  # none | imagenet | 로컬 Keras 가중치 파일 경로
+    freeze_blocks: int = 2  # 사전학습 가중치일 때 얼릴 앞쪽 블록 수 (VGG16: conv1–conv2)
+    width: int = 32  # small_cnn 의 첫 단계 채널 수
+    fc_units: int = 4096  # VGG16/small_cnn 헤드의 fc6/fc7 너비
+    dropout: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class RpnConfig:
+    """RPN: 앵커 매칭, 미니배치 샘플링, 제안 생성."""
+
+    conv_channels: int = 512
+    positive_iou: float = 0.7  # IoU > 0.7 양성
+    negative_iou: float = 0.3  # IoU < 0.3 음성
+    allow_cross_boundary: bool = False  # 이미지 밖으로 나가는 앵커를 학습에서 무시 (논문)
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+    box_weights: Tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    smooth_l1_sigma: float = 3.0
+    pre_nms_top_k: int = 12000
+    post_nms_top_k: int = 2000
+    test_pre_nms_top_k: int = 6000
+    test_post_nms_top_k: int = 300
+    nms_iou: float = 0.7
+    min_box_size: float = 16.0  # 원본 이미지 픽셀 기준 최소 변 (논문 구현과 같음)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoiConfig:
+    """제안 타깃(RoI 샘플링)과 RoI 연산."""
+
+    num_rois: int = 128
+    foreground_fraction: float = 0.25
+    foreground_iou: float = 0.5  # IoU ≥ 0.5 전경
+    background_iou_low: float = 0.0  # 배경 [low, high)
+    background_iou_high: float = 0.5
+    box_weights: Tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)
+    smooth_l1_sigma: float = 1.0
+    pool_size: int = 7
+    op: str = "pool"  # pool (논문의 RoI max pooling) | align
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionConfig:
+    """추론 후처리: 클래스별 NMS."""
+
+    score_threshold: float = 0.05
+    nms_iou: float = 0.3
+    max_detections: int = 100
+    max_detections_per_class: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """학습 스케줄과 최적화."""
+
+    batch_size: int = 2
+    num_steps: int = 80000
+    training_mode: str = "joint"  # joint | alternating
+    stage_steps: Tuple[int, ...] = ()  # alternating 네 단계의 스텝 수; 비면 num_steps 를 나눈다
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    warmup_steps: int = 500
+    decay_steps: Tuple[int, ...] = (60000,)  # 이 스텝들에서 학습률 × decay_factor
+    decay_factor: float = 0.1
+    gradient_clip_norm: float = 0.0  # 0 이면 끔
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 20
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """한 실험의 전체 설정."""
+
+    name: str = "vgg16_paper"
+    input: InputConfig = InputConfig()
+    anchors: AnchorConfig = AnchorConfig()
+    backbone: BackboneConfig = BackboneConfig()
+    rpn: RpnConfig = RpnConfig()
+    roi: RoiConfig = RoiConfig()
+    detection: DetectionConfig = DetectionConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _vgg16_paper() -> ExperimentConfig:
+    return ExperimentConfig()
+
+
+def _vgg16_seed() -> ExperimentConfig:
+    # 노트북: 224×224, 앵커 32/64/128 × 3 비율, stride 16 → 14×14×9 = 1764 앵커, RoI 64개 중 전경 16개.
+    return ExperimentConfig(
+        name="vgg16_seed",
+        input=InputConfig(min_size=224, max_size=224),
+        anchors=AnchorConfig(stride=16, sizes=(32.0, 64.0, 128.0)),
+        rpn=RpnConfig(pre_nms_top_k=1764, post_nms_top_k=300, test_pre_nms_top_k=1764,
+                      test_post_nms_top_k=100, min_box_size=4.0),
+        roi=RoiConfig(num_rois=64, foreground_fraction=0.25),
+        train=TrainConfig(batch_size=8, num_steps=20000, decay_steps=(15000,), warmup_steps=200),
+    )
+
+
+def _cpu_small() -> ExperimentConfig:
+    # 2코어 CPU 에서 몇 분 안에 합성 데이터로 쓸 만한 mAP 에 닿도록 고른 작은 백본과 캔버스.
+    return ExperimentConfig(
+        name="cpu_small",
+        input=InputConfig(min_size=128, max_size=192, max_gt_boxes=16, shuffle_buffer=256),
+        anchors=AnchorConfig(stride=8, sizes=(16.0, 32.0, 64.0, 128.0)),
+        backbone=BackboneConfig(name="small_cnn", width=32, fc_units=256, dropout=0.0, freeze_blocks=0),
+        rpn=RpnConfig(conv_channels=128, pre_nms_top_k=1000, post_nms_top_k=256,
+                      test_pre_nms_top_k=600, test_post_nms_top_k=100, min_box_size=4.0),
+        roi=RoiConfig(num_rois=64, op="align"),
+        train=TrainConfig(batch_size=8, num_steps=1500, learning_rate=0.02, warmup_steps=100,
+                          decay_steps=(1200,), weight_decay=0.0001, checkpoint_every=250,
+                          gradient_clip_norm=10.0),
+    )
+
+
+PRESETS = {
+    "vgg16_paper": _vgg16_paper,
+    "vgg16_seed": _vgg16_seed,
+    "cpu_small": _cpu_small,
+}
+
+
+def get_preset(name: str) -> ExperimentConfig:
+    """이름으로 프리셋을 돌려준다.
+
+    Raises:
+      ValueError: 모르는 프리셋 이름.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset '{name}' (known: {', '.join(sorted(PRESETS))})")
+    return PRESETS[name]()
+
+
+def _parse_value(text: str, current):
+    """문자열 값을 현재 값의 타입에 맞춰 해석한다."""
+    text = text.strip()
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected a boolean, got '{text}'")
+    if isinstance(current, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as error:
+        raise ValueError(f"cannot parse '{text}'") from error
+    if isinstance(current, tuple):
+        value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(item, float) for item in current):
+            return tuple(float(item) for item in value)
+        return value
+    if isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"expected {type(current).__name__}, got '{text}'")
+
+
+def _replace_path(config, path, text):
+    """점으로 구분된 경로(`train.num_steps`)의 값을 바꾼 새 설정을 만든다."""
+    head, *rest = path
+    names = {field.name for field in dataclasses.fields(config)}
+    if head not in names:
+        raise ValueError(f"unknown key '{head}' (known: {', '.join(sorted(names))})")
+    current = getattr(config, head)
+    if rest:
+        if not dataclasses.is_dataclass(current):
+            raise ValueError(f"'{head}' has no sub-keys")
+        return dataclasses.replace(config, **{head: _replace_path(current, rest, text)})
+    if dataclasses.is_dataclass(current):
+        raise ValueError(f"'{head}' is a section; name one of its keys")
+    return dataclasses.replace(config, **{head: _parse_value(text, current)})
+
+
+def _split_overrides(text: str):
+    """`a=1,b=(1,2),c=x` 를 괄호 안의 쉼표를 지키며 나눈다."""
+    items, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += char in "(["
+        depth -= char in ")]"
+        if char == "," and depth == 0:
+            items.append(text[start:index])
+            start = index + 1
+    items.append(text[start:])
+    return [item.strip() for item in items if item.strip()]
+
+
+def apply_overrides(config: ExperimentConfig, overrides: str) -> ExperimentConfig:
+    """`key=value,...` 덮어쓰기를 적용한다 (예: `train.num_steps=100,anchors.sizes=(32,64)`).
+
+    Raises:
+      ValueError: 잘못된 키나 값.
+    """
+    for item in _split_overrides(overrides or ""):
+        if "=" not in item:
+            raise ValueError(f"override '{item}' is not key=value")
+        key, text = item.split("=", 1)
+        try:
+            config = _replace_path(config, key.strip().split("."), text)
+        except ValueError as error:
+            raise ValueError(f"--params_override '{item}': {error}") from None
+    return config
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    """설정의 일관성을 검사한다.
+
+    Raises:
+      ValueError: 모순되거나 범위를 벗어난 값.
+    """
+    checks = [
+        (config.input.min_size > 0 and config.input.max_size >= config.input.min_size,
+         "input.max_size must be ≥ input.min_size > 0"),
+        (config.input.max_gt_boxes > 0, "input.max_gt_boxes must be > 0"),
+        (config.anchors.stride in (4, 8, 16, 32), "anchors.stride must be 4, 8, 16 or 32"),
+        (len(config.anchors.sizes) > 0 and len(config.anchors.aspect_ratios) > 0,
+         "anchors.sizes and anchors.aspect_ratios must not be empty"),
+        (0 < config.rpn.negative_iou <= config.rpn.positive_iou < 1,
+         "need 0 < rpn.negative_iou ≤ rpn.positive_iou < 1"),
+        (0 < config.rpn.positive_fraction <= 1, "rpn.positive_fraction must be in (0, 1]"),
+        (config.rpn.test_post_nms_top_k <= config.rpn.test_pre_nms_top_k
+         and config.rpn.post_nms_top_k <= config.rpn.pre_nms_top_k,
+         "rpn post_nms_top_k must be ≤ pre_nms_top_k"),
+        (0 < config.roi.foreground_fraction <= 1, "roi.foreground_fraction must be in (0, 1]"),
+        (config.roi.op in ("pool", "align"), "roi.op must be 'pool' or 'align'"),
+        (config.backbone.name in ("vgg16", "resnet50", "mobilenet_v2", "small_cnn"),
+         "backbone.name must be vgg16, resnet50, mobilenet_v2 or small_cnn"),
+        (config.train.training_mode in ("joint", "alternating"),
+         "train.training_mode must be 'joint' or 'alternating'"),
+        (config.train.batch_size > 0 and config.train.num_steps > 0,
+         "train.batch_size and train.num_steps must be > 0"),
+        (len(config.train.stage_steps) in (0, 4), "train.stage_steps needs 4 values (or none)"),
+        (len(config.rpn.box_weights) == 4 and len(config.roi.box_weights) == 4,
+         "box_weights need 4 values"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"invalid config '{config.name}': {message}")
+    return config
+
+
+def build_config(preset: str, overrides: str = "") -> ExperimentConfig:
+    """프리셋 + 덮어쓰기 → 검증된 설정."""
+    return validate(apply_overrides(get_preset(preset), overrides))
+
+
+def canvas_shape(config: ExperimentConfig, landscape: bool) -> Tuple[int, int]:
+    """방향별 캔버스 (높이, 너비): stride 의 배수로 올림한 (짧은 변, 긴 변)."""
+    stride = config.anchors.stride
+    short = int(math.ceil(config.input.min_size / stride) * stride)
+    long = int(math.ceil(config.input.max_size / stride) * stride)
+    return (short, long) if landscape else (long, short)
+
+
+def num_anchors(config: ExperimentConfig) -> int:
+    """캔버스 하나의 앵커 수 A (두 방향 모두 같다)."""
+    height, width = canvas_shape(config, landscape=True)
+    stride = config.anchors.stride
+    return (height // stride) * (width // stride) * config.anchors.num_anchors_per_location
+
+
+def anchor_fingerprint(config: ExperimentConfig) -> str:
+    """앵커 라벨을 결정하는 설정의 지문 (12자리 hex)."""
+    relevant = {
+        "min_size": config.input.min_size,
+        "max_size": config.input.max_size,
+        "anchors": dataclasses.asdict(config.anchors),
+        "positive_iou": config.rpn.positive_iou,
+        "negative_iou": config.rpn.negative_iou,
+        "allow_cross_boundary": config.rpn.allow_cross_boundary,
+        "max_gt_boxes": config.input.max_gt_boxes,
+    }
+    text = json.dumps(relevant, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def to_dict(config: ExperimentConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(data: dict) -> ExperimentConfig:
+    """`to_dict` 의 역 (model_dir/config.json 읽기)."""
+    sections = {}
+    for field in dataclasses.fields(ExperimentConfig):
+        value = data.get(field.name)
+        if dataclasses.is_dataclass(field.default):
+            cls = type(field.default)
+            kwargs = {}
+            for sub in dataclasses.fields(cls):
+                if sub.name in (value or {}):
+                    item = value[sub.name]
+                    kwargs[sub.name] = tuple(item) if isinstance(item, list) else item
+            sections[field.name] = cls(**kwargs)
+        elif value is not None:
+            sections[field.name] = value
+    return validate(ExperimentConfig(**sections))

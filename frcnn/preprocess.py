@@ -1,0 +1,75 @@
+"""이미지 크기 정책: 비율을 지켜 리사이즈(짧은 변 = min_size, 긴 변 ≤ max_size)하고 캔버스에 패딩한다.
+
+용어:
+  H, W 원본 이미지 크기; h, w 리사이즈된 크기; Hc, Wc 캔버스 크기.
+  가로형(W ≥ H) 이미지는 가로형 캔버스 (짧은 변, 긴 변), 세로형은 세로형 캔버스에 들어간다.
+  학습(레코드·파이프라인)과 추론(SavedModel)이 같은 함수를 써서 크기가 한 픽셀도 어긋나지 않는다.
+"""
+
+import tensorflow as tf
+
+from frcnn import config as config_lib
+
+
+def resize_scale(height, width, min_size, max_size):
+    """리사이즈 배율과 리사이즈된 크기.
+
+    Args:
+      height: 스칼라 또는 [B] 원본 높이 (정수·실수 텐서).
+      width: 같은 모양의 원본 너비.
+      min_size: int.
+      max_size: int.
+
+    Returns:
+      scale: float32 배율.
+      resized: 같은 모양 + [2] int32 (h, w).
+    """
+    height = tf.cast(height, tf.float32)
+    width = tf.cast(width, tf.float32)
+    short = tf.minimum(height, width)
+    long = tf.maximum(height, width)
+    scale = tf.minimum(float(min_size) / short, float(max_size) / long)
+    resized_height = tf.cast(tf.round(height * scale), tf.int32)
+    resized_width = tf.cast(tf.round(width * scale), tf.int32)
+    # 반올림 때문에 긴 변이 max_size 를 넘지 않도록.
+    resized_height = tf.minimum(resized_height, max_size)
+    resized_width = tf.minimum(resized_width, max_size)
+    return scale, tf.stack([resized_height, resized_width], axis=-1)
+
+
+def is_landscape(height, width):
+    """가로형(W ≥ H) 인지."""
+    return tf.greater_equal(width, height)
+
+
+def resize_image(image, config):
+    """한 장의 이미지를 정책대로 리사이즈한다 (패딩 없음).
+
+    Args:
+      image: [H, W, 3] uint8 또는 float32.
+      config: `ExperimentConfig`.
+
+    Returns:
+      resized: [h, w, 3] float32 (0–255 범위).
+      scale: float32 스칼라.
+    """
+    shape = tf.shape(image)
+    scale, size = resize_scale(shape[0], shape[1], config.input.min_size, config.input.max_size)
+    resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
+    return resized, scale
+
+
+def pad_to_canvas(image, config, landscape):
+    """리사이즈된 이미지를 방향별 캔버스 (Hc, Wc) 의 왼쪽 위에 두고 0 으로 채운다.
+
+    Args:
+      image: [h, w, 3] float32.
+      config: `ExperimentConfig`.
+      landscape: Python bool, 캔버스 방향.
+
+    Returns:
+      [Hc, Wc, 3] float32.
+    """
+    canvas_height, canvas_width = config_lib.canvas_shape(config, landscape)
+    padded = tf.image.pad_to_bounding_box(image, 0, 0, canvas_height, canvas_width)
+    return tf.ensure_shape(padded, [canvas_height, canvas_width, 3])

@@ -1,0 +1,320 @@
+"""TF Serving REST API 의 JSON ↔ numpy 텐서 변환.
+
+TF Serving 의 REST 형식을 그대로 따른다:
+
+* 행(row) 형식: ``{"instances": [...]}`` → ``{"predictions": [...]}``.
+  입력이 하나인 시그니처는 인스턴스 자체가 그 입력값이고(``{"b64": "..."}`` 도 가능),
+  입력이 여럿이면(또는 이름을 밝히려면) 인스턴스는 ``{입력 이름: 값}`` 딕셔너리다.
+  출력이 여럿이면 예측 하나가 ``{출력 이름: 값}`` 딕셔너리, 하나면 값 그대로다.
+* 열(columnar) 형식: ``{"inputs": {이름: 배치 리스트}}`` (입력이 하나면 리스트만) →
+  ``{"outputs": {이름: 배치 리스트}}`` (출력이 하나면 리스트만).
+* 문자열 입력의 이진 값은 ``{"b64": "..."}``, 일반 JSON 문자열은 UTF-8 바이트가 된다.
+  문자열 출력은 UTF-8 로 읽히면 평범한 문자열, 이름이 ``_bytes`` 로 끝나거나 UTF-8 이
+  아니면 ``{"b64": "..."}`` 로 돌려준다.
+
+용어:
+  B 배치(요청 하나의 인스턴스 수), N 검출 수, H/W 이미지 높이/너비.
+  박스는 ``[ymin, xmin, ymax, xmax]`` 정규화 [0, 1] 좌표 (모델 출력 그대로 전달).
+"""
+
+import base64
+import binascii
+import json
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+
+BINARY_KEY = "b64"
+BINARY_OUTPUT_SUFFIX = "_bytes"
+METHOD_NAME = "tensorflow/serving/predict"
+
+
+class RequestError(ValueError):
+    """클라이언트 잘못으로 생긴 오류. ``status`` 는 돌려줄 HTTP 상태 코드."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+def parse_json_body(body):
+    """요청 본문 바이트를 JSON 객체로 읽는다.
+
+    Args:
+      body: bytes, HTTP 요청 본문.
+
+    Returns:
+      dict, 최상위 JSON 객체.
+
+    Raises:
+      RequestError: UTF-8/JSON 이 아니거나 최상위가 객체가 아닐 때 (400).
+    """
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RequestError(f"JSON Parse error: {error}") from error
+    if not isinstance(document, dict):
+        raise RequestError("JSON Value: request body must be a JSON object")
+    return document
+
+
+def input_specs(signature):
+    """시그니처의 입력 이름 → ``tf.TensorSpec`` (이름 순)."""
+    _, keyword_specs = signature.structured_input_signature
+    return dict(sorted(keyword_specs.items()))
+
+
+def output_specs(signature):
+    """시그니처의 출력 이름 → ``tf.TensorSpec`` (이름 순)."""
+    return dict(sorted(signature.structured_outputs.items()))
+
+
+def _tensor_info(spec, tensor_name):
+    """TensorSpec 하나를 TF Serving 이 출력하는 TensorInfo JSON 으로 바꾼다."""
+    dims = [{"size": str(-1 if size is None else size), "name": ""} for size in spec.shape.as_list()]
+    return {
+        "dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum),
+        "tensor_shape": {"dim": dims, "unknown_rank": False},
+        "name": tensor_name,
+    }
+
+
+def signature_def_json(signature_name, signature):
+    """시그니처 하나를 TF Serving 메타데이터의 SignatureDef JSON 으로 만든다.
+
+    텐서 이름은 TF2 ``tf.saved_model.save`` 가 쓰는 규칙
+    (입력 ``<시그니처>_<입력>:0``, 출력 ``StatefulPartitionedCall:<이름 순 번호>``)을 따른다.
+
+    Args:
+      signature_name: str, 시그니처 키.
+      signature: 불러온 SavedModel 의 ConcreteFunction.
+
+    Returns:
+      dict, ``{"inputs": ..., "outputs": ..., "method_name": ...}``.
+    """
+    inputs = {
+        name: _tensor_info(spec, f"{signature_name}_{name}:0")
+        for name, spec in input_specs(signature).items()
+    }
+    outputs = {
+        name: _tensor_info(spec, f"StatefulPartitionedCall:{index}")
+        for index, (name, spec) in enumerate(output_specs(signature).items())
+    }
+    return {"inputs": inputs, "outputs": outputs, "method_name": METHOD_NAME}
+
+
+def _string_leaf(value, where):
+    """JSON 값 하나(문자열 또는 ``{"b64": ...}``)를 bytes 로 바꾼다."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict) and set(value) == {BINARY_KEY} and isinstance(value[BINARY_KEY], str):
+        try:
+            return base64.b64decode(value[BINARY_KEY], validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise RequestError(f"{where}: invalid base64 in 'b64' value: {error}") from error
+    raise RequestError(f"{where}: expected a string or {{\"b64\": \"...\"}} for a DT_STRING input, "
+                       f"got {json.dumps(value)[:80]}")
+
+
+def _string_array(value, where):
+    """중첩 리스트의 문자열 값들을 object dtype bytes 배열로 바꾼다."""
+    if isinstance(value, list):
+        leaves = [_string_array(item, where) for item in value]
+        shapes = {leaf.shape for leaf in leaves}
+        if len(shapes) > 1:
+            raise RequestError(f"{where}: nested lists have different lengths")
+        stacked = np.empty((len(leaves),) + (shapes.pop() if shapes else ()), dtype=object)
+        for index, leaf in enumerate(leaves):
+            stacked[index] = leaf
+        return stacked
+    return np.array(_string_leaf(value, where), dtype=object)
+
+
+def _numeric_array(value, dtype, where):
+    """중첩 리스트의 숫자 값들을 ``dtype`` numpy 배열로 바꾸고 범위/종류를 검사한다."""
+    try:
+        array = np.asarray(value)
+    except ValueError as error:
+        raise RequestError(f"{where}: nested lists have different lengths ({error})") from error
+    if array.dtype.kind not in "biuf":
+        raise RequestError(f"{where}: expected numbers for a {dtype.name} input")
+    target = np.dtype(dtype.as_numpy_dtype)
+    if target.kind in "iu":
+        if array.dtype.kind == "f":
+            raise RequestError(f"{where}: expected integers for a {dtype.name} input, got floats")
+        limits = np.iinfo(target)
+        if array.size and (array.min() < limits.min or array.max() > limits.max):
+            raise RequestError(f"{where}: value out of range for {dtype.name} [{limits.min}, {limits.max}]")
+    return array.astype(target)
+
+
+def json_to_array(value, spec, where):
+    """입력 하나의 JSON 값을 spec 의 dtype 을 가진 numpy 배열로 바꾼다.
+
+    Args:
+      value: JSON 값 (스칼라, 중첩 리스트, ``{"b64": ...}``).
+      spec: tf.TensorSpec, 그 입력의 명세.
+      where: str, 오류 메시지에 쓸 위치 설명.
+
+    Returns:
+      np.ndarray, 문자열 입력이면 bytes 를 담은 object 배열.
+
+    Raises:
+      RequestError: 값이 dtype 에 맞지 않을 때 (400).
+    """
+    if spec.dtype == tf.string:
+        return _string_array(value, where)
+    if spec.dtype == tf.bool:
+        array = np.asarray(value)
+        if array.dtype != np.bool_:
+            raise RequestError(f"{where}: expected true/false for a DT_BOOL input")
+        return array
+    return _numeric_array(value, spec.dtype, where)
+
+
+def _check_shape(array, spec, name):
+    """배치된 배열의 모양이 시그니처 모양과 맞는지 확인한다."""
+    if not spec.shape.is_compatible_with(array.shape):
+        raise RequestError(f"input '{name}' has shape {list(array.shape)} but the signature expects "
+                           f"{[-1 if size is None else size for size in spec.shape.as_list()]}")
+
+
+def _instance_values(instance, specs, index):
+    """인스턴스 하나를 입력 이름 → JSON 값 딕셔너리로 풀어낸다."""
+    names = list(specs)
+    is_named = isinstance(instance, dict) and not (len(names) == 1 and set(instance) == {BINARY_KEY}
+                                                   and BINARY_KEY not in specs)
+    if not is_named:
+        if len(names) != 1:
+            raise RequestError(f"instance {index}: the signature has inputs {names}; "
+                               "each instance must be an object naming them")
+        return {names[0]: instance}
+    if set(instance) != set(names):
+        raise RequestError(f"instance {index}: has inputs {sorted(instance)} but the signature expects {names}")
+    return instance
+
+
+def instances_to_inputs(instances, specs):
+    """행 형식 ``instances`` 를 입력 이름 → 배치 배열로 쌓는다.
+
+    Args:
+      instances: list, 인스턴스 B 개.
+      specs: dict, 입력 이름 → tf.TensorSpec.
+
+    Returns:
+      dict, 입력 이름 → np.ndarray [B, ...].
+
+    Raises:
+      RequestError: 인스턴스 형식/dtype 이 틀리거나 모양이 달라 쌓을 수 없을 때 (400).
+    """
+    if not isinstance(instances, list) or not instances:
+        raise RequestError("'instances' must be a non-empty list")
+    columns = {name: [] for name in specs}
+    for index, instance in enumerate(instances):
+        for name, value in _instance_values(instance, specs, index).items():
+            columns[name].append(json_to_array(value, specs[name], f"instance {index} input '{name}'"))
+    inputs = {}
+    for name, arrays in columns.items():
+        shapes = sorted({array.shape for array in arrays})
+        if len(shapes) > 1:
+            raise RequestError(f"input '{name}': instances have different shapes {[list(s) for s in shapes]} "
+                               "and cannot be batched; send them in separate requests")
+        inputs[name] = np.stack(arrays) if arrays[0].dtype != object else _stack_objects(arrays)
+        _check_shape(inputs[name], specs[name], name)
+    return inputs
+
+
+def _stack_objects(arrays):
+    """object dtype 배열들을 하나의 배치로 쌓는다 (np.stack 은 bytes 를 건드리지 않게)."""
+    stacked = np.empty((len(arrays),) + arrays[0].shape, dtype=object)
+    for index, array in enumerate(arrays):
+        stacked[index] = array
+    return stacked
+
+
+def columnar_to_inputs(columns, specs):
+    """열 형식 ``inputs`` 를 입력 이름 → 배치 배열로 바꾼다.
+
+    Args:
+      columns: dict (입력 이름 → 배치 값) 또는 입력이 하나인 시그니처면 배치 값 자체.
+      specs: dict, 입력 이름 → tf.TensorSpec.
+
+    Returns:
+      dict, 입력 이름 → np.ndarray.
+
+    Raises:
+      RequestError: 이름이나 값이 시그니처와 맞지 않을 때 (400).
+    """
+    names = list(specs)
+    is_named = isinstance(columns, dict) and not (len(names) == 1 and set(columns) == {BINARY_KEY}
+                                                  and BINARY_KEY not in specs)
+    if not is_named:
+        if len(names) != 1:
+            raise RequestError(f"'inputs' must be an object naming the signature inputs {names}")
+        columns = {names[0]: columns}
+    if set(columns) != set(names):
+        raise RequestError(f"'inputs' has {sorted(columns)} but the signature expects {names}")
+    inputs = {}
+    for name in names:
+        inputs[name] = json_to_array(columns[name], specs[name], f"input '{name}'")
+        _check_shape(inputs[name], specs[name], name)
+    return inputs
+
+
+def _string_to_json(value, binary):
+    """bytes 하나를 JSON 값으로: UTF-8 문자열, 또는 이진이면 ``{"b64": ...}``."""
+    if not binary:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {BINARY_KEY: base64.b64encode(value).decode("ascii")}
+
+
+def array_to_json(array, name):
+    """출력 배열 하나를 JSON 으로 바꿀 수 있는 파이썬 값(중첩 리스트)으로 만든다.
+
+    Args:
+      array: np.ndarray, 모델 출력 (문자열이면 bytes object 배열).
+      name: str, 출력 이름 (``_bytes`` 로 끝나면 항상 b64 로 인코딩).
+
+    Returns:
+      리스트/스칼라.
+    """
+    if array.dtype == object:
+        binary = name.endswith(BINARY_OUTPUT_SUFFIX)
+        if array.ndim == 0:
+            return _string_to_json(array.item(), binary)
+        return [array_to_json(item, name) for item in array]
+    return array.tolist()
+
+
+def outputs_to_predictions(outputs):
+    """출력 배치를 행 형식 ``predictions`` 로 나눈다.
+
+    Args:
+      outputs: dict, 출력 이름 → np.ndarray [B, ...].
+
+    Returns:
+      list, 인스턴스마다 출력이 여럿이면 ``{이름: 값}``, 하나면 값.
+
+    Raises:
+      ValueError: 출력들의 첫 차원(배치) 크기가 서로 다를 때.
+    """
+    batch_sizes = {name: (array.shape[0] if array.ndim else None) for name, array in outputs.items()}
+    if len(set(batch_sizes.values())) != 1 or None in batch_sizes.values():
+        raise ValueError(f"outputs do not share a batch dimension {batch_sizes}; use the 'inputs' format")
+    columns = {name: array_to_json(array, name) for name, array in sorted(outputs.items())}
+    batch_size = next(iter(batch_sizes.values()))
+    if len(columns) == 1:
+        return next(iter(columns.values()))
+    return [{name: values[index] for name, values in columns.items()} for index in range(batch_size)]
+
+
+def outputs_to_columnar(outputs):
+    """출력 배치를 열 형식 ``outputs`` 로 바꾼다 (출력이 하나면 그 값만)."""
+    columns = {name: array_to_json(array, name) for name, array in sorted(outputs.items())}
+    if len(columns) == 1:
+        return next(iter(columns.values()))
+    return columns

@@ -1,0 +1,410 @@
+"""PASCAL VOC 읽기: XML 주석(xmltodict), 이미지 검사, 클래스 목록, 박스 좌표 변환.
+
+프로젝트 바깥의 VOC 데이터가 들어오는 유일한 경계이다. 여기서 한 번 검사하고
+변환하면 그 뒤의 코드는 좌표계와 형식을 다시 의심하지 않는다.
+
+용어:
+  G: 한 이미지의 GT(정답) 박스 수.
+  C: 데이터셋 클래스 수 (id 1..C, 0은 배경).
+  VOC 박스: XML 의 (xmin, ymin, xmax, ymax), 1부터 시작하는 포함(inclusive) 픽셀.
+  연속 박스: 라이브러리 내부 형식 [ymin, xmin, ymax, xmax] float32 픽셀,
+    VOC (xmin, ymin, xmax, ymax) ↔ [ymin - 1, xmin - 1, ymax, xmax].
+  허용 오차: 이미지 밖으로 1 픽셀 이내로 벗어난 VOC 박스는 [1, W] / [1, H] 로 잘라낸다.
+"""
+
+import dataclasses
+import io
+import os
+import xml.parsers.expat
+
+import numpy as np
+import xmltodict
+from PIL import Image, ImageFile
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
+    "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
+# 이미지 밖으로 허용하는 VOC 픽셀 오차.
+BOX_TOLERANCE_PIXELS = 1.0
+
+ACCEPTED_IMAGE_FORMATS = ("JPEG", "PNG")
+
+
+class VocError(ValueError):
+    """한 파일의 문제. str(err) == f"{path}: {problem}".
+
+    Attributes:
+      path: 문제가 있는 파일 경로 (또는 --classes 값).
+      problem: 무엇이 잘못됐는지 설명하는 문장.
+    """
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclasses.dataclass(frozen=True)
+class VocAnnotation:
+    """한 이미지의 검사된 VOC 주석.
+
+    Attributes:
+      image_id: 이미지 id, 예 '000005'.
+      xml_path: 읽은 XML 파일 경로.
+      image_path: <voc_dir>/JPEGImages/<XML 의 filename, 없으면 image_id + '.jpg'>.
+      height: <size> 의 높이 H (픽셀).
+      width: <size> 의 너비 W (픽셀).
+      boxes: [G, 4] float32 연속 픽셀 박스 [ymin, xmin, ymax, xmax] (읽기 전용).
+      class_names: [G] 클래스 이름.
+      difficult: [G] bool, VOC difficult 표시 (읽기 전용).
+      truncated: [G] bool, VOC truncated 표시 (읽기 전용).
+    """
+
+    image_id: str
+    xml_path: str
+    image_path: str
+    height: int
+    width: int
+    boxes: np.ndarray
+    class_names: tuple[str, ...]
+    difficult: np.ndarray
+    truncated: np.ndarray
+
+
+def voc_to_boxes(voc_boxes) -> np.ndarray:
+    """VOC 1-based 포함 픽셀 박스를 연속 픽셀 박스로 바꾼다.
+
+    Args:
+      voc_boxes: [G, 4] 실수 배열, (xmin, ymin, xmax, ymax) VOC 픽셀.
+
+    Returns:
+      [G, 4] float32, [ymin - 1, xmin - 1, ymax, xmax].
+    """
+    voc_boxes = np.asarray(voc_boxes, dtype=np.float32).reshape(-1, 4)
+    xmin, ymin, xmax, ymax = voc_boxes.T
+    return np.stack([ymin - 1.0, xmin - 1.0, ymax, xmax], axis=1).astype(np.float32)
+
+
+def boxes_to_voc(boxes_continuous) -> np.ndarray:
+    """연속 픽셀 박스를 VOC 1-based 포함 픽셀 박스로 바꾼다 (voc_to_boxes 의 역).
+
+    Args:
+      boxes_continuous: [G, 4] 실수 배열, [ymin, xmin, ymax, xmax] 연속 픽셀.
+
+    Returns:
+      [G, 4] float32, (xmin + 1, ymin + 1, xmax, ymax).
+    """
+    boxes_continuous = np.asarray(boxes_continuous, dtype=np.float32).reshape(-1, 4)
+    ymin, xmin, ymax, xmax = boxes_continuous.T
+    return np.stack([xmin + 1.0, ymin + 1.0, xmax, ymax], axis=1).astype(np.float32)
+
+
+def read_split_ids(voc_dir: str, split: str) -> list[str]:
+    """ImageSets/Main/<split>.txt 의 이미지 id 목록을 읽는다.
+
+    Args:
+      voc_dir: VOC 루트 (예 .../VOC2007).
+      split: 분할 이름 (예 'trainval', 'test').
+
+    Returns:
+      파일 순서 그대로의 이미지 id 목록. 빈 줄은 건너뛴다.
+
+    Raises:
+      VocError: 파일이 없거나 읽을 수 없거나, 한 줄에 id 가 둘 이상일 때.
+    """
+    split_path = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
+    text = _read_text(split_path, what="split file")
+    image_ids = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) > 1:
+            raise VocError(split_path, f"line {line_number}: expected one image id, got {line.strip()!r}")
+        image_ids.append(words[0])
+    return image_ids
+
+
+def read_annotation(voc_dir: str, image_id: str) -> VocAnnotation:
+    """Annotations/<image_id>.xml 을 xmltodict 로 읽고 검사한다.
+
+    <object> 는 없거나 하나거나 여럿일 수 있다. <difficult>/<truncated> 가 없으면 False.
+    이미지 밖으로 1 픽셀 이내로 벗어난 박스는 잘라내고, 그보다 크면 오류다.
+
+    Args:
+      voc_dir: VOC 루트 (예 .../VOC2007).
+      image_id: 이미지 id (예 '000005').
+
+    Returns:
+      검사된 VocAnnotation.
+
+    Raises:
+      VocError: 파일 없음/읽기 실패, XML 문법 오류, <annotation> 루트 없음, <size> 오류,
+        <name>/<bndbox>/좌표 누락, 숫자가 아닌 값, 뒤집힌 박스, 이미지 밖 박스.
+    """
+    xml_path = os.path.join(voc_dir, "Annotations", f"{image_id}.xml")
+    root = _parse_xml_root(xml_path)
+    width, height = _parse_size(xml_path, root)
+    filename = _text(xml_path, root.get("filename"), "<filename>") or f"{image_id}.jpg"
+    objects = root.get("object") or []
+    parsed = [_parse_object(xml_path, obj, index, width, height) for index, obj in enumerate(objects)]
+    voc_boxes = np.array([item[1] for item in parsed], dtype=np.float32).reshape(-1, 4)
+    return VocAnnotation(
+        image_id=image_id,
+        xml_path=xml_path,
+        image_path=os.path.join(voc_dir, "JPEGImages", filename),
+        height=height,
+        width=width,
+        boxes=_read_only(voc_to_boxes(voc_boxes)),
+        class_names=tuple(item[0] for item in parsed),
+        difficult=_read_only(np.array([item[2] for item in parsed], dtype=bool)),
+        truncated=_read_only(np.array([item[3] for item in parsed], dtype=bool)),
+    )
+
+
+def read_image_checked(annotation: VocAnnotation) -> bytes:
+    """이미지 파일을 읽어 끝까지 디코딩하고 크기가 XML <size> 와 같은지 검사한다.
+
+    Args:
+      annotation: read_annotation 의 결과.
+
+    Returns:
+      파일의 원래 바이트 (다시 인코딩하지 않음).
+
+    Raises:
+      VocError: 파일 없음/읽기 실패, 손상되거나 잘린 이미지, JPEG/PNG 가 아님,
+        디코딩한 크기가 XML 크기와 다를 때.
+    """
+    image_path = annotation.image_path
+    image_bytes = _read_bytes(image_path, what="image file")
+    image_format, (width, height) = _decode_fully(image_path, image_bytes)
+    if image_format not in ACCEPTED_IMAGE_FORMATS:
+        raise VocError(image_path, f"unsupported image format {image_format} (expected JPEG or PNG)")
+    if (width, height) != (annotation.width, annotation.height):
+        raise VocError(
+            image_path,
+            f"decoded image size {width}x{height} (WxH) differs from the XML <size> "
+            f"{annotation.width}x{annotation.height} in {annotation.xml_path}")
+    return image_bytes
+
+
+def resolve_classes(classes_flag: str | None, annotations) -> tuple[str, ...]:
+    """--classes 값과 주석들로 데이터셋 클래스 목록(id 1..C 순서)을 정한다.
+
+    Args:
+      classes_flag: None 또는 '' (자동), 'a,b,c' 쉼표 목록, 또는 한 줄에 하나씩
+        클래스 이름이 적힌 텍스트 파일 경로.
+      annotations: VocAnnotation 들의 iterable.
+
+    Returns:
+      클래스 이름 tuple. 자동이면 모든 클래스가 VOC 클래스일 때 VOC_CLASSES,
+      아니면 발견된 이름을 정렬한 것.
+
+    Raises:
+      VocError: 클래스 파일을 읽을 수 없음, 빈 목록/중복 이름, 또는 (명시한 목록일 때)
+        목록에 없는 클래스를 가진 주석이 있을 때 (첫 번째 주석의 xml 경로로).
+    """
+    annotations = list(annotations)
+    if not classes_flag:
+        return _discover_classes(annotations)
+    classes = _parse_classes_flag(classes_flag)
+    for annotation in annotations:
+        class_ids(annotation, classes)
+    return classes
+
+
+def class_ids(annotation: VocAnnotation, classes) -> np.ndarray:
+    """주석의 클래스 이름을 1부터 시작하는 id 로 바꾼다.
+
+    Args:
+      annotation: VocAnnotation.
+      classes: 클래스 이름 목록 (id 1..C 순서).
+
+    Returns:
+      [G] int64, 1..C.
+
+    Raises:
+      VocError: 목록에 없는 클래스가 있을 때 (annotation.xml_path 로).
+    """
+    id_by_name = {name: index + 1 for index, name in enumerate(classes)}
+    ids = []
+    for name in annotation.class_names:
+        if name not in id_by_name:
+            raise VocError(annotation.xml_path, f"unknown class {name!r} (known: {', '.join(classes)})")
+        ids.append(id_by_name[name])
+    return np.array(ids, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- 내부 도우미
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    """파일 바이트를 읽는다. 없거나 읽을 수 없으면 VocError."""
+    if not os.path.isfile(path):
+        raise VocError(path, f"{what} not found")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise VocError(path, f"cannot read {what}: {error.strerror or error}") from error
+
+
+def _read_text(path: str, what: str) -> str:
+    """UTF-8 텍스트 파일을 읽는다. 없거나 읽을 수 없으면 VocError."""
+    try:
+        return _read_bytes(path, what).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise VocError(path, f"{what} is not UTF-8 text") from error
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """frozen 주석 안의 배열이 바뀌지 않도록 쓰기를 막는다."""
+    array.flags.writeable = False
+    return array
+
+
+def _parse_xml_root(xml_path: str) -> dict:
+    """XML 을 파싱하고 <annotation> 루트의 dict 를 돌려준다 (<object> 는 항상 list)."""
+    xml_bytes = _read_bytes(xml_path, what="annotation file")
+    try:
+        document = xmltodict.parse(xml_bytes, force_list=("object",))
+    except xml.parsers.expat.ExpatError as error:
+        raise VocError(xml_path, f"XML parse error: {error}") from error
+    if "annotation" not in document:
+        root_name = next(iter(document), None)
+        raise VocError(xml_path, f"root element is <{root_name}>, expected <annotation>")
+    root = document["annotation"]
+    if not isinstance(root, dict):
+        raise VocError(xml_path, "empty <annotation>")
+    return root
+
+
+def _text(xml_path: str, node, where: str):
+    """요소의 텍스트(앞뒤 공백 제거)를 돌려준다. 요소가 없거나 비었으면 None."""
+    if isinstance(node, dict):
+        node = node.get("#text")
+    if node is None:
+        return None
+    if not isinstance(node, str):
+        raise VocError(xml_path, f"{where} appears more than once or is not plain text")
+    return node.strip() or None
+
+
+def _number(xml_path: str, node, where: str) -> float:
+    """요소의 텍스트를 유한한 실수로 읽는다. 없거나 숫자가 아니면 VocError."""
+    text = _text(xml_path, node, where)
+    if text is None:
+        raise VocError(xml_path, f"missing {where}")
+    try:
+        value = float(text)
+    except ValueError:
+        raise VocError(xml_path, f"{where} is not a number: {text!r}") from None
+    if not np.isfinite(value):
+        raise VocError(xml_path, f"{where} is not a finite number: {text!r}")
+    return value
+
+
+def _flag(xml_path: str, node, where: str) -> bool:
+    """0/1 표시(<difficult>, <truncated>)를 읽는다. 없거나 비었으면 False."""
+    if _text(xml_path, node, where) is None:
+        return False
+    value = _number(xml_path, node, where)
+    if value not in (0.0, 1.0):
+        raise VocError(xml_path, f"{where} must be 0 or 1, got {value:g}")
+    return value == 1.0
+
+
+def _parse_size(xml_path: str, root: dict) -> tuple:
+    """<size> 의 (width, height) 를 양의 정수로 읽는다."""
+    size = root.get("size")
+    if not isinstance(size, dict):
+        raise VocError(xml_path, "missing <size>")
+    dimensions = []
+    for key in ("width", "height"):
+        where = f"<size>/<{key}>"
+        value = _number(xml_path, size.get(key), where)
+        if value <= 0 or value != int(value):
+            raise VocError(xml_path, f"{where} must be a positive integer, got {value:g}")
+        dimensions.append(int(value))
+    return tuple(dimensions)
+
+
+def _parse_object(xml_path: str, obj, index: int, width: int, height: int) -> tuple:
+    """<object> 하나를 (이름, VOC 박스 [4], difficult, truncated) 로 읽고 검사한다."""
+    where = f"<object> #{index + 1}"
+    if not isinstance(obj, dict):
+        raise VocError(xml_path, f"{where} is empty (no <name>)")
+    name = _text(xml_path, obj.get("name"), f"{where} <name>")
+    if name is None:
+        raise VocError(xml_path, f"{where} has no <name>")
+    where = f"{where} ({name!r})"
+    bndbox = obj.get("bndbox")
+    if not isinstance(bndbox, dict):
+        raise VocError(xml_path, f"{where} has no <bndbox>")
+    xmin, ymin, xmax, ymax = (
+        _number(xml_path, bndbox.get(key), f"{where} <bndbox>/<{key}>")
+        for key in ("xmin", "ymin", "xmax", "ymax"))
+    voc_box = _check_and_clip_box(xml_path, where, (xmin, ymin, xmax, ymax), width, height)
+    difficult = _flag(xml_path, obj.get("difficult"), f"{where} <difficult>")
+    truncated = _flag(xml_path, obj.get("truncated"), f"{where} <truncated>")
+    return name, voc_box, difficult, truncated
+
+
+def _check_and_clip_box(xml_path: str, where: str, voc_box: tuple, width: int, height: int) -> tuple:
+    """VOC 박스가 뒤집히지 않았고 이미지 안(1 픽셀 허용)인지 검사한 뒤 [1, W]/[1, H] 로 자른다."""
+    xmin, ymin, xmax, ymax = voc_box
+    box_text = f"(xmin={xmin:g}, ymin={ymin:g}, xmax={xmax:g}, ymax={ymax:g})"
+    if xmax <= xmin or ymax <= ymin:
+        raise VocError(xml_path, f"{where} has an empty or inverted box {box_text}")
+    lowest = 1.0 - BOX_TOLERANCE_PIXELS
+    outside = (xmin < lowest or ymin < lowest
+               or xmax > width + BOX_TOLERANCE_PIXELS or ymax > height + BOX_TOLERANCE_PIXELS)
+    if outside:
+        raise VocError(xml_path, f"{where} box {box_text} lies outside the {width}x{height} "
+                                 "image by more than one pixel")
+    return (min(max(xmin, 1.0), width), min(max(ymin, 1.0), height),
+            min(max(xmax, 1.0), width), min(max(ymax, 1.0), height))
+
+
+def _decode_fully(image_path: str, image_bytes: bytes) -> tuple:
+    """이미지를 끝까지 디코딩해 (형식, (W, H)) 를 돌려준다. 잘린 파일도 오류로 본다."""
+    saved_setting = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(io.BytesIO(image_bytes)) as image:
+            image.load()
+            return image.format, image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise VocError(image_path, f"corrupt or truncated image: {error}") from error
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved_setting
+
+
+def _discover_classes(annotations: list) -> tuple:
+    """자동 모드: 모두 VOC 클래스면 VOC_CLASSES, 아니면 발견된 이름의 정렬 목록."""
+    found = {name for annotation in annotations for name in annotation.class_names}
+    if found <= set(VOC_CLASSES):
+        return VOC_CLASSES
+    return tuple(sorted(found))
+
+
+def _parse_classes_flag(classes_flag: str) -> tuple:
+    """쉼표 목록 또는 클래스 파일 경로를 클래스 이름 tuple 로 읽고 검사한다."""
+    if os.path.isfile(classes_flag):
+        lines = _read_text(classes_flag, what="classes file").splitlines()
+        names = [line.strip() for line in lines if line.strip()]
+    elif "," not in classes_flag and (os.sep in classes_flag or classes_flag.endswith(".txt")):
+        raise VocError(classes_flag, "classes file not found")
+    else:
+        names = [name.strip() for name in classes_flag.split(",")]
+        if "" in names:
+            raise VocError(classes_flag, "empty class name in the comma-separated list")
+    if not names:
+        raise VocError(classes_flag, "no class names given")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise VocError(classes_flag, f"duplicate class names: {', '.join(duplicates)}")
+    return tuple(names)

@@ -1,0 +1,69 @@
+"""내보낸 SavedModel 로 이미지의 물체를 검출하고, 박스·클래스 이름·점수를 그려 저장하는 도구.
+
+사용 예:
+    python -m tools.detect --saved_model=exports/voc07 --images=photos/ --output_dir=drawn/
+
+각 이미지의 원본 바이트를 `serve_bytes` 시그니처에 넣고 `<stem>_detections.<png|jpg>` 와
+`detections.json` 을 쓴다 (`frcnn.draw.detect_images`). 실패하면 반쯤 쓴 출력은 남기지 않는다.
+
+용어:
+    N: SavedModel 이 돌려주는 검출 수. 박스: 정규화 [ymin, xmin, ymax, xmax].
+"""
+
+import sys
+
+from absl import app, flags
+
+from frcnn import draw
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string(
+    "saved_model", None,
+    "Directory of a SavedModel exported by tools/export. It must have a `serve_bytes` "
+    "signature (string [B] JPEG/PNG bytes -> detection_boxes, detection_scores, "
+    "detection_classes, detection_class_names, num_detections).")
+flags.DEFINE_string(
+    "images", None,
+    "Images to run on: one file, a comma-separated list, a directory (every .jpg/.jpeg/.png "
+    "in it, sorted by name), or a glob pattern such as 'photos/*.jpg'. JPEG or PNG only.")
+flags.DEFINE_string(
+    "output_dir", None,
+    "Directory (created if needed) that receives <stem>_detections.<format> for each image "
+    "and detections.json (per image: boxes normalized and in pixels, scores, class names).")
+flags.DEFINE_float(
+    "score_threshold", 0.5,
+    "Detections scoring below this value (in [0, 1]) are neither drawn nor written to "
+    "detections.json.")
+flags.DEFINE_enum(
+    "format", "jpg", ["png", "jpg"],
+    "File format of the drawn images: png (lossless) or jpg (quality 95).")
+flags.DEFINE_integer(
+    "max_images", None,
+    "Process only the first N matched images (after sorting); default: all of them.")
+flags.mark_flags_as_required(["saved_model", "images", "output_dir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not 0.0 <= FLAGS.score_threshold <= 1.0:
+        raise app.UsageError(f"--score_threshold must be in [0, 1], got {FLAGS.score_threshold}")
+    if FLAGS.max_images is not None and FLAGS.max_images < 1:
+        raise app.UsageError(f"--max_images must be at least 1, got {FLAGS.max_images}")
+    try:
+        image_paths = draw.resolve_image_paths(FLAGS.images)[:FLAGS.max_images]
+        report = draw.detect_images(FLAGS.saved_model, image_paths, FLAGS.output_dir,
+                                    FLAGS.score_threshold, FLAGS.format)
+    except draw.DetectionInputError as error:
+        sys.exit(f"detect: error: {error}")
+    print(f"wrote {len(report['images'])} drawn images and {draw.JSON_NAME} "
+          f"to {FLAGS.output_dir}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    app.run(main)
