@@ -276,6 +276,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         (config.rpn.test_post_nms_top_k <= config.rpn.test_pre_nms_top_k
          and config.rpn.post_nms_top_k <= config.rpn.pre_nms_top_k,
          "rpn post_nms_top_k must be ≤ pre_nms_top_k"),
+        (config.rpn.post_nms_top_k + config.input.max_gt_boxes >= config.roi.num_rois,
+         "rpn.post_nms_top_k + input.max_gt_boxes must be ≥ roi.num_rois"),
         (0 < config.roi.foreground_fraction <= 1, "roi.foreground_fraction must be in (0, 1]"),
         (config.roi.op in ("pool", "align"), "roi.op must be 'pool' or 'align'"),
         (config.backbone.name in ("vgg16", "resnet50", "mobilenet_v2", "small_cnn"),

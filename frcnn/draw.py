@@ -25,7 +25,7 @@ import json
 import math
 import os
 import sys
-import tempfile
+import uuid
 import zlib
 
 import numpy as np
@@ -165,34 +165,34 @@ def draw_detections(image, boxes, scores, class_names, num_detections=None,
                                 score_threshold, classes)
     height, width = image.shape[:2]
     canvas = Image.fromarray(np.ascontiguousarray(image))
-    draw = ImageDraw.Draw(canvas)
+    image_draw = ImageDraw.Draw(canvas)
     order = indices[np.argsort(np.asarray(scores, np.float64)[indices], kind="stable")]
     for index in order:
         name = decode_class_name(class_names[index])
         rectangle = _pixel_rectangle(np.asarray(boxes[index], np.float64), height, width)
         color = class_color(name)
-        draw.rectangle(rectangle, outline=color, width=line_width_for(height, width))
-        _draw_label(draw, rectangle, f"{name} {float(scores[index]):.2f}", color,
+        image_draw.rectangle(rectangle, outline=color, width=line_width_for(height, width))
+        _draw_label(image_draw, rectangle, f"{name} {float(scores[index]):.2f}", color,
                     (height, width))
     return np.asarray(canvas, dtype=np.uint8).copy()
 
 
-def _draw_label(draw, rectangle, text, color, image_size):
+def _draw_label(image_draw, rectangle, text, color, image_size):
     """박스 `rectangle` 의 왼쪽 위에 색 `color` 로 채운 라벨 상자와 글자를 그린다."""
     height, width = image_size
     left, top, _, _ = rectangle
     font = _font(font_size_for(height, width))
     ascent, descent = font.getmetrics()
     label_height = ascent + descent + 2 * LABEL_PADDING
-    label_width = math.ceil(draw.textlength(text, font=font)) + 2 * LABEL_PADDING
+    label_width = math.ceil(image_draw.textlength(text, font=font)) + 2 * LABEL_PADDING
     # 위쪽 바깥에 자리가 있으면 박스 위, 없으면 박스 안쪽 위.
     label_top = top - label_height if top >= label_height else top
     label_left = max(0, min(left, width - label_width))
-    draw.rectangle(
+    image_draw.rectangle(
         [label_left, label_top, label_left + label_width - 1, label_top + label_height - 1],
         fill=color)
-    draw.text((label_left + LABEL_PADDING, label_top + LABEL_PADDING), text,
-              fill=_text_color(color), font=font)
+    image_draw.text((label_left + LABEL_PADDING, label_top + LABEL_PADDING), text,
+                     fill=_text_color(color), font=font)
 
 
 def _pixel_rectangle(box, height, width):
@@ -339,10 +339,12 @@ def load_serve_bytes(saved_model_dir):
     try:
         model = tf.saved_model.load(saved_model_dir)
     except (OSError, ValueError, tf.errors.OpError) as error:
-        raise DetectionInputError(f"{saved_model_dir}: cannot load SavedModel: {error}") from error
+        raise DetectionInputError(
+            f"{saved_model_dir}: cannot load SavedModel: {_first_line(error)}") from error
     if SIGNATURE_NAME not in model.signatures:
-        raise DetectionInputError(f"{saved_model_dir}: SavedModel has no '{SIGNATURE_NAME}' signature "
-                          f"(has: {', '.join(sorted(model.signatures)) or 'none'})")
+        available = ", ".join(sorted(model.signatures)) or "none"
+        raise DetectionInputError(f"{saved_model_dir}: SavedModel has no '{SIGNATURE_NAME}' "
+                                  f"signature (has: {available})")
     return model.signatures[SIGNATURE_NAME]
 
 
@@ -360,8 +362,8 @@ def read_image(image_path):
             image_bytes = image_file.read()
         with Image.open(io.BytesIO(image_bytes)) as image:
             if image.format not in ("JPEG", "PNG"):
-                raise DetectionInputError(f"{image_path}: unsupported image format {image.format} "
-                                  "(expected JPEG or PNG)")
+                raise DetectionInputError(f"{image_path}: unsupported image format "
+                                          f"{image.format} (expected JPEG or PNG)")
             pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise DetectionInputError(f"{image_path}: cannot read image: {error}") from error
@@ -381,8 +383,8 @@ def run_detector(serve_bytes, image_bytes, image_path):
     try:
         outputs = serve_bytes(image_bytes=tf.constant([image_bytes]))
     except (tf.errors.InvalidArgumentError, ValueError) as error:
-        message = str(error).strip().splitlines()[0]
-        raise DetectionInputError(f"{image_path}: the model could not process it: {message}") from error
+        raise DetectionInputError(
+            f"{image_path}: the model could not process it: {_first_line(error)}") from error
     missing = [key for key in OUTPUT_KEYS if key not in outputs]
     if missing:
         raise DetectionInputError(f"{SIGNATURE_NAME} outputs lack {', '.join(missing)}")
@@ -414,24 +416,31 @@ def summary_line(record):
     """한 이미지의 요약 한 줄: 파일, 검출 수, 점수 높은 클래스들."""
     top = ", ".join(f"{item['class_name']} {item['score']:.2f}"
                     for item in record["detections"][:SUMMARY_TOP_K])
-    return f"{record['image']}: {record['num_detections']} detections" + (
+    count = record["num_detections"]
+    return f"{record['image']}: {count} detection{'' if count == 1 else 's'}" + (
         f" ({top})" if top else "")
 
 
 def _write_temporary(output_dir, final_name, write):
     """`write(path)` 로 숨김 임시 파일을 쓰고 (임시 경로, 최종 경로) 를 돌려준다.
 
-    쓰기가 실패하면 임시 파일을 지우고 예외를 올린다.
+    `tempfile.mkstemp` 는 권한을 0600 으로 만들기 때문에 쓰지 않는다: 임시 파일은 보통 파일처럼
+    umask 를 따르고, 이름을 바꾼 뒤에도 그 권한이 남는다.
+
+    Raises:
+        DetectionInputError: 임시 파일을 쓰지 못했을 때 (쓰다 만 임시 파일은 지운다).
     """
-    descriptor, temporary_path = tempfile.mkstemp(prefix=f".{final_name}.", suffix=".tmp",
-                                                  dir=output_dir)
-    os.close(descriptor)
+    final_path = os.path.join(output_dir, final_name)
+    temporary_path = os.path.join(output_dir, f".{final_name}.{uuid.uuid4().hex}.tmp")
     try:
         write(temporary_path)
-    except BaseException:
-        os.remove(temporary_path)
+    except BaseException as error:
+        if os.path.exists(temporary_path):
+            os.remove(temporary_path)
+        if isinstance(error, OSError):
+            raise DetectionInputError(f"{final_path}: cannot write: {error}") from error
         raise
-    return temporary_path, os.path.join(output_dir, final_name)
+    return temporary_path, final_path
 
 
 def _save_image(pixels, path, image_format):
@@ -458,8 +467,8 @@ def detect_one(serve_bytes, image_path, score_threshold, image_format, output_di
         "score_threshold": score_threshold,
         "classes": detections["detection_classes"],
     }
-    indices = draw.select_detections(**detection_arrays)
-    drawn = draw.draw_detections(pixels, **detection_arrays)
+    indices = select_detections(**detection_arrays)
+    drawn = draw_detections(pixels, **detection_arrays)
     record = detection_record(image_path, pixels.shape[:2], detections, indices, image_format)
     paths = _write_temporary(output_dir, record["output"],
                              lambda path: _save_image(drawn, path, image_format))
@@ -490,7 +499,8 @@ def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, ima
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as error:
-        raise DetectionInputError(f"{output_dir}: cannot create output directory: {error}") from error
+        raise DetectionInputError(
+            f"{output_dir}: cannot create output directory: {error}") from error
     report = {"saved_model": saved_model_dir, "score_threshold": score_threshold, "images": []}
     pending = []
     try:
@@ -509,3 +519,9 @@ def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, ima
     for temporary_path, final_path in pending:
         os.replace(temporary_path, final_path)
     return report
+
+
+def _first_line(error):
+    """예외 메시지의 첫 줄 (TensorFlow 오류는 여러 줄의 그래프 추적을 붙인다)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -258,7 +258,8 @@ def paint_object(image, mask, rng):
     direction = rng.normal(size=2)
     direction /= np.linalg.norm(direction) + 1e-9
     span = max(np.ptp(rows), np.ptp(columns), 1)
-    position = ((rows - rows.mean()) * direction[0] + (columns - columns.mean()) * direction[1]) / span
+    position = ((rows - rows.mean()) * direction[0]
+                + (columns - columns.mean()) * direction[1]) / span
     shading = 1.0 + rng.uniform(0, MAX_SHADING) * np.clip(2 * position, -1, 1)
     noise = np.clip(rng.normal(0, 3, (rows.size, 3)), -MAX_OBJECT_NOISE, MAX_OBJECT_NOISE)
     image[rows, columns] = np.clip(colour * shading[:, None] + noise, 0, 255)
@@ -315,7 +316,8 @@ def _add_texture(rng, image, texture, rows, columns):
         for _ in range(int(rng.integers(2, 7))):
             center_y, center_x = rng.uniform(0, height), rng.uniform(0, width)
             sigma = rng.uniform(10, 50)
-            weight = np.exp(-((rows - center_y) ** 2 + (columns - center_x) ** 2) / (2 * sigma ** 2))
+            squared_distance = (rows - center_y) ** 2 + (columns - center_x) ** 2
+            weight = np.exp(-squared_distance / (2 * sigma ** 2))
             weight = (weight * rng.uniform(0.3, 0.7))[..., None]
             image *= 1 - weight
             image += weight * rng.uniform(0, 255, 3).astype(np.float32)
@@ -323,7 +325,8 @@ def _add_texture(rng, image, texture, rows, columns):
         # 저해상도 무작위 격자를 부드럽게 키운 구름 무늬.
         coarse = rng.uniform(-1, 1, (int(rng.integers(3, 8)), int(rng.integers(3, 8)), 3))
         coarse_image = Image.fromarray(((coarse + 1) * 127.5).astype(np.uint8))
-        smooth = np.asarray(coarse_image.resize((width, height), Image.Resampling.BICUBIC), np.float32)
+        smooth = coarse_image.resize((width, height), Image.Resampling.BICUBIC)
+        smooth = np.asarray(smooth, np.float32)
         image += (smooth / 127.5 - 1) * rng.uniform(10, 35)
     else:
         raise ValueError(f"알 수 없는 질감 {texture!r}")
@@ -431,7 +434,8 @@ def _layout_objects(rng, height, width):
     """
     if rng.random() < EMPTY_IMAGE_PROBABILITY:
         return []
-    num_objects = 1 + int(rng.choice(len(_OBJECT_COUNT_PROBABILITIES), p=_OBJECT_COUNT_PROBABILITIES))
+    num_objects = 1 + int(rng.choice(len(_OBJECT_COUNT_PROBABILITIES),
+                                     p=_OBJECT_COUNT_PROBABILITIES))
     placements, boxes = [], []
     for _ in range(num_objects):
         for _ in range(PLACEMENT_ATTEMPTS):
@@ -470,7 +474,8 @@ def _visible_placements(placements):
     for placement in reversed(placements):
         visible = placement.mask & ~occupied
         visible_pixels = int(visible.sum())
-        if visible_pixels < MIN_VISIBLE_PIXELS or visible_pixels < MIN_VISIBLE_FRACTION * placement.mask.sum():
+        needed_pixels = max(MIN_VISIBLE_PIXELS, MIN_VISIBLE_FRACTION * placement.mask.sum())
+        if visible_pixels < needed_pixels:
             continue
         occupied |= placement.mask
         kept.append((placement, visible))
@@ -588,7 +593,8 @@ def generate(output_dir, num_trainval=400, num_test=200, seed=0, progress=True, 
     output_dir = Path(output_dir)
     voc_dir = output_dir / "VOC2007"
     if voc_dir.exists() and not overwrite and (not voc_dir.is_dir() or any(voc_dir.iterdir())):
-        raise FileExistsError(f"{voc_dir} 가 이미 있고 비어 있지 않음; 바꿔 쓰려면 overwrite=True (--overwrite) 로 실행하라")
+        raise FileExistsError(f"{voc_dir} 가 이미 있고 비어 있지 않음; "
+                              "바꿔 쓰려면 overwrite=True (--overwrite) 로 실행하라")
     output_dir.mkdir(parents=True, exist_ok=True)
     staging_dir = Path(tempfile.mkdtemp(prefix=".VOC2007.tmp-", dir=output_dir))
     try:

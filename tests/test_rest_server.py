@@ -288,7 +288,7 @@ MALFORMED_REQUESTS = [
     ("not_object", b"[1, 2]", "JSON object"),
     ("bad_base64", {"signature_name": "serve_bytes", "instances": [{"b64": "@@not base64@@"}]}, "base64"),
     ("not_an_image", {"signature_name": "serve_bytes", "instances": [{"b64": _b64(b"hello, not an image")}]},
-     "InvalidArgumentError"),
+     "InvalidArgumentError: Unknown image file format"),
     ("unknown_signature", {"signature_name": "nope", "instances": [GOOD_B64]}, 'signature name: "nope"'),
     ("neither", {"signature_name": "serve_bytes"}, "exactly one of 'instances'"),
     ("both", {"signature_name": "serve_bytes", "instances": [GOOD_B64], "inputs": [GOOD_B64]},
@@ -393,7 +393,7 @@ def test_graceful_shutdown_finishes_in_flight_request(loaded_model):
     connection.endheaders()
     connection.send(body[:10])
     deadline = time.monotonic() + 10
-    while stopping_server._in_flight == 0 and time.monotonic() < deadline:
+    while stopping_server.in_flight == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     outcome = {}
     shutdown_thread = threading.Thread(

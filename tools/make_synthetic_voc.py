@@ -31,15 +31,12 @@ def main(argv):
     """플래그를 검사하고 synthetic_voc.generate 를 부른다."""
     if len(argv) > 1:
         raise app.UsageError(f"알 수 없는 위치 인자: {' '.join(argv[1:])}")
-    if FLAGS.num_trainval < 2:
-        raise app.UsageError(f"--num_trainval 은 2 이상이어야 함: {FLAGS.num_trainval}")
-    if FLAGS.num_test < 1:
-        raise app.UsageError(f"--num_test 는 1 이상이어야 함: {FLAGS.num_test}")
-    if FLAGS.seed < 0:
-        raise app.UsageError(f"--seed 는 0 이상이어야 함: {FLAGS.seed}")
     try:
         voc_dir = synthetic_voc.generate(FLAGS.output_dir, FLAGS.num_trainval, FLAGS.num_test,
                                          FLAGS.seed, progress=True, overwrite=FLAGS.overwrite)
+    except ValueError as error:
+        # 개수·seed 범위 검사는 라이브러리 한 곳에서 한다; 플래그 오류로 알린다.
+        raise app.UsageError(f"잘못된 플래그: {error}") from error
     except OSError as error:
         print(f"make_synthetic_voc: {error}", file=sys.stderr)
         sys.exit(1)

@@ -54,6 +54,7 @@ class ImageGroundTruth:
     image_id: str = ""
 
     def __post_init__(self):
+        """배열로 바꾸고 모양·길이를 검사한다."""
         object.__setattr__(self, "boxes", _as_array(self.boxes, np.float64, (4,), "boxes"))
         object.__setattr__(self, "classes", _as_array(self.classes, np.int64, (), "classes"))
         object.__setattr__(self, "difficult", _as_array(self.difficult, bool, (), "difficult"))
@@ -77,6 +78,7 @@ class ImageDetections:
     image_id: str = ""
 
     def __post_init__(self):
+        """배열로 바꾸고 모양·길이를 검사한다."""
         object.__setattr__(self, "boxes", _as_array(self.boxes, np.float64, (4,), "boxes"))
         object.__setattr__(self, "scores", _as_array(self.scores, np.float64, (), "scores"))
         object.__setattr__(self, "classes", _as_array(self.classes, np.int64, (), "classes"))

@@ -126,7 +126,7 @@ def _string_array(value, where):
             raise RequestError(f"{where}: nested lists have different lengths")
         stacked = np.empty((len(leaves),) + (shapes.pop() if shapes else ()), dtype=object)
         for index, leaf in enumerate(leaves):
-            stacked[index] = leaf
+            stacked[index, ...] = leaf
         return stacked
     return np.array(_string_leaf(value, where), dtype=object)
 
@@ -229,7 +229,7 @@ def _stack_objects(arrays):
     """object dtype 배열들을 하나의 배치로 쌓는다 (np.stack 은 bytes 를 건드리지 않게)."""
     stacked = np.empty((len(arrays),) + arrays[0].shape, dtype=object)
     for index, array in enumerate(arrays):
-        stacked[index] = array
+        stacked[index, ...] = array
     return stacked
 
 
@@ -272,6 +272,13 @@ def _string_to_json(value, binary):
     return {BINARY_KEY: base64.b64encode(value).decode("ascii")}
 
 
+def _strings_to_json(value, binary):
+    """bytes 를 담은 중첩 리스트의 잎마다 ``_string_to_json`` 을 적용한다."""
+    if isinstance(value, list):
+        return [_strings_to_json(item, binary) for item in value]
+    return _string_to_json(value, binary)
+
+
 def array_to_json(array, name):
     """출력 배열 하나를 JSON 으로 바꿀 수 있는 파이썬 값(중첩 리스트)으로 만든다.
 
@@ -283,10 +290,7 @@ def array_to_json(array, name):
       리스트/스칼라.
     """
     if array.dtype == object:
-        binary = name.endswith(BINARY_OUTPUT_SUFFIX)
-        if array.ndim == 0:
-            return _string_to_json(array.item(), binary)
-        return [array_to_json(item, name) for item in array]
+        return _strings_to_json(array.tolist(), binary=name.endswith(BINARY_OUTPUT_SUFFIX))
     return array.tolist()
 
 

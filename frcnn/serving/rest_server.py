@@ -65,6 +65,12 @@ class RestServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def in_flight(self):
+        """지금 처리 중인 요청 수."""
+        with self._in_flight_changed:
+            return self._in_flight
+
     def serve_forever(self, poll_interval=0.5):
         """``socketserver`` 의 serve_forever 에 '시작됨' 표시를 더한다."""
         self._serving.set()

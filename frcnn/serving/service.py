@@ -117,7 +117,7 @@ class ModelService:
         try:
             outputs = self.signatures[signature_name](**tensors)
         except CLIENT_ERRORS as error:
-            raise RequestError(f"{type(error).__name__}: {error.message.strip()}") from error
+            raise RequestError(f"{type(error).__name__}: {short_error_message(error.message)}") from error
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
     def predict_json(self, document):
@@ -161,6 +161,21 @@ class ModelService:
                 logger.warning("warm-up of '%s' failed: %s", name, error)
                 continue
             logger.info("warmed up '%s' in %.0f ms", name, 1000 * (time.monotonic() - start))
+
+
+def short_error_message(message):
+    """TF 런타임 오류 메시지에서 그래프 위치/스택 줄을 빼고 원인 줄만 남긴다.
+
+    Args:
+      message: str, ``tf.errors.OpError.message``.
+
+    Returns:
+      str, 예: ``"Unknown image file format. One of JPEG, PNG, ... required."``.
+    """
+    noise_prefixes = ("Graph execution error", "Detected at node", "<stack traces", "[[")
+    lines = [line.strip() for line in message.splitlines()]
+    useful = [line for line in lines if line and not line.startswith(noise_prefixes)]
+    return useful[-1] if useful else message.strip()
 
 
 def _warmup_png():

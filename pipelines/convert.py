@@ -1,0 +1,495 @@
+"""VOC(또는 tfds) → 샤드 TFRecord 변환: 검사, 앵커 라벨 미리 계산, 임시 이름으로 쓰고 성공 시 이름 바꾸기.
+
+흐름:
+  1. 출력 검사 (기존 결과가 있으면 --overwrite 없이는 오류).
+  2. 소스 열기: VOC 는 XML 을 모두 읽어 클래스 목록을 정하고, 이미지를 스레드 풀(2개)에서 끝까지
+     디코딩해 검사한다 (PIL 과 expat 의 C 코드가 GIL 을 놓아 두 코어를 쓴다).
+  3. 같은 방향(가로/세로)·비슷한 물체 수의 이미지를 `LABEL_BATCH_SIZE` 장씩 모아 `tf.function` 한 번으로 원본과
+     좌우 뒤집은 GT 의 앵커 매칭 코드를 함께 계산한다 (이미지별 즉시 실행 TF 호출 없음).
+  4. 샤드에 번갈아 쓰고, 끝나면 `<split>.json` 과 함께 제 이름으로 옮긴다. 실패하면 임시 파일을 지운다.
+
+용어:
+  B 라벨 배치의 이미지 수, G 배치 안 최대 물체 수 (−1 패딩), A 앵커 수.
+  H, W 원본 크기; h, w 리사이즈된 크기 (`preprocess.resize_scale`, 파이프라인과 같은 식).
+  박스: 레코드는 정규화 [ymin, xmin, ymax, xmax] (연속 픽셀 / H 또는 W); 앵커 라벨은
+    정규화 박스 × (h, w) 인 캔버스 픽셀 박스로 계산한다 (파이프라인과 같은 float32 연산).
+"""
+
+import collections
+import contextlib
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from multiprocessing.pool import ThreadPool
+from typing import Callable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from frcnn import anchors as anchors_lib
+from frcnn import box_ops
+from frcnn import config as config_lib
+from frcnn import rpn_targets
+from frcnn import voc
+from pipelines import records
+
+# 한 번의 tf.function 호출로 라벨을 붙이는 이미지 수 (원본 + 뒤집기로 2B 행).
+LABEL_BATCH_SIZE = 32
+# 이미지 읽기·디코딩 스레드 수 (2코어 기준).
+NUM_WORKERS = 2
+# --num_shards 기본값: 샤드 하나에 이 정도의 이미지.
+IMAGES_PER_SHARD = 500
+CREATED_BY = "tools/make_tfrecords"
+
+
+class ConversionError(ValueError):
+    """변환을 막는 한 파일의 문제. str(err) == f"{path}: {problem}"."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceExample:
+    """레코드 하나가 될 검사된 이미지와 주석.
+
+    Attributes:
+      image_id: 이미지 id (`image/source_id`).
+      filename: 이미지 파일 이름 (`image/filename`).
+      source_path: 오류 메시지에 쓸 주석 위치 (XML 경로 등).
+      image_bytes: 원래 JPEG/PNG 바이트 (다시 인코딩하지 않음).
+      image_format: 'jpeg' 또는 'png'.
+      height: 원본 높이 H.
+      width: 원본 너비 W.
+      normalized_boxes: [G, 4] float32 정규화 [ymin, xmin, ymax, xmax].
+      class_ids: [G] int64, 1..C.
+      class_names: [G] 클래스 이름.
+      difficult: [G] bool.
+      truncated: [G] bool.
+    """
+
+    image_id: str
+    filename: str
+    source_path: str
+    image_bytes: bytes
+    image_format: str
+    height: int
+    width: int
+    normalized_boxes: np.ndarray
+    class_ids: np.ndarray
+    class_names: tuple
+    difficult: np.ndarray
+    truncated: np.ndarray
+
+
+SourceItem = Union[SourceExample, ConversionError]
+
+
+@dataclasses.dataclass
+class Source:
+    """열린 변환 소스.
+
+    Attributes:
+      name: 'voc' 또는 'tfds'.
+      classes: 클래스 이름 (id 1..C 순서).
+      num_examples: 예상 이미지 수 (건너뛴 것 포함, 진행 표시·샤드 수용).
+      items: 순서대로 SourceExample 또는 (건너뛸 수 있는) ConversionError 를 내는 반복자.
+    """
+
+    name: str
+    classes: tuple
+    num_examples: int
+    items: Iterator[SourceItem]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+    """출력과 오류 처리 설정.
+
+    Attributes:
+      output_dir: 샤드와 `<split>.json` 을 쓸 디렉터리 (없으면 만든다).
+      split: 분할 이름 (파일 이름 앞부분).
+      num_shards: 샤드 수; None 이면 이미지 `IMAGES_PER_SHARD` 장당 하나 (최소 1).
+      skip_invalid: 잘못된 이미지를 오류 대신 건너뛰고 json 의 "skipped" 에 적는다.
+      overwrite: 같은 분할의 기존 출력을 바꿔 쓴다.
+      params_override: 설정 덮어쓰기 문자열 (json 에 기록).
+      show_progress: tqdm 진행 막대 (stderr).
+    """
+
+    output_dir: str
+    split: str
+    num_shards: Optional[int] = None
+    skip_invalid: bool = False
+    overwrite: bool = False
+    params_override: str = ""
+    show_progress: bool = True
+
+
+# ---------------------------------------------------------------- 병렬 도우미
+
+
+def parallel_map(function: Callable, items) -> Iterator:
+    """`function` 을 스레드 풀에서 순서를 지키며 적용한다 (I/O·디코딩은 GIL 을 놓는다)."""
+    with ThreadPool(NUM_WORKERS) as pool:
+        yield from pool.imap(function, items, chunksize=4)
+
+
+# ---------------------------------------------------------------- VOC 소스
+
+
+def _load_annotation(voc_dir: str, image_id: str):
+    """XML 하나를 읽는다. 오류는 던지지 않고 ConversionError 로 돌려준다."""
+    try:
+        return voc.read_annotation(voc_dir, image_id)
+    except voc.VocError as error:
+        return ConversionError(error.path, error.problem)
+
+
+def _voc_example(annotation: voc.VocAnnotation, classes) -> SourceItem:
+    """검사된 주석과 끝까지 디코딩해 본 이미지 바이트로 SourceExample 을 만든다."""
+    try:
+        class_ids = voc.class_ids(annotation, classes)
+        image_bytes = voc.read_image_checked(annotation)
+    except voc.VocError as error:
+        return ConversionError(error.path, error.problem)
+    size = np.array([annotation.height, annotation.width] * 2, np.float64)
+    normalized = (np.asarray(annotation.boxes, np.float64) / size).astype(np.float32)
+    return SourceExample(
+        image_id=annotation.image_id,
+        filename=os.path.basename(annotation.image_path),
+        source_path=annotation.xml_path,
+        image_bytes=image_bytes,
+        image_format="png" if image_bytes.startswith(b"\x89PNG") else "jpeg",
+        height=annotation.height,
+        width=annotation.width,
+        normalized_boxes=normalized.reshape(-1, 4),
+        class_ids=class_ids,
+        class_names=tuple(annotation.class_names),
+        difficult=np.asarray(annotation.difficult, bool),
+        truncated=np.asarray(annotation.truncated, bool),
+    )
+
+
+def _voc_items(loaded: list, classes) -> Iterator[SourceItem]:
+    """읽은 주석(또는 오류) 목록을 순서대로 SourceItem 으로 바꾼다."""
+    def load(item):
+        return item if isinstance(item, ConversionError) else _voc_example(item, classes)
+    yield from parallel_map(load, loaded)
+
+
+def open_voc_source(voc_dir: str, split: str, classes_flag: Optional[str]) -> Source:
+    """VOC 디렉터리의 한 분할을 연다: id 목록과 모든 XML 을 읽고 클래스 목록을 정한다.
+
+    Args:
+      voc_dir: VOC 루트 (…/VOC2007).
+      split: ImageSets/Main/<split>.txt 의 분할 이름.
+      classes_flag: None/'' (자동), 쉼표 목록, 또는 클래스 파일 경로.
+
+    Returns:
+      Source. 개별 XML·이미지 오류는 items 안의 ConversionError 로 나온다.
+
+    Raises:
+      ConversionError: 분할 파일이나 --classes 자체의 문제, 분할이 비었을 때.
+    """
+    try:
+        image_ids = voc.read_split_ids(voc_dir, split)
+        explicit_classes = voc.resolve_classes(classes_flag, []) if classes_flag else None
+    except voc.VocError as error:
+        raise ConversionError(error.path, error.problem) from None
+    if not image_ids:
+        split_path = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
+        raise ConversionError(split_path, "the split lists no image ids")
+    loaded = list(parallel_map(lambda image_id: _load_annotation(voc_dir, image_id), image_ids))
+    annotations = [item for item in loaded if not isinstance(item, ConversionError)]
+    classes = explicit_classes or voc.resolve_classes(None, annotations)
+    return Source("voc", tuple(classes), len(image_ids), _voc_items(loaded, classes))
+
+
+# ---------------------------------------------------------------- 앵커 라벨
+
+
+class AnchorLabeler:
+    """같은 방향 이미지 배치의 원본·뒤집기 앵커 매칭 코드를 한 번의 tf.function 으로 계산한다."""
+
+    def __init__(self, config):
+        self._config = config
+        self._functions = {landscape: self._build(landscape) for landscape in (True, False)}
+
+    def _build(self, landscape: bool):
+        config = self._config
+        anchors = anchors_lib.anchors_for_canvas(config, landscape=landscape)  # [A, 4]
+        signature = [tf.TensorSpec([None, None, 4], tf.float32),
+                     tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)]
+
+        @tf.function(input_signature=signature)
+        def label(normalized_boxes, heights, widths):
+            gt_boxes, image_sizes = records.canvas_boxes(normalized_boxes, heights, widths, config)
+            # [B, G, 4] 리사이즈된 너비 w 안에서 뒤집은 GT
+            flipped_boxes = box_ops.flip_left_right(gt_boxes, image_sizes[:, 1:2])
+            both_boxes = tf.concat([gt_boxes, flipped_boxes], axis=0)
+            both_sizes = tf.concat([image_sizes, image_sizes], axis=0)
+            # [2B, A] 매칭 코드
+            matches = _label_used_anchors(anchors, both_boxes, both_sizes, config.rpn)
+            return tf.split(tf.cast(matches, tf.int16), 2, axis=0)
+
+        return label
+
+    def __call__(self, examples: Sequence[SourceExample]):
+        """한 방향의 이미지들에 라벨을 붙인다.
+
+        Args:
+          examples: 모두 같은 방향(가로형 W ≥ H 여부)인 SourceExample 들.
+
+        Returns:
+          (anchor_matches [B, A] int16, anchor_matches_flipped [B, A] int16) numpy.
+        """
+        landscape = examples[0].width >= examples[0].height
+        max_objects = max(1, max(len(example.class_ids) for example in examples))
+        # [B, G, 4] −1 패딩한 정규화 GT
+        padded = np.full((len(examples), max_objects, 4), -1.0, np.float32)
+        for index, example in enumerate(examples):
+            padded[index, :len(example.class_ids)] = example.normalized_boxes
+        heights = np.array([example.height for example in examples], np.int32)
+        widths = np.array([example.width for example in examples], np.int32)
+        matches, flipped = self._functions[landscape](padded, heights, widths)
+        return matches.numpy(), flipped.numpy()
+
+
+def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config):
+    """`rpn_targets.label_anchors` 와 같은 결과를, 배치의 어느 이미지에도 들어가지 않는 앵커를 빼고 계산한다.
+
+    경계를 넘는 앵커를 무시하는 설정(논문)에서는 배치의 가장 큰 (h, w) 밖으로 나가는 앵커가 모든
+    이미지에서 IoU −1 (무시) 이라 최고 IoU·GT 별 최고 앵커 어디에도 끼지 않는다. 그 앵커들을 빼고
+    라벨을 붙인 뒤 −1 로 채워 넣으면 결과가 같고, vgg16_paper 에서는 IoU 계산이 절반 이하로 준다.
+    (오프라인 변환 전용: 동적 모양의 gather/scatter 를 쓴다. 모델·내보낸 그래프에는 쓰지 않는다.)
+
+    Args:
+      anchors: [A, 4] float32.
+      gt_boxes: [B, G, 4] float32 캔버스 픽셀, −1 패딩.
+      image_sizes: [B, 2] float32 리사이즈된 (h, w).
+      rpn_config: `config.RpnConfig`.
+
+    Returns:
+      [B, A] int32 매칭 코드.
+    """
+    if rpn_config.allow_cross_boundary:
+        return rpn_targets.label_anchors(anchors, gt_boxes, image_sizes, rpn_config)
+    largest_size = tf.reduce_max(image_sizes, axis=0, keepdims=True)  # [1, 2]
+    # [K] 배치의 어떤 이미지 안에 들어갈 수 있는 앵커의 번호
+    used_indices = tf.where(box_ops.inside_image(anchors, largest_size)[0])
+    used_matches = rpn_targets.label_anchors(tf.gather_nd(anchors, used_indices), gt_boxes,
+                                             image_sizes, rpn_config)  # [B, K]
+    # [A, B] 쓰지 않은 앵커는 무시(−1)
+    ignored = tf.fill([tf.shape(anchors)[0], tf.shape(gt_boxes)[0]], rpn_targets.IGNORE_CODE)
+    scattered = tf.tensor_scatter_nd_update(ignored, used_indices, tf.transpose(used_matches))
+    return tf.transpose(scattered)
+
+
+# ---------------------------------------------------------------- 출력 파일
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def existing_outputs(output_dir: str, split: str) -> list:
+    """같은 분할의 기존 출력 파일들 (샤드와 json)."""
+    shards = glob.glob(os.path.join(glob.escape(output_dir), f"{glob.escape(split)}-*-of-*.tfrecord"))
+    metadata = os.path.join(output_dir, f"{split}.json")
+    return sorted(shards) + ([metadata] if os.path.exists(metadata) else [])
+
+
+def _check_outputs(options: ConvertOptions) -> None:
+    if os.path.exists(options.output_dir) and not os.path.isdir(options.output_dir):
+        raise ConversionError(options.output_dir, "output path exists and is not a directory")
+    found = existing_outputs(options.output_dir, options.split) if os.path.isdir(options.output_dir) else []
+    if found and not options.overwrite:
+        raise ConversionError(found[0], f"outputs for split '{options.split}' already exist "
+                                        "(pass --overwrite to replace them)")
+
+
+class _ShardWriter:
+    """임시 디렉터리에 샤드를 번갈아 쓰고, `commit` 에서 제 이름으로 옮긴다."""
+
+    def __init__(self, output_dir: str, split: str, num_shards: int):
+        self.output_dir = output_dir
+        self.split = split
+        self.num_shards = num_shards
+        self.temp_dir = tempfile.mkdtemp(prefix=f".{split}-incomplete-", dir=output_dir)
+        self.names = [shard_name(split, index, num_shards) for index in range(num_shards)]
+        self.writers = [tf.io.TFRecordWriter(os.path.join(self.temp_dir, name)) for name in self.names]
+        self.count = 0
+
+    def write(self, serialized: bytes) -> None:
+        self.writers[self.count % self.num_shards].write(serialized)
+        self.count += 1
+
+    def commit(self, metadata: dict, replace: Sequence[str]) -> list:
+        """샤드를 닫고 json 을 쓴 뒤, 옛 출력을 지우고 모두 제 이름으로 옮긴다."""
+        self._close()
+        metadata_name = f"{self.split}.json"
+        with open(os.path.join(self.temp_dir, metadata_name), "w", encoding="utf-8") as handle:
+            json.dump(metadata, handle, indent=2, ensure_ascii=False)
+        for path in replace:
+            os.remove(path)
+        final_paths = []
+        for name in self.names + [metadata_name]:
+            final_path = os.path.join(self.output_dir, name)
+            os.replace(os.path.join(self.temp_dir, name), final_path)
+            final_paths.append(final_path)
+        os.rmdir(self.temp_dir)
+        return final_paths
+
+    def abort(self) -> None:
+        self._close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        self.writers = []
+
+
+# ---------------------------------------------------------------- 변환
+
+
+@dataclasses.dataclass
+class _Tally:
+    """쓴 이미지·물체 수와 건너뛴 파일."""
+
+    num_images: int = 0
+    num_objects: int = 0
+    num_difficult: int = 0
+    skipped: list = dataclasses.field(default_factory=list)
+
+
+def _check_example(item: SourceItem, max_gt_boxes: int) -> SourceItem:
+    """GT 수가 설정의 G 를 넘으면 ConversionError 로 바꾼다."""
+    if isinstance(item, SourceExample) and len(item.class_ids) > max_gt_boxes:
+        return ConversionError(item.source_path, (
+            f"{len(item.class_ids)} objects, more than input.max_gt_boxes={max_gt_boxes}; "
+            f"rerun with --params_override=input.max_gt_boxes={len(item.class_ids)}"))
+    return item
+
+
+def _batch_key(example: SourceExample) -> tuple:
+    """라벨 배치 묶음 키: (가로형인지, 물체 수를 2의 거듭제곱으로 올린 값).
+
+    같은 캔버스끼리, 그리고 비슷한 물체 수끼리 묶어 G 패딩에 드는 IoU 계산을 줄인다.
+    """
+    num_objects = max(1, len(example.class_ids))
+    return example.width >= example.height, 1 << (num_objects - 1).bit_length()
+
+
+def _write_batch(examples, labeler, writer, fingerprint, tally) -> None:
+    """한 방향의 이미지 배치에 라벨을 붙이고 쓴다."""
+    matches, flipped = labeler(examples)
+    for example, example_matches, example_flipped in zip(examples, matches, flipped):
+        record = records.build_example(example, example_matches, example_flipped, fingerprint)
+        writer.write(record.SerializeToString())
+        tally.num_images += 1
+        tally.num_objects += len(example.class_ids)
+        tally.num_difficult += int(np.sum(example.difficult))
+
+
+@contextlib.contextmanager
+def _closing(items):
+    """오류로 멈출 때 소스 생성기(와 그 스레드 풀)를 닫는다."""
+    try:
+        yield items
+    finally:
+        if hasattr(items, "close"):
+            items.close()
+
+
+def _write_all(source: Source, config, writer: _ShardWriter, options: ConvertOptions) -> _Tally:
+    """소스의 모든 항목을 검사·라벨·기록한다. 잘못된 항목은 건너뛰거나 ConversionError 를 던진다."""
+    labeler = AnchorLabeler(config)
+    fingerprint = config_lib.anchor_fingerprint(config)
+    tally = _Tally()
+    pending = collections.defaultdict(list)
+    progress = tqdm(total=source.num_examples, unit="img", desc=f"make_tfrecords {options.split}",
+                    file=sys.stderr, disable=not options.show_progress)
+    with progress, _closing(source.items):
+        for item in source.items:
+            item = _check_example(item, config.input.max_gt_boxes)
+            progress.update(1)
+            if isinstance(item, ConversionError):
+                if not options.skip_invalid:
+                    raise item
+                tally.skipped.append({"file": item.path, "reason": item.problem})
+                continue
+            batch = pending[_batch_key(item)]
+            batch.append(item)
+            if len(batch) == LABEL_BATCH_SIZE:
+                _write_batch(batch, labeler, writer, fingerprint, tally)
+                batch.clear()
+        for batch in pending.values():
+            if batch:
+                _write_batch(batch, labeler, writer, fingerprint, tally)
+    return tally
+
+
+def _metadata(source: Source, config, options: ConvertOptions, tally: _Tally, num_shards: int) -> dict:
+    return {
+        "split": options.split,
+        "classes": list(source.classes),
+        "preset": config.name,
+        "anchor_fingerprint": config_lib.anchor_fingerprint(config),
+        "num_anchors": config_lib.num_anchors(config),
+        "canvas": {"landscape": list(config_lib.canvas_shape(config, True)),
+                   "portrait": list(config_lib.canvas_shape(config, False))},
+        "num_images": tally.num_images,
+        "num_objects": tally.num_objects,
+        "num_difficult": tally.num_difficult,
+        "num_shards": num_shards,
+        "source": source.name,
+        "skipped": tally.skipped,
+        "params_override": options.params_override,
+        "created_by": CREATED_BY,
+    }
+
+
+def convert(open_source: Callable[[], Source], config, options: ConvertOptions) -> dict:
+    """소스를 열어 샤드 TFRecord 와 `<split>.json` 을 쓴다. 실패하면 아무것도 남기지 않는다.
+
+    Args:
+      open_source: 인자 없이 Source 를 돌려주는 함수 (출력 검사 뒤에 부른다).
+      config: 검증된 `ExperimentConfig` (캔버스·앵커·매칭 임계값·G).
+      options: ConvertOptions.
+
+    Returns:
+      요약 dict: json 메타데이터의 모든 키 + 'files' (쓴 경로), 'seconds', 'images_per_second'.
+
+    Raises:
+      ConversionError: 출력이 이미 있음, 소스 문제, 또는 (skip_invalid 가 아닐 때) 잘못된 이미지 하나.
+    """
+    _check_outputs(options)
+    start = time.perf_counter()
+    created_dir = not os.path.isdir(options.output_dir)
+    os.makedirs(options.output_dir, exist_ok=True)
+    writer = None
+    try:
+        source = open_source()
+        num_shards = options.num_shards or max(1, round(source.num_examples / IMAGES_PER_SHARD))
+        writer = _ShardWriter(options.output_dir, options.split, num_shards)
+        tally = _write_all(source, config, writer, options)
+        metadata = _metadata(source, config, options, tally, num_shards)
+        files = writer.commit(metadata, existing_outputs(options.output_dir, options.split))
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        if created_dir and not os.listdir(options.output_dir):
+            os.rmdir(options.output_dir)
+        raise
+    seconds = time.perf_counter() - start
+    return {**metadata, "files": files, "seconds": seconds,
+            "images_per_second": tally.num_images / max(seconds, 1e-9)}

@@ -1,0 +1,119 @@
+"""tfds `voc/2007` 를 변환 소스로 연다 (`make_tfrecords --source=tfds`).
+
+이미지는 `SkipDecoding` 으로 원래 JPEG 바이트 그대로 받고, 스레드 풀에서 끝까지 디코딩해 크기를 잰다.
+
+용어:
+  G 한 이미지의 물체 수.
+  tfds 박스: objects/bbox [G, 4] float32 정규화 [ymin, xmin, ymax, xmax] (tfds 가 VOC 픽셀에서
+    (x − 1)/W, x/W 로 만든 값 = 이 프로젝트의 연속 픽셀 / W 와 같은 관례). 그대로 레코드에 쓴다.
+  tfds 라벨: objects/label, tfds 클래스 이름(VOC 20개, 정렬)의 0부터 시작하는 번호.
+"""
+
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from frcnn import voc
+from pipelines import convert
+
+DATASET_NAME = "voc/2007"
+
+
+def _count_examples(dataset, info, split: str) -> int:
+    """분할의 이미지 수: 메타데이터 → 데이터셋 cardinality → 직접 세기 순으로 구한다."""
+    try:
+        return int(info.splits[split].num_examples)
+    except (KeyError, ValueError):
+        pass
+    cardinality = int(dataset.cardinality())
+    if cardinality >= 0:
+        return cardinality
+    return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
+
+
+def _class_ids(source_path: str, names, classes) -> np.ndarray:
+    """클래스 이름을 --classes 목록의 1부터 시작하는 id 로 바꾼다."""
+    id_by_name = {name: index + 1 for index, name in enumerate(classes)}
+    unknown = [name for name in names if name not in id_by_name]
+    if unknown:
+        raise convert.ConversionError(source_path, f"unknown class {unknown[0]!r} (known: {', '.join(classes)})")
+    return np.array([id_by_name[name] for name in names], np.int64)
+
+
+def _check_boxes(source_path: str, boxes: np.ndarray) -> None:
+    """정규화 박스가 [0, 1] 안에서 뒤집히지 않았는지 검사한다."""
+    ymin, xmin, ymax, xmax = boxes.T
+    inside = (ymin >= 0) & (xmin >= 0) & (ymax <= 1) & (xmax <= 1) & (ymax > ymin) & (xmax > xmin)
+    if not np.all(inside):
+        bad = boxes[np.argmin(inside)]
+        raise convert.ConversionError(source_path, f"box {bad.tolist()} is empty, inverted or outside [0, 1]")
+
+
+def _tfds_example(element: dict, split: str, tfds_names, classes) -> convert.SourceItem:
+    """tfds 원소 하나(numpy)를 SourceExample 로 바꾼다. 문제가 있으면 ConversionError 를 돌려준다."""
+    filename = element["image/filename"].decode()
+    source_path = f"tfds:{DATASET_NAME}/{split}/{filename}"
+    objects = element["objects"]
+    try:
+        image_format, (width, height) = voc._decode_fully(source_path, element["image"])  # noqa: SLF001
+        boxes = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
+        _check_boxes(source_path, boxes)
+        names = tuple(tfds_names[int(label)] for label in objects["label"])
+        class_ids = _class_ids(source_path, names, classes)
+    except voc.VocError as error:
+        return convert.ConversionError(error.path, error.problem)
+    except convert.ConversionError as error:
+        return error
+    return convert.SourceExample(
+        image_id=os.path.splitext(filename)[0],
+        filename=filename,
+        source_path=source_path,
+        image_bytes=element["image"],
+        image_format=image_format.lower(),
+        height=height,
+        width=width,
+        normalized_boxes=boxes,
+        class_ids=class_ids,
+        class_names=names,
+        difficult=np.asarray(objects["is_difficult"], bool),
+        truncated=np.asarray(objects["is_truncated"], bool),
+    )
+
+
+def open_tfds_source(split: str, data_dir: Optional[str], classes_flag: Optional[str]) -> convert.Source:
+    """tfds `voc/2007` 의 한 분할을 연다.
+
+    Args:
+      split: tfds 분할 이름 ('train', 'validation', 'test', 'train+validation' 등).
+      data_dir: tfds 데이터 디렉터리 (None 이면 tfds 기본값).
+      classes_flag: None/'' 이면 tfds 클래스 이름 그대로, 아니면 쉼표 목록 또는 클래스 파일.
+
+    Returns:
+      convert.Source.
+
+    Raises:
+      ConversionError: 데이터셋을 열 수 없거나 --classes 가 잘못됐을 때.
+    """
+    import tensorflow_datasets as tfds  # 무거운 선택 의존성이라 --source=tfds 일 때만 가져온다.
+
+    try:
+        dataset, info = tfds.load(DATASET_NAME, split=split, data_dir=data_dir, with_info=True,
+                                  shuffle_files=False,
+                                  decoders={"image": tfds.decode.SkipDecoding()})
+    except Exception as error:  # tfds 는 여러 종류의 예외를 던진다.
+        raise convert.ConversionError(f"tfds:{DATASET_NAME}/{split}", f"cannot load: {error}") from None
+    tfds_names = tuple(info.features["objects"]["label"].names)
+    try:
+        classes = voc.resolve_classes(classes_flag, []) if classes_flag else tfds_names
+    except voc.VocError as error:
+        raise convert.ConversionError(error.path, error.problem) from None
+    num_examples = _count_examples(dataset, info, split)
+
+    def items():
+        elements = dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+        yield from convert.parallel_map(lambda element: _tfds_example(element, split, tfds_names, classes),
+                                        elements)
+
+    return convert.Source("tfds", tuple(classes), num_examples, items())

@@ -1,0 +1,92 @@
+"""SavedModel 을 VOC 분할 또는 TFRecord 에서 평가한다: VOC07 / VOC12 mAP 와 COCO AP 표를 출력한다.
+
+예:
+  python -m tools.evaluate --saved_model=exports/cpu_small --voc_dir=data/VOCdevkit/VOC2007 \\
+      --split=test --output=runs/eval/report.json --plot_dir=runs/eval/pr
+"""
+
+import os
+import sys
+
+import tensorflow as tf
+from absl import app, flags
+
+from frcnn import voc
+from frcnn.eval import report, runner
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("saved_model", None, "SavedModel directory (tools/export output); its 'serve_bytes' "
+                    "signature is called with batches of JPEG/PNG bytes.")
+flags.DEFINE_string("voc_dir", None, "VOC root with Annotations/, JPEGImages/, ImageSets/Main/ (e.g. "
+                    ".../VOC2007). Give either --voc_dir or --records.")
+flags.DEFINE_string("split", "test", "Split name under ImageSets/Main/ used with --voc_dir.")
+flags.DEFINE_string("records", None, "Glob of TFRecord files in TF Object Detection API format "
+                    "(image/encoded, image/object/bbox/*, image/object/class/label, ...). "
+                    "Give either --voc_dir or --records.")
+flags.DEFINE_list("metrics", list(report.ALL_METRICS), "Comma-separated metrics: voc07 (11-point devkit AP), "
+                  "voc12 (all-point devkit AP), coco (pycocotools AP@[.5:.95], AP50, AP75, APs/APm/APl).")
+flags.DEFINE_string("output", None, "Write the JSON report here (per-class APs per metric, mAPs, COCO numbers, "
+                    "image count, wall time). Written only when the whole evaluation succeeded.")
+flags.DEFINE_string("plot_dir", None, "Write one precision-recall PNG per class with ground truth here "
+                    "(needs voc07 or voc12 in --metrics).")
+flags.DEFINE_integer("batch_size", 8, "Images per serve_bytes call (images of different sizes may share a batch).")
+flags.DEFINE_integer("max_images", None, "Evaluate only the first N images (quick runs).")
+flags.DEFINE_string("classes", None, "Class list, ids 1..C in order: 'a,b,c' or a text file with one name per "
+                    "line. Default: the model's detection_class_names, with VOC directories the VOC 20 "
+                    "classes when all annotated names are VOC classes (else the sorted annotated names).")
+flags.DEFINE_float("iou_threshold", 0.5, "VOC matching threshold: a detection matches when IoU > this value.")
+flags.DEFINE_boolean("coco_verbose", False, "Show pycocotools' own printed output.")
+flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
+
+
+def _validate():
+    """플래그 조합을 검사한다. 틀리면 app.UsageError."""
+    if not FLAGS.saved_model:
+        raise app.UsageError("--saved_model is required")
+    if not os.path.isdir(FLAGS.saved_model):
+        raise app.UsageError(f"--saved_model={FLAGS.saved_model}: directory not found")
+    if bool(FLAGS.voc_dir) == bool(FLAGS.records):
+        raise app.UsageError("give exactly one of --voc_dir or --records")
+    if FLAGS.voc_dir and not os.path.isdir(FLAGS.voc_dir):
+        raise app.UsageError(f"--voc_dir={FLAGS.voc_dir}: directory not found")
+    unknown = [metric for metric in FLAGS.metrics if metric not in report.ALL_METRICS]
+    if unknown or not FLAGS.metrics:
+        raise app.UsageError(f"--metrics: unknown {unknown or 'empty list'}; choose from "
+                             f"{','.join(report.ALL_METRICS)}")
+    if FLAGS.plot_dir and not any(metric in report.VOC_METRICS for metric in FLAGS.metrics):
+        raise app.UsageError("--plot_dir needs voc07 or voc12 in --metrics")
+    if FLAGS.batch_size < 1:
+        raise app.UsageError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+    if FLAGS.max_images is not None and FLAGS.max_images < 1:
+        raise app.UsageError(f"--max_images must be >= 1, got {FLAGS.max_images}")
+    if not 0.0 < FLAGS.iou_threshold < 1.0:
+        raise app.UsageError(f"--iou_threshold must lie in (0, 1), got {FLAGS.iou_threshold}")
+
+
+def main(argv):
+    """플래그를 검사하고 SavedModel 을 평가해 표를 출력한다. 잘못된 입력은 stderr 한 줄과 종료 코드 1."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    _validate()
+    try:
+        detect_fn = runner.load_detect_fn(FLAGS.saved_model)
+        evaluation_report = runner.evaluate(
+            detect_fn, voc_dir=FLAGS.voc_dir, split=FLAGS.split, record_pattern=FLAGS.records,
+            metrics=tuple(FLAGS.metrics), output_path=FLAGS.output, plot_dir=FLAGS.plot_dir,
+            batch_size=FLAGS.batch_size, max_images=FLAGS.max_images, classes=FLAGS.classes,
+            iou_threshold=FLAGS.iou_threshold, coco_verbose=FLAGS.coco_verbose, show_progress=FLAGS.progress,
+            source_info={"saved_model": FLAGS.saved_model})
+    except (voc.VocError, ValueError, OSError, tf.errors.OpError) as error:
+        print(f"evaluate: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(report.format_table(evaluation_report))
+
+
+def run():
+    """콘솔 스크립트 진입점."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,108 @@
+"""VOC(또는 tfds voc/2007) 한 분할을 앵커 라벨이 미리 계산된 샤드 TFRecord 로 바꾸는 도구.
+
+사용 예:
+    python -m tools.make_tfrecords --voc_dir=data/VOCdevkit/VOC2007 --split=trainval \\
+        --output_dir=records --config=vgg16_paper
+
+`<output_dir>/<split>-NNNNN-of-MMMMM.tfrecord` 와 `<output_dir>/<split>.json` (클래스 이름, 프리셋,
+앵커 지문, 개수, 건너뛴 파일) 을 쓴다. 모두 임시 이름으로 쓴 뒤 성공하면 이름을 바꾸므로, 실패하면
+아무것도 남지 않는다. 잘못된 입력은 "make_tfrecords: error: <file>: <problem>" 한 줄과 종료 코드 1.
+"""
+
+import functools
+import sys
+
+from absl import app, flags
+
+from frcnn import config as config_lib
+from pipelines import convert
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string(
+    "voc_dir", None,
+    "VOC root that holds Annotations/, JPEGImages/ and ImageSets/Main/ (e.g. "
+    "data/VOCdevkit/VOC2007). Required with --source=voc.")
+flags.DEFINE_string(
+    "split", "trainval",
+    "Split to convert: ImageSets/Main/<split>.txt with --source=voc; a tfds split "
+    "('train', 'validation', 'test', 'train+validation') with --source=tfds. Also the "
+    "prefix of the output file names.")
+flags.DEFINE_string(
+    "output_dir", None,
+    "Directory (created if needed) for <split>-NNNNN-of-MMMMM.tfrecord shards and <split>.json.")
+flags.DEFINE_enum(
+    "config", "cpu_small", sorted(config_lib.PRESETS),
+    "Preset whose canvas, anchors and RPN matching thresholds the precomputed anchor labels "
+    "are made for; training refuses records made for another anchor configuration.")
+flags.DEFINE_string(
+    "params_override", "",
+    "Comma-separated key=value overrides of the preset, e.g. 'input.max_gt_boxes=64'.")
+flags.DEFINE_string(
+    "classes", None,
+    "Class names in id order 1..C: a comma-separated list or a text file with one name per "
+    "line. Objects of other classes are errors (or skipped with --skip_invalid). Default: "
+    "the 20 VOC classes when every name is a VOC class, else the sorted names found.")
+flags.DEFINE_integer(
+    "num_shards", None,
+    "Number of output shards; default: one per ~500 images, at least 1.", lower_bound=1)
+flags.DEFINE_bool(
+    "skip_invalid", False,
+    "Skip images with bad annotations or image files instead of failing; they are listed "
+    "under 'skipped' in <split>.json.")
+flags.DEFINE_enum(
+    "source", "voc", ["voc", "tfds"],
+    "Where the data comes from: 'voc' reads --voc_dir; 'tfds' reads the TensorFlow Datasets "
+    "'voc/2007' dataset (already downloaded into --tfds_data_dir).")
+flags.DEFINE_string(
+    "tfds_data_dir", None, "TensorFlow Datasets data directory for --source=tfds (default: tfds's own).")
+flags.DEFINE_bool(
+    "overwrite", False, "Replace existing outputs of the same split in --output_dir.")
+flags.DEFINE_bool(
+    "progress", True, "Show a progress bar on stderr.")
+
+
+def _fail(message: str) -> None:
+    print(f"make_tfrecords: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _open_source():
+    """플래그가 고른 소스를 여는 함수 (출력 검사 뒤에 불린다)."""
+    if FLAGS.source == "tfds":
+        from pipelines import tfds_source  # tfds 는 이때만 가져온다.
+        return functools.partial(tfds_source.open_tfds_source, FLAGS.split, FLAGS.tfds_data_dir, FLAGS.classes)
+    return functools.partial(convert.open_voc_source, FLAGS.voc_dir, FLAGS.split, FLAGS.classes)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
+    if FLAGS.source == "voc" and not FLAGS.voc_dir:
+        raise app.UsageError("--voc_dir is required with --source=voc")
+    try:
+        config = config_lib.build_config(FLAGS.config, FLAGS.params_override)
+    except ValueError as error:
+        _fail(str(error))
+    options = convert.ConvertOptions(
+        output_dir=FLAGS.output_dir, split=FLAGS.split, num_shards=FLAGS.num_shards,
+        skip_invalid=FLAGS.skip_invalid, overwrite=FLAGS.overwrite,
+        params_override=FLAGS.params_override, show_progress=FLAGS.progress)
+    try:
+        summary = convert.convert(_open_source(), config, options)
+    except convert.ConversionError as error:
+        _fail(str(error))
+    print(f"make_tfrecords: {summary['num_images']} images, {summary['num_objects']} objects "
+          f"({summary['num_difficult']} difficult), {len(summary['skipped'])} skipped, "
+          f"{summary['num_shards']} shards in {FLAGS.output_dir} for preset '{config.name}', "
+          f"{summary['images_per_second']:.1f} images/s")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    app.run(main)
