@@ -36,6 +36,9 @@ class FasterRCNN(keras.Model):
         # 교대 학습 1–2단계의 RPN 은 자기 백본을 쓴다 (논문의 "별도 네트워크").
         self.rpn_backbone = (backbones.build_backbone(config, "rpn_backbone")
                              if separate_rpn_backbone else None)
+        # Backbone 은 dataclass 라 Keras 가 추적하지 않는다: 특징 모델을 속성으로 달아 체크포인트·내보내기에 넣는다.
+        self.backbone_features = self.backbone.features
+        self.rpn_backbone_features = self.rpn_backbone.features if self.rpn_backbone else None
         self.rpn_head = rpn.RpnHead(config.rpn.conv_channels, config.anchors.num_anchors_per_location,
                                     name="rpn_head")
         self.detector_head = heads.DetectorHead(self.backbone.head, num_classes, name="detector_head")

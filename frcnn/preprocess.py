@@ -34,6 +34,9 @@ def resize_scale(height, width, min_size, max_size):
     # 반올림 때문에 긴 변이 max_size 를 넘지 않도록.
     resized_height = tf.minimum(resized_height, max_size)
     resized_width = tf.minimum(resized_width, max_size)
+    if resized_height.shape.rank == 0:
+        # 스칼라면 axis=0 (tf.image.resize 가 크기의 정적 값을 읽을 수 있게)
+        return scale, tf.stack([resized_height, resized_width], axis=0)
     return scale, tf.stack([resized_height, resized_width], axis=-1)
 
 

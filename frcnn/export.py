@@ -1,0 +1,136 @@
+"""SavedModel 내보내기: 디코딩 → 리사이즈 → 백본 → RPN → 제안 → RoI pooling → 헤드 → 클래스별 NMS →
+입력 이미지 기준 정규화 박스까지 전부 그래프 안에 넣는다. 불러오는 쪽은 frcnn·keras 없이 TF 만 있으면 된다.
+
+용어:
+  B 배치, H·W 입력 이미지 크기, h·w 리사이즈된 크기, N 최대 검출 수.
+  시그니처: serving_default(images uint8 [B, H, W, 3]), serve_bytes(image_bytes string [B]),
+    serve_examples(examples string [B] 직렬화된 tf.Example). 출력은 DESIGN.md 의 이름 그대로.
+  추론에서는 학습 캔버스까지 패딩하지 않는다: 배치 안 가장 큰 리사이즈 이미지를 stride 배수로만 올린다.
+"""
+
+import dataclasses
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from frcnn import preprocess
+
+OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "detection_class_names",
+               "num_detections")
+
+
+class DetectionModule(tf.Module):
+    """내보낼 추론 그래프."""
+
+    def __init__(self, model, config, classes):
+        super().__init__(name="frcnn")
+        self.model = model
+        self.config = config
+        # 0 번은 패딩(빈 이름), 1..C 가 데이터셋 클래스
+        self.class_names = tf.Variable([""] + list(classes), trainable=False, name="class_names")
+
+    def _round_up(self, value):
+        stride = self.config.anchors.stride
+        return (value + stride - 1) // stride * stride
+
+    def _detect_resized(self, images, resized_sizes, scales):
+        """리사이즈된 배치 (stride 배수로 패딩) → 출력 dict."""
+        detections = self.model.detect(images, tf.cast(resized_sizes, tf.float32), scales)
+        classes = detections["classes"]
+        return {
+            "detection_boxes": detections["boxes"],
+            "detection_scores": detections["scores"],
+            "detection_classes": classes,
+            "detection_class_names": tf.gather(self.class_names, classes),
+            "num_detections": detections["num_detections"],
+        }
+
+    def _resize_one(self, image, canvas_height, canvas_width):
+        """한 장을 리사이즈해 (canvas_height, canvas_width) 의 왼쪽 위에 둔다."""
+        resized, scale = preprocess.resize_image(image, self.config)
+        padded = tf.image.pad_to_bounding_box(resized, 0, 0, canvas_height, canvas_width)
+        return padded, tf.shape(resized)[:2], scale
+
+    def detect_images(self, images):
+        """[B, H, W, 3] uint8 (같은 크기) → 출력."""
+        shape = tf.shape(images)
+        scale, size = preprocess.resize_scale(shape[1], shape[2], self.config.input.min_size,
+                                              self.config.input.max_size)
+        resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+        padded = tf.image.pad_to_bounding_box(resized, 0, 0, self._round_up(size[0]), self._round_up(size[1]))
+        sizes = tf.tile(size[None], [shape[0], 1])
+        return self._detect_resized(padded, sizes, tf.fill([shape[0]], scale))
+
+    def detect_encoded(self, image_bytes):
+        """[B] JPEG/PNG 바이트 (크기가 달라도 됨) → 출력."""
+        longest = self._round_up(self.config.input.max_size)
+
+        def decode(encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            image.set_shape([None, None, 3])
+            return self._resize_one(image, longest, longest)
+
+        padded, sizes, scales = tf.map_fn(
+            decode, image_bytes, fn_output_signature=(
+                tf.TensorSpec([longest, longest, 3], tf.float32), tf.TensorSpec([2], tf.int32),
+                tf.TensorSpec([], tf.float32)))
+        # 배치에서 필요한 만큼만 남긴다 (학습 캔버스까지 패딩하지 않는다).
+        height = self._round_up(tf.reduce_max(sizes[:, 0]))
+        width = self._round_up(tf.reduce_max(sizes[:, 1]))
+        return self._detect_resized(padded[:, :height, :width], sizes, scales)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve_images(self, images):
+        return self.detect_images(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        return self.detect_encoded(image_bytes)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        features = tf.io.parse_example(examples, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
+        return self.detect_encoded(features["image/encoded"])
+
+
+def with_detection_overrides(config, score_threshold=None, max_detections=None):
+    """내보내기 플래그로 검출 설정을 바꾼다."""
+    detection = config.detection
+    if score_threshold is not None:
+        detection = dataclasses.replace(detection, score_threshold=score_threshold)
+    if max_detections is not None:
+        detection = dataclasses.replace(detection, max_detections=max_detections,
+                                        max_detections_per_class=min(detection.max_detections_per_class,
+                                                                     max_detections))
+    return dataclasses.replace(config, detection=detection)
+
+
+def export_saved_model(model, config, classes, export_dir, overwrite=False):
+    """SavedModel 을 임시 디렉터리에 쓰고 성공하면 `export_dir` 로 옮긴다.
+
+    Raises:
+      ValueError: export_dir 이 이미 있고 overwrite 가 아닐 때.
+    """
+    if os.path.exists(export_dir) and not overwrite:
+        raise ValueError(f"{export_dir}: already exists (use --overwrite)")
+    model.config = config
+    module = DetectionModule(model, config, classes)
+    signatures = {
+        "serving_default": module.serve_images,
+        "serve_bytes": module.serve_bytes,
+        "serve_examples": module.serve_examples,
+    }
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    os.makedirs(parent, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        tf.saved_model.save(module, temporary, signatures=signatures)
+        if os.path.exists(export_dir):
+            shutil.rmtree(export_dir)
+        os.replace(temporary, export_dir)
+    finally:
+        if os.path.exists(temporary):
+            shutil.rmtree(temporary)
+    return export_dir

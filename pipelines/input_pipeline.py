@@ -1,0 +1,223 @@
+"""학습 입력 파이프라인: 샤드 TFRecord → 디코딩·리사이즈·뒤집기·캔버스 패딩 → 방향별 배치.
+
+레코드의 앵커 매칭 코드는 `make_tfrecords` 가 같은 리사이즈 식(`preprocess.resize_scale`)과 같은
+float32 연산(`records.canvas_boxes`)으로 미리 계산했다. 그래서 시작 전에 앵커 지문이 학습 설정과
+같은지 확인하고, 뒤집기를 하면 미리 계산해 둔 뒤집힌 이미지의 코드를 쓴다.
+
+용어:
+  B 배치, G 최대 GT 수 (`input.max_gt_boxes`, −1 패딩), A 앵커 수.
+  H, W 원본 크기; h, w 리사이즈된 크기; Hc, Wc 방향별 캔버스 크기.
+  박스: `[ymin, xmin, ymax, xmax]` float32 캔버스 픽셀 (레코드는 정규화 좌표).
+  방향: 가로형(W ≥ H) 과 세로형은 캔버스가 달라 따로 배치를 만든다. 한 배치 안의 모양은 늘 같지만,
+    두 방향을 섞으면 element_spec 의 Hc, Wc 는 None 이다 (`orientation` 으로 한쪽만 고르면 정적).
+"""
+
+import glob
+import json
+import os
+import re
+
+import tensorflow as tf
+
+from frcnn import box_ops
+from frcnn import config as config_lib
+from frcnn import preprocess
+from pipelines import records
+
+SHARD_PATTERN = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord$")
+ORIENTATIONS = {"landscape": True, "portrait": False}
+
+
+def _matching_files(file_pattern: str) -> list:
+    files = sorted(glob.glob(file_pattern))
+    if not files:
+        raise ValueError(f"no TFRecord files match '{file_pattern}'")
+    return files
+
+
+def read_metadata(file_pattern: str) -> dict:
+    """샤드 옆의 `<split>.json` (클래스 이름, 프리셋, 앵커 지문, 개수) 을 읽는다.
+
+    Args:
+      file_pattern: 샤드 glob (예 'records/trainval-*.tfrecord'). 한 디렉터리의 한 분할이어야 한다.
+
+    Returns:
+      json 내용 dict.
+
+    Raises:
+      ValueError: 맞는 파일이 없음, 샤드 이름이 `<split>-NNNNN-of-MMMMM.tfrecord` 가 아님,
+        여러 분할·디렉터리가 섞임, json 이 없거나 읽을 수 없음.
+    """
+    locations = set()
+    for path in _matching_files(file_pattern):
+        match = SHARD_PATTERN.match(os.path.basename(path))
+        if not match:
+            raise ValueError(f"{path}: not a shard named <split>-NNNNN-of-MMMMM.tfrecord")
+        locations.add((os.path.dirname(path), match.group("split")))
+    if len(locations) != 1:
+        raise ValueError(f"records '{file_pattern}' mix several splits or directories: {sorted(locations)}")
+    directory, split = locations.pop()
+    metadata_path = os.path.join(directory, f"{split}.json")
+    try:
+        with open(metadata_path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{metadata_path}: cannot read the records' metadata: {error}") from None
+
+
+def _first_record_fingerprint(path: str) -> str:
+    for serialized in tf.data.TFRecordDataset(path).take(1):
+        return records.parse_example(serialized)["anchor_fingerprint"].numpy().decode()
+    return None
+
+
+def check_fingerprint(file_pattern: str, config) -> dict:
+    """레코드의 앵커 지문이 학습 설정과 같은지 확인하고 메타데이터를 돌려준다.
+
+    Raises:
+      ValueError: json 이나 첫 레코드의 지문이 `anchor_fingerprint(config)` 와 다를 때
+        (레코드를 만든 프리셋 이름과 다시 만드는 방법을 알려 준다).
+    """
+    metadata = read_metadata(file_pattern)
+    expected = config_lib.anchor_fingerprint(config)
+    found = metadata.get("anchor_fingerprint")
+    first_shard = _matching_files(file_pattern)[0]
+    record_fingerprint = _first_record_fingerprint(first_shard)
+    if found != expected or record_fingerprint not in (None, expected):
+        found = found if found != expected else record_fingerprint
+        override = metadata.get("params_override") or ""
+        raise ValueError(
+            f"records '{file_pattern}' were made for preset '{metadata.get('preset')}'"
+            f"{f' with --params_override={override}' if override else ''} (anchor fingerprint {found}), "
+            f"but training uses '{config.name}' ({expected}); rerun make_tfrecords with --config={config.name}")
+    return metadata
+
+
+def _pad_objects(values, max_gt_boxes: int, padding):
+    """[G', ...] 을 [G, ...] 로 뒤를 채운다 (G' ≤ G 는 변환기가 보장)."""
+    count = tf.shape(values)[0]
+    paddings = [[0, max_gt_boxes - count]] + [[0, 0]] * (values.shape.rank - 1)
+    padded = tf.pad(values, paddings, constant_values=padding)
+    return tf.ensure_shape(padded, [max_gt_boxes] + values.shape[1:].as_list())
+
+
+def _flip_decision(config, training: bool, flip, seed):
+    """이 이미지를 뒤집을지 (bool 스칼라 텐서)."""
+    if flip is not None:
+        return tf.constant(bool(flip))
+    if not (training and config.input.random_flip):
+        return tf.constant(False)
+    return tf.random.uniform([], seed=seed) < 0.5
+
+
+def _pad_image(image, config, landscape, orientation):
+    """방향별 캔버스에 패딩한다. 방향을 하나로 정했으면 정적 모양, 아니면 tf.cond."""
+    if orientation is not None:
+        return preprocess.pad_to_canvas(image, config, ORIENTATIONS[orientation])
+    return tf.cond(landscape, lambda: preprocess.pad_to_canvas(image, config, True),
+                   lambda: preprocess.pad_to_canvas(image, config, False))
+
+
+def _prepare(serialized, config, training, flip, seed, orientation):
+    """직렬화된 레코드 하나 → 배치 전 원소 dict (모양은 모듈 설명의 배치 모양에서 B 를 뺀 것)."""
+    parsed = records.parse_example(serialized)
+    fingerprint_check = tf.debugging.assert_equal(
+        parsed["anchor_fingerprint"], config_lib.anchor_fingerprint(config),
+        message=f"record anchor fingerprint differs from preset '{config.name}'")
+    with tf.control_dependencies([fingerprint_check]):
+        image = tf.io.decode_image(parsed["image_bytes"], channels=3, expand_animations=False)
+    original_size = tf.shape(image)[:2]
+    resized, scale = preprocess.resize_image(image, config)
+    max_gt_boxes = config.input.max_gt_boxes
+    normalized_boxes = _pad_objects(parsed["boxes"], max_gt_boxes, -1.0)  # [G, 4]
+    gt_boxes, image_size = records.canvas_boxes(normalized_boxes, original_size[0], original_size[1], config)
+    do_flip = _flip_decision(config, training, flip, seed)
+    resized = tf.cond(do_flip, lambda: tf.image.flip_left_right(resized), lambda: resized)
+    gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)
+    matches_bytes = tf.where(do_flip, parsed["anchor_matches_flipped_bytes"], parsed["anchor_matches_bytes"])
+    landscape = preprocess.is_landscape(original_size[0], original_size[1])
+    return {
+        "images": _pad_image(resized, config, landscape, orientation),
+        "image_sizes": image_size,
+        "original_sizes": original_size,
+        "scales": scale,
+        "gt_boxes": gt_boxes,
+        "gt_classes": _pad_objects(parsed["classes"], max_gt_boxes, -1),
+        "gt_difficult": _pad_objects(parsed["difficult"], max_gt_boxes, False),
+        "anchor_matches": records.decode_anchor_matches(matches_bytes, config_lib.num_anchors(config)),
+        "source_ids": parsed["source_id"],
+    }
+
+
+def _read_records(files, training: bool, seed):
+    """샤드를 병렬로 섞어 읽는다 (학습이면 파일 순서도 섞는다)."""
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    return dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+
+
+def _orientation_filter(orientation):
+    """한 방향만 남기는 레코드 술어 (디코딩 전에 크기 특징으로 판단)."""
+    wanted = ORIENTATIONS[orientation]
+
+    def keep(serialized):
+        sizes = tf.io.parse_single_example(serialized, {
+            records.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+            records.WIDTH: tf.io.FixedLenFeature([], tf.int64)})
+        return tf.equal(preprocess.is_landscape(sizes[records.HEIGHT], sizes[records.WIDTH]), wanted)
+
+    return keep
+
+
+def _batch_by_orientation(dataset, batch_size: int, drop_remainder: bool):
+    """같은 방향끼리 배치한다 (배치마다 캔버스 모양이 하나)."""
+    def orientation_key(element):
+        original = element["original_sizes"]
+        return tf.cast(preprocess.is_landscape(original[0], original[1]), tf.int64)
+
+    return dataset.group_by_window(
+        key_func=orientation_key,
+        reduce_func=lambda key, window: window.batch(batch_size, drop_remainder=drop_remainder),
+        window_size=batch_size)
+
+
+def build_dataset(file_pattern: str, config, training: bool, batch_size=None, flip=None, seed=None,
+                  orientation=None) -> tf.data.Dataset:
+    """학습·평가용 배치 데이터셋을 만든다.
+
+    Args:
+      file_pattern: 샤드 glob (예 'records/trainval-*.tfrecord').
+      config: `ExperimentConfig`; 레코드의 앵커 지문과 같아야 한다.
+      training: True 면 섞기, 반복, 무작위 좌우 뒤집기 (`input.random_flip`), 마지막 작은 배치 버림.
+      batch_size: 배치 크기 B (None 이면 `train.batch_size`).
+      flip: None 이면 위 규칙, True/False 면 모든 이미지를 뒤집기/그대로 (시험용).
+      seed: 섞기·뒤집기 seed.
+      orientation: None (두 방향), 'landscape' 또는 'portrait' (그 방향만, 정적 캔버스 모양).
+
+    Returns:
+      원소 dict: 'images' [B, Hc, Wc, 3] float32 (0–255), 'image_sizes' [B, 2] float32 (h, w),
+      'original_sizes' [B, 2] int32 (H, W), 'scales' [B] float32, 'gt_boxes' [B, G, 4] float32
+      캔버스 픽셀 (−1 패딩), 'gt_classes' [B, G] int32 (1부터, −1 패딩), 'gt_difficult' [B, G] bool,
+      'anchor_matches' [B, A] int32, 'source_ids' [B] string.
+
+    Raises:
+      ValueError: 파일이 없거나 메타데이터가 없을 때, 앵커 지문이 설정과 다를 때.
+    """
+    if orientation is not None and orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be None, 'landscape' or 'portrait', got {orientation!r}")
+    check_fingerprint(file_pattern, config)
+    batch_size = batch_size or config.train.batch_size
+    dataset = _read_records(_matching_files(file_pattern), training, seed)
+    if orientation is not None:
+        dataset = dataset.filter(_orientation_filter(orientation))
+    if training:
+        dataset = dataset.shuffle(config.input.shuffle_buffer, seed=seed).repeat()
+    dataset = dataset.map(lambda serialized: _prepare(serialized, config, training, flip, seed, orientation),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if orientation is not None:
+        dataset = dataset.batch(batch_size, drop_remainder=training)
+    else:
+        dataset = _batch_by_orientation(dataset, batch_size, drop_remainder=training)
+    return dataset.prefetch(tf.data.AUTOTUNE)

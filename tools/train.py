@@ -1,0 +1,73 @@
+"""Faster R-CNN 학습 바이너리: 플래그 → 설정 → `frcnn.training.train`.
+
+예:
+  python -m tools.train --records='workspace/records/trainval-*.tfrecord' \\
+      --model_dir=workspace/runs/cpu_small --config=cpu_small
+같은 명령을 다시 실행하면 마지막 체크포인트에서 이어간다 (kill -9 뒤에도). 끝난 학습은 다시 하지 않는다.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_string("records", None, "Training TFRecord glob made by make_tfrecords, e.g. 'records/trainval-*.tfrecord'.")
+flags.DEFINE_string("model_dir", None, "Output directory: run.json (resolved config), checkpoints/, train/ (TensorBoard).")
+flags.DEFINE_string("config", "cpu_small", "Preset: vgg16_paper, vgg16_seed or cpu_small.")
+flags.DEFINE_string("params_override", "", "Config overrides 'section.key=value,...', e.g. 'train.learning_rate=0.01'.")
+flags.DEFINE_enum("training_mode", None, ["joint", "alternating"],
+                  "joint = approximate joint training; alternating = the paper's 4-step training. Default: the preset's.")
+flags.DEFINE_integer("num_steps", None, "Total training steps (alternating: split over the 4 stages 2:1:2:1 "
+                     "unless train.stage_steps is set). Default: the preset's.")
+flags.DEFINE_integer("batch_size", None, "Global batch size (over all replicas). Default: the preset's.")
+flags.DEFINE_string("backbone", None, "Backbone: vgg16, resnet50, mobilenet_v2 or small_cnn. Default: the preset's.")
+flags.DEFINE_string("backbone_weights", None, "none (from scratch), imagenet (Keras weights; needs the network) "
+                    "or a path to a local Keras weights file. Default: the preset's.")
+flags.DEFINE_bool("mixed_precision", False, "mixed_float16 on GPU, mixed_bfloat16 on CPU.")
+flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker", "one_device"],
+                  "tf.distribute strategy. auto: MultiWorkerMirrored with TF_CONFIG, Mirrored with GPUs, else default.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+FLAGS = flags.FLAGS
+
+
+def _overrides():
+    """편의 플래그를 params_override 뒤에 붙인다 (편의 플래그가 이긴다)."""
+    items = [FLAGS.params_override] if FLAGS.params_override else []
+    named = {"train.training_mode": FLAGS.training_mode, "train.num_steps": FLAGS.num_steps,
+             "train.batch_size": FLAGS.batch_size, "backbone.name": FLAGS.backbone,
+             "backbone.weights": FLAGS.backbone_weights}
+    items += [f"{key}={value}" for key, value in named.items() if value is not None]
+    return ",".join(items)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.records or not FLAGS.model_dir:
+        raise app.UsageError("--records and --model_dir are required")
+    from frcnn import config as config_lib
+    from frcnn import training
+    from pipelines import input_pipeline
+    try:
+        config = config_lib.build_config(FLAGS.config, _overrides())
+        metadata = input_pipeline.read_metadata(FLAGS.records)
+        make_dataset = lambda batch_size: input_pipeline.build_dataset(
+            FLAGS.records, config, training=True, batch_size=batch_size)
+        make_dataset(config.train.batch_size)  # 지문 검사를 학습 시작 전에
+        result = training.train(config, FLAGS.records, FLAGS.model_dir, make_dataset,
+                                metadata["classes"], FLAGS.strategy, FLAGS.jit_compile,
+                                FLAGS.mixed_precision, FLAGS.progress)
+    except (ValueError, FloatingPointError, OSError) as error:
+        print(f"train: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    losses = " ".join(f"{name}={value:.4f}" for name, value in result["losses"].items())
+    print(f"train: done at step {result['step']}; checkpoint {result['checkpoint']} {losses}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    app.run(main)
