@@ -1,7 +1,7 @@
 """학습 입력 파이프라인 속도 측정: `build_dataset` (학습 모드) 가 내는 images/s.
 
 사용 예:
-    python -m benchmarks.bench_pipeline --records='records/trainval-*.tfrecord' --config=vgg16_paper
+    python -m benchmarks.bench_pipeline --records='records/trainval-*.tfrecord' --preset=vgg16_paper
 
 --records 를 비우면 `bench_make_tfrecords` 와 같은 합성 VOC (500×375) 를 임시로 만들어 변환한 뒤 잰다.
 """
@@ -19,12 +19,12 @@ from pipelines import input_pipeline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records", None, "TFRecord glob made by make_tfrecords (default: make synthetic ones).")
-flags.DEFINE_string("config", "vgg16_paper", "Preset the records were made for.")
+flags.DEFINE_string("preset", "vgg16_paper", "Preset the records were made for.")
 flags.DEFINE_string("params_override", "", "Overrides applied to the preset.")
 flags.DEFINE_integer("batch_size", None, "Batch size (default: the preset's train.batch_size).")
 flags.DEFINE_integer("num_batches", 200, "Batches to time after the warm-up.")
 flags.DEFINE_integer("warmup_batches", 10, "Batches read before timing (fills shuffle buffer and prefetch).")
-flags.DEFINE_integer("num_images", 300, "Synthetic images when --records is empty.")
+flags.DEFINE_integer("synthetic_images", 300, "Synthetic images when --records is empty.")
 
 
 def measure(pattern: str, config, batch_size, num_batches: int, warmup_batches: int) -> float:
@@ -39,13 +39,13 @@ def measure(pattern: str, config, batch_size, num_batches: int, warmup_batches: 
 
 def main(argv):
     del argv
-    config = config_lib.build_config(FLAGS.config, FLAGS.params_override)
+    config = config_lib.build_config(FLAGS.preset, FLAGS.params_override)
     batch_size = FLAGS.batch_size or config.train.batch_size
     with tempfile.TemporaryDirectory() as work_dir:
         pattern = FLAGS.records
         if not pattern:
             voc_dir = os.path.join(work_dir, "VOC2007")
-            bench_make_tfrecords.make_voc(voc_dir, FLAGS.num_images, seed=0)
+            bench_make_tfrecords.make_voc(voc_dir, FLAGS.synthetic_images, seed=0)
             options = convert.ConvertOptions(output_dir=os.path.join(work_dir, "records"), split="trainval",
                                              show_progress=False, params_override=FLAGS.params_override)
             convert.convert(lambda: convert.open_voc_source(voc_dir, "trainval", None), config, options)

@@ -41,12 +41,12 @@ def pairwise_iou(boxes1, boxes2):
       [B, N, M] float32. 한쪽이라도 패딩이면 −1.
     """
     # [B, N, 1] / [B, 1, M] 좌표
-    y1a, x1a, y2a, x2a = tf.split(boxes1[:, :, None, :], 4, axis=-1)
-    y1b, x1b, y2b, x2b = tf.split(boxes2[:, None, :, :], 4, axis=-1)
+    y1a, x1a, y2a, x2a = [c[:, :, None] for c in tf.unstack(boxes1, axis=-1)]
+    y1b, x1b, y2b, x2b = [c[:, None, :] for c in tf.unstack(boxes2, axis=-1)]
     inter_h = tf.maximum(tf.minimum(y2a, y2b) - tf.maximum(y1a, y1b), 0.0)
     inter_w = tf.maximum(tf.minimum(x2a, x2b) - tf.maximum(x1a, x1b), 0.0)
     # [B, N, M] 교집합 넓이
-    intersection = (inter_h * inter_w)[..., 0]
+    intersection = inter_h * inter_w
     union = area(boxes1)[:, :, None] + area(boxes2)[:, None, :] - intersection
     iou = tf.math.divide_no_nan(intersection, union)
     padded = is_padding(boxes1)[:, :, None] | is_padding(boxes2)[:, None, :]

@@ -194,7 +194,7 @@ def _parse_value(text: str, current):
             return False
         raise ValueError(f"expected a boolean, got '{text}'")
     if isinstance(current, str):
-        return text
+        return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError) as error:

@@ -180,7 +180,7 @@ def read_image_checked(annotation: VocAnnotation) -> bytes:
     """
     image_path = annotation.image_path
     image_bytes = _read_bytes(image_path, what="image file")
-    image_format, (width, height) = _decode_fully(image_path, image_bytes)
+    image_format, (width, height) = decode_image_checked(image_path, image_bytes)
     if image_format not in ACCEPTED_IMAGE_FORMATS:
         raise VocError(image_path, f"unsupported image format {image_format} (expected JPEG or PNG)")
     if (width, height) != (annotation.width, annotation.height):
@@ -369,7 +369,7 @@ def _check_and_clip_box(xml_path: str, where: str, voc_box: tuple, width: int, h
             min(max(xmax, 1.0), width), min(max(ymax, 1.0), height))
 
 
-def _decode_fully(image_path: str, image_bytes: bytes) -> tuple:
+def decode_image_checked(image_path: str, image_bytes: bytes) -> tuple:
     """이미지를 끝까지 디코딩해 (형식, (W, H)) 를 돌려준다. 잘린 파일도 오류로 본다."""
     saved_setting = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -217,30 +217,30 @@ def open_voc_source(voc_dir: str, split: str, classes_flag: Optional[str]) -> So
 
 
 class AnchorLabeler:
-    """같은 방향 이미지 배치의 원본·뒤집기 앵커 매칭 코드를 한 번의 tf.function 으로 계산한다."""
+    """같은 방향 이미지 배치의 원본·뒤집기 앵커 매칭 코드를 한 번의 tf.function 호출로 계산한다.
+
+    앵커도 인자로 받아 두 방향이 그래프 하나를 함께 쓴다 (추적·최적화는 처음 한 번).
+    """
 
     def __init__(self, config):
         self._config = config
-        self._functions = {landscape: self._build(landscape) for landscape in (True, False)}
-
-    def _build(self, landscape: bool):
-        config = self._config
-        anchors = anchors_lib.anchors_for_canvas(config, landscape=landscape)  # [A, 4]
-        signature = [tf.TensorSpec([None, None, 4], tf.float32),
+        self._anchors = {landscape: anchors_lib.anchors_for_canvas(config, landscape=landscape)
+                         for landscape in (True, False)}
+        signature = [tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, None, 4], tf.float32),
                      tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)]
+        self._label = tf.function(self._label_batch, input_signature=signature)
 
-        @tf.function(input_signature=signature)
-        def label(normalized_boxes, heights, widths):
-            gt_boxes, image_sizes = records.canvas_boxes(normalized_boxes, heights, widths, config)
-            # [B, G, 4] 리사이즈된 너비 w 안에서 뒤집은 GT
-            flipped_boxes = box_ops.flip_left_right(gt_boxes, image_sizes[:, 1:2])
-            both_boxes = tf.concat([gt_boxes, flipped_boxes], axis=0)
-            both_sizes = tf.concat([image_sizes, image_sizes], axis=0)
-            # [2B, A] 매칭 코드
-            matches = _label_used_anchors(anchors, both_boxes, both_sizes, config.rpn)
-            return tf.split(tf.cast(matches, tf.int16), 2, axis=0)
-
-        return label
+    def _label_batch(self, anchors, normalized_boxes, heights, widths):
+        """[A, 4] 앵커, [B, G, 4] 정규화 GT, [B] H, [B] W → ([B, A], [B, A]) int16 원본·뒤집기 코드."""
+        config = self._config
+        gt_boxes, image_sizes = records.canvas_boxes(normalized_boxes, heights, widths, config)
+        # [B, G, 4] 리사이즈된 너비 w 안에서 뒤집은 GT
+        flipped_boxes = box_ops.flip_left_right(gt_boxes, image_sizes[:, 1:2])
+        both_boxes = tf.concat([gt_boxes, flipped_boxes], axis=0)
+        both_sizes = tf.concat([image_sizes, image_sizes], axis=0)
+        # [2B, A] 매칭 코드
+        matches = _label_used_anchors(anchors, both_boxes, both_sizes, config.rpn)
+        return tf.split(tf.cast(matches, tf.int16), 2, axis=0)
 
     def __call__(self, examples: Sequence[SourceExample]):
         """한 방향의 이미지들에 라벨을 붙인다.
@@ -259,7 +259,7 @@ class AnchorLabeler:
             padded[index, :len(example.class_ids)] = example.normalized_boxes
         heights = np.array([example.height for example in examples], np.int32)
         widths = np.array([example.width for example in examples], np.int32)
-        matches, flipped = self._functions[landscape](padded, heights, widths)
+        matches, flipped = self._label(self._anchors[landscape], padded, heights, widths)
         return matches.numpy(), flipped.numpy()
 
 

@@ -57,7 +57,7 @@ def _tfds_example(element: dict, split: str, tfds_names, classes) -> convert.Sou
     source_path = f"tfds:{DATASET_NAME}/{split}/{filename}"
     objects = element["objects"]
     try:
-        image_format, (width, height) = voc._decode_fully(source_path, element["image"])  # noqa: SLF001
+        image_format, (width, height) = voc.decode_image_checked(source_path, element["image"])
         boxes = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
         _check_boxes(source_path, boxes)
         names = tuple(tfds_names[int(label)] for label in objects["label"])

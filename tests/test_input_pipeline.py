@@ -62,7 +62,7 @@ def test_elements_equal_xml_ground_truth(record_pattern):
     assert first["gt_classes"][:3].tolist() == [12, 8, -1]
     assert first["gt_difficult"][:3].tolist() == [True, False, False]
     assert np.all(first["gt_boxes"][2:] == -1)
-    portrait = elements["000002"]  # 24×36 → (192, 128)? 배율 min(128/24, 192/36) = 5.333
+    portrait = elements["000002"]  # 24×36 → 배율 min(128/24, 192/36) = 5.333 → (192, 128)
     assert portrait["image_sizes"].tolist() == [192, 128]
     assert np.all(elements["000003"]["gt_classes"] == -1)
     # 이미지 픽셀은 0–255, 패딩은 0.
@@ -76,17 +76,19 @@ def test_flip_is_consistent_with_records(record_pattern):
     stored = {example["source_id"].decode(): example for example in read_records(record_pattern)}
     for image_id, element in flipped.items():
         height, width = plain[image_id]["image_sizes"].astype(int)
-        np.testing.assert_array_equal(element["images"][:height, :width], plain[image_id]["images"][:height, width - 1::-1])
+        mirrored = plain[image_id]["images"][:height, width - 1::-1]
+        np.testing.assert_array_equal(element["images"][:height, :width], mirrored)
         assert np.all(element["images"][:, width:] == 0)
         boxes = plain[image_id]["gt_boxes"]
         real = boxes[:, 0] >= 0
         expected = np.stack([boxes[:, 0], width - boxes[:, 3], boxes[:, 2], width - boxes[:, 1]], axis=1)
         np.testing.assert_allclose(element["gt_boxes"][real], expected[real], rtol=1e-6)
         assert np.all(element["gt_boxes"][~real] == -1)
+        record = stored[image_id]
         np.testing.assert_array_equal(
-            element["anchor_matches"], records.decode_anchor_matches(stored[image_id]["anchor_matches_flipped_bytes"], A))
+            element["anchor_matches"], records.decode_anchor_matches(record["anchor_matches_flipped_bytes"], A))
         np.testing.assert_array_equal(
-            plain[image_id]["anchor_matches"], records.decode_anchor_matches(stored[image_id]["anchor_matches_bytes"], A))
+            plain[image_id]["anchor_matches"], records.decode_anchor_matches(record["anchor_matches_bytes"], A))
 
 
 def test_training_repeats_and_drops_remainder(record_pattern):

@@ -61,7 +61,8 @@ def _reference_proposals(anchors, logits, deltas, image_size, scale, pre_nms, po
         box = np.array([center_y - height / 2, center_x - width / 2,
                         center_y + height / 2, center_x + width / 2])
         box = np.clip(box, 0.0, [image_size[0], image_size[1], image_size[0], image_size[1]])
-        if box[2] - box[0] < RPN_CONFIG.min_box_size * scale or box[3] - box[1] < RPN_CONFIG.min_box_size * scale:
+        min_size = RPN_CONFIG.min_box_size * scale
+        if box[2] - box[0] < min_size or box[3] - box[1] < min_size:
             continue
         if all(_iou(box, kept) <= RPN_CONFIG.nms_iou for kept, _ in kept_boxes):
             kept_boxes.append((box, 1.0 / (1.0 + math.exp(-logits[index]))))

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# frcnn 의 두 명령: `bash tools/run.sh demo` (전체 파이프라인 데모), `bash tools/run.sh test` (테스트).
+# 저장소의 .venv 가상환경을 만들거나 다시 쓰고, 필요한 패키지를 설치한 뒤 실행한다.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.frcnn-installed
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[run] creating virtual environment in $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+# setup.cfg 가 바뀌었을 때만 다시 설치한다.
+if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ]; then
+  echo "[run] installing frcnn and its dependencies (a few minutes the first time)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  touch "$STAMP"
+fi
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+command=${1:-}
+shift || true
+case "$command" in
+  demo) exec "$VENV/bin/python" -m tools.demo "$@" ;;
+  test) exec "$VENV/bin/python" -m pytest -q -n 2 --dist loadfile "$@" ;;
+  *) echo "usage: bash tools/run.sh demo|test [extra flags]" >&2; exit 2 ;;
+esac
