@@ -3,15 +3,16 @@
 용어: VOC 박스는 (xmin, ymin, xmax, ymax) 1-based 포함 정수 픽셀.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import xmltodict
-from absl import app, flags
-from absl.testing import flagsaver
 from PIL import Image
 
 from frcnn import synthetic_voc
-from tools import make_synthetic_voc
 
 
 def _changed_pixel_box(before, after):
@@ -218,33 +219,31 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def _run_tool(argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(argv)
-    make_synthetic_voc.main(argv[:1])
+    """도구를 하위 프로세스로 실행한다 (다른 도구의 absl 플래그와 한 프로세스에서 겹치지 않게)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "-m", "tools.make_synthetic_voc", *argv[1:]], cwd=root,
+                          capture_output=True, text=True, timeout=120)
 
 
-def test_tool_main_writes_dataset_and_refuses_existing(tmp_path, capsys):
+def test_tool_main_writes_dataset_and_refuses_existing(tmp_path):
     output_dir = tmp_path / "data"
     argv = ["make_synthetic_voc", f"--output_dir={output_dir}", "--num_trainval=3", "--num_test=2",
             "--seed=4"]
-    with flagsaver.flagsaver():
-        _run_tool(argv)
-        voc_dir = output_dir / "VOC2007"
-        assert len((voc_dir / "ImageSets" / "Main" / "test.txt").read_text().split()) == 2
-        before = _tree_bytes(voc_dir)
-        with pytest.raises(SystemExit) as raised:
-            _run_tool(argv)
-        assert raised.value.code == 1
-        assert "--overwrite" in capsys.readouterr().err
-        assert _tree_bytes(voc_dir) == before
-        _run_tool(argv[:-1] + ["--seed=5", "--overwrite"])
-        assert _tree_bytes(voc_dir) != before
+    assert _run_tool(argv).returncode == 0
+    voc_dir = output_dir / "VOC2007"
+    assert len((voc_dir / "ImageSets" / "Main" / "test.txt").read_text().split()) == 2
+    before = _tree_bytes(voc_dir)
+    refused = _run_tool(argv)
+    assert refused.returncode == 1
+    assert "--overwrite" in refused.stderr
+    assert _tree_bytes(voc_dir) == before
+    assert _run_tool(argv[:-1] + ["--seed=5", "--overwrite"]).returncode == 0
+    assert _tree_bytes(voc_dir) != before
 
 
 def test_tool_main_rejects_bad_flags(tmp_path):
-    with flagsaver.flagsaver():
-        with pytest.raises(app.UsageError, match="num_test"):
-            _run_tool(["make_synthetic_voc", f"--output_dir={tmp_path}", "--num_test=0"])
-        with pytest.raises(app.UsageError, match="seed"):
-            _run_tool(["make_synthetic_voc", f"--output_dir={tmp_path}", "--seed=-1"])
+    bad_count = _run_tool(["make_synthetic_voc", f"--output_dir={tmp_path}", "--num_test=0"])
+    assert bad_count.returncode != 0 and "num_test" in bad_count.stderr
+    bad_seed = _run_tool(["make_synthetic_voc", f"--output_dir={tmp_path}", "--seed=-1"])
+    assert bad_seed.returncode != 0 and "seed" in bad_seed.stderr
     assert not any(tmp_path.iterdir())

@@ -1,0 +1,99 @@
+"""내보낸 SavedModel 지연 벤치마크: `serving_default` 한 장 vs. VGG16 합성곱(conv1_1..conv5_3) 순전파만.
+
+vgg16_paper 프리셋(백본 가중치 none) 모델을 만들어 임시 디렉터리로 내보내고 `tf.saved_model.load` 로
+불러 600×800 uint8 무작위 이미지 한 장의 지연을 잰다. 기준은 같은 600×800 float 입력에 대한 VGG16
+합성곱만의 `tf.function`. 워밍업 한 번 뒤 번갈아 --num_runs 번 재고 중앙값과 비율(목표 ≤ 1.15)을 출력한다.
+무작위 가중치라 RPN 이 NMS 로 많은 박스를 넘길 수 있다 (최악의 경우에 가깝다): 검출 수도 출력한다.
+
+예:
+  PYTHONPATH=. .venv/bin/python benchmarks/bench_export_latency.py --num_runs=3
+
+용어:
+  B 배치(=1), H·W 입력 이미지 (600, 800), N 최대 검출 수.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from frcnn import backbones
+from frcnn import config as config_lib
+from frcnn import export
+from frcnn import model as model_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_integer("num_runs", 3, "워밍업 뒤 번갈아 잴 횟수 (중앙값을 낸다).")
+flags.DEFINE_integer("image_height", 600, "입력 이미지 높이 (픽셀).")
+flags.DEFINE_integer("image_width", 800, "입력 이미지 너비 (픽셀).")
+flags.DEFINE_integer("seed", 0, "무작위 이미지·가중치 씨앗.")
+
+TARGET_RATIO = 1.15
+NUM_CLASSES = 20
+
+
+def vgg16_conv_forward(config):
+    """VGG16 합성곱 층만의 순전파 `tf.function` (별도 무작위 가중치)."""
+    features = backbones.build_backbone(config, "baseline").features
+
+    @tf.function
+    def forward(images):
+        return features(backbones.caffe_normalize(images), training=False)
+
+    return forward
+
+
+def timed(function, *args, **kwargs):
+    """한 번 호출하고 결과를 호스트로 가져오기까지의 (초, 결과)."""
+    start = time.perf_counter()
+    result = tf.nest.map_structure(lambda value: value.numpy(), function(*args, **kwargs))
+    return time.perf_counter() - start, result
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if FLAGS.num_runs < 1:
+        raise app.UsageError("--num_runs must be ≥ 1")
+    config = config_lib.build_config("vgg16_paper", "backbone.weights=none")
+    tf.random.set_seed(FLAGS.seed)
+    model = model_lib.FasterRCNN(config, NUM_CLASSES)
+    model.build_all(config_lib.canvas_shape(config, landscape=True))
+    classes = [f"class_{index}" for index in range(1, NUM_CLASSES + 1)]
+    generator = np.random.default_rng(FLAGS.seed)
+    shape = [1, FLAGS.image_height, FLAGS.image_width, 3]
+    image = tf.constant(generator.integers(0, 256, shape, dtype=np.uint8))
+    image_float = tf.cast(image, tf.float32)
+    with tempfile.TemporaryDirectory() as parent:
+        export_dir = os.path.join(parent, "saved_model")
+        start = time.perf_counter()
+        export.export_saved_model(model, config, classes, export_dir)
+        print(f"export: {time.perf_counter() - start:.1f} s")
+        serving = tf.saved_model.load(export_dir).signatures["serving_default"]
+        baseline = vgg16_conv_forward(config)
+        warm_serving, outputs = timed(serving, images=image)
+        warm_baseline, _ = timed(baseline, image_float)
+        print(f"warm-up: serving_default {warm_serving:.2f} s, vgg16 conv {warm_baseline:.2f} s")
+        print(f"num_detections {outputs['num_detections'].tolist()}, "
+              f"max score {float(outputs['detection_scores'].max()):.3f}")
+        serving_times, baseline_times = [], []
+        for run in range(FLAGS.num_runs):
+            serving_times.append(timed(serving, images=image)[0])
+            baseline_times.append(timed(baseline, image_float)[0])
+            print(f"run {run + 1}: serving_default {serving_times[-1]:.3f} s, "
+                  f"vgg16 conv {baseline_times[-1]:.3f} s")
+    serving_median = statistics.median(serving_times)
+    baseline_median = statistics.median(baseline_times)
+    ratio = serving_median / baseline_median
+    print(f"serving_default 600x800 uint8 (median of {FLAGS.num_runs}): {serving_median:.3f} s")
+    print(f"vgg16 conv1..conv5_3 forward (median of {FLAGS.num_runs}): {baseline_median:.3f} s")
+    print(f"ratio: {ratio:.3f} (target ≤ {TARGET_RATIO}) -> {'PASS' if ratio <= TARGET_RATIO else 'MISS'}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,135 @@
+"""학습 스텝 벤치마크: Faster R-CNN joint 학습 스텝 전체 vs. VGG16 합성곱(conv1_1..conv5_3) 만의 순전파+역전파.
+
+vgg16_paper 프리셋(백본 가중치 none, train.batch_size=1)으로 600×800 무작위 이미지 한 장을 가로형 캔버스
+(608×1008)에 두고, 무작위 GT 박스 3개와 그 앵커 매칭 코드로 배치를 만든다. 각 함수를 한 번씩 워밍업한 뒤
+번갈아 --num_runs 번 재고 중앙값과 비율(목표 ≤ 1.25)을 출력한다.
+
+예:
+  PYTHONPATH=. .venv/bin/python benchmarks/bench_train_step.py --num_runs=3
+
+용어:
+  B 배치(=1), H·W 캔버스 (608, 1008), G 최대 GT 수 (패딩 −1), A 앵커 수.
+  박스 형식 `[ymin, xmin, ymax, xmax]` 캔버스 픽셀.
+"""
+
+import statistics
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from frcnn import anchors as anchors_lib
+from frcnn import backbones
+from frcnn import config as config_lib
+from frcnn import rpn_targets
+from frcnn import training
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_integer("num_runs", 3, "워밍업 뒤 번갈아 잴 횟수 (중앙값을 낸다).")
+flags.DEFINE_integer("num_gt_boxes", 3, "무작위 GT 박스 수.")
+flags.DEFINE_integer("image_height", 600, "캔버스에 놓을 이미지 높이 (픽셀).")
+flags.DEFINE_integer("image_width", 800, "캔버스에 놓을 이미지 너비 (픽셀).")
+flags.DEFINE_integer("seed", 0, "무작위 이미지·박스 씨앗.")
+
+TARGET_RATIO = 1.25
+NUM_CLASSES = 20
+
+
+def random_batch(config, generator):
+    """캔버스 배치 한 개를 만든다.
+
+    Args:
+      config: `ExperimentConfig`.
+      generator: numpy Generator.
+
+    Returns:
+      dict: images [1, H, W, 3] float32, image_sizes [1, 2], scales [1], gt_boxes [1, G, 4],
+        gt_classes [1, G] int32, anchor_matches [1, A] int32.
+    """
+    canvas_height, canvas_width = config_lib.canvas_shape(config, landscape=True)
+    height, width = FLAGS.image_height, FLAGS.image_width
+    images = np.zeros([1, canvas_height, canvas_width, 3], np.float32)
+    images[0, :height, :width] = generator.integers(0, 256, [height, width, 3])
+    max_boxes = config.input.max_gt_boxes
+    gt_boxes = -np.ones([1, max_boxes, 4], np.float32)
+    gt_classes = -np.ones([1, max_boxes], np.int32)
+    for index in range(FLAGS.num_gt_boxes):
+        box_height = generator.uniform(64, height / 2)
+        box_width = generator.uniform(64, width / 2)
+        top = generator.uniform(0, height - box_height)
+        left = generator.uniform(0, width - box_width)
+        gt_boxes[0, index] = [top, left, top + box_height, left + box_width]
+        gt_classes[0, index] = generator.integers(1, NUM_CLASSES + 1)
+    image_sizes = tf.constant([[height, width]], tf.float32)
+    anchor_matches = rpn_targets.label_anchors(anchors_lib.anchors_for_canvas(config),
+                                               tf.constant(gt_boxes), image_sizes, config.rpn)
+    return {"images": tf.constant(images), "image_sizes": image_sizes, "scales": tf.ones([1]),
+            "gt_boxes": tf.constant(gt_boxes), "gt_classes": tf.constant(gt_classes),
+            "anchor_matches": anchor_matches}
+
+
+def vgg16_conv_step(config):
+    """VGG16 합성곱 층만의 순전파+역전파+SGD 갱신 `tf.function` 을 만든다 (별도 가중치)."""
+    features = backbones.build_backbone(config, "baseline").features
+    optimizer = keras.optimizers.SGD(learning_rate=0.001, momentum=config.train.momentum)
+    optimizer.build(features.trainable_variables)
+
+    @tf.function
+    def step(images):
+        with tf.GradientTape() as tape:
+            outputs = features(backbones.caffe_normalize(images), training=True)
+            loss = tf.reduce_mean(tf.square(outputs))
+        gradients = tape.gradient(loss, features.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, features.trainable_variables))
+        return loss
+
+    return step
+
+
+def timed(function, argument):
+    """한 번 호출하고 결과를 호스트로 가져오기까지의 초."""
+    start = time.perf_counter()
+    result = function(argument)
+    tf.nest.map_structure(lambda value: value.numpy(), result)
+    return time.perf_counter() - start
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if FLAGS.num_runs < 1:
+        raise app.UsageError("--num_runs must be ≥ 1")
+    config = config_lib.build_config("vgg16_paper", "train.batch_size=1,backbone.weights=none")
+    canvas = config_lib.canvas_shape(config, landscape=True)
+    if FLAGS.image_height > canvas[0] or FLAGS.image_width > canvas[1]:
+        raise app.UsageError(f"image {FLAGS.image_height}×{FLAGS.image_width} does not fit canvas {canvas}")
+    tf.random.set_seed(FLAGS.seed)
+    batch = random_batch(config, np.random.default_rng(FLAGS.seed))
+    print(f"canvas {canvas[0]}×{canvas[1]}, image {FLAGS.image_height}×{FLAGS.image_width}, "
+          f"positive anchors {int(tf.reduce_sum(tf.cast(batch['anchor_matches'] > 0, tf.int32)))}")
+    with tempfile.TemporaryDirectory() as model_dir:
+        trainer = training.Trainer(config, NUM_CLASSES, model_dir, tf.distribute.get_strategy())
+        joint_step = trainer.step_function("joint")
+        baseline_step = vgg16_conv_step(config)
+        warm_joint = timed(joint_step, batch)
+        warm_baseline = timed(baseline_step, batch["images"])
+        print(f"warm-up (incl. tracing): joint {warm_joint:.2f} s, vgg16 conv {warm_baseline:.2f} s")
+        joint_times, baseline_times = [], []
+        for run in range(FLAGS.num_runs):
+            joint_times.append(timed(joint_step, batch))
+            baseline_times.append(timed(baseline_step, batch["images"]))
+            print(f"run {run + 1}: joint {joint_times[-1]:.3f} s, vgg16 conv {baseline_times[-1]:.3f} s")
+    joint = statistics.median(joint_times)
+    baseline = statistics.median(baseline_times)
+    ratio = joint / baseline
+    print(f"joint train step (median of {FLAGS.num_runs}): {joint:.3f} s")
+    print(f"vgg16 conv1..conv5_3 fwd+bwd+SGD (median of {FLAGS.num_runs}): {baseline:.3f} s")
+    print(f"ratio: {ratio:.3f} (target ≤ {TARGET_RATIO}) -> {'PASS' if ratio <= TARGET_RATIO else 'MISS'}")
+
+
+if __name__ == "__main__":
+    app.run(main)
