@@ -48,13 +48,8 @@ IMAGES_PER_SHARD = 500
 CREATED_BY = "tools/make_tfrecords"
 
 
-class ConversionError(ValueError):
-    """변환을 막는 한 파일의 문제. str(err) == f"{path}: {problem}"."""
-
-    def __init__(self, path: str, problem: str):
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
+class ConversionError(voc.VocError):
+    """변환을 막는 한 파일의 문제 (VOC 가 아닌 원천 포함). str(err) == f"{path}: {problem}"."""
 
 
 @dataclasses.dataclass(frozen=True)
