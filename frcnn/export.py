@@ -16,6 +16,7 @@ import tempfile
 import tensorflow as tf
 
 from frcnn import preprocess
+from frcnn import truncated_svd
 
 OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "detection_class_names",
                "num_detections")
@@ -95,9 +96,11 @@ class DetectionModule(tf.Module):
         return self.detect_encoded(features["image/encoded"])
 
 
-def with_detection_overrides(config, score_threshold=None, max_detections=None):
-    """내보내기 플래그로 검출 설정을 바꾼다."""
+def with_detection_overrides(config, score_threshold=None, max_detections=None, fc_svd_ranks=None):
+    """내보내기 플래그로 검출 설정을 바꾼다 (None 은 설정 그대로)."""
     detection = config.detection
+    if fc_svd_ranks is not None:
+        detection = dataclasses.replace(detection, fc_svd_ranks=tuple(fc_svd_ranks))
     if score_threshold is not None:
         detection = dataclasses.replace(detection, score_threshold=score_threshold)
     if max_detections is not None:
@@ -107,8 +110,28 @@ def with_detection_overrides(config, score_threshold=None, max_detections=None):
     return dataclasses.replace(config, detection=detection)
 
 
+def compress_head(model, ranks):
+    """`detection.fc_svd_ranks` 대로 검출기 헤드의 fc6/fc7 을 절단 SVD 로 바꾼다 (모델을 고친다).
+
+    Returns:
+      {층 이름: 쓴 특잇값 수 또는 None (그대로)}; ranks 가 비었거나 헤드에 fc6/fc7 이 없으면 {}.
+    """
+    body = model.detector_head.body
+    layer_names = {layer.name for layer in body.layers}
+    if not ranks or not set(truncated_svd.FC_LAYER_NAMES) <= layer_names:
+        return {}
+    compressed, used = truncated_svd.compress_fc_head(body, ranks)
+    model.detector_head.replace_body(compressed)
+    return used
+
+
 def export_saved_model(model, config, classes, export_dir, overwrite=False):
     """SavedModel 을 임시 디렉터리에 쓰고 성공하면 `export_dir` 로 옮긴다.
+
+    `config.detection.fc_svd_ranks` 가 있으면 헤드를 절단 SVD 로 바꿔 내보낸다 (`model` 이 바뀐다).
+
+    Returns:
+      `compress_head` 의 결과 (절단 SVD 를 쓴 층).
 
     Raises:
       ValueError: export_dir 이 이미 있고 overwrite 가 아닐 때.
@@ -116,6 +139,7 @@ def export_saved_model(model, config, classes, export_dir, overwrite=False):
     if os.path.exists(export_dir) and not overwrite:
         raise ValueError(f"{export_dir}: already exists (use --overwrite)")
     model.config = config
+    compressed = compress_head(model, config.detection.fc_svd_ranks)
     module = DetectionModule(model, config, classes)
     signatures = {
         "serving_default": module.serve_images,
@@ -133,4 +157,4 @@ def export_saved_model(model, config, classes, export_dir, overwrite=False):
     finally:
         if os.path.exists(temporary):
             shutil.rmtree(temporary)
-    return export_dir
+    return compressed

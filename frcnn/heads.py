@@ -22,6 +22,12 @@ class DetectorHead(keras.layers.Layer):
             (num_classes + 1) * 4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
             name="box_deltas")
 
+    def replace_body(self, body):
+        """추론용 몸통으로 바꾼다 (내보내기의 절단 SVD). 옛 몸통은 추적에서 빼서 SavedModel 에 남지 않는다."""
+        self._tracker.unlock()
+        self._tracker.untrack(self.body)
+        self.body = body
+
     def call(self, roi_features, training=False):
         hidden = self.body(roi_features, training=training)
         class_logits = tf.cast(self.class_logits(hidden), tf.float32)

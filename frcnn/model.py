@@ -59,8 +59,10 @@ class FasterRCNN(keras.Model):
     def detector(self, features, rois, training):
         """RoI 특징 → (class_logits [B·R, C+1], box_deltas [B·R, C+1, 4])."""
         output_size = self.config.roi.pool_size * self.backbone.roi_size_multiplier
+        # 학습은 XLA 로 컴파일되고 역전파가 빠른 matmul, 추론은 순전파가 빠른 crop_and_resize (같은 값).
+        implementation = "matmul" if training else "crop_and_resize"
         pooled = roi_ops.roi_features(features, rois, self.config.anchors.stride, output_size,
-                                      self.config.roi.op)
+                                      self.config.roi.op, implementation)
         return self.detector_head(pooled, training=training)
 
     def proposals(self, features, inputs, training):
@@ -72,6 +74,9 @@ class FasterRCNN(keras.Model):
         return objectness_logits, box_deltas, anchors, proposals
 
     # ---- 학습 ----
+    # 학습 스텝이 쓰는 배치 키 (파이프라인의 문자열 source_ids 등은 XLA 로 넘기지 않는다).
+    TRAINING_KEYS = ("images", "image_sizes", "scales", "gt_boxes", "gt_classes", "anchor_matches")
+
     def compute_losses(self, batch, stage="joint", seed=None):
         """한 단계의 손실들.
 

@@ -300,7 +300,9 @@ def train(config, records, model_dir, make_dataset, classes, strategy_name="auto
         return {"step": start, "losses": {}, "checkpoint": restored}
     if restored:
         print(f"resuming from {restored} at step {start}/{total_steps}")
-    dataset = strategy.experimental_distribute_dataset(make_dataset(config.train.batch_size))
+    dataset = make_dataset(config.train.batch_size).map(
+        lambda batch: {key: batch[key] for key in model_lib.FasterRCNN.TRAINING_KEYS})
+    dataset = strategy.experimental_distribute_dataset(dataset)
     iterator = iter(dataset)
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
     bar = tqdm(total=total_steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)

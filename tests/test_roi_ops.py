@@ -87,11 +87,12 @@ def _random_inputs(seed=0):
     return features, boxes
 
 
+@pytest.mark.parametrize("implementation", roi_ops.IMPLEMENTATIONS)
 @pytest.mark.parametrize("op, reduce", [(roi_ops.roi_pool, np.max), (roi_ops.roi_align, np.mean)])
-def test_matches_numpy_reference(op, reduce):
+def test_matches_numpy_reference(op, reduce, implementation):
     features, boxes = _random_inputs()
     expected = _reference(features, boxes, reduce)
-    result = op(tf.constant(features), tf.constant(boxes), STRIDE, OUTPUT_SIZE).numpy()
+    result = op(tf.constant(features), tf.constant(boxes), STRIDE, OUTPUT_SIZE, implementation).numpy()
     assert result.shape == (10, OUTPUT_SIZE, OUTPUT_SIZE, 3)
     np.testing.assert_allclose(result, expected, atol=1e-5)
     # 멀리 벗어난 RoI (각 이미지의 마지막) 는 0
@@ -135,3 +136,14 @@ def test_roi_features_dispatch_and_unknown_op():
                                   roi_ops.roi_pool(features, boxes, STRIDE, OUTPUT_SIZE))
     with pytest.raises(ValueError, match="crop"):
         roi_ops.roi_features(features, boxes, STRIDE, OUTPUT_SIZE, "crop")
+
+
+@pytest.mark.parametrize("op, reduce", [(roi_ops.roi_pool, np.max), (roi_ops.roi_align, np.mean)])
+def test_crop_and_resize_with_unknown_feature_size(op, reduce):
+    # 내보낸 그래프처럼 특징맵 크기를 모르는 tf.function 에서도 같은 값.
+    features, boxes = _random_inputs(seed=4)
+    traced = tf.function(lambda f, b: op(f, b, STRIDE, OUTPUT_SIZE, "crop_and_resize"), input_signature=[
+        tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, None, 4])])
+    np.testing.assert_allclose(traced(features, boxes).numpy(), _reference(features, boxes, reduce), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown RoI implementation"):
+        op(tf.constant(features), tf.constant(boxes), STRIDE, OUTPUT_SIZE, "gather")
