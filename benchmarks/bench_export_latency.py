@@ -32,6 +32,8 @@ flags.DEFINE_integer("num_runs", 3, "워밍업 뒤 번갈아 잴 횟수 (중앙�
 flags.DEFINE_integer("image_height", 600, "입력 이미지 높이 (픽셀).")
 flags.DEFINE_integer("image_width", 800, "입력 이미지 너비 (픽셀).")
 flags.DEFINE_integer("seed", 0, "무작위 이미지·가중치 씨앗.")
+flags.DEFINE_string("fc_svd_ranks", None, "내보낼 때 fc6,fc7 절단 SVD 특잇값 수 (예 '1024,256'), 'none' 이면 끔. "
+                    "기본: 프리셋 (vgg16_paper: 1024,256).")
 
 TARGET_RATIO = 1.15
 NUM_CLASSES = 20
@@ -61,6 +63,10 @@ def main(argv):
     if FLAGS.num_runs < 1:
         raise app.UsageError("--num_runs must be ≥ 1")
     config = config_lib.build_config("vgg16_paper", "backbone.weights=none")
+    if FLAGS.fc_svd_ranks is not None:
+        ranks = () if FLAGS.fc_svd_ranks == "none" else tuple(int(v) for v in FLAGS.fc_svd_ranks.split(","))
+        config = export.with_detection_overrides(config, fc_svd_ranks=ranks)
+    print(f"fc_svd_ranks: {config.detection.fc_svd_ranks or 'none'}")
     tf.random.set_seed(FLAGS.seed)
     model = model_lib.FasterRCNN(config, NUM_CLASSES)
     model.build_all(config_lib.canvas_shape(config, landscape=True))

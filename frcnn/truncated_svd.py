@@ -19,9 +19,19 @@ FC_LAYER_NAMES = ("fc6", "fc7")
 
 
 def factorize(kernel, rank):
-    """[u, v] 커널 → ([u, t] U_t·Σ_t, [t, v] V_tᵀ), float32."""
-    u, s, vt = np.linalg.svd(np.asarray(kernel, np.float64), full_matrices=False)
-    return (u[:, :rank] * s[:rank]).astype(np.float32), vt[:rank].astype(np.float32)
+    """[u, v] 커널 → ([u, t], [t, v]) float32, 곱이 W 의 rank-t 절단 SVD (U_t Σ_t V_tᵀ) 와 같다.
+
+    작은 쪽 Gram 행렬의 고유분해로 구한다 (W = UΣVᵀ 면 WᵀW = VΣ²Vᵀ, W V_t = U_t Σ_t): VGG16 fc6
+    (25088×4096) 에서 2코어 CPU 18 s — `np.linalg.svd` 는 110 s.
+    """
+    weights = np.asarray(kernel, np.float64)
+    if weights.shape[0] >= weights.shape[1]:
+        _, vectors = np.linalg.eigh(weights.T @ weights)  # 고윳값 오름차순
+        right = vectors[:, ::-1][:, :rank]  # V_t [v, t]
+        return (weights @ right).astype(np.float32), right.T.astype(np.float32)
+    _, vectors = np.linalg.eigh(weights @ weights.T)
+    left = vectors[:, ::-1][:, :rank]  # U_t [u, t]
+    return left.astype(np.float32), (left.T @ weights).astype(np.float32)
 
 
 def _worth_factorizing(kernel_shape, rank):

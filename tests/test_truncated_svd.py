@@ -25,10 +25,10 @@ def _matrix_with_singular_values(rows, columns, singular_values, seed):
 
 def test_factorize_error_is_the_dropped_singular_values():
     singular_values = np.array([10.0, 5.0, 3.0, 1.0, 0.5])
-    kernel = _matrix_with_singular_values(40, 12, singular_values, 0)
-    for rank in (1, 3, 5):
+    for shape, rank in [((40, 12), 1), ((40, 12), 3), ((40, 12), 5), ((12, 40), 2)]:
+        kernel = _matrix_with_singular_values(*shape, singular_values, rank)
         first, second = truncated_svd.factorize(kernel, rank)
-        assert first.shape == (40, rank) and second.shape == (rank, 12)
+        assert first.shape == (shape[0], rank) and second.shape == (rank, shape[1])
         error = np.linalg.norm(kernel - first.astype(np.float64) @ second)
         np.testing.assert_allclose(error, np.sqrt(np.sum(singular_values[rank:] ** 2)), atol=1e-4)
 
