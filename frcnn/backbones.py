@@ -30,6 +30,9 @@ class Backbone:
       stride: int.
       roi_size_multiplier: int, 헤드가 기대하는 RoI 크기 / P (conv5 처럼 stride 2 헤드면 2).
       frozen_layers: 얼린 층 이름들.
+      pad_to_stride: 추론 입력을 stride 배수로 패딩해야 하는가. 'same' 패딩의 stride-2 합성곱은 입력 크기가
+        홀수면 격자가 반 칸 밀리므로 (ResNet, MobileNetV2, small_cnn) 학습 캔버스처럼 배수로 맞춘다. VGG16 은
+        stride 1 합성곱과 valid 풀링뿐이라 크기와 무관하게 정렬된다 — 패딩 없이 ⌊h / 16⌋ 격자 (py-faster-rcnn 처럼).
     """
 
     features: keras.Model
@@ -38,6 +41,7 @@ class Backbone:
     stride: int
     roi_size_multiplier: int
     frozen_layers: tuple
+    pad_to_stride: bool = True
 
 
 def caffe_normalize(images):
@@ -99,7 +103,7 @@ def _vgg16(config, name):
     if weights != "none" and config.backbone.freeze_blocks > 0:
         prefixes = tuple(f"block{i}_" for i in range(1, config.backbone.freeze_blocks + 1))
         frozen = tuple(layer.name for layer in features.layers if layer.name.startswith(prefixes))
-    return Backbone(features, head, caffe_normalize, 16, 1, frozen)
+    return Backbone(features, head, caffe_normalize, 16, 1, frozen, pad_to_stride=False)
 
 
 def _load_vgg16_fc_weights(head, units):

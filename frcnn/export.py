@@ -5,7 +5,8 @@
   B 배치, H·W 입력 이미지 크기, h·w 리사이즈된 크기, N 최대 검출 수.
   시그니처: serving_default(images uint8 [B, H, W, 3]), serve_bytes(image_bytes string [B]),
     serve_examples(examples string [B] 직렬화된 tf.Example). 출력은 DESIGN.md 의 이름 그대로.
-  추론에서는 학습 캔버스까지 패딩하지 않는다: 배치 안 가장 큰 리사이즈 이미지를 stride 배수로만 올린다.
+  추론에서는 학습 캔버스까지 패딩하지 않는다: 배치 안 가장 큰 리사이즈 크기까지만, 백본이 필요로 하면
+    (`Backbone.pad_to_stride`) 그것을 stride 배수로 올린다. VGG16 은 패딩 없이 ⌊h / 16⌋ 격자를 쓴다.
 """
 
 import dataclasses
@@ -32,12 +33,15 @@ class DetectionModule(tf.Module):
         # 0 번은 패딩(빈 이름), 1..C 가 데이터셋 클래스
         self.class_names = tf.Variable([""] + list(classes), trainable=False, name="class_names")
 
-    def _round_up(self, value):
+    def _padded(self, value):
+        """백본이 필요로 하면 stride 배수로 올린다 (Python int 나 int32 텐서)."""
+        if not self.model.backbone.pad_to_stride:
+            return value
         stride = self.config.anchors.stride
         return (value + stride - 1) // stride * stride
 
     def _detect_resized(self, images, resized_sizes, scales):
-        """리사이즈된 배치 (stride 배수로 패딩) → 출력 dict."""
+        """리사이즈된 배치 (크기가 다르면 가장 큰 크기까지 패딩) → 출력 dict."""
         detections = self.model.detect(images, tf.cast(resized_sizes, tf.float32), scales)
         classes = detections["classes"]
         return {
@@ -60,13 +64,13 @@ class DetectionModule(tf.Module):
         scale, size = preprocess.resize_scale(shape[1], shape[2], self.config.input.min_size,
                                               self.config.input.max_size)
         resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
-        padded = tf.image.pad_to_bounding_box(resized, 0, 0, self._round_up(size[0]), self._round_up(size[1]))
+        padded = tf.image.pad_to_bounding_box(resized, 0, 0, self._padded(size[0]), self._padded(size[1]))
         sizes = tf.tile(size[None], [shape[0], 1])
         return self._detect_resized(padded, sizes, tf.fill([shape[0]], scale))
 
     def detect_encoded(self, image_bytes):
         """[B] JPEG/PNG 바이트 (크기가 달라도 됨) → 출력."""
-        longest = self._round_up(self.config.input.max_size)
+        longest = self._padded(self.config.input.max_size)  # 리사이즈된 변의 상한 (map_fn 의 정적 모양)
 
         def decode(encoded):
             image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -77,9 +81,9 @@ class DetectionModule(tf.Module):
             decode, image_bytes, fn_output_signature=(
                 tf.TensorSpec([longest, longest, 3], tf.float32), tf.TensorSpec([2], tf.int32),
                 tf.TensorSpec([], tf.float32)))
-        # 배치에서 필요한 만큼만 남긴다 (학습 캔버스까지 패딩하지 않는다).
-        height = self._round_up(tf.reduce_max(sizes[:, 0]))
-        width = self._round_up(tf.reduce_max(sizes[:, 1]))
+        # 배치에서 가장 큰 이미지만큼만 남긴다 (학습 캔버스까지 패딩하지 않는다).
+        height = self._padded(tf.reduce_max(sizes[:, 0]))
+        width = self._padded(tf.reduce_max(sizes[:, 1]))
         return self._detect_resized(padded[:, :height, :width], sizes, scales)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])

@@ -82,7 +82,8 @@ def _load(model_dir):
 
 
 def _reference(model_dir, image):
-    """짧은 변 → 64 (긴 변 ≤ 64) 리사이즈, stride(8) 배수로만 패딩한 한 장으로 `model.detect`."""
+    """짧은 변 → 64 (긴 변 ≤ 64) 리사이즈, stride(8) 배수로만 패딩한 한 장으로 `model.detect`
+    (small_cnn 은 stride-2 'same' 합성곱이 있어 `pad_to_stride`)."""
     model, classes = _load(model_dir)
     height, width = image.shape[:2]
     scale = min(64 / min(height, width), 64 / max(height, width))
@@ -139,7 +140,7 @@ def test_saved_model_stands_alone_and_matches_the_in_process_model(exported, tmp
                             timeout=300, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     outputs = np.load(tmp_path / "outputs.npz")
-    # 한 배치는 가장 큰 이미지에 맞춰 패딩되므로 (stride 배수로) 기준과 같은 크기끼리 묶는다.
+    # 크기가 다른 배치는 가장 큰 이미지까지 패딩되므로 (결과가 배치 구성에 따라 조금 달라진다) 같은 크기끼리 묶는다.
     expected_per_call = {"images": same_size, "bytes": same_size, "portrait": [portrait],
                          "examples": [same_size[0]]}
     for call, images in expected_per_call.items():
@@ -185,6 +186,9 @@ def test_export_refuses_to_overwrite_and_bad_model_dir(exported, tmp_path):
     assert result.returncode == 1 and "run.json" in result.stderr
     assert not os.path.exists(tmp_path / "out")
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".export-")]
+    result = _run_export(f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'svd'}", "--fc_svd_ranks=8,x")
+    assert result.returncode != 0 and "--fc_svd_ranks='8,x'" in result.stderr
+    assert not os.path.exists(tmp_path / "svd")
 
 
 def test_rest_server_serves_the_exported_model(exported):
