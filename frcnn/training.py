@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -105,6 +106,27 @@ def make_strategy(name):
     raise ValueError(f"unknown strategy '{name}' (expected auto, default, mirrored, multi_worker, one_device)")
 
 
+def worker_role(strategy):
+    """(chief 인가, 작업 번호). 다중 워커(TF_CONFIG)에서 chief 는 'chief' 작업이나, 없으면 worker 0 이다."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster or resolver.task_type is None:
+        return True, 0
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+    return chief, task_id
+
+
+def worker_dir(model_dir, strategy, name):
+    """이 워커가 쓸 디렉터리: chief 는 model_dir/name, 다른 워커는 model_dir/.worker-K/name.
+
+    다중 워커에서는 모든 워커가 저장(집합 연산)에 참여해야 하지만 파일은 chief 것만 남긴다
+    (TF 다중 워커 안내와 같다). 모든 워커는 chief 의 체크포인트에서 복원한다.
+    """
+    chief, task_id = worker_role(strategy)
+    return os.path.join(model_dir, name) if chief else os.path.join(model_dir, f".worker-{task_id}", name)
+
+
 def set_mixed_precision(enabled):
     """혼합 정밀도: GPU 면 mixed_float16, CPU 면 mixed_bfloat16. 반환: float16 여부 (손실 스케일 필요)."""
     if not enabled:
@@ -142,8 +164,9 @@ class Trainer:
             self.optimizers = {plan.name: self._make_optimizer(plan) for plan in self.plans}
         self.checkpoint = tf.train.Checkpoint(model=self.model, step=self.step, **{
             f"optimizer_{name}": optimizer for name, optimizer in self.optimizers.items()})
+        self.checkpoint_dir = os.path.join(model_dir, "checkpoints")  # chief 의 것 (복원은 늘 여기서)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "checkpoints"),
+            self.checkpoint, worker_dir(model_dir, strategy, "checkpoints"),
             max_to_keep=config.train.keep_checkpoints, step_counter=self.step)
         self._step_functions = {}
 
@@ -163,7 +186,7 @@ class Trainer:
 
     def restore(self):
         """가장 최근 체크포인트를 복원한다. 반환: 복원한 경로 또는 None."""
-        path = self.manager.latest_checkpoint
+        path = tf.train.latest_checkpoint(self.checkpoint_dir)
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         return path
@@ -238,7 +261,7 @@ def write_run_file(model_dir, config, classes, records):
                 "anchor_fingerprint": config_lib.anchor_fingerprint(config)}
     run_info = json.loads(json.dumps(run_info))  # 튜플 → 리스트 (비교 일관성)
     _check_run_file(model_dir, run_info)
-    temporary = os.path.join(model_dir, RUN_FILE + ".tmp")
+    temporary = os.path.join(model_dir, f"{RUN_FILE}.tmp-{os.getpid()}")  # 워커마다 따로 (다중 워커)
     with open(temporary, "w") as handle:
         json.dump(run_info, handle, indent=2)
     os.replace(temporary, os.path.join(model_dir, RUN_FILE))
@@ -277,7 +300,8 @@ def train(config, records, model_dir, make_dataset, classes, strategy_name="auto
       model_dir: 출력 디렉터리.
       make_dataset: 함수 (global_batch_size) → 학습 tf.data.Dataset (반복, 배치).
       classes: 클래스 이름들 (1..C).
-      strategy_name: `make_strategy` 의 이름.
+      strategy_name: `make_strategy` 의 이름 또는 이미 만든 전략 (다중 워커 전략은 다른 TF 연산보다 먼저
+        만들어야 하므로 바이너리는 시작하자마자 만든다).
       jit_compile: XLA 로 학습 스텝 컴파일.
       mixed_precision: 혼합 정밀도.
       progress: 진행 막대 표시.
@@ -290,7 +314,7 @@ def train(config, records, model_dir, make_dataset, classes, strategy_name="auto
     """
     tf.random.set_seed(config.train.seed)
     write_run_file(model_dir, config, classes, records)
-    strategy = make_strategy(strategy_name)
+    strategy = strategy_name if isinstance(strategy_name, tf.distribute.Strategy) else make_strategy(strategy_name)
     trainer = Trainer(config, len(classes), model_dir, strategy, jit_compile, mixed_precision)
     restored = trainer.restore()
     total_steps = trainer.plans[-1].end
@@ -304,7 +328,7 @@ def train(config, records, model_dir, make_dataset, classes, strategy_name="auto
         lambda batch: {key: batch[key] for key in model_lib.FasterRCNN.TRAINING_KEYS})
     dataset = strategy.experimental_distribute_dataset(dataset)
     iterator = iter(dataset)
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+    writer = tf.summary.create_file_writer(worker_dir(model_dir, strategy, "train"))
     bar = tqdm(total=total_steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
     losses, images_per_second, last_time = {}, 0.0, time.perf_counter()
     step = start
@@ -336,7 +360,9 @@ def train(config, records, model_dir, make_dataset, classes, strategy_name="auto
             trainer.manager.save(checkpoint_number=step)
     bar.close()
     writer.flush()
-    return {"step": step, "losses": losses, "checkpoint": trainer.manager.latest_checkpoint}
+    if not worker_role(strategy)[0]:  # chief 가 아닌 워커의 임시 체크포인트·로그는 지운다
+        shutil.rmtree(os.path.dirname(trainer.manager.directory), ignore_errors=True)
+    return {"step": step, "losses": losses, "checkpoint": tf.train.latest_checkpoint(trainer.checkpoint_dir)}
 
 
 def load_trained_model(model_dir, checkpoint=None):

@@ -9,7 +9,9 @@
 
 import os
 import re
+import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,3 +136,42 @@ def test_mixed_precision_on_cpu_computes_in_bfloat16(tmp_path):
         assert all(value.dtype == tf.float32 and np.isfinite(value.numpy()) for value in losses.values())
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for handle in sockets:
+        handle.bind(("127.0.0.1", 0))
+    ports = [handle.getsockname()[1] for handle in sockets]
+    for handle in sockets:
+        handle.close()
+    return ports
+
+
+def test_multi_worker_strategy_from_tf_config(records, tmp_path):
+    """워커 2개 (localhost, TF_CONFIG) 가 MultiWorkerMirroredStrategy 로 함께 학습; 체크포인트는 chief 것만 남는다."""
+    model_dir = str(tmp_path / "run")
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    processes = []
+    for index in range(2):
+        environment = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                             "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            _command("train", *_train_args(records, model_dir, "--num_steps=3", "--strategy=auto")),
+            cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=300))
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+        assert "done at step 3" in stdout
+    assert _latest_step(model_dir) == 3
+    assert sorted(name for name in os.listdir(model_dir) if not name.startswith("run.json")) == [
+        "checkpoints", "train"]  # 워커 1 의 임시 디렉터리는 지워졌다
+    # 두 워커가 같은 손실을 보고한다 (복제본 평균)
+    totals = [re.search(r"total_loss=([\d.]+)", stdout).group(1) for stdout, _ in outputs]
+    assert totals[0] == totals[1]

@@ -50,13 +50,15 @@ def main(argv):
     from frcnn import training
     from pipelines import input_pipeline
     try:
+        # 다중 워커 전략(TF_CONFIG)은 집합 연산 설정 때문에 다른 TF 연산보다 먼저 만들어야 한다.
+        strategy = training.make_strategy(FLAGS.strategy)
         config = config_lib.build_config(FLAGS.config, _overrides())
         metadata = input_pipeline.read_metadata(FLAGS.records)
         make_dataset = lambda batch_size: input_pipeline.build_dataset(
             FLAGS.records, config, training=True, batch_size=batch_size)
         make_dataset(config.train.batch_size)  # 지문 검사를 학습 시작 전에
         result = training.train(config, FLAGS.records, FLAGS.model_dir, make_dataset,
-                                metadata["classes"], FLAGS.strategy, FLAGS.jit_compile,
+                                metadata["classes"], strategy, FLAGS.jit_compile,
                                 FLAGS.mixed_precision, FLAGS.progress)
     except (ValueError, FloatingPointError, OSError) as error:
         print(f"train: error: {error}", file=sys.stderr)
