@@ -6,14 +6,13 @@ vgg16_paper 프리셋(백본 가중치 none) 모델을 만들어 임시 디렉�
 무작위 가중치라 RPN 이 NMS 로 많은 박스를 넘길 수 있다 (최악의 경우에 가깝다): 검출 수도 출력한다.
 
 예:
-  PYTHONPATH=. .venv/bin/python benchmarks/bench_export_latency.py --num_runs=3
+  PYTHONPATH=. .venv/bin/python -m benchmarks.bench_export_latency --num_runs=3
 
 용어:
   B 배치(=1), H·W 입력 이미지 (600, 800), N 최대 검출 수.
 """
 
 import os
-import statistics
 import tempfile
 import time
 
@@ -21,10 +20,13 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
+from benchmarks import side_by_side
+from benchmarks.side_by_side import timed
 from frcnn import backbones
 from frcnn import config as config_lib
 from frcnn import export
 from frcnn import model as model_lib
+from frcnn import truncated_svd
 
 FLAGS = flags.FLAGS
 
@@ -50,22 +52,13 @@ def vgg16_conv_forward(config):
     return forward
 
 
-def timed(function, *args, **kwargs):
-    """한 번 호출하고 결과를 호스트로 가져오기까지의 (초, 결과)."""
-    start = time.perf_counter()
-    result = tf.nest.map_structure(lambda value: value.numpy(), function(*args, **kwargs))
-    return time.perf_counter() - start, result
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.num_runs < 1:
         raise app.UsageError("--num_runs must be ≥ 1")
     config = config_lib.build_config("vgg16_paper", "backbone.weights=none")
-    if FLAGS.fc_svd_ranks is not None:
-        ranks = () if FLAGS.fc_svd_ranks == "none" else tuple(int(v) for v in FLAGS.fc_svd_ranks.split(","))
-        config = export.with_detection_overrides(config, fc_svd_ranks=ranks)
+    config = export.with_detection_overrides(config, fc_svd_ranks=truncated_svd.parse_ranks(FLAGS.fc_svd_ranks))
     print(f"fc_svd_ranks: {config.detection.fc_svd_ranks or 'none'}")
     tf.random.set_seed(FLAGS.seed)
     model = model_lib.FasterRCNN(config, NUM_CLASSES)
@@ -82,24 +75,13 @@ def main(argv):
         print(f"export: {time.perf_counter() - start:.1f} s")
         serving = tf.saved_model.load(export_dir).signatures["serving_default"]
         baseline = vgg16_conv_forward(config)
-        warm_serving, outputs = timed(serving, images=image)
-        warm_baseline, _ = timed(baseline, image_float)
-        print(f"warm-up: serving_default {warm_serving:.2f} s, vgg16 conv {warm_baseline:.2f} s")
+        _, outputs = timed(serving, images=image)
         print(f"num_detections {outputs['num_detections'].tolist()}, "
               f"max score {float(outputs['detection_scores'].max()):.3f}")
-        serving_times, baseline_times = [], []
-        for run in range(FLAGS.num_runs):
-            serving_times.append(timed(serving, images=image)[0])
-            baseline_times.append(timed(baseline, image_float)[0])
-            print(f"run {run + 1}: serving_default {serving_times[-1]:.3f} s, "
-                  f"vgg16 conv {baseline_times[-1]:.3f} s")
-    serving_median = statistics.median(serving_times)
-    baseline_median = statistics.median(baseline_times)
-    ratio = serving_median / baseline_median
-    print(f"serving_default 600x800 uint8 (median of {FLAGS.num_runs}): {serving_median:.3f} s")
-    print(f"vgg16 conv1..conv5_3 forward (median of {FLAGS.num_runs}): {baseline_median:.3f} s")
-    print(f"ratio: {ratio:.3f} (target ≤ {TARGET_RATIO}) -> {'PASS' if ratio <= TARGET_RATIO else 'MISS'}")
-
+        size = f"{FLAGS.image_height}x{FLAGS.image_width}"
+        side_by_side.compare((f"serving_default {size} uint8", lambda: serving(images=image)),
+                             ("vgg16 conv1..conv5_3 forward", lambda: baseline(image_float)),
+                             FLAGS.num_runs, TARGET_RATIO)
 
 if __name__ == "__main__":
     app.run(main)

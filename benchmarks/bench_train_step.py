@@ -5,22 +5,21 @@ vgg16_paper 프리셋(백본 가중치 none, train.batch_size=1)으로 600×800 
 번갈아 --num_runs 번 재고 중앙값과 비율(목표 ≤ 1.25)을 출력한다.
 
 예:
-  PYTHONPATH=. .venv/bin/python benchmarks/bench_train_step.py --num_runs=3
+  PYTHONPATH=. .venv/bin/python -m benchmarks.bench_train_step --num_runs=3
 
 용어:
   B 배치(=1), H·W 캔버스 (608, 1008), G 최대 GT 수 (패딩 −1), A 앵커 수.
   박스 형식 `[ymin, xmin, ymax, xmax]` 캔버스 픽셀.
 """
 
-import statistics
 import tempfile
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
+from benchmarks import side_by_side
 from frcnn import anchors as anchors_lib
 from frcnn import backbones
 from frcnn import config as config_lib
@@ -90,14 +89,6 @@ def vgg16_conv_step(config):
     return step
 
 
-def timed(function, argument):
-    """한 번 호출하고 결과를 호스트로 가져오기까지의 초."""
-    start = time.perf_counter()
-    result = function(argument)
-    tf.nest.map_structure(lambda value: value.numpy(), result)
-    return time.perf_counter() - start
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -115,21 +106,9 @@ def main(argv):
         trainer = training.Trainer(config, NUM_CLASSES, model_dir, tf.distribute.get_strategy())
         joint_step = trainer.step_function("joint")
         baseline_step = vgg16_conv_step(config)
-        warm_joint = timed(joint_step, batch)
-        warm_baseline = timed(baseline_step, batch["images"])
-        print(f"warm-up (incl. tracing): joint {warm_joint:.2f} s, vgg16 conv {warm_baseline:.2f} s")
-        joint_times, baseline_times = [], []
-        for run in range(FLAGS.num_runs):
-            joint_times.append(timed(joint_step, batch))
-            baseline_times.append(timed(baseline_step, batch["images"]))
-            print(f"run {run + 1}: joint {joint_times[-1]:.3f} s, vgg16 conv {baseline_times[-1]:.3f} s")
-    joint = statistics.median(joint_times)
-    baseline = statistics.median(baseline_times)
-    ratio = joint / baseline
-    print(f"joint train step (median of {FLAGS.num_runs}): {joint:.3f} s")
-    print(f"vgg16 conv1..conv5_3 fwd+bwd+SGD (median of {FLAGS.num_runs}): {baseline:.3f} s")
-    print(f"ratio: {ratio:.3f} (target ≤ {TARGET_RATIO}) -> {'PASS' if ratio <= TARGET_RATIO else 'MISS'}")
-
+        side_by_side.compare(("joint train step", lambda: joint_step(batch)),
+                             ("vgg16 conv1..conv5_3 fwd+bwd+SGD", lambda: baseline_step(batch["images"])),
+                             FLAGS.num_runs, TARGET_RATIO)
 
 if __name__ == "__main__":
     app.run(main)

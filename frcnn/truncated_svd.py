@@ -18,6 +18,25 @@ import numpy as np
 FC_LAYER_NAMES = ("fc6", "fc7")
 
 
+def parse_ranks(text):
+    """'--fc_svd_ranks' 문자열 → None (설정 그대로), () (끔) 또는 (fc6, fc7).
+
+    Raises:
+      ValueError: 정수 두 개 ≥ 0 이나 'none' 이 아닐 때.
+    """
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", "off", ""):
+        return ()
+    try:
+        ranks = tuple(int(value) for value in text.split(","))
+    except ValueError:
+        ranks = ()
+    if len(ranks) != len(FC_LAYER_NAMES) or min(ranks) < 0:
+        raise ValueError(f"--fc_svd_ranks='{text}': expected two integers ≥ 0 like '1024,256', or 'none'")
+    return ranks
+
+
 def factorize(kernel, rank):
     """[u, v] 커널 → ([u, t], [t, v]) float32, 곱이 W 의 rank-t 절단 SVD (U_t Σ_t V_tᵀ) 와 같다.
 

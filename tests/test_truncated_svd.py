@@ -96,3 +96,12 @@ def test_export_with_svd_drops_the_original_fc6_and_keeps_detections(tmp_path):
     got = loaded.signatures["serving_default"](images=tf.constant(image))
     np.testing.assert_allclose(got["detection_scores"], expected["detection_scores"], atol=1e-4)
     np.testing.assert_allclose(got["detection_boxes"], expected["detection_boxes"], atol=1e-4)
+
+
+def test_parse_ranks():
+    assert truncated_svd.parse_ranks(None) is None
+    assert truncated_svd.parse_ranks("none") == () and truncated_svd.parse_ranks("") == ()
+    assert truncated_svd.parse_ranks("1024,256") == (1024, 256)
+    for bad in ("8,x", "1,2,3", "4", "-1,2"):
+        with pytest.raises(ValueError, match="expected two integers"):
+            truncated_svd.parse_ranks(bad)

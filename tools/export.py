@@ -28,9 +28,13 @@ def main(argv):
         raise app.UsageError("--model_dir and --export_dir are required")
     if FLAGS.max_detections is not None and FLAGS.max_detections <= 0:
         raise app.UsageError("--max_detections must be > 0")
-    ranks = _parse_ranks(FLAGS.fc_svd_ranks)
     from frcnn import export
     from frcnn import training
+    from frcnn import truncated_svd
+    try:
+        ranks = truncated_svd.parse_ranks(FLAGS.fc_svd_ranks)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     try:
         model, config, classes, checkpoint = training.load_trained_model(FLAGS.model_dir, FLAGS.checkpoint)
         config = export.with_detection_overrides(config, FLAGS.score_threshold, FLAGS.max_detections, ranks)
@@ -43,21 +47,6 @@ def main(argv):
     svd = ", ".join(f"{name} rank {rank}" for name, rank in compressed.items() if rank)
     print(f"export: wrote {FLAGS.export_dir} from {checkpoint} ({len(classes)} classes"
           f"{', truncated SVD: ' + svd if svd else ''})")
-
-
-def _parse_ranks(text):
-    """'--fc_svd_ranks' → None (설정 그대로), () (끔) 또는 (fc6, fc7)."""
-    if text is None:
-        return None
-    if text.strip().lower() in ("none", "off", ""):
-        return ()
-    try:
-        ranks = tuple(int(value) for value in text.split(","))
-    except ValueError:
-        ranks = ()
-    if len(ranks) != 2 or min(ranks) < 0:
-        raise app.UsageError(f"--fc_svd_ranks='{text}': expected two integers ≥ 0 like '1024,256', or 'none'")
-    return ranks
 
 
 def run():
