@@ -22,11 +22,11 @@ from absl import app, flags
 
 from benchmarks import side_by_side
 from benchmarks.side_by_side import timed
-from frcnn import backbones
+from frcnn.modeling import backbones
 from frcnn import config as config_lib
-from frcnn import export
-from frcnn import model as model_lib
-from frcnn import truncated_svd
+from frcnn.export import saved_model as export
+from frcnn.modeling import model as model_lib
+from frcnn.export import truncated_svd
 
 FLAGS = flags.FLAGS
 

@@ -15,7 +15,7 @@ from absl import app, flags
 from PIL import Image
 
 from frcnn import config as config_lib
-from frcnn import voc
+from frcnn.data import voc
 from pipelines import convert
 
 FLAGS = flags.FLAGS

@@ -20,11 +20,11 @@ import tensorflow as tf
 from absl import app, flags
 
 from benchmarks import side_by_side
-from frcnn import anchors as anchors_lib
-from frcnn import backbones
+from frcnn.ops import anchors as anchors_lib
+from frcnn.modeling import backbones
 from frcnn import config as config_lib
-from frcnn import rpn_targets
-from frcnn import training
+from frcnn.modeling import rpn_targets
+from frcnn.training import trainer as training
 
 FLAGS = flags.FLAGS
 

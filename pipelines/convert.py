@@ -32,12 +32,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from frcnn import anchors as anchors_lib
-from frcnn import box_ops
+from frcnn.ops import anchors as anchors_lib
+from frcnn.ops import box_ops
 from frcnn import config as config_lib
-from frcnn import rpn_targets
-from frcnn import voc
-from pipelines import records
+from frcnn.modeling import rpn_targets
+from frcnn.data import voc
+from frcnn.data import records
 
 # 한 번의 tf.function 호출로 라벨을 붙이는 이미지 수 (원본 + 뒤집기로 2B 행).
 LABEL_BATCH_SIZE = 32

@@ -1,6 +1,6 @@
 """학습 입력 파이프라인: 샤드 TFRecord → 디코딩·리사이즈·뒤집기·캔버스 패딩 → 방향별 배치.
 
-레코드의 앵커 매칭 코드는 `make_tfrecords` 가 같은 리사이즈 식(`preprocess.resize_scale`)과 같은
+레코드의 앵커 매칭 코드는 `make_tfrecords` 가 같은 리사이즈 식(`resize.resize_scale`)과 같은
 float32 연산(`records.canvas_boxes`)으로 미리 계산했다. 그래서 시작 전에 앵커 지문이 학습 설정과
 같은지 확인하고, 뒤집기를 하면 미리 계산해 둔 뒤집힌 이미지의 코드를 쓴다.
 
@@ -19,10 +19,10 @@ import re
 
 import tensorflow as tf
 
-from frcnn import box_ops
+from frcnn.ops import box_ops
 from frcnn import config as config_lib
-from frcnn import preprocess
-from pipelines import records
+from frcnn.data import resize
+from frcnn.data import records
 
 SHARD_PATTERN = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord$")
 ORIENTATIONS = {"landscape": True, "portrait": False}
@@ -113,9 +113,9 @@ def _flip_decision(config, training: bool, flip, seed):
 def _pad_image(image, config, landscape, orientation):
     """방향별 캔버스에 패딩한다. 방향을 하나로 정했으면 정적 모양, 아니면 tf.cond."""
     if orientation is not None:
-        return preprocess.pad_to_canvas(image, config, ORIENTATIONS[orientation])
-    return tf.cond(landscape, lambda: preprocess.pad_to_canvas(image, config, True),
-                   lambda: preprocess.pad_to_canvas(image, config, False))
+        return resize.pad_to_canvas(image, config, ORIENTATIONS[orientation])
+    return tf.cond(landscape, lambda: resize.pad_to_canvas(image, config, True),
+                   lambda: resize.pad_to_canvas(image, config, False))
 
 
 def _prepare(serialized, config, training, flip, seed, orientation):
@@ -127,7 +127,7 @@ def _prepare(serialized, config, training, flip, seed, orientation):
     with tf.control_dependencies([fingerprint_check]):
         image = tf.io.decode_image(parsed["image_bytes"], channels=3, expand_animations=False)
     original_size = tf.shape(image)[:2]
-    resized, scale = preprocess.resize_image(image, config)
+    resized, scale = resize.resize_image(image, config)
     max_gt_boxes = config.input.max_gt_boxes
     normalized_boxes = _pad_objects(parsed["boxes"], max_gt_boxes, -1.0)  # [G, 4]
     gt_boxes, image_size = records.canvas_boxes(normalized_boxes, original_size[0], original_size[1], config)
@@ -135,7 +135,7 @@ def _prepare(serialized, config, training, flip, seed, orientation):
     resized = tf.cond(do_flip, lambda: tf.image.flip_left_right(resized), lambda: resized)
     gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)
     matches_bytes = tf.where(do_flip, parsed["anchor_matches_flipped_bytes"], parsed["anchor_matches_bytes"])
-    landscape = preprocess.is_landscape(original_size[0], original_size[1])
+    landscape = resize.is_landscape(original_size[0], original_size[1])
     return {
         "images": _pad_image(resized, config, landscape, orientation),
         "image_sizes": image_size,
@@ -166,7 +166,7 @@ def _orientation_filter(orientation):
         sizes = tf.io.parse_single_example(serialized, {
             records.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
             records.WIDTH: tf.io.FixedLenFeature([], tf.int64)})
-        return tf.equal(preprocess.is_landscape(sizes[records.HEIGHT], sizes[records.WIDTH]), wanted)
+        return tf.equal(resize.is_landscape(sizes[records.HEIGHT], sizes[records.WIDTH]), wanted)
 
     return keep
 
@@ -175,7 +175,7 @@ def _batch_by_orientation(dataset, batch_size: int, drop_remainder: bool):
     """같은 방향끼리 배치한다 (배치마다 캔버스 모양이 하나)."""
     def orientation_key(element):
         original = element["original_sizes"]
-        return tf.cast(preprocess.is_landscape(original[0], original[1]), tf.int64)
+        return tf.cast(resize.is_landscape(original[0], original[1]), tf.int64)
 
     return dataset.group_by_window(
         key_func=orientation_key,

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from frcnn import voc
+from frcnn.data import voc
 from pipelines import convert
 
 DATASET_NAME = "voc/2007"

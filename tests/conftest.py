@@ -1,6 +1,119 @@
-"""테스트 공통 설정: 로그를 줄이고 CPU 만 쓴다."""
+"""테스트 공통 설정과 도우미: 로그를 줄이고 CPU 만 쓴다.
 
+도우미(여러 테스트 파일이 함께 쓰는 것)는 여기 한 곳에 둔다; 테스트 파일끼리는 서로 가져오지 않는다.
+  - 손으로 쓴 작은 VOC 디렉터리(`write_voc_dir`, `VOC_IMAGES`)와 그 변환(`convert_voc`, `read_records`).
+  - 아주 작은 cpu_small 설정(`tiny_config`)과 합성 배치(`make_batches`).
+"""
+
+import glob
+import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402  (환경 변수를 먼저 정해야 한다)
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from frcnn import config as config_lib  # noqa: E402
+from frcnn.data import records  # noqa: E402
+from frcnn.modeling import rpn_targets  # noqa: E402
+from frcnn.ops import anchors as anchors_lib  # noqa: E402
+from pipelines import convert  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# 이미지 id → (W, H, [(이름, (xmin, ymin, xmax, ymax) 문자열, difficult 또는 None, truncated 또는 None)])
+VOC_IMAGES = {
+    "000001": (40, 30, [("dog", ("5", "4", "20", "25"), "1", "0"),
+                        ("cat", ("10.5", "3.25", "38.75", "30"), None, "1")]),
+    "000002": (24, 36, [("person", ("2", "3", "20", "34"), "0", None)]),  # 세로형
+    "000003": (32, 32, []),  # 물체 없음
+    "000004": (48, 32, [("dog", ("1", "1", "48", "32"), "0", "0"), ("cat", ("30", "10", "45", "20"), "0", "0"),
+                        ("person", ("3", "5", "12", "30"), "0", "0")]),
+}
+
+
+def object_xml(name, box, difficult, truncated):
+    keys = ("xmin", "ymin", "xmax", "ymax")
+    flags = "".join(f"<{key}>{value}</{key}>" for key, value in (("difficult", difficult), ("truncated", truncated))
+                    if value is not None)
+    coordinates = "".join(f"<{key}>{value}</{key}>" for key, value in zip(keys, box))
+    return f"<object><name>{name}</name>{flags}<bndbox>{coordinates}</bndbox></object>"
+
+
+def annotation_xml(image_id, width, height, objects):
+    return (f"<annotation><folder>VOC2007</folder><filename>{image_id}.jpg</filename>"
+            f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
+            + "".join(object_xml(*obj) for obj in objects) + "</annotation>")
+
+
+def jpeg_bytes(width, height, seed):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def write_voc_dir(root, images=None, split="trainval"):
+    """손으로 정한 XML 과 PIL JPEG 로 VOC 디렉터리를 만들고 경로를 돌려준다."""
+    images = VOC_IMAGES if images is None else images
+    voc_dir = os.path.join(str(root), "VOC2007")
+    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(voc_dir, sub), exist_ok=True)
+    for seed, (image_id, (width, height, objects)) in enumerate(images.items()):
+        with open(os.path.join(voc_dir, "Annotations", f"{image_id}.xml"), "w") as handle:
+            handle.write(annotation_xml(image_id, width, height, objects))
+        with open(os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg"), "wb") as handle:
+            handle.write(jpeg_bytes(width, height, seed))
+    with open(os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt"), "w") as handle:
+        handle.write("\n".join(images) + "\n")
+    return voc_dir
+
+
+def read_records(pattern):
+    """샤드의 모든 레코드를 parse_example 결과(numpy) 목록으로, source_id 로 정렬해 읽는다."""
+    parsed = []
+    for path in sorted(glob.glob(pattern)):
+        for serialized in tf.data.TFRecordDataset(path):
+            example = records.parse_example(serialized)
+            parsed.append({key: value.numpy() for key, value in example.items()})
+    return sorted(parsed, key=lambda example: example["source_id"])
+
+
+def convert_voc(voc_dir, output_dir, preset="cpu_small", **options):
+    config = config_lib.build_config(preset)
+    convert_options = convert.ConvertOptions(output_dir=str(output_dir), split="trainval",
+                                             show_progress=False, **options)
+    return convert.convert(lambda: convert.open_voc_source(voc_dir, "trainval", None), config, convert_options)
+
+
+TINY = ("backbone.width=8,backbone.fc_units=32,rpn.conv_channels=16,train.batch_size=2,"
+        "train.checkpoint_every=2,train.log_every=1,train.warmup_steps=0,input.min_size=64,"
+        "input.max_size=64,anchors.sizes=(16,32),rpn.pre_nms_top_k=200,rpn.post_nms_top_k=32,roi.num_rois=16")
+
+
+def tiny_config(extra=""):
+    return config_lib.build_config("cpu_small", TINY + ("," + extra if extra else ""))
+
+
+def make_batches(cfg, count=None):
+    """밝은 사각형 두 개가 있는 작은 배치 (앵커 코드는 label_anchors 로 계산)."""
+    images = np.full([2, 64, 64, 3], 40.0, np.float32)
+    images[:, 10:30, 8:36] = 230.0
+    images[:, 40:60, 30:50] = [200.0, 30.0, 30.0]
+    gt_boxes = np.full([2, cfg.input.max_gt_boxes, 4], -1.0, np.float32)
+    gt_boxes[:, 0] = [10, 8, 30, 36]
+    gt_boxes[:, 1] = [40, 30, 60, 50]
+    gt_classes = np.full([2, cfg.input.max_gt_boxes], -1, np.int32)
+    gt_classes[:, :2] = [1, 2]
+    sizes = np.full([2, 2], 64.0, np.float32)
+    matches = rpn_targets.label_anchors(anchors_lib.anchors_for_canvas(cfg), tf.constant(gt_boxes),
+                                        tf.constant(sizes), cfg.rpn)
+    batch = {"images": images, "image_sizes": sizes, "scales": np.ones([2], np.float32),
+             "gt_boxes": gt_boxes, "gt_classes": gt_classes, "anchor_matches": matches.numpy()}
+    dataset = tf.data.Dataset.from_tensors(batch)
+    return dataset.repeat(count) if count else dataset.repeat()

@@ -4,7 +4,7 @@
     python -m tools.detect --saved_model=exports/voc07 --images=photos/ --output_dir=drawn/
 
 각 이미지의 원본 바이트를 `serve_bytes` 시그니처에 넣고 `<stem>_detections.<png|jpg>` 와
-`detections.json` 을 쓴다 (`frcnn.draw.detect_images`). 실패하면 반쯤 쓴 출력은 남기지 않는다.
+`detections.json` 을 쓴다 (`frcnn.viz.draw.detect_images`). 실패하면 반쯤 쓴 출력은 남기지 않는다.
 
 용어:
     N: SavedModel 이 돌려주는 검출 수. 박스: 정규화 [ymin, xmin, ymax, xmax].
@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from frcnn import draw
+from frcnn.viz import draw
 
 FLAGS = flags.FLAGS
 

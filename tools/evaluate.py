@@ -11,7 +11,7 @@ import sys
 import tensorflow as tf
 from absl import app, flags
 
-from frcnn import voc
+from frcnn.data import voc
 from frcnn.eval import report, runner
 
 FLAGS = flags.FLAGS

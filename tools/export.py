@@ -28,9 +28,9 @@ def main(argv):
         raise app.UsageError("--model_dir and --export_dir are required")
     if FLAGS.max_detections is not None and FLAGS.max_detections <= 0:
         raise app.UsageError("--max_detections must be > 0")
-    from frcnn import export
-    from frcnn import training
-    from frcnn import truncated_svd
+    from frcnn.export import saved_model as export
+    from frcnn.training import trainer as training
+    from frcnn.export import truncated_svd
     try:
         ranks = truncated_svd.parse_ranks(FLAGS.fc_svd_ranks)
     except ValueError as error:

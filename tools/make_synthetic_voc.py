@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from frcnn import synthetic_voc
+from tools import synthetic_voc
 
 FLAGS = flags.FLAGS
 

@@ -1,4 +1,4 @@
-"""Faster R-CNN 학습 바이너리: 플래그 → 설정 → `frcnn.training.train`.
+"""Faster R-CNN 학습 바이너리: 플래그 → 설정 → `frcnn.training.trainer.train`.
 
 예:
   python -m tools.train --records='workspace/records/trainval-*.tfrecord' \\
@@ -47,7 +47,7 @@ def main(argv):
     if not FLAGS.records or not FLAGS.model_dir:
         raise app.UsageError("--records and --model_dir are required")
     from frcnn import config as config_lib
-    from frcnn import training
+    from frcnn.training import trainer as training
     from pipelines import input_pipeline
     try:
         # 다중 워커 전략(TF_CONFIG)은 집합 연산 설정 때문에 다른 TF 연산보다 먼저 만들어야 한다.

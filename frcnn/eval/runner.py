@@ -4,8 +4,8 @@
 클래스 이름으로 GT 와 검출의 클래스 id 를 맞춤 → voc07 / voc12 / coco 지표 → 표, JSON, PR 그림.
 
 클래스 맞추기: 검출과 GT 는 클래스 **이름** 으로 짝짓는다 (모델의 id 순서를 몰라도 된다).
-  클래스 목록 (id 1..C 순서) = `classes` 인자 (쉼표 목록 또는 파일, frcnn.voc 규칙) 가 있으면 그것,
-  없으면 VOC 디렉터리는 `frcnn.voc.resolve_classes` 의 자동 규칙, TFRecord 는 (label, text) 와
+  클래스 목록 (id 1..C 순서) = `classes` 인자 (쉼표 목록 또는 파일, frcnn.data.voc 규칙) 가 있으면 그것,
+  없으면 VOC 디렉터리는 `frcnn.data.voc.resolve_classes` 의 자동 규칙, TFRecord 는 (label, text) 와
   모델의 (detection_classes, detection_class_names) 쌍에서 id 순서로 모은 것.
   이름이 빈 검출은 id 로 목록에서 이름을 찾는다. 목록에 없는 검출 클래스 이름은 목록 끝에 붙는다
   (GT 가 없으니 AP 는 null).
@@ -14,7 +14,7 @@
   B: 배치 (이미지 수). N: 모델이 돌려주는 이미지당 검출 칸 수 (num_detections 뒤는 패딩).
   H, W: 원본 이미지 높이·너비 (픽셀).
   정규화 박스: [ymin, xmin, ymax, xmax] ∈ [0, 1] (모델 출력, TFRecord).
-  연속 박스: 정규화 × [H, W, H, W]. VOC 박스: frcnn.voc.boxes_to_voc 로 바꾼 (xmin, ymin, xmax, ymax).
+  연속 박스: 정규화 × [H, W, H, W]. VOC 박스: frcnn.data.voc.boxes_to_voc 로 바꾼 (xmin, ymin, xmax, ymax).
 """
 
 import dataclasses
@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from frcnn import voc
+from frcnn.data import voc
 from frcnn.eval import coco_ap, report, voc_ap
 
 
@@ -200,7 +200,7 @@ def collect_from_voc(voc_dir, split, detect_fn, batch_size=8, max_images=None, c
       EvaluationInputs.
 
     Raises:
-      frcnn.voc.VocError: 분할·주석·이미지 파일 문제, 목록에 없는 클래스.
+      frcnn.data.voc.VocError: 분할·주석·이미지 파일 문제, 목록에 없는 클래스.
     """
     image_ids = voc.read_split_ids(voc_dir, split)
     if max_images is not None:
@@ -392,7 +392,7 @@ def evaluate(detect_fn, *, voc_dir=None, split="test", record_pattern=None, metr
 
     Raises:
       ValueError: 인자 조합이 틀렸거나, 이미지가 하나도 없거나, 레코드가 잘못됐을 때.
-      frcnn.voc.VocError: VOC 파일 문제.
+      frcnn.data.voc.VocError: VOC 파일 문제.
     """
     _check_arguments(voc_dir, record_pattern, metrics, batch_size, max_images)
     start_time = time.perf_counter()

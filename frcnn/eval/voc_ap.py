@@ -17,7 +17,7 @@
 용어:
   G: 한 이미지의 GT 수. N: 한 이미지의 검출 수. D: 한 클래스의 전체 검출 수. C: 클래스 수 (id 1..C).
   VOC 박스: (xmin, ymin, xmax, ymax), 1-based 포함 픽셀 (XML 그대로). 이 모듈의 모든 박스는 이 형식이다.
-    연속 픽셀 [ymin, xmin, ymax, xmax] 에서 바꿀 때는 `frcnn.voc.boxes_to_voc` 를 쓴다.
+    연속 픽셀 [ymin, xmin, ymax, xmax] 에서 바꿀 때는 `frcnn.data.voc.boxes_to_voc` 를 쓴다.
 """
 
 import dataclasses

@@ -1,0 +1,168 @@
+"""Faster R-CNN 모델: 논문 그림 순서대로 — 백본 → RPN → 제안 → RoI pooling → 검출기 헤드.
+
+용어:
+  B 배치, H·W 입력(캔버스) 크기, Hf·Wf 특징맵, A 앵커 수, P 제안 수, R 이미지당 RoI 수,
+  C 클래스 수 (배경 0 제외), G 최대 GT 수.
+  박스 형식 `[ymin, xmin, ymax, xmax]`, 리사이즈된 이미지 픽셀.
+  단계(stage): joint (근사 결합 학습) 와 4단계 교대 학습 —
+    rpn (1) 처음 백본으로 RPN, detector (2) 자기 백본 사본으로 1단계 제안에 검출기,
+    rpn_finetune (3) 2단계 백본(고정) 위에서 RPN 전용 층, detector_finetune (4) 3단계 제안으로 검출기 전용 층.
+"""
+
+import keras
+import tensorflow as tf
+
+from frcnn.ops import anchors as anchors_lib
+from frcnn.modeling import backbones
+from frcnn.modeling import heads
+from frcnn.modeling import losses
+from frcnn.modeling import postprocess
+from frcnn.ops import roi_ops
+from frcnn.modeling import roi_targets
+from frcnn.modeling import rpn
+from frcnn.modeling import rpn_targets
+
+STAGES = ("joint", "rpn", "detector", "rpn_finetune", "detector_finetune")
+
+
+class FasterRCNN(keras.Model):
+    """RPN 과 Fast R-CNN 검출기가 백본을 공유하는 모델."""
+
+    def __init__(self, config, num_classes, separate_rpn_backbone=False, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.num_classes = num_classes
+        self.backbone = backbones.build_backbone(config, "backbone")
+        # 교대 학습 1–2단계의 RPN 은 자기 백본을 쓴다 (논문의 "별도 네트워크").
+        self.rpn_backbone = (backbones.build_backbone(config, "rpn_backbone")
+                             if separate_rpn_backbone else None)
+        # Backbone 은 dataclass 라 Keras 가 추적하지 않는다: 특징 모델을 속성으로 달아 체크포인트·내보내기에 넣는다.
+        self.backbone_features = self.backbone.features
+        self.rpn_backbone_features = self.rpn_backbone.features if self.rpn_backbone else None
+        self.rpn_head = rpn.RpnHead(config.rpn.conv_channels, config.anchors.num_anchors_per_location,
+                                    name="rpn_head")
+        self.detector_head = heads.DetectorHead(self.backbone.head, num_classes, name="detector_head")
+
+    # ---- 구성 요소 ----
+    def features(self, images, backbone, training):
+        """[B, H, W, 3] float32 0–255 → [B, Hf, Wf, Cf] 특징."""
+        normalized = backbone.normalize(tf.cast(images, self.compute_dtype))
+        return backbone.features(normalized, training=training)
+
+    def anchors(self, features):
+        """특징맵 크기에 맞는 앵커 [A, 4] (학습 캔버스면 정적, 추론이면 동적)."""
+        height = features.shape[1] or tf.shape(features)[1]
+        width = features.shape[2] or tf.shape(features)[2]
+        return anchors_lib.generate_anchors(height, width, self.config.anchors.stride,
+                                            self.config.anchors.sizes, self.config.anchors.aspect_ratios)
+
+    def detector(self, features, rois, training):
+        """RoI 특징 → (class_logits [B·R, C+1], box_deltas [B·R, C+1, 4])."""
+        output_size = self.config.roi.pool_size * self.backbone.roi_size_multiplier
+        # 학습은 XLA 로 컴파일되고 역전파가 빠른 matmul, 추론은 순전파가 빠른 crop_and_resize (같은 값).
+        implementation = "matmul" if training else "crop_and_resize"
+        pooled = roi_ops.roi_features(features, rois, self.config.anchors.stride, output_size,
+                                      self.config.roi.op, implementation)
+        return self.detector_head(pooled, training=training)
+
+    def proposals(self, features, inputs, training):
+        """RPN 출력과 제안. 반환: (objectness_logits, box_deltas, anchors, (proposals, scores, valid))."""
+        objectness_logits, box_deltas = self.rpn_head(features)
+        anchors = self.anchors(features)
+        proposals = rpn.generate_proposals(objectness_logits, box_deltas, anchors, inputs["image_sizes"],
+                                           inputs["scales"], self.config.rpn, training)
+        return objectness_logits, box_deltas, anchors, proposals
+
+    # ---- 학습 ----
+    # 학습 스텝이 쓰는 배치 키 (파이프라인의 문자열 source_ids 등은 XLA 로 넘기지 않는다).
+    TRAINING_KEYS = ("images", "image_sizes", "scales", "gt_boxes", "gt_classes", "anchor_matches")
+
+    def compute_losses(self, batch, stage="joint", seed=None):
+        """한 단계의 손실들.
+
+        Args:
+          batch: 파이프라인 dict — images [B, H, W, 3], image_sizes [B, 2], scales [B],
+            gt_boxes [B, G, 4], gt_classes [B, G], anchor_matches [B, A].
+          stage: `STAGES` 중 하나 (Python 문자열).
+          seed: 선택, stateless 씨앗.
+
+        Returns:
+          dict: 단계에 해당하는 손실 스칼라들과 `total_loss`.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage '{stage}' (expected one of {STAGES})")
+        rpn_backbone = self.rpn_backbone if stage in ("rpn", "detector") else self.backbone
+        train_rpn = stage in ("joint", "rpn", "rpn_finetune")
+        train_detector = stage in ("joint", "detector", "detector_finetune")
+        shared = stage in ("joint", "rpn")  # 이 단계에서 RPN 쪽 백본을 학습하는가
+        result = {}
+        rpn_features = self.features(batch["images"], rpn_backbone, training=shared)
+        logits, deltas, anchors, (proposals, _, valid) = self.proposals(rpn_features, batch, True)
+        if train_rpn:
+            labels, box_targets = rpn_targets.decode_anchor_matches(
+                batch["anchor_matches"], anchors, batch["gt_boxes"], self.config.rpn.box_weights)
+            result["rpn_objectness_loss"], result["rpn_box_loss"] = losses.rpn_losses(
+                logits, deltas, labels, box_targets, self.config.rpn, seed)
+        if train_detector:
+            if stage == "joint":
+                features = rpn_features
+            else:
+                features = self.features(batch["images"], self.backbone, training=stage == "detector")
+            targets = roi_targets.sample_rois(proposals, valid, batch["gt_boxes"], batch["gt_classes"],
+                                              self.config.roi, seed)
+            class_logits, box_deltas = self.detector(features, targets["rois"], training=True)
+            result["detector_class_loss"], result["detector_box_loss"] = losses.detector_losses(
+                class_logits, box_deltas, targets, self.config.roi)
+        result["total_loss"] = tf.add_n(list(result.values()))
+        return result
+
+    def stage_variables(self, stage):
+        """단계에서 학습할 변수들 (논문의 4단계: 공유 합성곱은 3–4단계에서 고정)."""
+        groups = {
+            "joint": [self.backbone.features, self.rpn_head, self.detector_head],
+            "rpn": [self.rpn_backbone.features if self.rpn_backbone else None, self.rpn_head],
+            "detector": [self.backbone.features, self.detector_head],
+            "rpn_finetune": [self.rpn_head],
+            "detector_finetune": [self.detector_head],
+        }
+        variables = []
+        for module in groups[stage]:
+            if module is None:
+                raise ValueError(f"stage '{stage}' needs the model built with separate_rpn_backbone=True")
+            variables.extend(module.trainable_variables)
+        return variables
+
+    # ---- 추론 ----
+    def detect(self, images, image_sizes, scales):
+        """검출.
+
+        Args:
+          images: [B, H, W, 3] float32 0–255, 리사이즈 후 stride 배수로만 패딩된 이미지.
+          image_sizes: [B, 2] float32 리사이즈된 (높이, 너비).
+          scales: [B] float32 리사이즈 배율.
+
+        Returns:
+          `postprocess.detect` 의 dict (정규화 좌표).
+        """
+        inputs = {"image_sizes": image_sizes, "scales": scales}
+        features = self.features(images, self.backbone, training=False)
+        _, _, _, (proposals, _, valid) = self.proposals(features, inputs, False)
+        class_logits, box_deltas = self.detector(features, proposals, training=False)
+        return postprocess.detect(proposals, valid, class_logits, box_deltas, image_sizes,
+                                  self.config.detection, self.config.roi)
+
+    def call(self, images, training=False):
+        """Keras 호환 진입점: 캔버스 전체를 이미지로 보고 검출한다."""
+        shape = tf.shape(images)
+        sizes = tf.cast(tf.tile(shape[None, 1:3], [shape[0], 1]), tf.float32)
+        return self.detect(images, sizes, tf.ones([shape[0]]))
+
+    def build_all(self, canvas_shape):
+        """변수를 만든다 (체크포인트 복원 전에 호출)."""
+        height, width = canvas_shape
+        images = tf.zeros([1, height, width, 3])
+        for backbone in filter(None, [self.backbone, self.rpn_backbone]):
+            features = self.features(images, backbone, training=False)
+            self.rpn_head(features)
+        rois = tf.constant([[[0.0, 0.0, float(height), float(width)]]])
+        self.detector(features, rois, training=False)

@@ -1,0 +1,58 @@
+"""추론 후처리: 클래스별 박스 디코딩 → 클래스별 NMS → 원본 이미지의 정규화 좌표.
+
+용어:
+  B 배치, R 이미지당 RoI 수, C 클래스 수 (배경 제외), N 최대 검출 수.
+"""
+
+import tensorflow as tf
+
+from frcnn.ops import box_coder
+from frcnn.ops import box_ops
+
+
+def detect(rois, roi_valid, class_logits, box_deltas, image_sizes, detection_config, roi_config):
+    """RoI 별 점수와 델타로 최종 검출을 만든다.
+
+    Args:
+      rois: [B, R, 4] float32 리사이즈된 이미지 픽셀.
+      roi_valid: [B, R] bool.
+      class_logits: [B·R, C+1] float32.
+      box_deltas: [B·R, C+1, 4] float32.
+      image_sizes: [B, 2] float32 리사이즈된 이미지 (높이, 너비).
+      detection_config: `config.DetectionConfig`.
+      roi_config: `config.RoiConfig`.
+
+    Returns:
+      dict: boxes [B, N, 4] float32 정규화 [0, 1] (리사이즈된 이미지 = 원본 이미지 기준),
+        scores [B, N] float32, classes [B, N] int32 (1-기반, 0 패딩), num_detections [B] int32.
+    """
+    batch_size = tf.shape(rois)[0]
+    num_rois = rois.shape[1]
+    num_classes = class_logits.shape[-1] - 1
+    # [B, R, C] 배경 제외 클래스 확률 (무효 RoI 는 0)
+    probabilities = tf.reshape(tf.nn.softmax(class_logits), [batch_size, num_rois, num_classes + 1])
+    scores = probabilities[..., 1:] * tf.cast(roi_valid, tf.float32)[..., None]
+    # [B, R, C, 4] 클래스별 디코딩
+    deltas = tf.reshape(box_deltas, [batch_size, num_rois, num_classes + 1, 4])[:, :, 1:]
+    boxes = box_coder.decode(deltas, rois[:, :, None, :], roi_config.box_weights)
+    boxes = tf.reshape(box_ops.clip_boxes(tf.reshape(boxes, [batch_size, -1, 4]), image_sizes),
+                       [batch_size, num_rois, num_classes, 4])
+    # 정규화 좌표로 바꿔 NMS (리사이즈 배율이 사라진다)
+    sizes = tf.tile(image_sizes, [1, 2])[:, None, None, :]
+    normalized = boxes / sizes
+    nmsed = tf.image.combined_non_max_suppression(
+        normalized, scores,
+        max_output_size_per_class=detection_config.max_detections_per_class,
+        max_total_size=detection_config.max_detections,
+        iou_threshold=detection_config.nms_iou,
+        score_threshold=detection_config.score_threshold,
+        pad_per_class=False, clip_boxes=True)
+    num_detections = tf.cast(nmsed.valid_detections, tf.int32)
+    valid = tf.range(detection_config.max_detections)[None, :] < num_detections[:, None]
+    classes = tf.where(valid, tf.cast(nmsed.nmsed_classes, tf.int32) + 1, 0)
+    return {
+        "boxes": tf.where(valid[..., None], nmsed.nmsed_boxes, 0.0),
+        "scores": tf.where(valid, nmsed.nmsed_scores, 0.0),
+        "classes": classes,
+        "num_detections": num_detections,
+    }

@@ -1,0 +1,55 @@
+import numpy as np
+import tensorflow as tf
+
+from frcnn.ops import anchors
+from frcnn import config
+
+
+def test_cell_anchors_hand_computed():
+    cells = anchors.cell_anchors([32.0], [0.5, 1.0, 2.0])
+    h = 32 * np.sqrt(0.5)
+    w = 32 / np.sqrt(0.5)
+    np.testing.assert_allclose(cells[0], [-h / 2, -w / 2, h / 2, w / 2], rtol=1e-6)
+    np.testing.assert_allclose(cells[1], [-16, -16, 16, 16])
+    areas = (cells[:, 2] - cells[:, 0]) * (cells[:, 3] - cells[:, 1])
+    np.testing.assert_allclose(areas, 32 * 32, rtol=1e-5)
+
+
+def test_grid_order_and_centers():
+    grid = anchors.generate_anchors(2, 3, 16, [16.0], [1.0]).numpy()
+    assert grid.shape == (6, 4)
+    # 두 번째 행 첫 칸: 중심 (24, 8)
+    np.testing.assert_allclose(grid[3], [16, 0, 32, 16])
+    np.testing.assert_allclose(grid[2], [0, 32, 16, 48])
+
+
+def test_vgg16_seed_has_1764_anchors():
+    cfg = config.get_preset("vgg16_seed")
+    assert config.num_anchors(cfg) == 14 * 14 * 9 == 1764
+    assert anchors.anchors_for_canvas(cfg).shape == (1764, 4)
+
+
+def test_vgg16_paper_anchor_counts_like_the_paper():
+    cfg = config.get_preset("vgg16_paper")
+    grid = anchors.anchors_for_canvas(cfg).numpy()
+    # 논문: 1000×600 이미지에 약 20000 앵커, 경계 안은 "약 6000" (정확한 수는 앵커 모양 반올림에 따라 6–8천)
+    assert 19000 <= grid.shape[0] <= 22000
+    inside = ((grid[:, 0] >= 0) & (grid[:, 1] >= 0) & (grid[:, 2] <= 600) & (grid[:, 3] <= 1000)).sum()
+    assert 5000 <= inside <= 8500, inside
+
+
+def test_orientation_canvases_have_same_anchor_count_and_little_padding():
+    cfg = config.get_preset("vgg16_paper")
+    land = anchors.anchors_for_canvas(cfg, True)
+    port = anchors.anchors_for_canvas(cfg, False)
+    assert land.shape == port.shape
+    for landscape, (h, w) in [(True, (375, 500)), (False, (500, 375))]:
+        ch, cw = config.canvas_shape(cfg, landscape)
+        scale = min(600 / min(h, w), 1000 / max(h, w))
+        used = round(h * scale) * round(w * scale)
+        assert 1 - used / (ch * cw) <= 0.25
+
+
+def test_dynamic_feature_size_under_tf_function():
+    fn = tf.function(lambda h, w: anchors.generate_anchors(h, w, 8, [16.0, 32.0], [1.0]))
+    assert fn(tf.constant(3), tf.constant(5)).shape[0] == 3 * 5 * 2

@@ -1,0 +1,144 @@
+"""pipelines.convert 테스트: 손으로 쓴 작은 VOC 디렉터리를 변환해 레코드가 XML 정답·원래 JPEG 바이트·
+단일 이미지 `label_anchors` 와 정확히 같은지 확인한다. 다른 테스트 파일도 `write_voc_dir` 를 쓴다.
+"""
+
+import glob
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from frcnn.ops import anchors as anchors_lib
+from frcnn.ops import box_ops
+from frcnn import config as config_lib
+from frcnn.modeling import rpn_targets
+from pipelines import convert
+from frcnn.data import records
+from tests.conftest import VOC_IMAGES, convert_voc, read_records, write_voc_dir
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("voc")
+    voc_dir = write_voc_dir(root)
+    summary = convert_voc(voc_dir, root / "records", num_shards=2)
+    return voc_dir, root / "records", summary
+
+
+def test_records_equal_xml_ground_truth(converted):
+    voc_dir, output_dir, _ = converted
+    examples = read_records(str(output_dir / "trainval-*.tfrecord"))
+    assert [example["source_id"].decode() for example in examples] == list(VOC_IMAGES)
+    for example, (image_id, (width, height, objects)) in zip(examples, VOC_IMAGES.items()):
+        assert (example["width"], example["height"]) == (width, height)
+        assert example["filename"] == f"{image_id}.jpg".encode()
+        with open(os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg"), "rb") as handle:
+            assert example["image_bytes"] == handle.read()  # 다시 인코딩하지 않은 원래 바이트
+        assert example["format"] == b"jpeg"
+        ymin, xmin, ymax, xmax = example["boxes"].T.astype(np.float64)
+        # 정규화 → VOC 픽셀: xmin = x0·W + 1, ymin = y0·H + 1, xmax = x1·W, ymax = y1·H
+        recovered = np.stack([xmin * width + 1, ymin * height + 1, xmax * width, ymax * height], axis=1)
+        expected = np.array([[float(value) for value in obj[1]] for obj in objects]).reshape(-1, 4)
+        np.testing.assert_allclose(recovered, expected, atol=1e-4)
+        integer_rows = [index for index, obj in enumerate(objects) if all("." not in v for v in obj[1])]
+        np.testing.assert_array_equal(np.round(recovered[integer_rows]).astype(int),
+                                      expected[integer_rows].astype(int))
+        assert [name.decode() for name in example["class_names"]] == [obj[0] for obj in objects]
+        voc_ids = {"cat": 8, "dog": 12, "person": 15}  # VOC_CLASSES 정렬 순서의 1부터 번호
+        assert example["classes"].tolist() == [voc_ids[obj[0]] for obj in objects]
+        assert example["difficult"].tolist() == [obj[2] == "1" for obj in objects]
+        assert example["truncated"].tolist() == [obj[3] == "1" for obj in objects]
+
+
+def test_metadata_json(converted):
+    _, output_dir, summary = converted
+    with open(output_dir / "trainval.json") as handle:
+        metadata = json.load(handle)
+    config = config_lib.build_config("cpu_small")
+    assert metadata["classes"][0] == "aeroplane" and len(metadata["classes"]) == 20
+    assert metadata["preset"] == "cpu_small"
+    assert metadata["anchor_fingerprint"] == config_lib.anchor_fingerprint(config)
+    assert metadata["num_anchors"] == 16 * 24 * 12  # 128×192 캔버스 / stride 8, 위치당 4×3
+    assert metadata["canvas"] == {"landscape": [128, 192], "portrait": [192, 128]}
+    assert (metadata["num_images"], metadata["num_objects"], metadata["num_difficult"]) == (4, 6, 1)
+    assert metadata["skipped"] == []
+    assert sorted(os.listdir(output_dir)) == ["trainval-00000-of-00002.tfrecord",
+                                              "trainval-00001-of-00002.tfrecord", "trainval.json"]
+    assert summary["num_images"] == 4
+
+
+def _expected_matches(example, config, flipped):
+    """한 이미지씩 전체 앵커로 `label_anchors` 를 직접 부른 기대값."""
+    height, width = int(example["height"]), int(example["width"])
+    scale = min(config.input.min_size / min(height, width), config.input.max_size / max(height, width))
+    resized_height, resized_width = round(height * scale), round(width * scale)
+    boxes = example["boxes"].reshape(-1, 4)
+    gt_boxes = boxes * np.array([resized_height, resized_width] * 2, np.float32)
+    if flipped:
+        gt_boxes = box_ops.flip_left_right(gt_boxes, float(resized_width)).numpy()
+    padded = np.full((1, max(1, len(boxes)), 4), -1.0, np.float32)
+    padded[0, :len(boxes)] = gt_boxes
+    anchors = anchors_lib.anchors_for_canvas(config, landscape=width >= height)
+    sizes = np.array([[resized_height, resized_width]], np.float32)
+    return rpn_targets.label_anchors(anchors, padded, sizes, config.rpn).numpy()[0]
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_anchor_matches_equal_single_image_labels(converted, flipped):
+    _, output_dir, _ = converted
+    config = config_lib.build_config("cpu_small")
+    key = "anchor_matches_flipped_bytes" if flipped else "anchor_matches_bytes"
+    for example in read_records(str(output_dir / "trainval-*.tfrecord")):
+        matches = records.decode_anchor_matches(example[key], config_lib.num_anchors(config)).numpy()
+        assert matches.shape == (config_lib.num_anchors(config),)
+        np.testing.assert_array_equal(matches, _expected_matches(example, config, flipped))
+        num_objects = len(example["classes"])
+        assert matches.min() >= -1 and matches.max() <= num_objects
+        if num_objects:
+            # 각 GT 는 적어도 한 앵커에 매칭된다 (최고 IoU 앵커 규칙).
+            assert set(np.unique(matches[matches > 0])) == set(range(1, num_objects + 1))
+
+
+def test_labeler_batch_equals_full_anchor_labels():
+    """배치·앵커 부분집합 최적화가 전체 앵커의 label_anchors 와 같은지 (무작위 박스, vgg16_seed)."""
+    config = config_lib.build_config("vgg16_seed")
+    rng = np.random.default_rng(3)
+    examples = []
+    for index in range(5):
+        count = int(rng.integers(0, 4))
+        y0, x0 = rng.uniform(0, 0.6, count), rng.uniform(0, 0.6, count)
+        boxes = np.stack([y0, x0, y0 + rng.uniform(0.05, 0.4, count), x0 + rng.uniform(0.05, 0.4, count)], 1)
+        examples.append(convert.SourceExample(
+            image_id=str(index), filename=f"{index}.jpg", source_path="x", image_bytes=b"", image_format="jpeg",
+            height=300, width=400 + 37 * index, normalized_boxes=boxes.astype(np.float32),
+            class_ids=np.ones(count, np.int64), class_names=("dog",) * count,
+            difficult=np.zeros(count, bool), truncated=np.zeros(count, bool)))
+    matches, flipped = convert.AnchorLabeler(config)(examples)
+    for example, example_matches, example_flipped in zip(examples, matches, flipped):
+        parsed = {"height": example.height, "width": example.width, "boxes": example.normalized_boxes}
+        np.testing.assert_array_equal(example_matches, _expected_matches(parsed, config, False))
+        np.testing.assert_array_equal(example_flipped, _expected_matches(parsed, config, True))
+
+
+def test_too_many_objects_is_an_error(tmp_path):
+    voc_dir = write_voc_dir(tmp_path)
+    config = config_lib.build_config("cpu_small", "input.max_gt_boxes=2")
+    options = convert.ConvertOptions(output_dir=str(tmp_path / "out"), split="trainval", show_progress=False)
+    with pytest.raises(convert.ConversionError, match="--params_override=input.max_gt_boxes=3") as error:
+        convert.convert(lambda: convert.open_voc_source(voc_dir, "trainval", None), config, options)
+    assert error.value.path.endswith("000004.xml")
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_shard_count_and_overwrite(tmp_path):
+    voc_dir = write_voc_dir(tmp_path)
+    convert_voc(voc_dir, tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out")) == ["trainval-00000-of-00001.tfrecord", "trainval.json"]
+    with pytest.raises(convert.ConversionError, match="already exist"):
+        convert_voc(voc_dir, tmp_path / "out")
+    convert_voc(voc_dir, tmp_path / "out", num_shards=3, overwrite=True)
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        f"trainval-0000{index}-of-00003.tfrecord" for index in range(3)] + ["trainval.json"]

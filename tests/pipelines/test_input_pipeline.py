@@ -1,0 +1,115 @@
+"""pipelines.input_pipeline 테스트: 배치 모양, XML 정답과 같은 캔버스 박스, 뒤집기 일관성, 지문 거부."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from frcnn import config as config_lib
+from pipelines import input_pipeline
+from frcnn.data import records
+from tests.conftest import VOC_IMAGES, convert_voc, read_records, write_voc_dir
+
+CONFIG = config_lib.build_config("cpu_small")
+G = CONFIG.input.max_gt_boxes
+A = config_lib.num_anchors(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def record_pattern(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    convert_voc(write_voc_dir(root), root / "records", num_shards=2)
+    return str(root / "records" / "trainval-*.tfrecord")
+
+
+def _elements(pattern, **kwargs):
+    """배치를 한 장씩 풀어 source_id → numpy dict 로 모은다."""
+    by_id = {}
+    for batch in input_pipeline.build_dataset(pattern, CONFIG, training=False, batch_size=2, **kwargs):
+        for index, source_id in enumerate(batch["source_ids"].numpy()):
+            by_id[source_id.decode()] = {key: value.numpy()[index] for key, value in batch.items()}
+    return by_id
+
+
+def test_batches_have_static_canvas_shapes(record_pattern):
+    count = 0
+    for batch in input_pipeline.build_dataset(record_pattern, CONFIG, training=False, batch_size=2):
+        size = batch["original_sizes"].numpy()
+        landscape = size[0, 1] >= size[0, 0]
+        assert np.all((size[:, 1] >= size[:, 0]) == landscape)  # 한 배치는 한 방향
+        batch_size = size.shape[0]
+        assert batch["images"].shape == (batch_size,) + config_lib.canvas_shape(CONFIG, landscape) + (3,)
+        assert batch["images"].dtype == tf.float32
+        assert batch["gt_boxes"].shape == (batch_size, G, 4) and batch["gt_classes"].shape == (batch_size, G)
+        assert batch["gt_difficult"].dtype == tf.bool and batch["anchor_matches"].shape == (batch_size, A)
+        assert batch["image_sizes"].shape == (batch_size, 2) and batch["scales"].shape == (batch_size,)
+        count += batch_size
+    assert count == len(VOC_IMAGES)
+    spec = input_pipeline.build_dataset(record_pattern, CONFIG, training=True, batch_size=2,
+                                        orientation="landscape").element_spec
+    assert spec["images"].shape == (2, 128, 192, 3) and spec["anchor_matches"].shape == (2, A)
+
+
+def test_elements_equal_xml_ground_truth(record_pattern):
+    elements = _elements(record_pattern, flip=False)
+    assert sorted(elements) == sorted(VOC_IMAGES)
+    # 000001: 40×30 → 배율 min(128/30, 192/40) = 4.2667 → (128, 171)
+    first = elements["000001"]
+    assert first["original_sizes"].tolist() == [30, 40] and first["image_sizes"].tolist() == [128, 171]
+    assert first["scales"] == pytest.approx(128 / 30)
+    # VOC dog (5, 4, 20, 25) → 연속 [3, 4, 25, 20] → 정규화 × (128, 171)
+    np.testing.assert_allclose(first["gt_boxes"][0], [3 / 30 * 128, 4 / 40 * 171, 25 / 30 * 128, 20 / 40 * 171],
+                               rtol=1e-5)
+    assert first["gt_classes"][:3].tolist() == [12, 8, -1]
+    assert first["gt_difficult"][:3].tolist() == [True, False, False]
+    assert np.all(first["gt_boxes"][2:] == -1)
+    portrait = elements["000002"]  # 24×36 → 배율 min(128/24, 192/36) = 5.333 → (192, 128)
+    assert portrait["image_sizes"].tolist() == [192, 128]
+    assert np.all(elements["000003"]["gt_classes"] == -1)
+    # 이미지 픽셀은 0–255, 패딩은 0.
+    image = first["images"]
+    assert image.max() <= 255.0 and np.all(image[:, 171:] == 0) and image[:, :171].std() > 10
+
+
+def test_flip_is_consistent_with_records(record_pattern):
+    plain = _elements(record_pattern, flip=False)
+    flipped = _elements(record_pattern, flip=True)
+    stored = {example["source_id"].decode(): example for example in read_records(record_pattern)}
+    for image_id, element in flipped.items():
+        height, width = plain[image_id]["image_sizes"].astype(int)
+        mirrored = plain[image_id]["images"][:height, width - 1::-1]
+        np.testing.assert_array_equal(element["images"][:height, :width], mirrored)
+        assert np.all(element["images"][:, width:] == 0)
+        boxes = plain[image_id]["gt_boxes"]
+        real = boxes[:, 0] >= 0
+        expected = np.stack([boxes[:, 0], width - boxes[:, 3], boxes[:, 2], width - boxes[:, 1]], axis=1)
+        np.testing.assert_allclose(element["gt_boxes"][real], expected[real], rtol=1e-6)
+        assert np.all(element["gt_boxes"][~real] == -1)
+        record = stored[image_id]
+        np.testing.assert_array_equal(
+            element["anchor_matches"], records.decode_anchor_matches(record["anchor_matches_flipped_bytes"], A))
+        np.testing.assert_array_equal(
+            plain[image_id]["anchor_matches"], records.decode_anchor_matches(record["anchor_matches_bytes"], A))
+
+
+def test_training_repeats_and_drops_remainder(record_pattern):
+    dataset = input_pipeline.build_dataset(record_pattern, CONFIG, training=True, batch_size=2, seed=1)
+    batches = list(dataset.take(6))
+    assert len(batches) == 6  # 4 장(가로 3, 세로 1) 을 반복해 계속 배치를 낸다.
+    assert all(batch["images"].shape[0] == 2 for batch in batches)
+
+
+def test_fingerprint_refusal_names_the_preset(tmp_path):
+    convert_voc(write_voc_dir(tmp_path), tmp_path / "records", preset="vgg16_seed")
+    pattern = str(tmp_path / "records" / "trainval-*.tfrecord")
+    with pytest.raises(ValueError, match=r"made for preset 'vgg16_seed'.*--config=cpu_small"):
+        input_pipeline.build_dataset(pattern, CONFIG, training=True)
+    # 같은 프리셋이면 통과하고, 메타데이터의 클래스 이름을 읽을 수 있다.
+    seed_config = config_lib.build_config("vgg16_seed")
+    batch = next(iter(input_pipeline.build_dataset(pattern, seed_config, training=False, batch_size=1)))
+    assert batch["anchor_matches"].shape == (1, 1764)
+    assert input_pipeline.read_metadata(pattern)["classes"][11] == "dog"
+
+
+def test_missing_records_raise(tmp_path):
+    with pytest.raises(ValueError, match="no TFRecord files"):
+        input_pipeline.read_metadata(str(tmp_path / "none-*.tfrecord"))

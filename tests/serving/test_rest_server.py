@@ -1,0 +1,444 @@
+"""frcnn.serving (TF Serving 호환 REST 서버) 테스트.
+
+테스트 안에서 작은 SavedModel 을 만든다: 밝은 픽셀(채널 평균 > 127.5)의 경계 상자 하나를 검출로
+내고, 점수는 평균 밝기, 클래스 1 "thing", N=3 으로 패딩한다. 기대값은 numpy 로 따로 계산하고,
+서버 응답은 SavedModel 을 직접 부른 결과와도 비교한다. 모든 연결은 127.0.0.1 로만 한다.
+
+용어: B 배치, N 검출 수(3), H/W 이미지 높이/너비; 박스는 정규화 [ymin, xmin, ymax, xmax].
+"""
+
+import base64
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from frcnn.serving import make_server
+
+NUM_DETECTIONS = 3
+MODEL_NAME = "tiny"
+OUTPUT_NAMES = ["detection_boxes", "detection_class_names", "detection_classes", "detection_scores",
+                "num_detections"]
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _detect_one(image):
+    """uint8 [H, W, 3] 이미지 하나 → 검출 dict (밝은 픽셀의 경계 상자 하나, N=3 패딩)."""
+    # [H, W] 0..1 밝기
+    brightness = tf.reduce_mean(tf.cast(image, tf.float32), axis=-1) / 255.0
+    bright = brightness > 0.5
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    rows, columns = tf.reduce_any(bright, axis=1), tf.reduce_any(bright, axis=0)
+    ymin = tf.argmax(tf.cast(rows, tf.int32), output_type=tf.int32)
+    ymax = height - tf.argmax(tf.cast(rows[::-1], tf.int32), output_type=tf.int32)
+    xmin = tf.argmax(tf.cast(columns, tf.int32), output_type=tf.int32)
+    xmax = width - tf.argmax(tf.cast(columns[::-1], tf.int32), output_type=tf.int32)
+    found = tf.reduce_any(bright)
+    scale = tf.cast(tf.stack([height, width, height, width]), tf.float32)
+    box = tf.cast(tf.stack([ymin, xmin, ymax, xmax]), tf.float32) / scale
+    pad = NUM_DETECTIONS - 1
+    return {
+        "detection_boxes": tf.pad(tf.where(found, box, tf.zeros([4]))[tf.newaxis], [[0, pad], [0, 0]]),
+        "detection_scores": tf.pad(tf.where(found, tf.reduce_mean(brightness), 0.0)[tf.newaxis], [[0, pad]]),
+        "detection_classes": tf.pad(tf.cast(found, tf.int32)[tf.newaxis], [[0, pad]]),
+        "detection_class_names": tf.concat(
+            [tf.where(found, tf.constant("thing"), tf.constant(""))[tf.newaxis], tf.fill([pad], "")], axis=0),
+        "num_detections": tf.cast(found, tf.int32),
+    }
+
+
+OUTPUT_SIGNATURE = {
+    "detection_boxes": tf.TensorSpec([NUM_DETECTIONS, 4], tf.float32),
+    "detection_scores": tf.TensorSpec([NUM_DETECTIONS], tf.float32),
+    "detection_classes": tf.TensorSpec([NUM_DETECTIONS], tf.int32),
+    "detection_class_names": tf.TensorSpec([NUM_DETECTIONS], tf.string),
+    "num_detections": tf.TensorSpec([], tf.int32),
+}
+
+
+def _decode(image_bytes):
+    return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+
+
+class TinyDetector(tf.Module):
+    """common.md 의 세 시그니처를 가진 작은 검출기."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve_images(self, images):
+        return tf.map_fn(_detect_one, images, fn_output_signature=OUTPUT_SIGNATURE)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        return tf.map_fn(lambda data: _detect_one(_decode(data)), image_bytes, fn_output_signature=OUTPUT_SIGNATURE)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        features = tf.io.parse_example(examples, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
+        return self.serve_bytes(features["image/encoded"])
+
+
+def _bright_image(height, width, box, level=255):
+    """검은 바탕에 box=(ymin, xmin, ymax, xmax) 픽셀 영역만 밝은 uint8 [H, W, 3] 이미지."""
+    image = np.zeros([height, width, 3], np.uint8)
+    ymin, xmin, ymax, xmax = box
+    image[ymin:ymax, xmin:xmax] = level
+    return image
+
+
+def _expected(image):
+    """numpy 참조: 이미지 하나의 기대 검출 (첫 검출의 상자/점수, 클래스, 이름, 개수)."""
+    brightness = image.astype(np.float64).mean(axis=-1) / 255.0
+    ys, xs = np.nonzero(brightness > 0.5)
+    height, width = brightness.shape
+    if ys.size == 0:
+        return {"box": [0.0] * 4, "score": 0.0, "classes": [0, 0, 0], "names": ["", "", ""], "count": 0}
+    box = [ys.min() / height, xs.min() / width, (ys.max() + 1) / height, (xs.max() + 1) / width]
+    return {"box": box, "score": brightness.mean(), "classes": [1, 0, 0], "names": ["thing", "", ""], "count": 1}
+
+
+def _png(image):
+    return tf.io.encode_png(image).numpy()
+
+
+def _b64(data):
+    return base64.b64encode(data).decode("ascii")
+
+
+def _assert_prediction(prediction, image):
+    """예측 하나(dict)가 numpy 참조와 맞는지 확인한다."""
+    expected = _expected(image)
+    assert sorted(prediction) == OUTPUT_NAMES
+    np.testing.assert_allclose(prediction["detection_boxes"][0], expected["box"], rtol=1e-6)
+    assert prediction["detection_boxes"][1:] == [[0.0] * 4] * 2
+    np.testing.assert_allclose(prediction["detection_scores"][0], expected["score"], rtol=1e-5)
+    assert prediction["detection_classes"] == expected["classes"]
+    assert prediction["detection_class_names"] == expected["names"]
+    assert prediction["num_detections"] == expected["count"]
+
+
+IMAGES = [
+    _bright_image(8, 10, (2, 3, 5, 9)),
+    _bright_image(12, 6, (0, 1, 12, 4)),
+    _bright_image(8, 10, (1, 1, 2, 2), level=200),
+    np.zeros([5, 7, 3], np.uint8),
+]
+
+
+@pytest.fixture(scope="module")
+def saved_model_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tiny_model"))
+    module = TinyDetector()
+    signatures = {"serving_default": module.serve_images, "serve_bytes": module.serve_bytes,
+                  "serve_examples": module.serve_examples}
+    tf.saved_model.save(module, path, signatures=signatures)
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded_model(saved_model_dir):
+    return tf.saved_model.load(saved_model_dir)
+
+
+def _start(server):
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture(scope="module")
+def server(saved_model_dir):
+    rest_server = make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0)
+    thread = _start(rest_server)
+    yield rest_server
+    assert rest_server.graceful_shutdown(drain_timeout=10)
+    thread.join(timeout=10)
+
+
+def _call(server, method, path, document=None, body=None, headers=None):
+    """요청 하나를 보내고 (상태, JSON 응답, 헤더) 를 돌려준다."""
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        if document is not None:
+            body = json.dumps(document).encode("utf-8")
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        payload = json.loads(response.read().decode("utf-8"))
+        return response.status, payload, dict(response.getheaders())
+    finally:
+        connection.close()
+
+
+def _predict(server, document, path=f"/v1/models/{MODEL_NAME}:predict"):
+    status, payload, _ = _call(server, "POST", path, document)
+    assert status == 200, payload
+    return payload
+
+
+def _assert_alive(server):
+    status, payload, _ = _call(server, "GET", "/healthz")
+    assert (status, payload) == (200, {"status": "ok"})
+
+
+def test_healthz_and_status(server):
+    _assert_alive(server)
+    expected = {"model_version_status": [{"version": "1", "state": "AVAILABLE",
+                                          "status": {"error_code": "OK", "error_message": ""}}]}
+    for path in (f"/v1/models/{MODEL_NAME}", f"/v1/models/{MODEL_NAME}/versions/1"):
+        status, payload, headers = _call(server, "GET", path)
+        assert (status, payload) == (200, expected)
+        assert headers["Content-Type"] == "application/json"
+
+
+def test_metadata_matches_tf_serving_layout(server):
+    status, payload, _ = _call(server, "GET", f"/v1/models/{MODEL_NAME}/metadata")
+    assert status == 200
+    assert payload["model_spec"] == {"name": MODEL_NAME, "signature_name": "", "version": "1"}
+    signature_defs = payload["metadata"]["signature_def"]["signature_def"]
+    assert sorted(signature_defs) == ["serve_bytes", "serve_examples", "serving_default"]
+
+    def dims(*sizes):
+        return {"dim": [{"size": size, "name": ""} for size in sizes], "unknown_rank": False}
+
+    bytes_signature = signature_defs["serve_bytes"]
+    assert bytes_signature["method_name"] == "tensorflow/serving/predict"
+    assert bytes_signature["inputs"] == {"image_bytes": {
+        "dtype": "DT_STRING", "tensor_shape": dims("-1"), "name": "serve_bytes_image_bytes:0"}}
+    images_input = signature_defs["serving_default"]["inputs"]["images"]
+    assert (images_input["dtype"], images_input["tensor_shape"]) == ("DT_UINT8", dims("-1", "-1", "-1", "3"))
+    outputs = bytes_signature["outputs"]
+    assert sorted(outputs) == OUTPUT_NAMES
+    assert {name: (info["dtype"], info["tensor_shape"]) for name, info in outputs.items()} == {
+        "detection_boxes": ("DT_FLOAT", dims("-1", "3", "4")),
+        "detection_class_names": ("DT_STRING", dims("-1", "3")),
+        "detection_classes": ("DT_INT32", dims("-1", "3")),
+        "detection_scores": ("DT_FLOAT", dims("-1", "3")),
+        "num_detections": ("DT_INT32", dims("-1")),
+    }
+    status, versioned, _ = _call(server, "GET", f"/v1/models/{MODEL_NAME}/versions/1/metadata")
+    assert (status, versioned) == (200, payload)
+
+
+def test_predict_b64_instances_of_different_sizes(server, loaded_model):
+    encoded = [_png(image) for image in IMAGES]
+    payload = _predict(server, {"signature_name": "serve_bytes",
+                                "instances": [{"b64": _b64(data)} for data in encoded]})
+    assert len(payload["predictions"]) == len(IMAGES)
+    for prediction, image in zip(payload["predictions"], IMAGES):
+        _assert_prediction(prediction, image)
+    # SavedModel 을 직접 부른 결과와 같아야 한다.
+    direct = loaded_model.signatures["serve_bytes"](image_bytes=tf.constant(encoded))
+    for name in ("detection_boxes", "detection_scores", "detection_classes", "num_detections"):
+        served = np.array([prediction[name] for prediction in payload["predictions"]])
+        np.testing.assert_array_equal(served.astype(direct[name].dtype.as_numpy_dtype), direct[name].numpy())
+    names = [[name.decode() for name in row] for row in direct["detection_class_names"].numpy()]
+    assert [prediction["detection_class_names"] for prediction in payload["predictions"]] == names
+
+
+def test_predict_named_instances_and_version_path(server):
+    payload = _predict(server, {"signature_name": "serve_bytes",
+                                "instances": [{"image_bytes": {"b64": _b64(_png(IMAGES[1]))}}]},
+                       path=f"/v1/models/{MODEL_NAME}/versions/1:predict")
+    _assert_prediction(payload["predictions"][0], IMAGES[1])
+
+
+def test_predict_nested_arrays_default_signature(server, loaded_model):
+    images = [IMAGES[0], IMAGES[2]]
+    payload = _predict(server, {"instances": [image.tolist() for image in images]})
+    for prediction, image in zip(payload["predictions"], images):
+        _assert_prediction(prediction, image)
+    direct = loaded_model.signatures["serving_default"](images=tf.constant(np.stack(images)))
+    served_boxes = np.array([prediction["detection_boxes"] for prediction in payload["predictions"]], np.float32)
+    np.testing.assert_array_equal(served_boxes, direct["detection_boxes"].numpy())
+
+
+def test_predict_columnar_inputs(server, loaded_model):
+    encoded = [_png(IMAGES[0]), _png(IMAGES[3])]
+    batch = [{"b64": _b64(data)} for data in encoded]
+    named = _predict(server, {"signature_name": "serve_bytes", "inputs": {"image_bytes": batch}})
+    bare = _predict(server, {"signature_name": "serve_bytes", "inputs": batch})
+    assert named == bare
+    outputs = named["outputs"]
+    assert sorted(outputs) == OUTPUT_NAMES
+    direct = loaded_model.signatures["serve_bytes"](image_bytes=tf.constant(encoded))
+    np.testing.assert_array_equal(np.array(outputs["detection_boxes"], np.float32), direct["detection_boxes"].numpy())
+    np.testing.assert_array_equal(outputs["num_detections"], direct["num_detections"].numpy())
+    assert outputs["detection_class_names"] == [["thing", "", ""], ["", "", ""]]
+
+
+def test_predict_serve_examples(server):
+    feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_png(IMAGES[1])]))}
+    example = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    payload = _predict(server, {"signature_name": "serve_examples", "instances": [{"b64": _b64(example)}]})
+    _assert_prediction(payload["predictions"][0], IMAGES[1])
+
+
+GOOD_B64 = {"b64": _b64(_png(IMAGES[0]))}
+MALFORMED_REQUESTS = [
+    ("json", b"{not json", "JSON Parse error"),
+    ("not_object", b"[1, 2]", "JSON object"),
+    ("bad_base64", {"signature_name": "serve_bytes", "instances": [{"b64": "@@not base64@@"}]}, "base64"),
+    ("not_an_image", {"signature_name": "serve_bytes", "instances": [{"b64": _b64(b"hello, not an image")}]},
+     "InvalidArgumentError: Unknown image file format"),
+    ("unknown_signature", {"signature_name": "nope", "instances": [GOOD_B64]}, 'signature name: "nope"'),
+    ("neither", {"signature_name": "serve_bytes"}, "exactly one of 'instances'"),
+    ("both", {"signature_name": "serve_bytes", "instances": [GOOD_B64], "inputs": [GOOD_B64]},
+     "exactly one of 'instances'"),
+    ("empty_instances", {"signature_name": "serve_bytes", "instances": []}, "non-empty list"),
+    ("wrong_input_name", {"signature_name": "serve_bytes", "instances": [{"pictures": GOOD_B64}]}, "pictures"),
+    ("wrong_columnar_name", {"signature_name": "serve_bytes", "inputs": {"pictures": [GOOD_B64]}}, "pictures"),
+    ("differing_image_sizes", {"instances": [IMAGES[0].tolist(), IMAGES[1].tolist()]}, "different shapes"),
+    ("ragged_array", {"instances": [[[[1, 2, 3]], [[1, 2]]]]}, "different lengths"),
+    ("out_of_range", {"instances": [[[[0, 0, 300]]]]}, "out of range"),
+    ("floats_for_uint8", {"instances": [[[[0.5, 0, 0]]]]}, "expected integers"),
+    ("wrong_rank", {"instances": [[1, 2, 3]]}, "shape"),
+    ("number_for_string", {"signature_name": "serve_bytes", "instances": [7]}, "DT_STRING"),
+]
+
+
+@pytest.mark.parametrize("body, message", [case[1:] for case in MALFORMED_REQUESTS],
+                         ids=[case[0] for case in MALFORMED_REQUESTS])
+def test_malformed_requests_answer_400_and_server_keeps_serving(server, body, message):
+    raw_body = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    status, payload, headers = _call(server, "POST", f"/v1/models/{MODEL_NAME}:predict", body=raw_body)
+    assert status == 400
+    assert headers["Content-Type"] == "application/json"
+    assert list(payload) == ["error"] and message in payload["error"]
+    _assert_alive(server)
+    _assert_prediction(_predict(server, {"signature_name": "serve_bytes", "instances": [GOOD_B64]})
+                       ["predictions"][0], IMAGES[0])
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/v1/models/other", 404),
+    ("POST", "/v1/models/other:predict", 404),
+    ("GET", f"/v1/models/{MODEL_NAME}/versions/2", 404),
+    ("GET", "/v2/something", 404),
+    ("GET", f"/v1/models/{MODEL_NAME}:classify", 404),
+    ("GET", f"/v1/models/{MODEL_NAME}:predict", 405),
+    ("POST", f"/v1/models/{MODEL_NAME}/metadata", 405),
+    ("DELETE", f"/v1/models/{MODEL_NAME}", 405),
+    ("POST", "/healthz", 405),
+])
+def test_not_found_and_wrong_method(server, method, path, status):
+    answered, payload, headers = _call(server, method, path, body=b"{}" if method == "POST" else None)
+    assert answered == status
+    assert "error" in payload
+    if status == 405:
+        assert headers["Allow"] in ("GET", "POST")
+    _assert_alive(server)
+
+
+def test_oversized_body_answers_413(loaded_model):
+    small_server = make_server(loaded_model, MODEL_NAME, "127.0.0.1", 0, max_body_bytes=1024, warmup=False)
+    thread = _start(small_server)
+    try:
+        document = {"signature_name": "serve_bytes", "instances": [{"b64": "A" * 4000}]}
+        status, payload, _ = _call(small_server, "POST", f"/v1/models/{MODEL_NAME}:predict", document)
+        assert status == 413 and "1024" in payload["error"]
+        status, _, _ = _call(small_server, "POST", f"/v1/models/{MODEL_NAME}:predict", body=b"{}",
+                             headers={"Content-Length": "abc"})
+        assert status == 400
+        # 한도 안의 요청은 계속 처리된다.
+        small_image = {"b64": _b64(_png(_bright_image(2, 2, (0, 0, 1, 1))))}
+        payload = _predict(small_server, {"signature_name": "serve_bytes", "instances": [small_image]})
+        assert payload["predictions"][0]["detection_boxes"][0] == [0.0, 0.0, 0.5, 0.5]
+    finally:
+        small_server.graceful_shutdown(drain_timeout=5)
+        thread.join(timeout=5)
+
+
+def test_concurrent_clients_get_their_own_answers(server):
+    images = [_bright_image(16, 16, (index, 1, index + 4, 2 + index)) for index in range(8)]
+    results, errors = {}, []
+
+    def client(index):
+        try:
+            for _ in range(3):
+                document = {"signature_name": "serve_bytes", "instances": [{"b64": _b64(_png(images[index]))}]}
+                results.setdefault(index, []).append(_predict(server, document)["predictions"][0])
+        except Exception as error:  # noqa: BLE001 - 스레드 밖 단언을 위해 모은다.
+            errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors
+    for index, image in enumerate(images):
+        assert len(results[index]) == 3
+        for prediction in results[index]:
+            _assert_prediction(prediction, image)
+
+
+def test_graceful_shutdown_finishes_in_flight_request(loaded_model):
+    stopping_server = make_server(loaded_model, MODEL_NAME, "127.0.0.1", 0, warmup=False)
+    serve_thread = _start(stopping_server)
+    host, port = stopping_server.server_address[:2]
+    body = json.dumps({"signature_name": "serve_bytes", "instances": [GOOD_B64]}).encode("utf-8")
+    # 헤더와 본문 절반만 보내 요청이 처리 중인 채로 멈춰 있게 한다.
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.putrequest("POST", f"/v1/models/{MODEL_NAME}:predict")
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders()
+    connection.send(body[:10])
+    deadline = time.monotonic() + 10
+    while stopping_server.in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    outcome = {}
+    shutdown_thread = threading.Thread(
+        target=lambda: outcome.update(drained=stopping_server.graceful_shutdown(drain_timeout=20)))
+    shutdown_thread.start()
+    time.sleep(0.3)
+    assert shutdown_thread.is_alive()  # 처리 중 요청을 기다리는 중
+    connection.send(body[10:])
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.getheader("Connection") == "close"
+    _assert_prediction(json.loads(response.read())["predictions"][0], IMAGES[0])
+    connection.close()
+    shutdown_thread.join(timeout=20)
+    serve_thread.join(timeout=5)
+    assert outcome == {"drained": True} and not serve_thread.is_alive()
+    with pytest.raises(ConnectionRefusedError):
+        http.client.HTTPConnection(host, port, timeout=5).connect()
+
+
+def test_serve_tool_exits_zero_on_sigterm(saved_model_dir):
+    command = [sys.executable, "-m", "tools.serve", f"--saved_model={saved_model_dir}", "--port=0",
+               f"--model_name={MODEL_NAME}", "--warmup=false"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        address = None
+        log_lines = []
+        deadline = time.monotonic() + 40
+        while address is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            log_lines.append(line)
+            found = re.search(r"at http://127\.0\.0\.1:(\d+)/v1/models/", line)
+            address = ("127.0.0.1", int(found.group(1))) if found else None
+        assert address is not None, "".join(log_lines)
+        connection = http.client.HTTPConnection(*address, timeout=10)
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+        connection.close()
+        process.send_signal(signal.SIGTERM)
+        remaining_log = process.communicate(timeout=30)[1]
+        assert process.returncode == 0, remaining_log
+        assert re.search(r"GET /healthz 200 [0-9.]+ms", remaining_log), remaining_log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
