@@ -22,11 +22,11 @@ from absl import app, flags
 
 from benchmarks import side_by_side
 from benchmarks.side_by_side import timed
-from frcnn.modeling import backbones
 from frcnn import config as config_lib
-from frcnn.export import saved_model as export
-from frcnn.modeling import model as model_lib
+from frcnn.export import saved_model
 from frcnn.export import truncated_svd
+from frcnn.modeling import backbones
+from frcnn.modeling import model as model_lib
 
 FLAGS = flags.FLAGS
 
@@ -43,11 +43,11 @@ NUM_CLASSES = 20
 
 def vgg16_conv_forward(config):
     """VGG16 합성곱 층만의 순전파 `tf.function` (별도 무작위 가중치)."""
-    features = backbones.build_backbone(config, "baseline").features
+    backbone = backbones.build_backbone(config, "baseline")
 
     @tf.function
     def forward(images):
-        return features(backbones.caffe_normalize(images), training=False)
+        return backbone(images, training=False)
 
     return forward
 
@@ -58,7 +58,8 @@ def main(argv):
     if FLAGS.num_runs < 1:
         raise app.UsageError("--num_runs must be ≥ 1")
     config = config_lib.build_config("vgg16_paper", "backbone.weights=none")
-    config = export.with_detection_overrides(config, fc_svd_ranks=truncated_svd.parse_ranks(FLAGS.fc_svd_ranks))
+    config = saved_model.with_detection_overrides(
+        config, fc_svd_ranks=truncated_svd.parse_ranks(FLAGS.fc_svd_ranks))
     print(f"fc_svd_ranks: {config.detection.fc_svd_ranks or 'none'}")
     tf.random.set_seed(FLAGS.seed)
     model = model_lib.FasterRCNN(config, NUM_CLASSES)
@@ -71,7 +72,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as parent:
         export_dir = os.path.join(parent, "saved_model")
         start = time.perf_counter()
-        export.export_saved_model(model, config, classes, export_dir)
+        saved_model.export_saved_model(model, config, classes, export_dir)
         print(f"export: {time.perf_counter() - start:.1f} s")
         serving = tf.saved_model.load(export_dir).signatures["serving_default"]
         baseline = vgg16_conv_forward(config)
@@ -82,6 +83,7 @@ def main(argv):
         side_by_side.compare((f"serving_default {size} uint8", lambda: serving(images=image)),
                              ("vgg16 conv1..conv5_3 forward", lambda: baseline(image_float)),
                              FLAGS.num_runs, TARGET_RATIO)
+
 
 if __name__ == "__main__":
     app.run(main)

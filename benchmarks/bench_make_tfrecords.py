@@ -15,6 +15,7 @@ from absl import app, flags
 from PIL import Image
 
 from frcnn import config as config_lib
+from frcnn.data import sources
 from frcnn.data import voc
 from pipelines import convert
 
@@ -31,7 +32,8 @@ def _textured_image(rng, width, height) -> Image.Image:
     """실제 사진과 비슷한 크기의 JPEG 이 나오도록 부드러운 그레이디언트 + 잡음 무늬."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     phases = rng.uniform(0, 2 * np.pi, 3)
-    channels = [127 + 60 * np.sin(x / rng.uniform(8, 40) + y / rng.uniform(8, 40) + phase) for phase in phases]
+    channels = [127 + 60 * np.sin(x / rng.uniform(8, 40) + y / rng.uniform(8, 40) + phase)
+                for phase in phases]
     image = np.stack(channels, axis=-1) + rng.normal(0, 18, (height, width, 3))
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
 
@@ -81,7 +83,7 @@ def main(argv):
         for repeat in range(FLAGS.repeats):
             options = convert.ConvertOptions(output_dir=os.path.join(work_dir, f"records{repeat}"),
                                              split="trainval", show_progress=False)
-            summary = convert.convert(lambda: convert.open_voc_source(voc_dir, "trainval", None),
+            summary = convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None),
                                       config, options)
             rates.append(summary["images_per_second"])
             record_bytes = sum(os.path.getsize(path) for path in summary["files"])

@@ -14,6 +14,7 @@ from absl import app, flags
 
 from benchmarks import bench_make_tfrecords
 from frcnn import config as config_lib
+from frcnn.data import sources
 from pipelines import convert
 from pipelines import input_pipeline
 
@@ -48,7 +49,7 @@ def main(argv):
             bench_make_tfrecords.make_voc(voc_dir, FLAGS.synthetic_images, seed=0)
             options = convert.ConvertOptions(output_dir=os.path.join(work_dir, "records"), split="trainval",
                                              show_progress=False, params_override=FLAGS.params_override)
-            convert.convert(lambda: convert.open_voc_source(voc_dir, "trainval", None), config, options)
+            convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config, options)
             pattern = os.path.join(work_dir, "records", "trainval-*.tfrecord")
         rate = measure(pattern, config, batch_size, FLAGS.num_batches, FLAGS.warmup_batches)
     print(f"build_dataset(training=True) preset {config.name}, batch {batch_size}: {rate:.1f} images/s "

@@ -43,7 +43,11 @@ def load_images():
         paths = sorted(glob.glob(FLAGS.images))[:FLAGS.num_images]
         if not paths:
             raise app.UsageError(f"--images={FLAGS.images}: no file matches")
-        return [open(path, "rb").read() for path in paths]
+        images = []
+        for path in paths:
+            with open(path, "rb") as handle:
+                images.append(handle.read())
+        return images
     import tensorflow as tf
     generator = np.random.default_rng(0)
     shape = [FLAGS.image_size, FLAGS.image_size, 3]
@@ -100,6 +104,7 @@ def run_clients(address, bodies):
 
 
 def main(argv):
+    """플래그를 검사하고 서버를 띄워 클라이언트들을 돌린 뒤 처리량·지연을 출력한다."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     for name in ("num_clients", "num_requests", "batch_size", "num_images", "image_size"):
@@ -110,7 +115,7 @@ def main(argv):
     try:
         server = make_server(FLAGS.saved_model, MODEL_NAME, "127.0.0.1", 0)
     except ValueError as error:
-        raise app.UsageError(f"--saved_model={FLAGS.saved_model}: {error}") from error
+        raise app.UsageError(f"--saved_model: {error}") from error
     serve_thread = threading.Thread(target=server.serve_forever, daemon=True)
     serve_thread.start()
     try:
@@ -120,7 +125,8 @@ def main(argv):
     latency_ms = 1000 * np.array(latencies)
     print(f"clients={FLAGS.num_clients} batch_size={FLAGS.batch_size} requests={len(latencies)} "
           f"failures={len(failures)} seconds={seconds:.2f}")
-    print(f"requests/s={len(latencies) / seconds:.2f} images/s={len(latencies) * FLAGS.batch_size / seconds:.2f}")
+    images_per_second = len(latencies) * FLAGS.batch_size / seconds
+    print(f"requests/s={len(latencies) / seconds:.2f} images/s={images_per_second:.2f}")
     if latencies:
         print(f"latency_ms p50={np.percentile(latency_ms, 50):.1f} p99={np.percentile(latency_ms, 99):.1f} "
               f"max={latency_ms.max():.1f}")

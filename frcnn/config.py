@@ -5,8 +5,11 @@
     세로형(portrait) 두 방향이 있어 4:3 이미지가 1000×1000 판의 패딩 비용을 치르지 않는다.
   지문(fingerprint): 앵커 라벨을 바꾸는 설정(캔버스, 앵커, RPN 매칭 임계값)의 해시. 레코드의 미리 계산된
     앵커 라벨이 학습 프리셋과 맞는지 확인하는 데 쓴다.
+  섹션(section): ExperimentConfig 의 dataclass 필드 하나 (input, anchors, backbone, rpn, roi, detection, train).
+    키는 `section.key` 로 부른다 (`train.num_steps`).
 
 라이브러리는 absl.flags 를 가져오지 않는다. 바이너리가 플래그를 읽어 `build_config` 를 부른다.
+`--params_override` 와 run.json 의 모르는 키는 조용히 버리지 않고, 키와 그 섹션의 키 목록을 밝히며 실패한다.
 """
 
 import ast
@@ -136,7 +139,7 @@ class ExperimentConfig:
 
 
 def _vgg16_paper() -> ExperimentConfig:
-    # 내보내기: fc6 1024, fc7 256 특잇값 (Fast R-CNN 의 VGG16 설정, 검출 시간 −30 %, mAP −0.3 점).
+    # 내보내기: fc6 1024, fc7 256 특잇값 (Fast R-CNN 의 VGG16 설정).
     return ExperimentConfig(detection=DetectionConfig(fc_svd_ranks=(1024, 256)))
 
 
@@ -154,7 +157,7 @@ def _vgg16_seed() -> ExperimentConfig:
 
 
 def _cpu_small() -> ExperimentConfig:
-    # 2코어 CPU 에서 몇 분 안에 합성 데이터로 쓸 만한 mAP 에 닿도록 고른 작은 백본과 캔버스.
+    # 2코어 CPU 에서 합성 데이터로 쓸 만한 mAP 에 닿도록 고른 작은 백본과 캔버스 (데모와 테스트의 기본).
     return ExperimentConfig(
         name="cpu_small",
         input=InputConfig(min_size=128, max_size=192, max_gt_boxes=16, shuffle_buffer=256),
@@ -214,19 +217,30 @@ def _parse_value(text: str, current):
     raise ValueError(f"expected {type(current).__name__}, got '{text}'")
 
 
-def _replace_path(config, path, text):
+def _field_names(config_class) -> Tuple[str, ...]:
+    return tuple(sorted(field.name for field in dataclasses.fields(config_class)))
+
+
+def _unknown_key(section: str, key: str, config_class) -> ValueError:
+    """모르는 키 오류: 키의 전체 경로와 그 섹션의 키 목록을 밝힌다 (섹션이 비면 최상위 'config')."""
+    path = f"{section}.{key}" if section else key
+    known = ", ".join(_field_names(config_class))
+    return ValueError(f"unknown key '{path}' ({section or 'config'} has: {known})")
+
+
+def _replace_path(config, path, text, section=""):
     """점으로 구분된 경로(`train.num_steps`)의 값을 바꾼 새 설정을 만든다."""
     head, *rest = path
-    names = {field.name for field in dataclasses.fields(config)}
-    if head not in names:
-        raise ValueError(f"unknown key '{head}' (known: {', '.join(sorted(names))})")
+    if head not in _field_names(type(config)):
+        raise _unknown_key(section, head, type(config))
     current = getattr(config, head)
+    full = f"{section}.{head}" if section else head
     if rest:
         if not dataclasses.is_dataclass(current):
-            raise ValueError(f"'{head}' has no sub-keys")
-        return dataclasses.replace(config, **{head: _replace_path(current, rest, text)})
+            raise ValueError(f"'{full}' has no sub-keys")
+        return dataclasses.replace(config, **{head: _replace_path(current, rest, text, full)})
     if dataclasses.is_dataclass(current):
-        raise ValueError(f"'{head}' is a section; name one of its keys")
+        raise ValueError(f"'{full}' is a section; name one of its keys")
     return dataclasses.replace(config, **{head: _parse_value(text, current)})
 
 
@@ -337,22 +351,44 @@ def anchor_fingerprint(config: ExperimentConfig) -> str:
 
 
 def to_dict(config: ExperimentConfig) -> dict:
+    """JSON 으로 쓸 수 있는 dict (튜플은 그대로; `json.dump` 가 리스트로 쓴다)."""
     return dataclasses.asdict(config)
 
 
+def _check_keys(data, config_class, section: str) -> None:
+    """data 의 키가 모두 config_class 의 필드인지 확인한다.
+
+    Raises:
+      ValueError: data 가 dict 가 아니거나 모르는 키가 있을 때.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"'{section or 'config'}' must be a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in _field_names(config_class):
+            raise _unknown_key(section, key, config_class)
+
+
+def _section_from_dict(config_class, data: dict, section: str):
+    """섹션 하나 (`TrainConfig` 등). 리스트는 튜플로; 빠진 키는 기본값."""
+    _check_keys(data, config_class, section)
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in data.items()}
+    return config_class(**values)
+
+
 def from_dict(data: dict) -> ExperimentConfig:
-    """`to_dict` 의 역 (model_dir/config.json 읽기)."""
+    """`to_dict` 의 역 (model_dir/run.json 의 "config" 읽기). 빠진 섹션·키는 기본값을 쓴다.
+
+    Raises:
+      ValueError: 모르는 섹션이나 키 (예: "unknown key 'train.foo' (train has: batch_size, ...)"),
+        또는 검증에 실패한 값.
+    """
+    _check_keys(data, ExperimentConfig, "")
     sections = {}
     for field in dataclasses.fields(ExperimentConfig):
-        value = data.get(field.name)
+        if field.name not in data:
+            continue
         if dataclasses.is_dataclass(field.default):
-            cls = type(field.default)
-            kwargs = {}
-            for sub in dataclasses.fields(cls):
-                if sub.name in (value or {}):
-                    item = value[sub.name]
-                    kwargs[sub.name] = tuple(item) if isinstance(item, list) else item
-            sections[field.name] = cls(**kwargs)
-        elif value is not None:
-            sections[field.name] = value
+            sections[field.name] = _section_from_dict(type(field.default), data[field.name], field.name)
+        else:
+            sections[field.name] = data[field.name]
     return validate(ExperimentConfig(**sections))

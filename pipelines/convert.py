@@ -1,18 +1,19 @@
-"""VOC(또는 tfds) → 샤드 TFRecord 변환: 검사, 앵커 라벨 미리 계산, 임시 이름으로 쓰고 성공 시 이름 바꾸기.
+"""소스 → 샤드 TFRecord 변환: 앵커 라벨 미리 계산, 샤드에 번갈아 쓰기, 성공할 때만 제 이름으로 옮기기.
 
 흐름:
   1. 출력 검사 (기존 결과가 있으면 --overwrite 없이는 오류).
-  2. 소스 열기: VOC 는 XML 을 모두 읽어 클래스 목록을 정하고, 이미지를 스레드 풀(2개)에서 끝까지
-     디코딩해 검사한다 (PIL 과 expat 의 C 코드가 GIL 을 놓아 두 코어를 쓴다).
+  2. 소스 열기 (`frcnn.data.sources.open_voc_source`, `frcnn.data.tfds_source.open_tfds_source`): 소스가
+     이미지·주석을 검사해 `SourceExample` 을 차례로 낸다.
   3. 같은 방향(가로/세로)·비슷한 물체 수의 이미지를 `LABEL_BATCH_SIZE` 장씩 모아 `tf.function` 한 번으로 원본과
      좌우 뒤집은 GT 의 앵커 매칭 코드를 함께 계산한다 (이미지별 즉시 실행 TF 호출 없음).
-  4. 샤드에 번갈아 쓰고, 끝나면 `<split>.json` 과 함께 제 이름으로 옮긴다. 실패하면 임시 파일을 지운다.
+  4. 샤드에 번갈아 쓰고, 끝나면 `<split>.json` 과 함께 제 이름으로 옮긴다 (`fileio.StagedFiles`).
+     실패하면 임시 파일을 지운다.
 
 용어:
   B 라벨 배치의 이미지 수, G 배치 안 최대 물체 수 (−1 패딩), A 앵커 수.
-  H, W 원본 크기; h, w 리사이즈된 크기 (`preprocess.resize_scale`, 파이프라인과 같은 식).
+  H, W 원본 크기; h, w 리사이즈된 크기 (`resize.resize_scale`, 파이프라인과 같은 식).
   박스: 레코드는 정규화 [ymin, xmin, ymax, xmax] (연속 픽셀 / H 또는 W); 앵커 라벨은
-    정규화 박스 × (h, w) 인 캔버스 픽셀 박스로 계산한다 (파이프라인과 같은 float32 연산).
+    정규화 박스 × (h, w) 인 캔버스 픽셀 박스로 계산한다 (`resize.canvas_boxes`, 파이프라인과 같은 float32 연산).
 """
 
 import collections
@@ -21,88 +22,32 @@ import dataclasses
 import glob
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
-from multiprocessing.pool import ThreadPool
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from frcnn import config as config_lib
+from frcnn import fileio
+from frcnn.data import records
+from frcnn.data import resize
+from frcnn.data import sources
+from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
-from frcnn import config as config_lib
-from frcnn.modeling import rpn_targets
-from frcnn.data import voc
-from frcnn.data import records
 
 # 한 번의 tf.function 호출로 라벨을 붙이는 이미지 수 (원본 + 뒤집기로 2B 행).
 LABEL_BATCH_SIZE = 32
-# 이미지 읽기·디코딩 스레드 수 (2코어 기준).
-NUM_WORKERS = 2
 # --num_shards 기본값: 샤드 하나에 이 정도의 이미지.
 IMAGES_PER_SHARD = 500
 CREATED_BY = "tools/make_tfrecords"
 
 
-class ConversionError(voc.VocError):
-    """변환을 막는 한 파일의 문제 (VOC 가 아닌 원천 포함). str(err) == f"{path}: {problem}"."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceExample:
-    """레코드 하나가 될 검사된 이미지와 주석.
-
-    Attributes:
-      image_id: 이미지 id (`image/source_id`).
-      filename: 이미지 파일 이름 (`image/filename`).
-      source_path: 오류 메시지에 쓸 주석 위치 (XML 경로 등).
-      image_bytes: 원래 JPEG/PNG 바이트 (다시 인코딩하지 않음).
-      image_format: 'jpeg' 또는 'png'.
-      height: 원본 높이 H.
-      width: 원본 너비 W.
-      normalized_boxes: [G, 4] float32 정규화 [ymin, xmin, ymax, xmax].
-      class_ids: [G] int64, 1..C.
-      class_names: [G] 클래스 이름.
-      difficult: [G] bool.
-      truncated: [G] bool.
-    """
-
-    image_id: str
-    filename: str
-    source_path: str
-    image_bytes: bytes
-    image_format: str
-    height: int
-    width: int
-    normalized_boxes: np.ndarray
-    class_ids: np.ndarray
-    class_names: tuple
-    difficult: np.ndarray
-    truncated: np.ndarray
-
-
-SourceItem = Union[SourceExample, ConversionError]
-
-
-@dataclasses.dataclass
-class Source:
-    """열린 변환 소스.
-
-    Attributes:
-      name: 'voc' 또는 'tfds'.
-      classes: 클래스 이름 (id 1..C 순서).
-      num_examples: 예상 이미지 수 (건너뛴 것 포함, 진행 표시·샤드 수용).
-      items: 순서대로 SourceExample 또는 (건너뛸 수 있는) ConversionError 를 내는 반복자.
-    """
-
-    name: str
-    classes: tuple
-    num_examples: int
-    items: Iterator[SourceItem]
+class ConversionError(sources.SourceError):
+    """변환을 막는 문제 (소스의 한 파일, 출력 디렉터리, 설정). str(err) == f"{path}: {problem}"."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,86 +73,6 @@ class ConvertOptions:
     show_progress: bool = True
 
 
-# ---------------------------------------------------------------- 병렬 도우미
-
-
-def parallel_map(function: Callable, items) -> Iterator:
-    """`function` 을 스레드 풀에서 순서를 지키며 적용한다 (I/O·디코딩은 GIL 을 놓는다)."""
-    with ThreadPool(NUM_WORKERS) as pool:
-        yield from pool.imap(function, items, chunksize=4)
-
-
-# ---------------------------------------------------------------- VOC 소스
-
-
-def _load_annotation(voc_dir: str, image_id: str):
-    """XML 하나를 읽는다. 오류는 던지지 않고 ConversionError 로 돌려준다."""
-    try:
-        return voc.read_annotation(voc_dir, image_id)
-    except voc.VocError as error:
-        return ConversionError(error.path, error.problem)
-
-
-def _voc_example(annotation: voc.VocAnnotation, classes) -> SourceItem:
-    """검사된 주석과 끝까지 디코딩해 본 이미지 바이트로 SourceExample 을 만든다."""
-    try:
-        class_ids = voc.class_ids(annotation, classes)
-        image_bytes = voc.read_image_checked(annotation)
-    except voc.VocError as error:
-        return ConversionError(error.path, error.problem)
-    size = np.array([annotation.height, annotation.width] * 2, np.float64)
-    normalized = (np.asarray(annotation.boxes, np.float64) / size).astype(np.float32)
-    return SourceExample(
-        image_id=annotation.image_id,
-        filename=os.path.basename(annotation.image_path),
-        source_path=annotation.xml_path,
-        image_bytes=image_bytes,
-        image_format="png" if image_bytes.startswith(b"\x89PNG") else "jpeg",
-        height=annotation.height,
-        width=annotation.width,
-        normalized_boxes=normalized.reshape(-1, 4),
-        class_ids=class_ids,
-        class_names=tuple(annotation.class_names),
-        difficult=np.asarray(annotation.difficult, bool),
-        truncated=np.asarray(annotation.truncated, bool),
-    )
-
-
-def _voc_items(loaded: list, classes) -> Iterator[SourceItem]:
-    """읽은 주석(또는 오류) 목록을 순서대로 SourceItem 으로 바꾼다."""
-    def load(item):
-        return item if isinstance(item, ConversionError) else _voc_example(item, classes)
-    yield from parallel_map(load, loaded)
-
-
-def open_voc_source(voc_dir: str, split: str, classes_flag: Optional[str]) -> Source:
-    """VOC 디렉터리의 한 분할을 연다: id 목록과 모든 XML 을 읽고 클래스 목록을 정한다.
-
-    Args:
-      voc_dir: VOC 루트 (…/VOC2007).
-      split: ImageSets/Main/<split>.txt 의 분할 이름.
-      classes_flag: None/'' (자동), 쉼표 목록, 또는 클래스 파일 경로.
-
-    Returns:
-      Source. 개별 XML·이미지 오류는 items 안의 ConversionError 로 나온다.
-
-    Raises:
-      ConversionError: 분할 파일이나 --classes 자체의 문제, 분할이 비었을 때.
-    """
-    try:
-        image_ids = voc.read_split_ids(voc_dir, split)
-        explicit_classes = voc.resolve_classes(classes_flag, []) if classes_flag else None
-    except voc.VocError as error:
-        raise ConversionError(error.path, error.problem) from None
-    if not image_ids:
-        split_path = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
-        raise ConversionError(split_path, "the split lists no image ids")
-    loaded = list(parallel_map(lambda image_id: _load_annotation(voc_dir, image_id), image_ids))
-    annotations = [item for item in loaded if not isinstance(item, ConversionError)]
-    classes = explicit_classes or voc.resolve_classes(None, annotations)
-    return Source("voc", tuple(classes), len(image_ids), _voc_items(loaded, classes))
-
-
 # ---------------------------------------------------------------- 앵커 라벨
 
 
@@ -228,7 +93,7 @@ class AnchorLabeler:
     def _label_batch(self, anchors, normalized_boxes, heights, widths):
         """[A, 4] 앵커, [B, G, 4] 정규화 GT, [B] H, [B] W → ([B, A], [B, A]) int16 원본·뒤집기 코드."""
         config = self._config
-        gt_boxes, image_sizes = records.canvas_boxes(normalized_boxes, heights, widths, config)
+        gt_boxes, image_sizes = resize.canvas_boxes(normalized_boxes, heights, widths, config)
         # [B, G, 4] 리사이즈된 너비 w 안에서 뒤집은 GT
         flipped_boxes = box_ops.flip_left_right(gt_boxes, image_sizes[:, 1:2])
         both_boxes = tf.concat([gt_boxes, flipped_boxes], axis=0)
@@ -237,11 +102,11 @@ class AnchorLabeler:
         matches = _label_used_anchors(anchors, both_boxes, both_sizes, config.rpn)
         return tf.split(tf.cast(matches, tf.int16), 2, axis=0)
 
-    def __call__(self, examples: Sequence[SourceExample]):
+    def __call__(self, examples: Sequence[sources.SourceExample]):
         """한 방향의 이미지들에 라벨을 붙인다.
 
         Args:
-          examples: 모두 같은 방향(가로형 W ≥ H 여부)인 SourceExample 들.
+          examples: 모두 같은 방향(가로형 W ≥ H 여부)인 `sources.SourceExample` 들.
 
         Returns:
           (anchor_matches [B, A] int16, anchor_matches_flipped [B, A] int16) numpy.
@@ -312,45 +177,37 @@ def _check_outputs(options: ConvertOptions) -> None:
 
 
 class _ShardWriter:
-    """임시 디렉터리에 샤드를 번갈아 쓰고, `commit` 에서 제 이름으로 옮긴다."""
+    """샤드를 번갈아 쓰고, `commit` 에서 `<split>.json` 과 함께 제 이름으로 옮긴다 (`fileio.StagedFiles`)."""
 
     def __init__(self, output_dir: str, split: str, num_shards: int):
-        self.output_dir = output_dir
         self.split = split
         self.num_shards = num_shards
-        self.temp_dir = tempfile.mkdtemp(prefix=f".{split}-incomplete-", dir=output_dir)
-        self.names = [shard_name(split, index, num_shards) for index in range(num_shards)]
-        self.writers = [tf.io.TFRecordWriter(os.path.join(self.temp_dir, name)) for name in self.names]
+        self._staged = fileio.StagedFiles(output_dir)
+        self._writers = [tf.io.TFRecordWriter(self._staged.path(shard_name(split, index, num_shards)))
+                         for index in range(num_shards)]
         self.count = 0
 
     def write(self, serialized: bytes) -> None:
-        self.writers[self.count % self.num_shards].write(serialized)
+        self._writers[self.count % self.num_shards].write(serialized)
         self.count += 1
 
     def commit(self, metadata: dict, replace: Sequence[str]) -> list:
-        """샤드를 닫고 json 을 쓴 뒤, 옛 출력을 지우고 모두 제 이름으로 옮긴다."""
+        """샤드를 닫고 json 을 쓴 뒤, 옛 출력을 지우고 모두 제 이름으로 옮겨 최종 경로 목록을 돌려준다."""
         self._close()
-        metadata_name = f"{self.split}.json"
-        with open(os.path.join(self.temp_dir, metadata_name), "w", encoding="utf-8") as handle:
+        with open(self._staged.path(f"{self.split}.json"), "w", encoding="utf-8") as handle:
             json.dump(metadata, handle, indent=2, ensure_ascii=False)
         for path in replace:
             os.remove(path)
-        final_paths = []
-        for name in self.names + [metadata_name]:
-            final_path = os.path.join(self.output_dir, name)
-            os.replace(os.path.join(self.temp_dir, name), final_path)
-            final_paths.append(final_path)
-        os.rmdir(self.temp_dir)
-        return final_paths
+        return self._staged.commit()
 
     def abort(self) -> None:
         self._close()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self._staged.abort()
 
     def _close(self) -> None:
-        for writer in self.writers:
+        for writer in self._writers:
             writer.close()
-        self.writers = []
+        self._writers = []
 
 
 # ---------------------------------------------------------------- 변환
@@ -366,16 +223,16 @@ class _Tally:
     skipped: list = dataclasses.field(default_factory=list)
 
 
-def _check_example(item: SourceItem, max_gt_boxes: int) -> SourceItem:
+def _check_example(item: sources.SourceItem, max_gt_boxes: int) -> sources.SourceItem:
     """GT 수가 설정의 G 를 넘으면 ConversionError 로 바꾼다."""
-    if isinstance(item, SourceExample) and len(item.class_ids) > max_gt_boxes:
+    if isinstance(item, sources.SourceExample) and len(item.class_ids) > max_gt_boxes:
         return ConversionError(item.source_path, (
             f"{len(item.class_ids)} objects, more than input.max_gt_boxes={max_gt_boxes}; "
             f"rerun with --params_override=input.max_gt_boxes={len(item.class_ids)}"))
     return item
 
 
-def _batch_key(example: SourceExample) -> tuple:
+def _batch_key(example: sources.SourceExample) -> tuple:
     """라벨 배치 묶음 키: (가로형인지, 물체 수를 2의 거듭제곱으로 올린 값).
 
     같은 캔버스끼리, 그리고 비슷한 물체 수끼리 묶어 G 패딩에 드는 IoU 계산을 줄인다.
@@ -405,7 +262,7 @@ def _closing(items):
             items.close()
 
 
-def _write_all(source: Source, config, writer: _ShardWriter, options: ConvertOptions) -> _Tally:
+def _write_all(source: sources.Source, config, writer: _ShardWriter, options: ConvertOptions) -> _Tally:
     """소스의 모든 항목을 검사·라벨·기록한다. 잘못된 항목은 건너뛰거나 ConversionError 를 던진다."""
     labeler = AnchorLabeler(config)
     fingerprint = config_lib.anchor_fingerprint(config)
@@ -417,9 +274,9 @@ def _write_all(source: Source, config, writer: _ShardWriter, options: ConvertOpt
         for item in source.items:
             item = _check_example(item, config.input.max_gt_boxes)
             progress.update(1)
-            if isinstance(item, ConversionError):
+            if isinstance(item, sources.SourceError):
                 if not options.skip_invalid:
-                    raise item
+                    raise ConversionError(item.path, item.problem) from None
                 tally.skipped.append({"file": item.path, "reason": item.problem})
                 continue
             batch = pending[_batch_key(item)]
@@ -433,7 +290,8 @@ def _write_all(source: Source, config, writer: _ShardWriter, options: ConvertOpt
     return tally
 
 
-def _metadata(source: Source, config, options: ConvertOptions, tally: _Tally, num_shards: int) -> dict:
+def _metadata(source: sources.Source, config, options: ConvertOptions, tally: _Tally,
+              num_shards: int) -> dict:
     return {
         "split": options.split,
         "classes": list(source.classes),
@@ -453,11 +311,20 @@ def _metadata(source: Source, config, options: ConvertOptions, tally: _Tally, nu
     }
 
 
-def convert(open_source: Callable[[], Source], config, options: ConvertOptions) -> dict:
+def _open(open_source: Callable[[], sources.Source]) -> sources.Source:
+    """소스를 연다. 소스의 오류는 ConversionError 로 바꾼다."""
+    try:
+        return open_source()
+    except sources.SourceError as error:
+        raise ConversionError(error.path, error.problem) from None
+
+
+def convert(open_source: Callable[[], sources.Source], config, options: ConvertOptions) -> dict:
     """소스를 열어 샤드 TFRecord 와 `<split>.json` 을 쓴다. 실패하면 아무것도 남기지 않는다.
 
     Args:
-      open_source: 인자 없이 Source 를 돌려주는 함수 (출력 검사 뒤에 부른다).
+      open_source: 인자 없이 `sources.Source` 를 돌려주는 함수 (출력 검사 뒤에 부른다); 던지는
+        `sources.SourceError` 는 ConversionError 로 바뀐다.
       config: 검증된 `ExperimentConfig` (캔버스·앵커·매칭 임계값·G).
       options: ConvertOptions.
 
@@ -473,7 +340,7 @@ def convert(open_source: Callable[[], Source], config, options: ConvertOptions) 
     os.makedirs(options.output_dir, exist_ok=True)
     writer = None
     try:
-        source = open_source()
+        source = _open(open_source)
         num_shards = options.num_shards or max(1, round(source.num_examples / IMAGES_PER_SHARD))
         writer = _ShardWriter(options.output_dir, options.split, num_shards)
         tally = _write_all(source, config, writer, options)

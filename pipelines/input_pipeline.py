@@ -1,7 +1,7 @@
 """학습 입력 파이프라인: 샤드 TFRecord → 디코딩·리사이즈·뒤집기·캔버스 패딩 → 방향별 배치.
 
 레코드의 앵커 매칭 코드는 `make_tfrecords` 가 같은 리사이즈 식(`resize.resize_scale`)과 같은
-float32 연산(`records.canvas_boxes`)으로 미리 계산했다. 그래서 시작 전에 앵커 지문이 학습 설정과
+float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 그래서 시작 전에 앵커 지문이 학습 설정과
 같은지 확인하고, 뒤집기를 하면 미리 계산해 둔 뒤집힌 이미지의 코드를 쓴다.
 
 용어:
@@ -19,10 +19,10 @@ import re
 
 import tensorflow as tf
 
-from frcnn.ops import box_ops
 from frcnn import config as config_lib
-from frcnn.data import resize
 from frcnn.data import records
+from frcnn.data import resize
+from frcnn.ops import box_ops
 
 SHARD_PATTERN = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord$")
 ORIENTATIONS = {"landscape": True, "portrait": False}
@@ -89,7 +89,8 @@ def check_fingerprint(file_pattern: str, config) -> dict:
         raise ValueError(
             f"records '{file_pattern}' were made for preset '{metadata.get('preset')}'"
             f"{f' with --params_override={override}' if override else ''} (anchor fingerprint {found}), "
-            f"but training uses '{config.name}' ({expected}); rerun make_tfrecords with --config={config.name}")
+            f"but training uses '{config.name}' ({expected}); "
+            f"rerun make_tfrecords with --config={config.name}")
     return metadata
 
 
@@ -130,7 +131,7 @@ def _prepare(serialized, config, training, flip, seed, orientation):
     resized, scale = resize.resize_image(image, config)
     max_gt_boxes = config.input.max_gt_boxes
     normalized_boxes = _pad_objects(parsed["boxes"], max_gt_boxes, -1.0)  # [G, 4]
-    gt_boxes, image_size = records.canvas_boxes(normalized_boxes, original_size[0], original_size[1], config)
+    gt_boxes, image_size = resize.canvas_boxes(normalized_boxes, original_size[0], original_size[1], config)
     do_flip = _flip_decision(config, training, flip, seed)
     resized = tf.cond(do_flip, lambda: tf.image.flip_left_right(resized), lambda: resized)
     gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)
@@ -163,10 +164,8 @@ def _orientation_filter(orientation):
     wanted = ORIENTATIONS[orientation]
 
     def keep(serialized):
-        sizes = tf.io.parse_single_example(serialized, {
-            records.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-            records.WIDTH: tf.io.FixedLenFeature([], tf.int64)})
-        return tf.equal(resize.is_landscape(sizes[records.HEIGHT], sizes[records.WIDTH]), wanted)
+        height, width = records.parse_image_size(serialized)
+        return tf.equal(resize.is_landscape(height, width), wanted)
 
     return keep
 

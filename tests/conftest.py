@@ -3,6 +3,8 @@
 도우미(여러 테스트 파일이 함께 쓰는 것)는 여기 한 곳에 둔다; 테스트 파일끼리는 서로 가져오지 않는다.
   - 손으로 쓴 작은 VOC 디렉터리(`write_voc_dir`, `VOC_IMAGES`)와 그 변환(`convert_voc`, `read_records`).
   - 아주 작은 cpu_small 설정(`tiny_config`)과 합성 배치(`make_batches`).
+  - 세 시그니처를 가진 작은 검출기 SavedModel (`TinyDetector`, 픽스처 `saved_model_dir`): 밝은 픽셀의 경계 상자
+    하나를 검출로 내고 점수는 평균 밝기, 클래스 1 "thing", N=3 패딩. 서버·서빙 도구 테스트가 쓴다.
 """
 
 import glob
@@ -13,11 +15,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402  (환경 변수를 먼저 정해야 한다)
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from frcnn import config as config_lib  # noqa: E402
 from frcnn.data import records  # noqa: E402
+from frcnn.data import sources  # noqa: E402
 from frcnn.modeling import rpn_targets  # noqa: E402
 from frcnn.ops import anchors as anchors_lib  # noqa: E402
 from pipelines import convert  # noqa: E402
@@ -31,14 +35,16 @@ VOC_IMAGES = {
                         ("cat", ("10.5", "3.25", "38.75", "30"), None, "1")]),
     "000002": (24, 36, [("person", ("2", "3", "20", "34"), "0", None)]),  # 세로형
     "000003": (32, 32, []),  # 물체 없음
-    "000004": (48, 32, [("dog", ("1", "1", "48", "32"), "0", "0"), ("cat", ("30", "10", "45", "20"), "0", "0"),
+    "000004": (48, 32, [("dog", ("1", "1", "48", "32"), "0", "0"),
+                        ("cat", ("30", "10", "45", "20"), "0", "0"),
                         ("person", ("3", "5", "12", "30"), "0", "0")]),
 }
 
 
 def object_xml(name, box, difficult, truncated):
     keys = ("xmin", "ymin", "xmax", "ymax")
-    flags = "".join(f"<{key}>{value}</{key}>" for key, value in (("difficult", difficult), ("truncated", truncated))
+    pairs = (("difficult", difficult), ("truncated", truncated))
+    flags = "".join(f"<{key}>{value}</{key}>" for key, value in pairs
                     if value is not None)
     coordinates = "".join(f"<{key}>{value}</{key}>" for key, value in zip(keys, box))
     return f"<object><name>{name}</name>{flags}<bndbox>{coordinates}</bndbox></object>"
@@ -88,7 +94,8 @@ def convert_voc(voc_dir, output_dir, preset="cpu_small", **options):
     config = config_lib.build_config(preset)
     convert_options = convert.ConvertOptions(output_dir=str(output_dir), split="trainval",
                                              show_progress=False, **options)
-    return convert.convert(lambda: convert.open_voc_source(voc_dir, "trainval", None), config, convert_options)
+    return convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config,
+                           convert_options)
 
 
 TINY = ("backbone.width=8,backbone.fc_units=32,rpn.conv_channels=16,train.batch_size=2,"
@@ -117,3 +124,80 @@ def make_batches(cfg, count=None):
              "gt_boxes": gt_boxes, "gt_classes": gt_classes, "anchor_matches": matches.numpy()}
     dataset = tf.data.Dataset.from_tensors(batch)
     return dataset.repeat(count) if count else dataset.repeat()
+
+
+# ---- 작은 검출기 SavedModel (서빙 테스트) ----
+
+NUM_DETECTIONS = 3
+
+
+def _detect_one(image):
+    """uint8 [H, W, 3] 이미지 하나 → 검출 dict (밝은 픽셀의 경계 상자 하나, N=3 패딩)."""
+    # [H, W] 0..1 밝기
+    brightness = tf.reduce_mean(tf.cast(image, tf.float32), axis=-1) / 255.0
+    bright = brightness > 0.5
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    rows, columns = tf.reduce_any(bright, axis=1), tf.reduce_any(bright, axis=0)
+    ymin = tf.argmax(tf.cast(rows, tf.int32), output_type=tf.int32)
+    ymax = height - tf.argmax(tf.cast(rows[::-1], tf.int32), output_type=tf.int32)
+    xmin = tf.argmax(tf.cast(columns, tf.int32), output_type=tf.int32)
+    xmax = width - tf.argmax(tf.cast(columns[::-1], tf.int32), output_type=tf.int32)
+    found = tf.reduce_any(bright)
+    scale = tf.cast(tf.stack([height, width, height, width]), tf.float32)
+    box = tf.cast(tf.stack([ymin, xmin, ymax, xmax]), tf.float32) / scale
+    pad = NUM_DETECTIONS - 1
+    return {
+        "detection_boxes": tf.pad(tf.where(found, box, tf.zeros([4]))[tf.newaxis], [[0, pad], [0, 0]]),
+        "detection_scores": tf.pad(tf.where(found, tf.reduce_mean(brightness), 0.0)[tf.newaxis], [[0, pad]]),
+        "detection_classes": tf.pad(tf.cast(found, tf.int32)[tf.newaxis], [[0, pad]]),
+        "detection_class_names": tf.concat(
+            [tf.where(found, tf.constant("thing"), tf.constant(""))[tf.newaxis], tf.fill([pad], "")], axis=0),
+        "num_detections": tf.cast(found, tf.int32),
+    }
+
+
+OUTPUT_SIGNATURE = {
+    "detection_boxes": tf.TensorSpec([NUM_DETECTIONS, 4], tf.float32),
+    "detection_scores": tf.TensorSpec([NUM_DETECTIONS], tf.float32),
+    "detection_classes": tf.TensorSpec([NUM_DETECTIONS], tf.int32),
+    "detection_class_names": tf.TensorSpec([NUM_DETECTIONS], tf.string),
+    "num_detections": tf.TensorSpec([], tf.int32),
+}
+
+
+def _decode(image_bytes):
+    return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+
+
+class TinyDetector(tf.Module):
+    """내보낸 모델과 같은 세 시그니처 (serving_default, serve_bytes, serve_examples) 를 가진 작은 검출기."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve_images(self, images):
+        return tf.map_fn(_detect_one, images, fn_output_signature=OUTPUT_SIGNATURE)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        return tf.map_fn(lambda data: _detect_one(_decode(data)), image_bytes,
+                         fn_output_signature=OUTPUT_SIGNATURE)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        return self.serve_bytes(records.parse_image_bytes(examples))
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(tmp_path_factory):
+    """TinyDetector 를 세 시그니처로 저장한 디렉터리."""
+    path = str(tmp_path_factory.mktemp("tiny_model"))
+    module = TinyDetector()
+    signatures = {"serving_default": module.serve_images, "serve_bytes": module.serve_bytes,
+                  "serve_examples": module.serve_examples}
+    tf.saved_model.save(module, path, signatures=signatures)
+    return path
+
+
+@pytest.fixture(scope="session")
+def loaded_model(saved_model_dir):
+    """saved_model_dir 를 tf.saved_model.load 로 불러온 객체."""
+    return tf.saved_model.load(saved_model_dir)

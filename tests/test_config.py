@@ -1,4 +1,10 @@
+"""설정 테스트: 프리셋과 덮어쓰기, 모르는 키는 키와 섹션의 키 목록을 밝히며 실패, dict/JSON 왕복, 지문, 캔버스.
+
+용어: 섹션 = ExperimentConfig 의 dataclass 필드 (train, rpn, ...); 키 = `section.key`.
+"""
+
 import dataclasses
+import json
 
 import pytest
 
@@ -6,7 +12,8 @@ from frcnn import config
 
 
 def test_presets_and_overrides():
-    cfg = config.build_config("cpu_small", "train.num_steps=7,anchors.sizes=(8,16),rpn.allow_cross_boundary=true")
+    cfg = config.build_config("cpu_small",
+                              "train.num_steps=7,anchors.sizes=(8,16),rpn.allow_cross_boundary=true")
     assert cfg.train.num_steps == 7
     assert cfg.anchors.sizes == (8.0, 16.0)
     assert cfg.rpn.allow_cross_boundary is True
@@ -14,8 +21,10 @@ def test_presets_and_overrides():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.nope=1", "unknown key 'nope'"),
-    ("train=1", "is a section"),
+    ("train.nope=1", r"'train.nope=1': unknown key 'train.nope' \(train has: batch_size, checkpoint_every, "),
+    ("optim.lr=1", r"unknown key 'optim' \(config has: anchors, backbone, detection, input, name, roi, "),
+    ("train=1", "'train' is a section"),
+    ("name.x=1", "'name' has no sub-keys"),
     ("train.num_steps=abc", "cannot parse"),
     ("train.num_steps=1.5", "expected int"),
     ("roi.op=nearest", "roi.op"),
@@ -40,10 +49,28 @@ def test_fingerprint_changes_with_anchor_settings_only():
     assert config.anchor_fingerprint(base) != config.anchor_fingerprint(changed)
 
 
-def test_dict_roundtrip():
-    for name in config.PRESETS:
-        cfg = config.get_preset(name)
-        assert config.from_dict(config.to_dict(cfg)) == cfg
+@pytest.mark.parametrize("preset", sorted(config.PRESETS))
+def test_dict_and_json_roundtrip(preset):
+    cfg = config.apply_overrides(config.get_preset(preset), "train.stage_steps=(1,2,3,4)")
+    assert config.from_dict(config.to_dict(cfg)) == cfg
+    # run.json 처럼 JSON 을 거치면 튜플이 리스트가 된다: 다시 튜플로 읽는다.
+    assert config.from_dict(json.loads(json.dumps(config.to_dict(cfg)))) == cfg
+
+
+def test_from_dict_fills_missing_keys_with_defaults():
+    cfg = config.from_dict({"name": "partial", "train": {"num_steps": 5}})
+    assert cfg.train == config.TrainConfig(num_steps=5) and cfg.rpn == config.RpnConfig()
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"train": {"foo": 1}}, r"unknown key 'train.foo' \(train has: batch_size, checkpoint_every, "),
+    ({"optimizer": {}}, r"unknown key 'optimizer' \(config has: anchors, backbone, detection, input, name, "),
+    ({"rpn": [1, 2]}, "'rpn' must be a mapping, got list"),
+    ([], "'config' must be a mapping"),
+])
+def test_from_dict_refuses_unknown_keys(data, message):
+    with pytest.raises(ValueError, match=message):
+        config.from_dict(data)
 
 
 def test_canvas_shapes():

@@ -4,17 +4,19 @@
     python -m tools.detect --saved_model=exports/voc07 --images=photos/ --output_dir=drawn/
 
 각 이미지의 원본 바이트를 `serve_bytes` 시그니처에 넣고 `<stem>_detections.<png|jpg>` 와
-`detections.json` 을 쓴다 (`frcnn.viz.draw.detect_images`). 실패하면 반쯤 쓴 출력은 남기지 않는다.
+`detections.json` 을 쓴다 (`tools.detect_io.detect_images`, 그리기는 `frcnn.viz.draw`).
+실패하면 `detect: error: <파일>: <문제>` 를 알리고 0 이 아닌 코드로 끝나며, 반쯤 쓴 출력은 남기지 않는다.
 
 용어:
     N: SavedModel 이 돌려주는 검출 수. 박스: 정규화 [ymin, xmin, ymax, xmax].
+    stem: 입력 파일 이름에서 확장자를 뺀 것.
 """
 
 import sys
 
 from absl import app, flags
 
-from frcnn.viz import draw
+from tools import detect_io
 
 FLAGS = flags.FLAGS
 
@@ -45,6 +47,7 @@ flags.mark_flags_as_required(["saved_model", "images", "output_dir"])
 
 
 def main(argv):
+    """플래그를 확인하고 이미지 경로를 푼 뒤 `detect_io.detect_images` 를 부른다."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not 0.0 <= FLAGS.score_threshold <= 1.0:
@@ -52,16 +55,17 @@ def main(argv):
     if FLAGS.max_images is not None and FLAGS.max_images < 1:
         raise app.UsageError(f"--max_images must be at least 1, got {FLAGS.max_images}")
     try:
-        image_paths = draw.resolve_image_paths(FLAGS.images)[:FLAGS.max_images]
-        report = draw.detect_images(FLAGS.saved_model, image_paths, FLAGS.output_dir,
-                                    FLAGS.score_threshold, FLAGS.format)
-    except draw.DetectionInputError as error:
+        image_paths = detect_io.resolve_image_paths(FLAGS.images)[:FLAGS.max_images]
+        report = detect_io.detect_images(FLAGS.saved_model, image_paths, FLAGS.output_dir,
+                                         FLAGS.score_threshold, FLAGS.format)
+    except detect_io.DetectionInputError as error:
         sys.exit(f"detect: error: {error}")
-    print(f"wrote {len(report['images'])} drawn images and {draw.JSON_NAME} "
+    print(f"wrote {len(report['images'])} drawn images and {detect_io.JSON_NAME} "
           f"to {FLAGS.output_dir}")
 
 
 def run():
+    """콘솔 스크립트 진입점."""
     app.run(main)
 
 

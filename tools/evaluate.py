@@ -3,13 +3,20 @@
 예:
   python -m tools.evaluate --saved_model=exports/cpu_small --voc_dir=data/VOCdevkit/VOC2007 \\
       --split=test --output=runs/eval/report.json --plot_dir=runs/eval/pr
+
+용어:
+  serve_bytes: SavedModel 의 서명, 인코딩된 JPEG/PNG 바이트 배치 [B] → 검출.
+  --records 는 glob 이다: 이 도구가 파일 목록으로 펼쳐 frcnn.eval.runner 에 넘긴다.
+  진행 막대 (tqdm, stderr) 는 이 도구가 그리고, runner 는 `progress(done, total)` 콜백만 부른다.
 """
 
+import glob
 import os
 import sys
 
 import tensorflow as tf
 from absl import app, flags
+from tqdm import tqdm
 
 from frcnn.data import voc
 from frcnn.eval import report, runner
@@ -22,18 +29,19 @@ flags.DEFINE_string("voc_dir", None, "VOC root with Annotations/, JPEGImages/, I
                     ".../VOC2007). Give either --voc_dir or --records.")
 flags.DEFINE_string("split", "test", "Split name under ImageSets/Main/ used with --voc_dir.")
 flags.DEFINE_string("records", None, "Glob of TFRecord files in TF Object Detection API format "
-                    "(image/encoded, image/object/bbox/*, image/object/class/label, ...). "
-                    "Give either --voc_dir or --records.")
-flags.DEFINE_list("metrics", list(report.ALL_METRICS), "Comma-separated metrics: voc07 (11-point devkit AP), "
-                  "voc12 (all-point devkit AP), coco (pycocotools AP@[.5:.95], AP50, AP75, APs/APm/APl).")
-flags.DEFINE_string("output", None, "Write the JSON report here (per-class APs per metric, mAPs, COCO numbers, "
-                    "image count, wall time). Written only when the whole evaluation succeeded.")
+                    "(feature names as in frcnn/data/records.py). Give either --voc_dir or --records.")
+flags.DEFINE_list("metrics", list(report.ALL_METRICS), "Comma-separated metrics: voc07 (11-point devkit "
+                  "AP), voc12 (all-point devkit AP), coco (pycocotools AP@[.5:.95], AP50, AP75, "
+                  "APs/APm/APl).")
+flags.DEFINE_string("output", None, "Write the JSON report here (per-class APs per metric, mAPs, COCO "
+                    "numbers, image count, wall time). Written only when the whole evaluation succeeded.")
 flags.DEFINE_string("plot_dir", None, "Write one precision-recall PNG per class with ground truth here "
                     "(needs voc07 or voc12 in --metrics).")
-flags.DEFINE_integer("batch_size", 8, "Images per serve_bytes call (images of different sizes may share a batch).")
+flags.DEFINE_integer("batch_size", 8, "Images per serve_bytes call (images of different sizes may share a "
+                     "batch).")
 flags.DEFINE_integer("max_images", None, "Evaluate only the first N images (quick runs).")
-flags.DEFINE_string("classes", None, "Class list, ids 1..C in order: 'a,b,c' or a text file with one name per "
-                    "line. Default: the model's detection_class_names, with VOC directories the VOC 20 "
+flags.DEFINE_string("classes", None, "Class list, ids 1..C in order: 'a,b,c' or a text file with one name "
+                    "per line. Default: the model's detection_class_names, with VOC directories the VOC 20 "
                     "classes when all annotated names are VOC classes (else the sorted annotated names).")
 flags.DEFINE_float("iou_threshold", 0.5, "VOC matching threshold: a detection matches when IoU > this value.")
 flags.DEFINE_boolean("coco_verbose", False, "Show pycocotools' own printed output.")
@@ -64,19 +72,51 @@ def _validate():
         raise app.UsageError(f"--iou_threshold must lie in (0, 1), got {FLAGS.iou_threshold}")
 
 
+def _record_paths():
+    """--records glob 에 맞는 파일 목록 (정렬). --records 가 없으면 None.
+
+    Raises:
+      ValueError: 맞는 파일이 없을 때.
+    """
+    if not FLAGS.records:
+        return None
+    record_paths = sorted(glob.glob(FLAGS.records))
+    if not record_paths:
+        raise ValueError(f"{FLAGS.records}: no TFRecord files match")
+    return record_paths
+
+
+def _evaluate(progress):
+    """SavedModel 을 불러와 플래그대로 평가하고 보고서 dict 를 돌려준다."""
+    detect_fn = runner.load_detect_fn(FLAGS.saved_model)
+    return runner.evaluate(
+        detect_fn, voc_dir=FLAGS.voc_dir, split=FLAGS.split, record_paths=_record_paths(),
+        metrics=tuple(FLAGS.metrics), output_path=FLAGS.output, plot_dir=FLAGS.plot_dir,
+        batch_size=FLAGS.batch_size, max_images=FLAGS.max_images, classes_flag=FLAGS.classes,
+        iou_threshold=FLAGS.iou_threshold, coco_verbose=FLAGS.coco_verbose, progress=progress,
+        source_info={"saved_model": FLAGS.saved_model})
+
+
+def _progress_callback(progress_bar):
+    """runner 의 `progress(done, total)` 콜백을 tqdm 막대에 잇는다."""
+
+    def progress(done, total):
+        if progress_bar.total != total:
+            progress_bar.total = total
+            progress_bar.refresh()
+        progress_bar.update(done - progress_bar.n)
+
+    return progress
+
+
 def main(argv):
     """플래그를 검사하고 SavedModel 을 평가해 표를 출력한다. 잘못된 입력은 stderr 한 줄과 종료 코드 1."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     _validate()
     try:
-        detect_fn = runner.load_detect_fn(FLAGS.saved_model)
-        evaluation_report = runner.evaluate(
-            detect_fn, voc_dir=FLAGS.voc_dir, split=FLAGS.split, record_pattern=FLAGS.records,
-            metrics=tuple(FLAGS.metrics), output_path=FLAGS.output, plot_dir=FLAGS.plot_dir,
-            batch_size=FLAGS.batch_size, max_images=FLAGS.max_images, classes=FLAGS.classes,
-            iou_threshold=FLAGS.iou_threshold, coco_verbose=FLAGS.coco_verbose, show_progress=FLAGS.progress,
-            source_info={"saved_model": FLAGS.saved_model})
+        with tqdm(desc="evaluate", unit="img", file=sys.stderr, disable=not FLAGS.progress) as progress_bar:
+            evaluation_report = _evaluate(_progress_callback(progress_bar))
     except (voc.VocError, ValueError, OSError, tf.errors.OpError) as error:
         print(f"evaluate: error: {error}", file=sys.stderr)
         sys.exit(1)

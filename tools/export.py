@@ -28,17 +28,18 @@ def main(argv):
         raise app.UsageError("--model_dir and --export_dir are required")
     if FLAGS.max_detections is not None and FLAGS.max_detections <= 0:
         raise app.UsageError("--max_detections must be > 0")
-    from frcnn.export import saved_model as export
-    from frcnn.training import trainer as training
+    from frcnn.export import saved_model
     from frcnn.export import truncated_svd
+    from frcnn.training import trainer
     try:
         ranks = truncated_svd.parse_ranks(FLAGS.fc_svd_ranks)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     try:
-        model, config, classes, checkpoint = training.load_trained_model(FLAGS.model_dir, FLAGS.checkpoint)
-        config = export.with_detection_overrides(config, FLAGS.score_threshold, FLAGS.max_detections, ranks)
-        compressed = export.export_saved_model(model, config, classes, FLAGS.export_dir, FLAGS.overwrite)
+        model, config, classes, checkpoint = trainer.load_trained_model(FLAGS.model_dir, FLAGS.checkpoint)
+        config = saved_model.with_detection_overrides(config, FLAGS.score_threshold, FLAGS.max_detections,
+                                                      ranks)
+        compressed = saved_model.export_saved_model(model, config, classes, FLAGS.export_dir, FLAGS.overwrite)
     except (ValueError, OSError) as error:
         print(f"export: error: {error}", file=sys.stderr)
         sys.exit(1)

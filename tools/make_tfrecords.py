@@ -15,6 +15,8 @@ import sys
 from absl import app, flags
 
 from frcnn import config as config_lib
+from frcnn.data import sources
+from frcnn.data import tfds_source
 from pipelines import convert
 
 FLAGS = flags.FLAGS
@@ -70,9 +72,9 @@ def _fail(message: str) -> None:
 def _open_source():
     """플래그가 고른 소스를 여는 함수 (출력 검사 뒤에 불린다)."""
     if FLAGS.source == "tfds":
-        from pipelines import tfds_source  # tfds 는 이때만 가져온다.
-        return functools.partial(tfds_source.open_tfds_source, FLAGS.split, FLAGS.tfds_data_dir, FLAGS.classes)
-    return functools.partial(convert.open_voc_source, FLAGS.voc_dir, FLAGS.split, FLAGS.classes)
+        return functools.partial(tfds_source.open_tfds_source, FLAGS.split, FLAGS.tfds_data_dir,
+                                 FLAGS.classes)
+    return functools.partial(sources.open_voc_source, FLAGS.voc_dir, FLAGS.split, FLAGS.classes)
 
 
 def main(argv):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# frcnn 의 두 명령: `bash tools/run.sh demo` (전체 파이프라인 데모), `bash tools/run.sh test` (테스트).
+# frcnn 의 두 명령: `bash tools/run.sh demo` (전체 파이프라인 데모), `bash tools/run.sh test` (테스트);
+# CI 는 그 앞에 `bash tools/run.sh lint` (flake8, 가져오기 방향) 를 부른다.
 # 저장소의 .venv 가상환경을 만들거나 다시 쓰고, 필요한 패키지를 설치한 뒤 실행한다.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +24,9 @@ shift || true
 case "$command" in
   demo) exec "$VENV/bin/python" -m tools.demo "$@" ;;
   test) exec "$VENV/bin/python" -m pytest -q -n 2 --dist loadfile "$@" ;;
-  *) echo "usage: bash tools/run.sh demo|test [extra flags]" >&2; exit 2 ;;
+  lint)
+    # flake8 (setup.cfg 의 설정) 과 가져오기 방향 계약 (setup.cfg 의 [importlinter]).
+    "$VENV/bin/python" -m flake8 frcnn pipelines tools tests benchmarks
+    exec "$VENV/bin/lint-imports" --no-cache ;;
+  *) echo "usage: bash tools/run.sh demo|test|lint [extra flags]" >&2; exit 2 ;;
 esac

@@ -8,7 +8,6 @@
 """
 
 import logging
-import os
 import sys
 
 from absl import app, flags
@@ -27,18 +26,23 @@ flags.mark_flag_as_required("saved_model")
 
 
 def main(argv):
+    """플래그를 검사하고 SavedModel 을 불러와 SIGTERM/SIGINT 까지 서빙한다 (다 끝내지 못하면 종료 코드 1)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not os.path.isfile(os.path.join(FLAGS.saved_model, "saved_model.pb")):
-        raise app.UsageError(f"--saved_model={FLAGS.saved_model}: not a SavedModel directory (no saved_model.pb)")
     if not 0 <= FLAGS.port <= 65535:
         raise app.UsageError(f"--port={FLAGS.port}: must be in [0, 65535]")
     if FLAGS.max_body_bytes <= 0:
         raise app.UsageError(f"--max_body_bytes={FLAGS.max_body_bytes}: must be positive")
     logging.getLogger("frcnn.serving").setLevel(logging.INFO)
-    from frcnn.serving import make_server, serve_until_signal  # tensorflow 를 늦게 불러 --help 를 빠르게.
+    # tensorflow 를 늦게 불러 --help 를 빠르게.
+    from frcnn.export import loader
+    from frcnn.serving import make_server, serve_until_signal
     try:
-        server = make_server(FLAGS.saved_model, FLAGS.model_name, FLAGS.host, FLAGS.port,
+        model = loader.load_saved_model(FLAGS.saved_model)
+    except ValueError as error:
+        raise app.UsageError(f"--saved_model: {error}") from error
+    try:
+        server = make_server(model, FLAGS.model_name, FLAGS.host, FLAGS.port,
                              FLAGS.max_body_bytes, FLAGS.model_version, FLAGS.warmup)
     except OSError as error:
         print(f"cannot listen on {FLAGS.host}:{FLAGS.port}: {error}", file=sys.stderr)
@@ -48,6 +52,7 @@ def main(argv):
 
 
 def run():
+    """콘솔 스크립트 진입점."""
     app.run(main)
 
 

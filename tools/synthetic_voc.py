@@ -21,16 +21,15 @@ PASCAL VOC 를 내려받을 수 없는 환경에서도 데모와 테스트가 �
 """
 
 import dataclasses
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tqdm
 import xmltodict
 from PIL import Image, ImageDraw
+
+from frcnn import fileio
 
 # 클래스 이름(정렬됨). 클래스 id 는 1..C 로 이 순서를 따른다.
 CLASSES = ("circle", "cross", "ring", "square", "star", "triangle")
@@ -572,7 +571,7 @@ def _check_counts(num_trainval, num_test, seed):
 def generate(output_dir, num_trainval=400, num_test=200, seed=0, progress=True, overwrite=False):
     """OUTPUT/VOC2007 에 합성 VOC 데이터셋을 만든다.
 
-    임시 디렉터리에 모두 쓴 뒤 이름을 바꾸므로 실패하면 아무것도 남지 않는다.
+    임시 디렉터리에 모두 쓴 뒤 이름을 바꾸므로 (`fileio.atomic_directory`) 실패하면 아무것도 남지 않는다.
 
     Args:
         output_dir: 출력 루트 디렉터리(없으면 만든다).
@@ -595,14 +594,8 @@ def generate(output_dir, num_trainval=400, num_test=200, seed=0, progress=True, 
     if voc_dir.exists() and not overwrite and (not voc_dir.is_dir() or any(voc_dir.iterdir())):
         raise FileExistsError(f"{voc_dir} 가 이미 있고 비어 있지 않음; "
                               "바꿔 쓰려면 overwrite=True (--overwrite) 로 실행하라")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging_dir = Path(tempfile.mkdtemp(prefix=".VOC2007.tmp-", dir=output_dir))
-    try:
-        _write_dataset(staging_dir, _split_ids(num_trainval, num_test, seed), seed, progress)
-        _replace_dir(staging_dir, voc_dir)
-    except BaseException:
-        shutil.rmtree(staging_dir, ignore_errors=True)
-        raise
+    with fileio.atomic_directory(voc_dir) as staging_dir:
+        _write_dataset(Path(staging_dir), _split_ids(num_trainval, num_test, seed), seed, progress)
     return voc_dir
 
 
@@ -617,15 +610,3 @@ def _write_dataset(voc_dir, splits, seed, progress):
     for split, ids in splits.items():
         (voc_dir / "ImageSets" / "Main" / f"{split}.txt").write_text(
             "".join(f"{image_id}\n" for image_id in ids), encoding="utf-8")
-
-
-def _replace_dir(staging_dir, voc_dir):
-    """다 쓴 staging_dir 을 voc_dir 이름으로 옮긴다(기존 voc_dir 은 옮긴 뒤 지운다)."""
-    os.chmod(staging_dir, 0o755)
-    if not voc_dir.exists():
-        os.rename(staging_dir, voc_dir)
-        return
-    trash_dir = Path(tempfile.mkdtemp(prefix=".VOC2007.old-", dir=voc_dir.parent))
-    os.rename(voc_dir, trash_dir / "VOC2007")
-    os.rename(staging_dir, voc_dir)
-    shutil.rmtree(trash_dir)

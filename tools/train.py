@@ -1,9 +1,15 @@
-"""Faster R-CNN 학습 바이너리: 플래그 → 설정 → `frcnn.training.trainer.train`.
+"""Faster R-CNN 학습 바이너리: 플래그 → 설정 → `frcnn.training.loop.train`.
 
 예:
   python -m tools.train --records='workspace/records/trainval-*.tfrecord' \\
       --model_dir=workspace/runs/cpu_small --config=cpu_small
 같은 명령을 다시 실행하면 마지막 체크포인트에서 이어간다 (kill -9 뒤에도). 끝난 학습은 다시 하지 않는다.
+
+용어:
+  편의 플래그: --training_mode, --num_steps, --batch_size, --backbone, --backbone_weights. params_override 뒤에
+    붙어 같은 키를 덮어쓴다.
+  혼합 정밀도: 프로세스 전역 Keras dtype 정책이라 라이브러리가 아니라 이 바이너리가 정한다
+    (GPU mixed_float16, CPU mixed_bfloat16; 변수와 체크포인트는 float32).
 """
 
 import sys
@@ -11,22 +17,29 @@ import sys
 from absl import app
 from absl import flags
 
-flags.DEFINE_string("records", None, "Training TFRecord glob made by make_tfrecords, e.g. 'records/trainval-*.tfrecord'.")
-flags.DEFINE_string("model_dir", None, "Output directory: run.json (resolved config), checkpoints/, train/ (TensorBoard).")
+flags.DEFINE_string("records", None,
+                    "Training TFRecord glob made by make_tfrecords, e.g. 'records/trainval-*.tfrecord'.")
+flags.DEFINE_string("model_dir", None,
+                    "Output directory: run.json (resolved config), checkpoints/, train/ (TensorBoard).")
 flags.DEFINE_string("config", "cpu_small", "Preset: vgg16_paper, vgg16_seed or cpu_small.")
-flags.DEFINE_string("params_override", "", "Config overrides 'section.key=value,...', e.g. 'train.learning_rate=0.01'.")
+flags.DEFINE_string("params_override", "",
+                    "Config overrides 'section.key=value,...', e.g. 'train.learning_rate=0.01'.")
 flags.DEFINE_enum("training_mode", None, ["joint", "alternating"],
-                  "joint = approximate joint training; alternating = the paper's 4-step training. Default: the preset's.")
+                  "joint = approximate joint training; alternating = the paper's 4-step training. "
+                  "Default: the preset's.")
 flags.DEFINE_integer("num_steps", None, "Total training steps (alternating: split over the 4 stages 2:1:2:1 "
                      "unless train.stage_steps is set). Default: the preset's.")
 flags.DEFINE_integer("batch_size", None, "Global batch size (over all replicas). Default: the preset's.")
-flags.DEFINE_string("backbone", None, "Backbone: vgg16, resnet50, mobilenet_v2 or small_cnn. Default: the preset's.")
-flags.DEFINE_string("backbone_weights", None, "none (from scratch), imagenet (Keras weights; needs the network) "
+flags.DEFINE_string("backbone", None,
+                    "Backbone: vgg16, resnet50, mobilenet_v2 or small_cnn. Default: the preset's.")
+flags.DEFINE_string("backbone_weights", None,
+                    "none (from scratch), imagenet (Keras weights; needs the network) "
                     "or a path to a local Keras weights file. Default: the preset's.")
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 on GPU, mixed_bfloat16 on CPU.")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker", "one_device"],
-                  "tf.distribute strategy. auto: MultiWorkerMirrored with TF_CONFIG, Mirrored with GPUs, else default.")
+                  "tf.distribute strategy. auto: MultiWorkerMirrored with TF_CONFIG, Mirrored with GPUs, "
+                  "else default.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 FLAGS = flags.FLAGS
 
@@ -41,25 +54,38 @@ def _overrides():
     return ",".join(items)
 
 
+def _train():
+    """전략 → 정밀도 정책 → 설정 → 데이터 확인 → 학습. 반환: `loop.train` 의 결과."""
+    import keras
+
+    from frcnn import config as config_lib
+    from frcnn.training import distribute
+    from frcnn.training import loop
+    from frcnn.training import precision
+    from pipelines import input_pipeline
+
+    # 다중 워커 전략(TF_CONFIG)은 집합 연산 설정 때문에 다른 TF 연산보다 먼저 만들어야 한다.
+    strategy = distribute.make_strategy(FLAGS.strategy)
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_global_policy(precision.mixed_policy_name())
+    config = config_lib.build_config(FLAGS.config, _overrides())
+    metadata = input_pipeline.read_metadata(FLAGS.records)
+
+    def make_dataset(batch_size):
+        return input_pipeline.build_dataset(FLAGS.records, config, training=True, batch_size=batch_size)
+
+    make_dataset(config.train.batch_size)  # 지문 검사를 학습 시작 전에
+    return loop.train(config, FLAGS.records, FLAGS.model_dir, make_dataset, metadata["classes"], strategy,
+                      FLAGS.jit_compile, FLAGS.progress)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.records or not FLAGS.model_dir:
         raise app.UsageError("--records and --model_dir are required")
-    from frcnn import config as config_lib
-    from frcnn.training import trainer as training
-    from pipelines import input_pipeline
     try:
-        # 다중 워커 전략(TF_CONFIG)은 집합 연산 설정 때문에 다른 TF 연산보다 먼저 만들어야 한다.
-        strategy = training.make_strategy(FLAGS.strategy)
-        config = config_lib.build_config(FLAGS.config, _overrides())
-        metadata = input_pipeline.read_metadata(FLAGS.records)
-        make_dataset = lambda batch_size: input_pipeline.build_dataset(
-            FLAGS.records, config, training=True, batch_size=batch_size)
-        make_dataset(config.train.batch_size)  # 지문 검사를 학습 시작 전에
-        result = training.train(config, FLAGS.records, FLAGS.model_dir, make_dataset,
-                                metadata["classes"], strategy, FLAGS.jit_compile,
-                                FLAGS.mixed_precision, FLAGS.progress)
+        result = _train()
     except (ValueError, FloatingPointError, OSError) as error:
         print(f"train: error: {error}", file=sys.stderr)
         sys.exit(1)

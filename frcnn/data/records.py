@@ -1,7 +1,12 @@
-"""TFRecord 형식: 특징 이름, tf.train.Example 만들기, 파싱 명세, 앵커 매칭 코드의 바이트 변환.
+"""TFRecord 형식의 유일한 집: 특징 이름·dtype, tf.Example 쓰기, 한 예제 파싱, 앵커 매칭 코드의 바이트 변환.
 
 TF Object Detection API 의 특징 이름을 그대로 써서 기존 TF 도구가 레코드를 읽을 수 있다.
 이 프로젝트가 더하는 특징은 미리 계산한 RPN 앵커 매칭 코드 두 벌(원본·좌우 뒤집기)과 그 지문이다.
+특징 이름 문자열("image/...")은 이 모듈에만 있다. 쓰는 곳:
+  쓰기: `build_example` (make_tfrecords), `image_example` (서버 워밍업).
+  그래프 안 파싱: `parse_example` (학습 파이프라인), `parse_image_size` (방향 거르기),
+    `parse_image_bytes` (SavedModel 의 serve_examples).
+  그래프 밖 파싱: `read_example_numpy` (평가기; 다른 도구가 만든 레코드도 읽는다).
 
 용어:
   G 한 이미지의 물체 수, A 캔버스 하나의 앵커 수 (`config.num_anchors`).
@@ -13,9 +18,6 @@ TF Object Detection API 의 특징 이름을 그대로 써서 기존 TF 도구�
 
 import numpy as np
 import tensorflow as tf
-
-from frcnn.ops import box_ops
-from frcnn.data import resize
 
 ENCODED = "image/encoded"
 FORMAT = "image/format"
@@ -70,11 +72,39 @@ def decode_anchor_matches(encoded, num_anchors):
     return tf.ensure_shape(tf.cast(decoded, tf.int32), [num_anchors])
 
 
+def _image_features(image_bytes, image_format, height, width):
+    """이미지 부분의 특징 네 개 (encoded, format, height, width)."""
+    if isinstance(image_format, str):
+        image_format = image_format.encode()
+    return {
+        ENCODED: _bytes_feature([image_bytes]),
+        FORMAT: _bytes_feature([image_format]),
+        HEIGHT: _int64_feature([height]),
+        WIDTH: _int64_feature([width]),
+    }
+
+
+def image_example(image_bytes, image_format, height, width):
+    """이미지 하나만 담은 최소 tf.train.Example (`serve_examples` 입력·서버 워밍업용).
+
+    Args:
+      image_bytes: bytes, 인코딩된 JPEG/PNG.
+      image_format: str 또는 bytes, 예 'png'.
+      height: int, 이미지 높이 H.
+      width: int, 이미지 너비 W.
+
+    Returns:
+      tf.train.Example (encoded, format, height, width 특징만).
+    """
+    feature = _image_features(image_bytes, image_format, height, width)
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
 def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint):
     """변환 소스의 한 이미지와 앵커 코드로 tf.train.Example 을 만든다.
 
     Args:
-      example: `convert.SourceExample` (image_bytes, image_format, filename, image_id, height,
+      example: `frcnn.data.sources.SourceExample` (image_bytes, image_format, filename, image_id, height,
         width, normalized_boxes [G, 4] float32 [ymin, xmin, ymax, xmax], class_ids [G],
         class_names [G], difficult [G] bool, truncated [G] bool).
       anchor_matches: [A] 정수, 원본 이미지의 앵커 매칭 코드.
@@ -86,12 +116,9 @@ def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint):
     """
     boxes = np.asarray(example.normalized_boxes, np.float32).reshape(-1, 4)
     feature = {
-        ENCODED: _bytes_feature([example.image_bytes]),
-        FORMAT: _bytes_feature([example.image_format.encode()]),
+        **_image_features(example.image_bytes, example.image_format, example.height, example.width),
         FILENAME: _bytes_feature([example.filename.encode()]),
         SOURCE_ID: _bytes_feature([example.image_id.encode()]),
-        HEIGHT: _int64_feature([example.height]),
-        WIDTH: _int64_feature([example.width]),
         BOX_YMIN: _float_feature(boxes[:, 0]),
         BOX_XMIN: _float_feature(boxes[:, 1]),
         BOX_YMAX: _float_feature(boxes[:, 2]),
@@ -168,21 +195,108 @@ def parse_example(serialized):
     }
 
 
-def canvas_boxes(normalized_boxes, heights, widths, config):
-    """정규화 GT 를 캔버스 픽셀로 바꾼다 (학습 파이프라인과 같은 float32 연산).
+def parse_image_bytes(serialized_examples):
+    """직렬화된 Example 배치에서 인코딩된 이미지 바이트만 꺼낸다 (그래프 안, `serve_examples`).
 
     Args:
-      normalized_boxes: [..., G, 4] float32 정규화 [ymin, xmin, ymax, xmax], −1 패딩.
-      heights: [...] 정수 원본 높이 H.
-      widths: [...] 정수 원본 너비 W.
-      config: `ExperimentConfig`.
+      serialized_examples: [B] string 텐서.
 
     Returns:
-      gt_boxes: [..., G, 4] float32 캔버스 픽셀 (패딩은 −1 그대로).
-      image_sizes: [..., 2] float32 리사이즈된 (h, w).
+      [B] string, 각 예제의 image/encoded.
     """
-    _, resized = resize.resize_scale(heights, widths, config.input.min_size, config.input.max_size)
-    image_sizes = tf.cast(resized, tf.float32)
-    # [..., 1, 4] (h, w, h, w)
-    scale = tf.concat([image_sizes, image_sizes], axis=-1)[..., None, :]
-    return box_ops.scale_boxes(normalized_boxes, scale), image_sizes
+    features = tf.io.parse_example(serialized_examples, {ENCODED: tf.io.FixedLenFeature([], tf.string)})
+    return features[ENCODED]
+
+
+def parse_image_size(serialized):
+    """직렬화된 Example 하나에서 원본 크기만 읽는다 (디코딩 없이, 그래프 안).
+
+    Args:
+      serialized: string 스칼라 텐서.
+
+    Returns:
+      (height, width): int64 스칼라 텐서 두 개 (H, W).
+    """
+    sizes = tf.io.parse_single_example(serialized, {HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+                                                    WIDTH: tf.io.FixedLenFeature([], tf.int64)})
+    return sizes[HEIGHT], sizes[WIDTH]
+
+
+# ---------------------------------------------------------------- 그래프 밖 (numpy) 읽기
+
+
+def _values(features, key):
+    """tf.train.Example 특징 하나의 값 목록 (없거나 비었으면 [])."""
+    if key not in features:
+        return []
+    feature = features[key]
+    kind = feature.WhichOneof("kind")
+    return list(getattr(feature, kind).value) if kind else []
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _boxes_numpy(features):
+    """네 좌표 목록을 [G, 4] float32 정규화 [ymin, xmin, ymax, xmax] 로 묶는다."""
+    columns = [_values(features, key) for key in (BOX_YMIN, BOX_XMIN, BOX_YMAX, BOX_XMAX)]
+    lengths = {len(column) for column in columns}
+    if len(lengths) != 1:
+        raise ValueError("example whose box coordinate lists differ in length "
+                         f"(ymin, xmin, ymax, xmax: {[len(column) for column in columns]})")
+    return np.array(columns, np.float32).reshape(4, -1).T.copy()
+
+
+def _per_object(values, num_objects, fill):
+    """물체별 목록의 길이가 G 가 아니면 (없는 특징 등) fill 로 채운 목록."""
+    return list(values) if len(values) == num_objects else [fill] * num_objects
+
+
+def read_example_numpy(serialized: bytes) -> dict:
+    """직렬화된 tf.Example 하나를 numpy·파이썬 값으로 읽는다 (그래프 밖, 평가기용).
+
+    다른 도구가 만든 TF OD API 레코드도 받는다: 앵커 특징은 읽지 않고, 클래스 이름·difficult·
+    truncated·source_id·filename·format 이 없으면 빈 값으로 채운다.
+
+    Args:
+      serialized: bytes, 직렬화된 tf.train.Example.
+
+    Returns:
+      dict:
+        'image_bytes': bytes, image/encoded.
+        'format': str, image/format ('' 이면 없음).
+        'height', 'width': int, 원본 H, W.
+        'boxes': [G, 4] float32 정규화 [ymin, xmin, ymax, xmax].
+        'classes': [G] int64, image/object/class/label (레코드 그대로, 보통 1부터).
+        'class_names': 길이 G 의 str 목록 (없거나 개수가 다르면 모두 '').
+        'difficult', 'truncated': [G] bool (없거나 개수가 다르면 모두 False).
+        'source_id', 'filename': str ('' 이면 없음).
+
+    Raises:
+      ValueError: image/encoded·image/height·image/width 가 없을 때, 좌표 목록 길이가 서로 다르거나
+        라벨 수가 박스 수와 다를 때 (메시지에 파일 경로는 없다: 부르는 쪽이 붙인다).
+    """
+    features = tf.train.Example.FromString(serialized).features.feature
+    encoded, height, width = (_values(features, key) for key in (ENCODED, HEIGHT, WIDTH))
+    if not encoded or not height or not width:
+        raise ValueError(f"example without {ENCODED}, {HEIGHT} or {WIDTH}")
+    boxes = _boxes_numpy(features)
+    num_objects = len(boxes)
+    labels = np.asarray(_values(features, CLASS_LABEL), np.int64)
+    if len(labels) != num_objects:
+        raise ValueError(f"{num_objects} boxes but {len(labels)} class labels in one example")
+    texts = [_text(text) for text in _values(features, CLASS_TEXT)]
+    return {
+        "image_bytes": encoded[0],
+        "format": _text((_values(features, FORMAT) or [b""])[0]),
+        "height": int(height[0]),
+        "width": int(width[0]),
+        "boxes": boxes,
+        "classes": labels,
+        "class_names": _per_object(texts, num_objects, ""),
+        "difficult": np.array(_per_object(_values(features, DIFFICULT), num_objects, 0), bool),
+        "truncated": np.array(_per_object(_values(features, TRUNCATED), num_objects, 0), bool),
+        "source_id": _text((_values(features, SOURCE_ID) or [b""])[0]),
+        "filename": _text((_values(features, FILENAME) or [b""])[0]),
+    }

@@ -4,11 +4,13 @@
   H, W 원본 이미지 크기; h, w 리사이즈된 크기; Hc, Wc 캔버스 크기.
   가로형(W ≥ H) 이미지는 가로형 캔버스 (짧은 변, 긴 변), 세로형은 세로형 캔버스에 들어간다.
   학습(레코드·파이프라인)과 추론(SavedModel)이 같은 함수를 써서 크기가 한 픽셀도 어긋나지 않는다.
+  정규화 박스: [ymin, xmin, ymax, xmax] ∈ [0, 1] (레코드 좌표). 캔버스 픽셀 박스 = 정규화 × (h, w, h, w).
 """
 
 import tensorflow as tf
 
 from frcnn import config as config_lib
+from frcnn.ops import box_ops
 
 
 def resize_scale(height, width, min_size, max_size):
@@ -76,3 +78,23 @@ def pad_to_canvas(image, config, landscape):
     canvas_height, canvas_width = config_lib.canvas_shape(config, landscape)
     padded = tf.image.pad_to_bounding_box(image, 0, 0, canvas_height, canvas_width)
     return tf.ensure_shape(padded, [canvas_height, canvas_width, 3])
+
+
+def canvas_boxes(normalized_boxes, heights, widths, config):
+    """정규화 GT 를 캔버스 픽셀로 바꾼다 (레코드의 앵커 라벨과 학습 파이프라인이 같은 float32 연산을 쓴다).
+
+    Args:
+      normalized_boxes: [..., G, 4] float32 정규화 [ymin, xmin, ymax, xmax], −1 패딩.
+      heights: [...] 정수 원본 높이 H.
+      widths: [...] 정수 원본 너비 W.
+      config: `ExperimentConfig`.
+
+    Returns:
+      gt_boxes: [..., G, 4] float32 캔버스 픽셀 (패딩은 −1 그대로).
+      image_sizes: [..., 2] float32 리사이즈된 (h, w).
+    """
+    _, resized = resize_scale(heights, widths, config.input.min_size, config.input.max_size)
+    image_sizes = tf.cast(resized, tf.float32)
+    # [..., 1, 4] (h, w, h, w)
+    scale = tf.concat([image_sizes, image_sizes], axis=-1)[..., None, :]
+    return box_ops.scale_boxes(normalized_boxes, scale), image_sizes

@@ -1,7 +1,8 @@
-"""PASCAL VOC 읽기: XML 주석(xmltodict), 이미지 검사, 클래스 목록, 박스 좌표 변환.
+"""PASCAL VOC 읽기: XML 주석(xmltodict), 이미지 검사, 박스 좌표 변환.
 
 프로젝트 바깥의 VOC 데이터가 들어오는 유일한 경계이다. 여기서 한 번 검사하고
-변환하면 그 뒤의 코드는 좌표계와 형식을 다시 의심하지 않는다.
+변환하면 그 뒤의 코드는 좌표계와 형식을 다시 의심하지 않는다. 클래스 목록과 이름 → id 는
+`frcnn.data.classes` 가 맡는다 (VOC 클래스 이름 `VOC_CLASSES` 는 여기 있다).
 
 용어:
   G: 한 이미지의 GT(정답) 박스 수.
@@ -116,7 +117,7 @@ def read_split_ids(voc_dir: str, split: str) -> list[str]:
       VocError: 파일이 없거나 읽을 수 없거나, 한 줄에 id 가 둘 이상일 때.
     """
     split_path = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
-    text = _read_text(split_path, what="split file")
+    text = read_text(split_path, what="split file")
     image_ids = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         words = line.split()
@@ -191,51 +192,26 @@ def read_image_checked(annotation: VocAnnotation) -> bytes:
     return image_bytes
 
 
-def resolve_classes(classes_flag: str | None, annotations) -> tuple[str, ...]:
-    """--classes 값과 주석들로 데이터셋 클래스 목록(id 1..C 순서)을 정한다.
-
-    Args:
-      classes_flag: None 또는 '' (자동), 'a,b,c' 쉼표 목록, 또는 한 줄에 하나씩
-        클래스 이름이 적힌 텍스트 파일 경로.
-      annotations: VocAnnotation 들의 iterable.
-
-    Returns:
-      클래스 이름 tuple. 자동이면 모든 클래스가 VOC 클래스일 때 VOC_CLASSES,
-      아니면 발견된 이름을 정렬한 것.
-
-    Raises:
-      VocError: 클래스 파일을 읽을 수 없음, 빈 목록/중복 이름, 또는 (명시한 목록일 때)
-        목록에 없는 클래스를 가진 주석이 있을 때 (첫 번째 주석의 xml 경로로).
-    """
-    annotations = list(annotations)
-    if not classes_flag:
-        return _discover_classes(annotations)
-    classes = _parse_classes_flag(classes_flag)
-    for annotation in annotations:
-        class_ids(annotation, classes)
-    return classes
+def read_text(path: str, what: str) -> str:
+    """UTF-8 텍스트 파일을 읽는다. 없거나 읽을 수 없으면 VocError."""
+    try:
+        return _read_bytes(path, what).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise VocError(path, f"{what} is not UTF-8 text") from error
 
 
-def class_ids(annotation: VocAnnotation, classes) -> np.ndarray:
-    """주석의 클래스 이름을 1부터 시작하는 id 로 바꾼다.
-
-    Args:
-      annotation: VocAnnotation.
-      classes: 클래스 이름 목록 (id 1..C 순서).
-
-    Returns:
-      [G] int64, 1..C.
-
-    Raises:
-      VocError: 목록에 없는 클래스가 있을 때 (annotation.xml_path 로).
-    """
-    id_by_name = {name: index + 1 for index, name in enumerate(classes)}
-    ids = []
-    for name in annotation.class_names:
-        if name not in id_by_name:
-            raise VocError(annotation.xml_path, f"unknown class {name!r} (known: {', '.join(classes)})")
-        ids.append(id_by_name[name])
-    return np.array(ids, dtype=np.int64)
+def decode_image_checked(image_path: str, image_bytes: bytes) -> tuple:
+    """이미지를 끝까지 디코딩해 (형식, (W, H)) 를 돌려준다. 잘린 파일도 오류로 본다."""
+    saved_setting = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(io.BytesIO(image_bytes)) as image:
+            image.load()
+            return image.format, image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise VocError(image_path, f"corrupt or truncated image: {error}") from error
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved_setting
 
 
 # ---------------------------------------------------------------- 내부 도우미
@@ -250,14 +226,6 @@ def _read_bytes(path: str, what: str) -> bytes:
             return handle.read()
     except OSError as error:
         raise VocError(path, f"cannot read {what}: {error.strerror or error}") from error
-
-
-def _read_text(path: str, what: str) -> str:
-    """UTF-8 텍스트 파일을 읽는다. 없거나 읽을 수 없으면 VocError."""
-    try:
-        return _read_bytes(path, what).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise VocError(path, f"{what} is not UTF-8 text") from error
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -367,44 +335,3 @@ def _check_and_clip_box(xml_path: str, where: str, voc_box: tuple, width: int, h
                                  "image by more than one pixel")
     return (min(max(xmin, 1.0), width), min(max(ymin, 1.0), height),
             min(max(xmax, 1.0), width), min(max(ymax, 1.0), height))
-
-
-def decode_image_checked(image_path: str, image_bytes: bytes) -> tuple:
-    """이미지를 끝까지 디코딩해 (형식, (W, H)) 를 돌려준다. 잘린 파일도 오류로 본다."""
-    saved_setting = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        with Image.open(io.BytesIO(image_bytes)) as image:
-            image.load()
-            return image.format, image.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise VocError(image_path, f"corrupt or truncated image: {error}") from error
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = saved_setting
-
-
-def _discover_classes(annotations: list) -> tuple:
-    """자동 모드: 모두 VOC 클래스면 VOC_CLASSES, 아니면 발견된 이름의 정렬 목록."""
-    found = {name for annotation in annotations for name in annotation.class_names}
-    if found <= set(VOC_CLASSES):
-        return VOC_CLASSES
-    return tuple(sorted(found))
-
-
-def _parse_classes_flag(classes_flag: str) -> tuple:
-    """쉼표 목록 또는 클래스 파일 경로를 클래스 이름 tuple 로 읽고 검사한다."""
-    if os.path.isfile(classes_flag):
-        lines = _read_text(classes_flag, what="classes file").splitlines()
-        names = [line.strip() for line in lines if line.strip()]
-    elif "," not in classes_flag and (os.sep in classes_flag or classes_flag.endswith(".txt")):
-        raise VocError(classes_flag, "classes file not found")
-    else:
-        names = [name.strip() for name in classes_flag.split(",")]
-        if "" in names:
-            raise VocError(classes_flag, "empty class name in the comma-separated list")
-    if not names:
-        raise VocError(classes_flag, "no class names given")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise VocError(classes_flag, f"duplicate class names: {', '.join(duplicates)}")
-    return tuple(names)

@@ -114,7 +114,8 @@ def _per_class_ap(precision, iou_index=None):
     Returns:
       [K] 목록, 각 float 또는 None.
     """
-    values = precision[:, :, :, 0, -1] if iou_index is None else precision[iou_index:iou_index + 1, :, :, 0, -1]
+    iou_rows = slice(None) if iou_index is None else slice(iou_index, iou_index + 1)
+    values = precision[iou_rows, :, :, 0, -1]
     results = []
     for class_index in range(values.shape[2]):
         class_values = values[:, :, class_index]

@@ -11,18 +11,14 @@
   C: 클래스 수 (id 1..C). num_gt: difficult 가 아닌 GT 수 (devkit 의 npos).
 """
 
-import json
 import math
 import os
 import re
-import tempfile
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (백엔드를 먼저 정해야 한다)
-
-from frcnn.eval import coco_ap, voc_ap  # noqa: E402
+from frcnn import fileio
+from frcnn.eval import coco_ap, voc_ap
 
 VOC_METRICS = {"voc07": True, "voc12": False}  # 지표 이름 → use_07_metric
 ALL_METRICS = ("voc07", "voc12", "coco")
@@ -54,14 +50,16 @@ def build_report(class_names, ground_truths, detections, voc_results, coco_resul
     classes = []
     for class_index, name in enumerate(class_names):
         class_id = class_index + 1
-        ap = {metric: _finite_or_none(result.per_class[class_index].ap) for metric, result in voc_results.items()}
+        ap = {metric: _finite_or_none(result.per_class[class_index].ap)
+              for metric, result in voc_results.items()}
         if coco_result is not None:
             ap["coco"] = coco_result.per_class_ap.get(class_id)
             ap["coco_ap50"] = coco_result.per_class_ap50.get(class_id)
         classes.append({
             "id": class_id, "name": name, "num_gt": int(num_gt[class_index]),
             "num_difficult": int(num_difficult[class_index]),
-            "num_detections": int(sum(int((detection.classes == class_id).sum()) for detection in detections)),
+            "num_detections": int(sum(int((detection.classes == class_id).sum())
+                                      for detection in detections)),
             "ap": ap,
         })
     report = dict(info)
@@ -87,13 +85,14 @@ def format_table(report):
     Returns:
       여러 줄 문자열 (끝 줄바꿈 없음).
     """
-    name_width = max([len("class"), len("mAP"), len("COCO AP50")] + [len(row["name"]) for row in report["classes"]])
+    name_width = max([len("class"), len("mAP"), len("COCO AP50")]
+                     + [len(row["name"]) for row in report["classes"]])
     header = f"{'class':<{name_width}}  {'#gt':>6}  {'AP VOC07':>8}  {'AP VOC12':>8}"
     rule = "-" * len(header)
     lines = [header, rule]
     for row in report["classes"]:
-        lines.append(f"{row['name']:<{name_width}}  {row['num_gt']:>6d}  "
-                     f"{_format_value(row['ap'].get('voc07')):>8}  {_format_value(row['ap'].get('voc12')):>8}")
+        voc07, voc12 = _format_value(row["ap"].get("voc07")), _format_value(row["ap"].get("voc12"))
+        lines.append(f"{row['name']:<{name_width}}  {row['num_gt']:>6d}  {voc07:>8}  {voc12:>8}")
     lines.append(rule)
     total_gt = sum(row["num_gt"] for row in report["classes"])
     map_values = report.get("map") or {}
@@ -109,23 +108,18 @@ def format_table(report):
 
 
 def write_json_report(report, path):
-    """보고서를 JSON 으로 원자적으로 쓴다 (임시 파일에 쓰고 이름을 바꾼다; 실패하면 아무것도 남기지 않는다).
+    """보고서를 JSON 으로 원자적으로 쓴다 (frcnn.fileio; 실패하면 아무것도 남기지 않는다).
+
+    NaN/inf 는 JSON 표준이 아니므로 받지 않는다 (정의되지 않은 값은 build_report 가 null 로 바꾼다).
 
     Args:
       report: build_report 의 결과.
       path: 출력 파일 경로. 상위 디렉터리는 필요하면 만든다.
+
+    Raises:
+      ValueError: report 에 NaN 또는 inf 가 있을 때.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    file_descriptor, temporary_path = tempfile.mkstemp(dir=directory, prefix=".report-", suffix=".json")
-    try:
-        with os.fdopen(file_descriptor, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2, ensure_ascii=False, allow_nan=False)
-            handle.write("\n")
-        os.replace(temporary_path, path)
-    except BaseException:
-        os.unlink(temporary_path)
-        raise
+    fileio.write_json(path, report, allow_nan=False)
 
 
 def plot_file_name(class_name):
@@ -135,6 +129,8 @@ def plot_file_name(class_name):
 
 def plot_precision_recall(class_names, voc_results, plot_dir):
     """GT 가 있는 클래스마다 precision–recall 곡선을 PNG 로 그린다 (지표별 AP 를 범례에).
+
+    그림들은 frcnn.fileio.staged_files 로 모두-아니면-없음으로 쓴다.
 
     Args:
       class_names: 클래스 이름 목록 (id 1..C 순서).
@@ -146,32 +142,34 @@ def plot_precision_recall(class_names, voc_results, plot_dir):
     """
     if not voc_results:
         return []
-    os.makedirs(plot_dir, exist_ok=True)
     first_result = next(iter(voc_results.values()))
     paths = []
-    for class_index, name in enumerate(class_names):
-        class_result = first_result.per_class[class_index]
-        if class_result.num_gt == 0:
-            continue
-        ap_text = ", ".join(f"AP {metric} {result.per_class[class_index].ap:.3f}"
-                            for metric, result in voc_results.items())
-        paths.append(_plot_one(class_result, f"{name} ({ap_text})", os.path.join(plot_dir, plot_file_name(name))))
+    with fileio.staged_files(plot_dir) as staged:
+        for class_index, name in enumerate(class_names):
+            class_result = first_result.per_class[class_index]
+            if class_result.num_gt == 0:
+                continue
+            ap_text = ", ".join(f"AP {metric} {result.per_class[class_index].ap:.3f}"
+                                for metric, result in voc_results.items())
+            file_name = plot_file_name(name)
+            _plot_one(class_result, f"{name} ({ap_text})", staged.path(file_name))
+            paths.append(os.path.join(plot_dir, file_name))
     return paths
 
 
 def _plot_one(class_result, title, path):
-    """한 클래스의 곡선을 그려 path 에 저장한다."""
-    figure, axes = plt.subplots(figsize=(5, 4), dpi=80)
-    try:
-        axes.step(class_result.recall, class_result.precision, where="post")
-        axes.set_xlim(0.0, 1.0)
-        axes.set_ylim(0.0, 1.05)
-        axes.set_xlabel("recall")
-        axes.set_ylabel("precision")
-        axes.set_title(f"{title}\n#gt {class_result.num_gt}, #det {class_result.num_detections}", fontsize=9)
-        axes.grid(True, alpha=0.3)
-        figure.tight_layout()
-        figure.savefig(path)
-    finally:
-        plt.close(figure)
-    return path
+    """한 클래스의 곡선을 그려 path 에 PNG 로 저장한다.
+
+    pyplot 대신 Figure 객체를 직접 쓴다: 전역 백엔드·그림 상태를 건드리지 않는다.
+    """
+    figure = Figure(figsize=(5, 4), dpi=80)
+    axes = figure.subplots()
+    axes.step(class_result.recall, class_result.precision, where="post")
+    axes.set_xlim(0.0, 1.0)
+    axes.set_ylim(0.0, 1.05)
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_title(f"{title}\n#gt {class_result.num_gt}, #det {class_result.num_detections}", fontsize=9)
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, format="png")

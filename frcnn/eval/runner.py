@@ -4,9 +4,9 @@
 클래스 이름으로 GT 와 검출의 클래스 id 를 맞춤 → voc07 / voc12 / coco 지표 → 표, JSON, PR 그림.
 
 클래스 맞추기: 검출과 GT 는 클래스 **이름** 으로 짝짓는다 (모델의 id 순서를 몰라도 된다).
-  클래스 목록 (id 1..C 순서) = `classes` 인자 (쉼표 목록 또는 파일, frcnn.data.voc 규칙) 가 있으면 그것,
-  없으면 VOC 디렉터리는 `frcnn.data.voc.resolve_classes` 의 자동 규칙, TFRecord 는 (label, text) 와
-  모델의 (detection_classes, detection_class_names) 쌍에서 id 순서로 모은 것.
+  클래스 목록 (id 1..C 순서) = `classes_flag` 인자 (--classes 값: 쉼표 목록 또는 파일, frcnn.data.classes)
+  가 있으면 그것, 없으면 VOC 디렉터리는 `frcnn.data.classes.resolve_classes` 의 자동 규칙, TFRecord 는
+  (label, text) 와 모델의 (detection_classes, detection_class_names) 쌍에서 id 순서로 모은 것.
   이름이 빈 검출은 id 로 목록에서 이름을 찾는다. 목록에 없는 검출 클래스 이름은 목록 끝에 붙는다
   (GT 가 없으니 AP 는 null).
 
@@ -18,16 +18,14 @@
 """
 
 import dataclasses
-import glob
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
-from frcnn.data import voc
+from frcnn.data import classes, records, voc
 from frcnn.eval import coco_ap, report, voc_ap
+from frcnn.export import loader
 
 
 @dataclasses.dataclass
@@ -86,12 +84,10 @@ def load_detect_fn(saved_model_dir):
       image_bytes [B] tf.string 을 받아 출력 dict 를 돌려주는 함수.
 
     Raises:
-      ValueError: serve_bytes 서명이 없을 때.
+      ValueError: `<경로>: <문제>` — SavedModel 이 아니거나 불러올 수 없거나 serve_bytes 서명이 없을 때
+        (frcnn.export.loader).
     """
-    model = tf.saved_model.load(saved_model_dir)
-    if "serve_bytes" not in model.signatures:
-        raise ValueError(f"{saved_model_dir}: SavedModel has no 'serve_bytes' signature "
-                         f"(found: {', '.join(model.signatures) or 'none'})")
+    model = loader.load_saved_model(saved_model_dir, required_signatures=("serve_bytes",))
     signature = model.signatures["serve_bytes"]
 
     def detect_fn(image_bytes):
@@ -137,23 +133,31 @@ def _decode(value):
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _run_batches(examples, detect_fn, batch_size, total, show_progress):
+def _run_batches(examples, detect_fn, batch_size, total, progress):
     """(이미지 바이트, (H, W), _RawImage) 를 배치로 모아 detect_fn 을 부르고 검출을 채운다.
+
+    Args:
+      examples: (이미지 바이트, (H, W), _RawImage) 의 iterable.
+      detect_fn: image_bytes [B] tf.string → 출력 dict.
+      batch_size: 한 번에 보낼 이미지 수.
+      total: 이미지 수 (progress 에 넘길 값; 모르면 None).
+      progress: None 또는 `progress(done, total)` — 시작할 때와 배치마다 끝낸 이미지 수로 부른다.
 
     Returns:
       검출이 채워진 _RawImage 목록 (입력 순서).
     """
+    report_progress = progress or (lambda done, total: None)
     raw_images, pending = [], []
-    with tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr, disable=not show_progress) as progress:
-        for example in examples:
-            pending.append(example)
-            if len(pending) == batch_size:
-                raw_images.extend(_detect_batch(pending, detect_fn))
-                progress.update(len(pending))
-                pending = []
-        if pending:
+    report_progress(0, total)
+    for example in examples:
+        pending.append(example)
+        if len(pending) == batch_size:
             raw_images.extend(_detect_batch(pending, detect_fn))
-            progress.update(len(pending))
+            report_progress(len(raw_images), total)
+            pending = []
+    if pending:
+        raw_images.extend(_detect_batch(pending, detect_fn))
+        report_progress(len(raw_images), total)
     return raw_images
 
 
@@ -183,8 +187,8 @@ def _voc_examples(voc_dir, annotations):
         yield image_bytes, (annotation.height, annotation.width), raw_image
 
 
-def collect_from_voc(voc_dir, split, detect_fn, batch_size=8, max_images=None, classes=None,
-                     show_progress=True):
+def collect_from_voc(voc_dir, split, detect_fn, batch_size=8, max_images=None, classes_flag=None,
+                     progress=None):
     """VOC 디렉터리의 한 분할을 검출하고 GT 와 함께 돌려준다.
 
     Args:
@@ -193,8 +197,8 @@ def collect_from_voc(voc_dir, split, detect_fn, batch_size=8, max_images=None, c
       detect_fn: image_bytes [B] tf.string → 출력 dict (SavedModel 출력 키).
       batch_size: 한 번에 보낼 이미지 수 (크기가 서로 달라도 된다).
       max_images: 앞에서부터 이만큼만 (None 이면 전부).
-      classes: None (자동) 또는 --classes 값 (쉼표 목록 또는 파일).
-      show_progress: tqdm 진행 막대 (stderr).
+      classes_flag: None (자동) 또는 --classes 값 (쉼표 목록 또는 파일; frcnn.data.classes).
+      progress: None 또는 `progress(done, total)` 콜백 (이미지 수).
 
     Returns:
       EvaluationInputs.
@@ -206,47 +210,31 @@ def collect_from_voc(voc_dir, split, detect_fn, batch_size=8, max_images=None, c
     if max_images is not None:
         image_ids = image_ids[:max_images]
     annotations = [voc.read_annotation(voc_dir, image_id) for image_id in image_ids]
-    base_names = voc.resolve_classes(classes, annotations)
+    labelled = [(annotation.xml_path, annotation.class_names) for annotation in annotations]
+    base_names = classes.resolve_classes(classes_flag, labelled)
     raw_images = _run_batches(_voc_examples(voc_dir, annotations), detect_fn, batch_size,
-                              len(annotations), show_progress)
+                              len(annotations), progress)
     return _resolve_classes(base_names, raw_images)
 
 
-def _feature_values(features, key, default=()):
-    """tf.train.Example 특징 하나의 값 목록 (없으면 default)."""
-    if key not in features:
-        return list(default)
-    feature = features[key]
-    kind = feature.WhichOneof("kind")
-    return list(getattr(feature, kind).value) if kind else list(default)
-
-
 def _record_example(path, serialized):
-    """TF Object Detection API 형식 tf.Example 하나를 (바이트, (H, W), _RawImage) 로 읽는다."""
-    features = tf.train.Example.FromString(serialized).features.feature
-    encoded = _feature_values(features, "image/encoded")
-    height = _feature_values(features, "image/height")
-    width = _feature_values(features, "image/width")
-    if not encoded or not height or not width:
-        raise ValueError(f"{path}: example without image/encoded, image/height or image/width")
-    height, width = int(height[0]), int(width[0])
-    normalized = np.stack([np.asarray(_feature_values(features, f"image/object/bbox/{key}"), np.float64)
-                           for key in ("ymin", "xmin", "ymax", "xmax")], axis=1)
-    labels = np.asarray(_feature_values(features, "image/object/class/label"), dtype=np.int64)
-    texts = [_decode(text) for text in _feature_values(features, "image/object/class/text")]
-    difficult = np.asarray(_feature_values(features, "image/object/difficult"), dtype=bool)
-    num_objects = len(normalized)
-    if len(labels) != num_objects:
-        raise ValueError(f"{path}: {num_objects} boxes but {len(labels)} class labels in one example")
-    image_id = (_feature_values(features, "image/source_id") or _feature_values(features, "image/filename")
-                or [b""])[0]
+    """TF Object Detection API 형식 tf.Example 하나를 (바이트, (H, W), _RawImage) 로 읽는다.
+
+    Raises:
+      ValueError: `<path>: <문제>` — frcnn.data.records.read_example_numpy 가 거부한 예제.
+    """
+    try:
+        values = records.read_example_numpy(serialized)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+    height, width = values["height"], values["width"]
     raw_image = _RawImage(
-        image_id=_decode(image_id),
-        gt_boxes=normalized_to_voc(normalized, height, width),
-        gt_class_names=texts if len(texts) == num_objects else [""] * num_objects,
-        gt_class_ids=labels,
-        difficult=difficult if len(difficult) == num_objects else np.zeros(num_objects, dtype=bool))
-    return encoded[0], (height, width), raw_image
+        image_id=values["source_id"] or values["filename"],
+        gt_boxes=normalized_to_voc(values["boxes"], height, width),
+        gt_class_names=values["class_names"],
+        gt_class_ids=values["classes"],
+        difficult=values["difficult"])
+    return values["image_bytes"], (height, width), raw_image
 
 
 def _record_examples(record_paths, max_images):
@@ -261,7 +249,7 @@ def _record_examples(record_paths, max_images):
 
 
 def _count_records(record_paths, max_images):
-    """진행 막대용 예제 수 (max_images 로 자른다)."""
+    """진행 보고용 예제 수 (max_images 로 자른다)."""
     total = 0
     for path in record_paths:
         total += int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda count, _: count + 1))
@@ -270,8 +258,8 @@ def _count_records(record_paths, max_images):
     return total
 
 
-def collect_from_records(record_paths, detect_fn, batch_size=8, max_images=None, classes=None,
-                         show_progress=True):
+def collect_from_records(record_paths, detect_fn, batch_size=8, max_images=None, classes_flag=None,
+                         progress=None):
     """TFRecord (TF OD API 특징 이름) 를 검출하고 GT 와 함께 돌려준다.
 
     Args:
@@ -279,8 +267,8 @@ def collect_from_records(record_paths, detect_fn, batch_size=8, max_images=None,
       detect_fn: image_bytes [B] tf.string → 출력 dict.
       batch_size: 한 번에 보낼 이미지 수.
       max_images: 앞에서부터 이만큼만 (None 이면 전부).
-      classes: None 또는 --classes 값 (쉼표 목록 또는 파일).
-      show_progress: tqdm 진행 막대 (stderr).
+      classes_flag: None 또는 --classes 값 (쉼표 목록 또는 파일; frcnn.data.classes).
+      progress: None 또는 `progress(done, total)` 콜백 (이미지 수; 있을 때만 레코드 수를 미리 센다).
 
     Returns:
       EvaluationInputs.
@@ -288,10 +276,10 @@ def collect_from_records(record_paths, detect_fn, batch_size=8, max_images=None,
     Raises:
       ValueError: 필수 특징이 빠진 예제 (파일 경로와 함께).
     """
-    base_names = voc.resolve_classes(classes, []) if classes else ()
-    total = _count_records(record_paths, max_images)
+    base_names = classes.parse_classes_flag(classes_flag) if classes_flag else ()
+    total = _count_records(record_paths, max_images) if progress is not None else None
     raw_images = _run_batches(_record_examples(record_paths, max_images), detect_fn, batch_size,
-                              total, show_progress)
+                              total, progress)
     return _resolve_classes(base_names, raw_images)
 
 
@@ -366,25 +354,25 @@ def compute_metrics(inputs, metrics, iou_threshold=voc_ap.DEFAULT_IOU_THRESHOLD,
     return voc_results, coco_result
 
 
-def evaluate(detect_fn, *, voc_dir=None, split="test", record_pattern=None, metrics=report.ALL_METRICS,
-             output_path=None, plot_dir=None, batch_size=8, max_images=None, classes=None,
-             iou_threshold=voc_ap.DEFAULT_IOU_THRESHOLD, coco_verbose=False, show_progress=True, source_info=None):
+def evaluate(detect_fn, *, voc_dir=None, split="test", record_paths=None, metrics=report.ALL_METRICS,
+             output_path=None, plot_dir=None, batch_size=8, max_images=None, classes_flag=None,
+             iou_threshold=voc_ap.DEFAULT_IOU_THRESHOLD, coco_verbose=False, progress=None, source_info=None):
     """검출 함수를 한 데이터 분할에서 평가하고 보고서를 만든다 (JSON·그림은 모든 계산이 끝난 뒤에 쓴다).
 
     Args:
       detect_fn: image_bytes [B] tf.string → SavedModel 출력 키의 dict.
-      voc_dir: VOC 루트. record_pattern 과 둘 중 하나만.
+      voc_dir: VOC 루트. record_paths 와 둘 중 하나만.
       split: VOC 분할 이름.
-      record_pattern: TFRecord glob.
+      record_paths: TFRecord 파일 경로 목록 (비어 있으면 안 된다).
       metrics: 계산할 지표 ("voc07", "voc12", "coco") 목록.
       output_path: JSON 보고서 경로 (None 이면 쓰지 않음).
       plot_dir: PR 곡선 PNG 디렉터리 (None 이면 그리지 않음; voc 지표가 하나라도 있어야 함).
       batch_size: 배치 크기.
       max_images: 앞에서부터 이만큼만.
-      classes: None 또는 --classes 값.
+      classes_flag: None 또는 --classes 값.
       iou_threshold: VOC 매칭 임계값.
       coco_verbose: pycocotools 출력을 보일지.
-      show_progress: 진행 막대.
+      progress: None 또는 `progress(done, total)` 콜백 (검출을 마친 이미지 수, 전체 이미지 수).
       source_info: 보고서 "source" 에 더할 dict (예: saved_model 경로).
 
     Returns:
@@ -394,39 +382,45 @@ def evaluate(detect_fn, *, voc_dir=None, split="test", record_pattern=None, metr
       ValueError: 인자 조합이 틀렸거나, 이미지가 하나도 없거나, 레코드가 잘못됐을 때.
       frcnn.data.voc.VocError: VOC 파일 문제.
     """
-    _check_arguments(voc_dir, record_pattern, metrics, batch_size, max_images)
+    _check_arguments(voc_dir, record_paths, metrics, batch_size, max_images)
     start_time = time.perf_counter()
     source = dict(source_info or {})
     if voc_dir is not None:
         source.update(voc_dir=voc_dir, split=split)
-        inputs = collect_from_voc(voc_dir, split, detect_fn, batch_size, max_images, classes, show_progress)
+        inputs = collect_from_voc(voc_dir, split, detect_fn, batch_size, max_images, classes_flag, progress)
     else:
-        record_paths = sorted(glob.glob(record_pattern))
-        if not record_paths:
-            raise ValueError(f"{record_pattern}: no TFRecord files match")
-        source.update(records=record_paths)
-        inputs = collect_from_records(record_paths, detect_fn, batch_size, max_images, classes, show_progress)
+        source.update(records=list(record_paths))
+        inputs = collect_from_records(record_paths, detect_fn, batch_size, max_images, classes_flag,
+                                      progress)
     if not inputs.ground_truths:
-        raise ValueError(f"{voc_dir or record_pattern}: no images to evaluate")
+        raise ValueError(f"{voc_dir or ', '.join(record_paths)}: no images to evaluate")
     voc_results, coco_result = compute_metrics(inputs, metrics, iou_threshold, coco_verbose)
     evaluation_report = report.build_report(
         inputs.class_names, inputs.ground_truths, inputs.detections, voc_results, coco_result,
         source=source, metrics=list(metrics), iou_threshold=iou_threshold,
         num_images=len(inputs.ground_truths), wall_time_s=round(time.perf_counter() - start_time, 3))
-    if plot_dir is not None:
-        evaluation_report["plots"] = report.plot_precision_recall(inputs.class_names, voc_results, plot_dir)
-    if output_path is not None:
-        report.write_json_report(evaluation_report, output_path)
+    _write_outputs(evaluation_report, inputs.class_names, voc_results, output_path, plot_dir)
     return evaluation_report
 
 
-def _check_arguments(voc_dir, record_pattern, metrics, batch_size, max_images):
+def _write_outputs(evaluation_report, class_names, voc_results, output_path, plot_dir):
+    """PR 그림 (경로를 보고서 "plots" 에 더한다) 과 JSON 보고서를 쓴다. None 인 출력은 건너뛴다."""
+    if plot_dir is not None:
+        evaluation_report["plots"] = report.plot_precision_recall(class_names, voc_results, plot_dir)
+    if output_path is not None:
+        report.write_json_report(evaluation_report, output_path)
+
+
+def _check_arguments(voc_dir, record_paths, metrics, batch_size, max_images):
     """evaluate 인자 조합을 검사한다. 틀리면 ValueError."""
-    if (voc_dir is None) == (record_pattern is None):
-        raise ValueError("give exactly one of voc_dir or record_pattern")
+    if (voc_dir is None) == (record_paths is None):
+        raise ValueError("give exactly one of voc_dir or record_paths")
+    if record_paths is not None and not record_paths:
+        raise ValueError("record_paths is empty")
     unknown = [metric for metric in metrics if metric not in report.ALL_METRICS]
     if unknown or not metrics:
-        raise ValueError(f"unknown or empty metrics {list(metrics)} (choose from {', '.join(report.ALL_METRICS)})")
+        raise ValueError(f"unknown or empty metrics {list(metrics)} "
+                         f"(choose from {', '.join(report.ALL_METRICS)})")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_images is not None and max_images < 1:

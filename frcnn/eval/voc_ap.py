@@ -33,7 +33,8 @@ def _as_array(value, dtype, shape_tail, name):
     if array.size == 0:
         return array.reshape((0,) + shape_tail)
     if array.shape[1:] != shape_tail or array.ndim != 1 + len(shape_tail):
-        raise ValueError(f"{name} must have shape [n{''.join(', ' + str(d) for d in shape_tail)}], got {array.shape}")
+        expected = "".join(", " + str(size) for size in shape_tail)
+        raise ValueError(f"{name} must have shape [n{expected}], got {array.shape}")
     return array
 
 
@@ -141,8 +142,10 @@ def voc_iou(box, gt_boxes):
       [G] float64 IoU.
     """
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    inter_width = np.maximum(np.minimum(gt_boxes[:, 2], box[2]) - np.maximum(gt_boxes[:, 0], box[0]) + 1.0, 0.0)
-    inter_height = np.maximum(np.minimum(gt_boxes[:, 3], box[3]) - np.maximum(gt_boxes[:, 1], box[1]) + 1.0, 0.0)
+    inter_width = np.maximum(
+        np.minimum(gt_boxes[:, 2], box[2]) - np.maximum(gt_boxes[:, 0], box[0]) + 1.0, 0.0)
+    inter_height = np.maximum(
+        np.minimum(gt_boxes[:, 3], box[3]) - np.maximum(gt_boxes[:, 1], box[1]) + 1.0, 0.0)
     intersection = inter_width * inter_height
     box_area = (box[2] - box[0] + 1.0) * (box[3] - box[1] + 1.0)
     gt_areas = (gt_boxes[:, 2] - gt_boxes[:, 0] + 1.0) * (gt_boxes[:, 3] - gt_boxes[:, 1] + 1.0)
@@ -293,7 +296,8 @@ def check_inputs(ground_truths, detections, num_classes):
     if len(ground_truths) != len(detections):
         raise ValueError(f"{len(ground_truths)} ground-truth images but {len(detections)} detection images")
     for ground_truth in ground_truths:
-        if ground_truth.classes.size and (ground_truth.classes.min() < 1 or ground_truth.classes.max() > num_classes):
+        classes = ground_truth.classes
+        if classes.size and (classes.min() < 1 or classes.max() > num_classes):
             raise ValueError(f"image {ground_truth.image_id!r}: ground-truth class outside 1..{num_classes}")
     for detection in detections:
         if detection.classes.size and (detection.classes.min() < 0 or detection.classes.max() > num_classes):

@@ -9,7 +9,7 @@ import os
 import tensorflow as tf
 
 
-def _first_line(error):
+def first_error_line(error):
     """예외 메시지의 첫 줄 (TensorFlow 오류는 여러 줄의 그래프 추적을 붙인다)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
@@ -36,7 +36,7 @@ def load_saved_model(path, required_signatures=()):
     try:
         model = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as error:
-        raise ValueError(f"{path}: cannot load SavedModel: {_first_line(error)}") from error
+        raise ValueError(f"{path}: cannot load SavedModel: {first_error_line(error)}") from error
     available = sorted(getattr(model, "signatures", {}) or {})
     if not available:
         raise ValueError(f"{path}: SavedModel has no serving signatures")

@@ -4,20 +4,20 @@
 용어:
   B 배치, H·W 입력 이미지 크기, h·w 리사이즈된 크기, N 최대 검출 수.
   시그니처: serving_default(images uint8 [B, H, W, 3]), serve_bytes(image_bytes string [B]),
-    serve_examples(examples string [B] 직렬화된 tf.Example). 출력은 DESIGN.md 의 이름 그대로.
+    serve_examples(examples string [B] 직렬화된 tf.Example). 출력 이름은 WORKSPACE.md 의 표 그대로.
   추론에서는 학습 캔버스까지 패딩하지 않는다: 배치 안 가장 큰 리사이즈 크기까지만, 백본이 필요로 하면
     (`Backbone.pad_to_stride`) 그것을 stride 배수로 올린다. VGG16 은 패딩 없이 ⌊h / 16⌋ 격자를 쓴다.
 """
 
 import dataclasses
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
+from frcnn import fileio
+from frcnn.data import records
 from frcnn.data import resize
-from frcnn.export import truncated_svd
+from frcnn.export import inference_model
 
 OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "detection_class_names",
                "num_detections")
@@ -96,8 +96,7 @@ class DetectionModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
-        features = tf.io.parse_example(examples, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
-        return self.detect_encoded(features["image/encoded"])
+        return self.detect_encoded(records.parse_image_bytes(examples))
 
 
 def with_detection_overrides(config, score_threshold=None, max_detections=None, fc_svd_ranks=None):
@@ -114,51 +113,34 @@ def with_detection_overrides(config, score_threshold=None, max_detections=None, 
     return dataclasses.replace(config, detection=detection)
 
 
-def compress_head(model, ranks):
-    """`detection.fc_svd_ranks` 대로 검출기 헤드의 fc6/fc7 을 절단 SVD 로 바꾼다 (모델을 고친다).
-
-    Returns:
-      {층 이름: 쓴 특잇값 수 또는 None (그대로)}; ranks 가 비었거나 헤드에 fc6/fc7 이 없으면 {}.
-    """
-    body = model.detector_head.body
-    layer_names = {layer.name for layer in body.layers}
-    if not ranks or not set(truncated_svd.FC_LAYER_NAMES) <= layer_names:
-        return {}
-    compressed, used = truncated_svd.compress_fc_head(body, ranks)
-    model.detector_head.replace_body(compressed)
-    return used
-
-
 def export_saved_model(model, config, classes, export_dir, overwrite=False):
-    """SavedModel 을 임시 디렉터리에 쓰고 성공하면 `export_dir` 로 옮긴다.
+    """학습된 모델의 가중치로 추론 모델을 새로 만들어 SavedModel 로 원자적으로 쓴다.
 
-    `config.detection.fc_svd_ranks` 가 있으면 헤드를 절단 SVD 로 바꿔 내보낸다 (`model` 이 바뀐다).
+    `config.detection.fc_svd_ranks` 가 있으면 추론 모델의 검출기 몸통은 절단 SVD 다. `model` 은 바꾸지 않는다.
+
+    Args:
+      model: 학습된 `FasterRCNN` (변수가 만들어진 것).
+      config: 내보낼 설정 (`with_detection_overrides`).
+      classes: 클래스 이름들 (1..C).
+      export_dir: SavedModel 디렉터리.
+      overwrite: 이미 있는 export_dir 을 바꾼다.
 
     Returns:
-      `compress_head` 의 결과 (절단 SVD 를 쓴 층).
+      {층 이름: 쓴 특잇값 수 또는 None}; 절단 SVD 를 쓰지 않았으면 {}
+        (`inference_model.build_inference_model`).
 
     Raises:
       ValueError: export_dir 이 이미 있고 overwrite 가 아닐 때.
     """
     if os.path.exists(export_dir) and not overwrite:
         raise ValueError(f"{export_dir}: already exists (use --overwrite)")
-    model.config = config
-    compressed = compress_head(model, config.detection.fc_svd_ranks)
-    module = DetectionModule(model, config, classes)
+    inference, compressed = inference_model.build_inference_model(model, config)
+    module = DetectionModule(inference, config, classes)
     signatures = {
         "serving_default": module.serve_images,
         "serve_bytes": module.serve_bytes,
         "serve_examples": module.serve_examples,
     }
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    temporary = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
-        tf.saved_model.save(module, temporary, signatures=signatures)
-        if os.path.exists(export_dir):
-            shutil.rmtree(export_dir)
-        os.replace(temporary, export_dir)
-    finally:
-        if os.path.exists(temporary):
-            shutil.rmtree(temporary)
+    with fileio.atomic_directory(export_dir) as staging:
+        tf.saved_model.save(module, staging, signatures=signatures)
     return compressed

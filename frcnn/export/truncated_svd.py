@@ -3,13 +3,13 @@
 추론에서 검출기 헤드의 fc 층은 RoI 마다 한 번씩 돌아 (VGG16 fc6: RoI 당 25088×4096 ≈ 103 M MAC,
 300 RoI 면 600×800 합성곱의 약 ¼) 시간을 많이 쓴다. 가중치 W [u, v] 를 특잇값 상위 t 개로
 W ≈ (U_t Σ_t) V_tᵀ 로 근사해 fc 하나를 바이어스 없는 [u, t] 층과 [t, v] 층(원래 바이어스·활성화) 두 개로
-바꾼다: MAC 이 u·v 에서 t·(u + v) 로 준다. 논문의 VGG16 설정은 fc6 t = 1024, fc7 t = 256 (mAP −0.3 점,
-검출 시간 −30 %).
+바꾼다: MAC 이 u·v 에서 t·(u + v) 로 준다. 논문의 VGG16 설정은 fc6 t = 1024, fc7 t = 256.
 
-학습된 가중치는 바꾸지 않는다: 새 헤드 몸통을 만들어 내보낼 그래프에서만 쓴다.
+학습된 가중치는 바꾸지 않는다: 새 몸통을 만들어 추론 모델 (`inference_model`) 에서만 쓴다.
 
 용어:
-  u 입력 차원, v 출력 차원, t 남길 특잇값 수 (rank). t ≥ min(u, v) 이면 근사 이득이 없어 그 층은 그대로 둔다.
+  u 입력 차원, v 출력 차원, t 남길 특잇값 수 (rank). t·(u + v) ≥ u·v 이면 MAC 이 줄지 않아 그 층은
+    그대로 둔다.
 """
 
 import keras
@@ -40,8 +40,8 @@ def parse_ranks(text):
 def factorize(kernel, rank):
     """[u, v] 커널 → ([u, t], [t, v]) float32, 곱이 W 의 rank-t 절단 SVD (U_t Σ_t V_tᵀ) 와 같다.
 
-    작은 쪽 Gram 행렬의 고유분해로 구한다 (W = UΣVᵀ 면 WᵀW = VΣ²Vᵀ, W V_t = U_t Σ_t): VGG16 fc6
-    (25088×4096) 에서 2코어 CPU 18 s — `np.linalg.svd` 는 110 s.
+    작은 쪽 Gram 행렬의 고유분해로 구한다 (W = UΣVᵀ 면 WᵀW = VΣ²Vᵀ, W V_t = U_t Σ_t): 큰 쪽 차원의
+    전체 SVD 를 피하므로 VGG16 fc6 (25088×4096) 처럼 긴 행렬에서 `np.linalg.svd` 보다 훨씬 빠르다.
     """
     weights = np.asarray(kernel, np.float64)
     if weights.shape[0] >= weights.shape[1]:
@@ -60,7 +60,7 @@ def _worth_factorizing(kernel_shape, rank):
 
 
 def compress_fc_head(body, ranks):
-    """Flatten → fc6 → fc7 몸통(`backbones._fc_head`) 을 절단 SVD 로 근사한 새 추론용 몸통.
+    """Flatten → fc6 → fc7 몸통(`backbones.fc_head`) 을 절단 SVD 로 근사한 새 추론용 몸통.
 
     Args:
       body: keras.Model, 층 이름 fc6, fc7 의 Dense(relu) 를 가진 헤드 몸통.

@@ -1,7 +1,8 @@
-"""Faster R-CNN 모델: 논문 그림 순서대로 — 백본 → RPN → 제안 → RoI pooling → 검출기 헤드.
+"""Faster R-CNN 모델: 논문 그림 순서대로 — 백본 → RPN → 제안 → RoI 타깃 → RoI pooling → 검출기 헤드 →
+손실 / 후처리.
 
 용어:
-  B 배치, H·W 입력(캔버스) 크기, Hf·Wf 특징맵, A 앵커 수, P 제안 수, R 이미지당 RoI 수,
+  B 배치, H·W 입력(캔버스) 크기, Hf·Wf 특징맵, Cf 특징 채널, A 앵커 수, P 제안 수, R 이미지당 RoI 수,
   C 클래스 수 (배경 0 제외), G 최대 GT 수.
   박스 형식 `[ymin, xmin, ymax, xmax]`, 리사이즈된 이미지 픽셀.
   단계(stage): joint (근사 결합 학습) 와 4단계 교대 학습 —
@@ -12,43 +13,54 @@
 import keras
 import tensorflow as tf
 
-from frcnn.ops import anchors as anchors_lib
 from frcnn.modeling import backbones
 from frcnn.modeling import heads
 from frcnn.modeling import losses
 from frcnn.modeling import postprocess
-from frcnn.ops import roi_ops
 from frcnn.modeling import roi_targets
 from frcnn.modeling import rpn
 from frcnn.modeling import rpn_targets
+from frcnn.ops import anchors as anchors_lib
+from frcnn.ops import roi_ops
 
 STAGES = ("joint", "rpn", "detector", "rpn_finetune", "detector_finetune")
 
 
 class FasterRCNN(keras.Model):
-    """RPN 과 Fast R-CNN 검출기가 백본을 공유하는 모델."""
+    """RPN 과 Fast R-CNN 검출기가 백본을 공유하는 모델.
 
-    def __init__(self, config, num_classes, separate_rpn_backbone=False, **kwargs):
+    Attributes:
+      backbone: `backbones.Backbone`, 검출기 (와 joint·3–4단계 RPN) 의 특징.
+      rpn_backbone: `backbones.Backbone` 또는 None — 교대 학습 1–2단계 RPN 의 자기 백본
+        (`separate_rpn_backbone=True` 일 때만).
+      rpn_head: `rpn.RpnHead`.
+      detector_head: `heads.DetectorHead` (몸통 + 분류·박스 층).
+    """
+
+    # 학습 스텝이 쓰는 배치 키 (파이프라인의 문자열 source_ids 등은 XLA 로 넘기지 않는다).
+    TRAINING_KEYS = ("images", "image_sizes", "scales", "gt_boxes", "gt_classes", "anchor_matches")
+
+    def __init__(self, config, num_classes, separate_rpn_backbone=False, box_head=None, **kwargs):
+        """모델을 만든다 (변수는 `build_all` 에서).
+
+        Args:
+          config: `config.ExperimentConfig`.
+          num_classes: int, C.
+          separate_rpn_backbone: 교대 학습용 RPN 전용 백본을 만든다 (논문의 "별도 네트워크").
+          box_head: 선택, 검출기 몸통 keras.Model (내보내기의 절단 SVD 몸통); None 이면 설정대로 만든다.
+        """
         super().__init__(**kwargs)
         self.config = config
         self.num_classes = num_classes
         self.backbone = backbones.build_backbone(config, "backbone")
-        # 교대 학습 1–2단계의 RPN 은 자기 백본을 쓴다 (논문의 "별도 네트워크").
         self.rpn_backbone = (backbones.build_backbone(config, "rpn_backbone")
                              if separate_rpn_backbone else None)
-        # Backbone 은 dataclass 라 Keras 가 추적하지 않는다: 특징 모델을 속성으로 달아 체크포인트·내보내기에 넣는다.
-        self.backbone_features = self.backbone.features
-        self.rpn_backbone_features = self.rpn_backbone.features if self.rpn_backbone else None
         self.rpn_head = rpn.RpnHead(config.rpn.conv_channels, config.anchors.num_anchors_per_location,
                                     name="rpn_head")
-        self.detector_head = heads.DetectorHead(self.backbone.head, num_classes, name="detector_head")
+        body = box_head if box_head is not None else backbones.build_box_head(config)
+        self.detector_head = heads.DetectorHead(body, num_classes, name="detector_head")
 
-    # ---- 구성 요소 ----
-    def features(self, images, backbone, training):
-        """[B, H, W, 3] float32 0–255 → [B, Hf, Wf, Cf] 특징."""
-        normalized = backbone.normalize(tf.cast(images, self.compute_dtype))
-        return backbone.features(normalized, training=training)
-
+    # ---- 백본 → RPN → 제안 ----
     def anchors(self, features):
         """특징맵 크기에 맞는 앵커 [A, 4] (학습 캔버스면 정적, 추론이면 동적)."""
         height = features.shape[1] or tf.shape(features)[1]
@@ -56,27 +68,27 @@ class FasterRCNN(keras.Model):
         return anchors_lib.generate_anchors(height, width, self.config.anchors.stride,
                                             self.config.anchors.sizes, self.config.anchors.aspect_ratios)
 
-    def detector(self, features, rois, training):
-        """RoI 특징 → (class_logits [B·R, C+1], box_deltas [B·R, C+1, 4])."""
-        output_size = self.config.roi.pool_size * self.backbone.roi_size_multiplier
-        # 학습은 XLA 로 컴파일되고 역전파가 빠른 matmul, 추론은 순전파가 빠른 crop_and_resize (같은 값).
-        implementation = "matmul" if training else "crop_and_resize"
-        pooled = roi_ops.roi_features(features, rois, self.config.anchors.stride, output_size,
-                                      self.config.roi.op, implementation)
-        return self.detector_head(pooled, training=training)
-
     def proposals(self, features, inputs, training):
         """RPN 출력과 제안. 반환: (objectness_logits, box_deltas, anchors, (proposals, scores, valid))."""
+        # [B, A], [B, A, 4]
         objectness_logits, box_deltas = self.rpn_head(features)
         anchors = self.anchors(features)
         proposals = rpn.generate_proposals(objectness_logits, box_deltas, anchors, inputs["image_sizes"],
                                            inputs["scales"], self.config.rpn, training)
         return objectness_logits, box_deltas, anchors, proposals
 
-    # ---- 학습 ----
-    # 학습 스텝이 쓰는 배치 키 (파이프라인의 문자열 source_ids 등은 XLA 로 넘기지 않는다).
-    TRAINING_KEYS = ("images", "image_sizes", "scales", "gt_boxes", "gt_classes", "anchor_matches")
+    # ---- (RoI 타깃은 학습에서만: `_detector_losses`) → RoI pooling → 검출기 헤드 ----
+    def detector(self, features, rois, training):
+        """[B, Hf, Wf, Cf] 특징과 [B, R, 4] RoI → (class_logits [B·R, C+1], box_deltas [B·R, C+1, 4])."""
+        output_size = self.config.roi.pool_size * self.backbone.roi_size_multiplier
+        # 학습은 XLA 로 컴파일되고 역전파가 빠른 matmul, 추론은 순전파가 빠른 crop_and_resize (같은 값).
+        implementation = "matmul" if training else "crop_and_resize"
+        # [B·R, P, P, Cf] RoI 특징
+        pooled = roi_ops.roi_features(features, rois, self.config.anchors.stride, output_size,
+                                      self.config.roi.op, implementation)
+        return self.detector_head(pooled, training=training)
 
+    # ---- 손실 (학습) ----
     def compute_losses(self, batch, stage="joint", seed=None):
         """한 단계의 손실들.
 
@@ -92,36 +104,43 @@ class FasterRCNN(keras.Model):
         if stage not in STAGES:
             raise ValueError(f"unknown stage '{stage}' (expected one of {STAGES})")
         rpn_backbone = self.rpn_backbone if stage in ("rpn", "detector") else self.backbone
-        train_rpn = stage in ("joint", "rpn", "rpn_finetune")
-        train_detector = stage in ("joint", "detector", "detector_finetune")
-        shared = stage in ("joint", "rpn")  # 이 단계에서 RPN 쪽 백본을 학습하는가
-        result = {}
-        rpn_features = self.features(batch["images"], rpn_backbone, training=shared)
+        # 이 단계에서 RPN 쪽 백본을 학습하는가 (BN 이 학습 모드인가)
+        rpn_features = rpn_backbone(batch["images"], training=stage in ("joint", "rpn"))
         logits, deltas, anchors, (proposals, _, valid) = self.proposals(rpn_features, batch, True)
-        if train_rpn:
-            labels, box_targets = rpn_targets.decode_anchor_matches(
-                batch["anchor_matches"], anchors, batch["gt_boxes"], self.config.rpn.box_weights)
-            result["rpn_objectness_loss"], result["rpn_box_loss"] = losses.rpn_losses(
-                logits, deltas, labels, box_targets, self.config.rpn, seed)
-        if train_detector:
+        result = {}
+        if stage in ("joint", "rpn", "rpn_finetune"):
+            result.update(self._rpn_losses(logits, deltas, anchors, batch, seed))
+        if stage in ("joint", "detector", "detector_finetune"):
             if stage == "joint":
                 features = rpn_features
             else:
-                features = self.features(batch["images"], self.backbone, training=stage == "detector")
-            targets = roi_targets.sample_rois(proposals, valid, batch["gt_boxes"], batch["gt_classes"],
-                                              self.config.roi, seed)
-            class_logits, box_deltas = self.detector(features, targets["rois"], training=True)
-            result["detector_class_loss"], result["detector_box_loss"] = losses.detector_losses(
-                class_logits, box_deltas, targets, self.config.roi)
+                features = self.backbone(batch["images"], training=stage == "detector")
+            result.update(self._detector_losses(features, proposals, valid, batch, seed))
         result["total_loss"] = tf.add_n(list(result.values()))
         return result
+
+    def _rpn_losses(self, objectness_logits, box_deltas, anchors, batch, seed):
+        """레코드의 앵커 매칭 코드 → 타깃 → 샘플링한 앵커의 RPN 손실."""
+        labels, box_targets = rpn_targets.decode_anchor_matches(
+            batch["anchor_matches"], anchors, batch["gt_boxes"], self.config.rpn.box_weights)
+        objectness_loss, box_loss = losses.rpn_losses(objectness_logits, box_deltas, labels, box_targets,
+                                                      self.config.rpn, seed)
+        return {"rpn_objectness_loss": objectness_loss, "rpn_box_loss": box_loss}
+
+    def _detector_losses(self, features, proposals, proposal_valid, batch, seed):
+        """제안 → RoI 타깃 (샘플링) → RoI pooling → 헤드 → 검출기 손실."""
+        targets = roi_targets.sample_rois(proposals, proposal_valid, batch["gt_boxes"], batch["gt_classes"],
+                                          self.config.roi, seed)
+        class_logits, box_deltas = self.detector(features, targets["rois"], training=True)
+        class_loss, box_loss = losses.detector_losses(class_logits, box_deltas, targets, self.config.roi)
+        return {"detector_class_loss": class_loss, "detector_box_loss": box_loss}
 
     def stage_variables(self, stage):
         """단계에서 학습할 변수들 (논문의 4단계: 공유 합성곱은 3–4단계에서 고정)."""
         groups = {
-            "joint": [self.backbone.features, self.rpn_head, self.detector_head],
-            "rpn": [self.rpn_backbone.features if self.rpn_backbone else None, self.rpn_head],
-            "detector": [self.backbone.features, self.detector_head],
+            "joint": [self.backbone, self.rpn_head, self.detector_head],
+            "rpn": [self.rpn_backbone, self.rpn_head],
+            "detector": [self.backbone, self.detector_head],
             "rpn_finetune": [self.rpn_head],
             "detector_finetune": [self.detector_head],
         }
@@ -132,9 +151,9 @@ class FasterRCNN(keras.Model):
             variables.extend(module.trainable_variables)
         return variables
 
-    # ---- 추론 ----
+    # ---- 후처리 (추론) ----
     def detect(self, images, image_sizes, scales):
-        """검출.
+        """검출: 백본 → RPN → 제안 → RoI pooling → 헤드 → 클래스별 NMS.
 
         Args:
           images: [B, H, W, 3] float32 0–255, 리사이즈 후 stride 배수로만 패딩된 이미지.
@@ -145,7 +164,7 @@ class FasterRCNN(keras.Model):
           `postprocess.detect` 의 dict (정규화 좌표).
         """
         inputs = {"image_sizes": image_sizes, "scales": scales}
-        features = self.features(images, self.backbone, training=False)
+        features = self.backbone(images, training=False)
         _, _, _, (proposals, _, valid) = self.proposals(features, inputs, False)
         class_logits, box_deltas = self.detector(features, proposals, training=False)
         return postprocess.detect(proposals, valid, class_logits, box_deltas, image_sizes,
@@ -158,11 +177,15 @@ class FasterRCNN(keras.Model):
         return self.detect(images, sizes, tf.ones([shape[0]]))
 
     def build_all(self, canvas_shape):
-        """변수를 만든다 (체크포인트 복원 전에 호출)."""
+        """변수를 만든다 (체크포인트 복원이나 가중치 복사 전에 호출).
+
+        Args:
+          canvas_shape: (높이, 너비) Python int, stride 의 배수.
+        """
         height, width = canvas_shape
         images = tf.zeros([1, height, width, 3])
         for backbone in filter(None, [self.backbone, self.rpn_backbone]):
-            features = self.features(images, backbone, training=False)
+            features = backbone(images, training=False)
             self.rpn_head(features)
         rois = tf.constant([[[0.0, 0.0, float(height), float(width)]]])
         self.detector(features, rois, training=False)

@@ -191,7 +191,8 @@ def _instance_values(instance, specs, index):
                                "each instance must be an object naming them")
         return {names[0]: instance}
     if set(instance) != set(names):
-        raise RequestError(f"instance {index}: has inputs {sorted(instance)} but the signature expects {names}")
+        raise RequestError(f"instance {index}: has inputs {sorted(instance)} "
+                           f"but the signature expects {names}")
     return instance
 
 

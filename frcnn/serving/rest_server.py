@@ -32,7 +32,8 @@ DEFAULT_DRAIN_TIMEOUT_SECONDS = 30.0
 HEALTH_PATH = "/healthz"
 # /v1/models/NAME[/versions/N][/metadata | :predict]
 MODEL_PATH_PATTERN = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?:(?P<metadata>/metadata)|:(?P<verb>predict))?$")
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>predict))?$")
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from frcnn.data import records
+from frcnn.export import loader
 from frcnn.serving import codec
 from frcnn.serving.codec import RequestError
 
@@ -27,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def load_model(model):
-    """경로면 ``tf.saved_model.load`` 로 불러오고, 이미 불러온 객체면 그대로 돌려준다.
+    """경로면 frcnn.export.loader 로 불러오고, 이미 불러온 객체면 시그니처만 확인해 그대로 돌려준다.
 
     Args:
       model: str/os.PathLike (SavedModel 디렉터리) 또는 ``signatures`` 속성을 가진 불러온 객체.
@@ -36,13 +38,10 @@ def load_model(model):
       ``signatures`` 를 가진 불러온 SavedModel.
 
     Raises:
-      ValueError: 경로에 SavedModel 이 없거나 객체에 시그니처가 없을 때.
+      ValueError: 경로에 SavedModel 이 없거나 불러올 수 없거나, 모델에 시그니처가 없을 때.
     """
     if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise ValueError(f"{path}: not a SavedModel directory (no saved_model.pb)")
-        model = tf.saved_model.load(path)
+        return loader.load_saved_model(model)
     if not getattr(model, "signatures", None):
         raise ValueError("the model has no serving signatures")
     return model
@@ -73,7 +72,8 @@ class ModelService:
         if version is None and model_name != self.model_name:
             raise RequestError(f"Servable not found for request: Latest({model_name})", status=404)
         if version is not None and (model_name != self.model_name or version != self.model_version):
-            raise RequestError(f"Servable not found for request: Specific({model_name}, {version})", status=404)
+            raise RequestError(f"Servable not found for request: Specific({model_name}, {version})",
+                               status=404)
 
     def status_json(self):
         """``GET /v1/models/NAME`` 의 응답 문서."""
@@ -85,7 +85,8 @@ class ModelService:
 
     def metadata_json(self):
         """``GET /v1/models/NAME/metadata`` 의 응답 문서 (TF Serving 의 SignatureDefMap 모양)."""
-        signature_defs = {name: codec.signature_def_json(name, fn) for name, fn in sorted(self.signatures.items())}
+        signature_defs = {name: codec.signature_def_json(name, fn)
+                          for name, fn in sorted(self.signatures.items())}
         return {
             "model_spec": {"name": self.model_name, "signature_name": "", "version": self.model_version},
             "metadata": {"signature_def": {"signature_def": signature_defs}},
@@ -185,15 +186,9 @@ def _warmup_png():
 
 
 def _warmup_example():
-    """워밍업용 tf.Example (TF Object Detection API 의 이미지 특성 이름)."""
-    png = _warmup_png()
-    feature = {
-        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
-        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"png"])),
-        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[WARMUP_IMAGE_SIZE])),
-        "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[WARMUP_IMAGE_SIZE])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    """워밍업용 직렬화 tf.Example (이미지 특징만, frcnn.data.records.image_example)."""
+    example = records.image_example(_warmup_png(), "png", WARMUP_IMAGE_SIZE, WARMUP_IMAGE_SIZE)
+    return example.SerializeToString()
 
 
 def warmup_array(input_name, spec):

@@ -1,37 +1,26 @@
-"""검출 결과를 이미지 위에 그리는 모듈 (Pillow 사용) 과, 이미지 파일에 대한 검출·그리기.
+"""검출 결과를 RGB 배열 위에 그린다 (Pillow 사용). 파일은 다루지 않는다.
 
 노트북의 `get_FasterRCNN_output` 은 cv2 로 채워진 사각형 하나만 그렸다. 여기서는 검출마다
 클래스별 고정 색의 테두리 사각형과, 그 위에 "이름 점수" 라벨 상자를 그린다 (`draw_detections`).
-`detect_images` 는 내보낸 SavedModel 의 `serve_bytes` 시그니처에 이미지 파일의 원본 바이트를 넣고,
-그린 이미지 `<stem>_detections.<png|jpg>` 와 모든 검출을 모은 `detections.json` 을 쓴다.
-출력은 임시 이름으로 쓴 뒤 모든 이미지가 끝나면 한꺼번에 이름을 바꾸므로, 중간에 실패하면
-아무 출력도 남지 않는다. `tools/detect.py` 가 이 함수를 부른다.
+이미지 파일 찾기, SavedModel 실행, 출력 파일 쓰기는 `tools/detect.py` (와 `tools/detect_io.py`) 의 일이다.
 
 용어:
     H, W: 이미지 높이, 너비 (픽셀).
     N: 검출 수 (SavedModel 출력의 고정 길이, 뒤쪽은 패딩일 수 있음).
+    K: 그릴 검출 수 (`select_detections` 가 고른 것).
     박스 형식: 정규화된 [ymin, xmin, ymax, xmax] (0~1, 입력 이미지 기준).
     연속 픽셀 좌표: 정규화 좌표 × (H 또는 W). 픽셀 i 는 구간 [i, i+1) 을 차지하므로,
         연속 박스 [y0, x0, y1, x1] 의 테두리 바깥 끝은 행 round(y0)..round(y1)-1,
         열 round(x0)..round(x1)-1 이다. 테두리는 이 바깥 끝에서 안쪽으로 두께만큼 그린다.
-    box_pixels (detections.json): 연속 픽셀 좌표 [ymin, xmin, ymax, xmax]
-        = 정규화 좌표 × [H, W, H, W]. VOC 픽셀(1부터, 양끝 포함)로는 xmin+1, ymin+1, xmax, ymax.
+    클래스 이름: str 또는 UTF-8 bytes (SavedModel 의 string 출력 원소). 빈 이름은 패딩.
 """
 
 import functools
-import glob
-import io
-import json
 import math
-import os
-import sys
-import uuid
 import zlib
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 # 서로 잘 구별되는 20색 팔레트 (Sasha Trubetskoy) 에서 회색·흰색 계열을 뺀 것.
 PALETTE = (
@@ -192,7 +181,7 @@ def _draw_label(image_draw, rectangle, text, color, image_size):
         [label_left, label_top, label_left + label_width - 1, label_top + label_height - 1],
         fill=color)
     image_draw.text((label_left + LABEL_PADDING, label_top + LABEL_PADDING), text,
-                     fill=_text_color(color), font=font)
+                    fill=_text_color(color), font=font)
 
 
 def _pixel_rectangle(box, height, width):
@@ -251,277 +240,3 @@ def decode_class_name(class_name):
 def _round_half_up(value):
     """0.5 를 위로 올리는 반올림 (파이썬 round 의 은행가 반올림 대신)."""
     return int(math.floor(value + 0.5))
-
-
-# ---- 파일 단위: SavedModel 로 이미지 파일을 검출하고 그린 결과를 쓴다 ----
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-GLOB_CHARACTERS = "*?["
-SIGNATURE_NAME = "serve_bytes"
-OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes",
-               "detection_class_names", "num_detections")
-JSON_NAME = "detections.json"
-PIL_FORMATS = {"png": "PNG", "jpg": "JPEG"}
-# 요약 줄에 보여줄 최고 점수 검출 수.
-SUMMARY_TOP_K = 3
-
-
-class DetectionInputError(Exception):
-    """입력 이미지·SavedModel·출력 디렉터리 문제. 메시지는 파일 이름과 원인을 담은 한 줄."""
-
-
-def resolve_image_paths(images_spec):
-    """이미지 지정 문자열 (도구의 `--images` 값) 을 이미지 파일 경로 목록으로 푼다.
-
-    Args:
-        images_spec: 파일, 쉼표로 구분한 목록, 디렉터리, 또는 glob 패턴.
-
-    Returns:
-        중복 없는 파일 경로 list (디렉터리와 glob 은 이름순, 목록은 주어진 순서).
-
-    Raises:
-        DetectionInputError: 파일이 없거나, 디렉터리에 이미지가 없거나, glob 에 맞는 파일이 없을 때.
-    """
-    paths = []
-    for item in images_spec.split(","):
-        item = item.strip()
-        if item:
-            paths.extend(_resolve_one_item(item))
-    if not paths:
-        raise DetectionInputError(f"no images matched {images_spec!r}")
-    return list(dict.fromkeys(paths))
-
-
-def _resolve_one_item(item):
-    """파일 하나, 디렉터리 하나, 또는 glob 패턴 하나를 파일 경로 목록으로 푼다."""
-    if os.path.isdir(item):
-        names = sorted(name for name in os.listdir(item)
-                       if name.lower().endswith(IMAGE_EXTENSIONS)
-                       and os.path.isfile(os.path.join(item, name)))
-        if not names:
-            raise DetectionInputError(f"{item}: directory has no .jpg/.jpeg/.png images")
-        return [os.path.join(item, name) for name in names]
-    if any(character in item for character in GLOB_CHARACTERS):
-        matches = sorted(path for path in glob.glob(item) if os.path.isfile(path))
-        if not matches:
-            raise DetectionInputError(f"{item}: glob pattern matched no files")
-        return matches
-    if not os.path.isfile(item):
-        raise DetectionInputError(f"{item}: image file not found")
-    return [item]
-
-
-def output_name(image_path, image_format):
-    """입력 경로 `a/b/cat.jpeg` → 출력 이름 `cat_detections.<image_format>`."""
-    stem = os.path.splitext(os.path.basename(image_path))[0]
-    return f"{stem}_detections.{image_format}"
-
-
-def _check_unique_outputs(image_paths, image_format):
-    """서로 다른 입력이 같은 출력 이름(같은 stem)을 갖지 않는지 확인한다."""
-    owners = {}
-    for path in image_paths:
-        name = output_name(path, image_format)
-        if name in owners:
-            raise DetectionInputError(
-                f"{path} and {owners[name]} would both be written to {name}; rename one of them")
-        owners[name] = path
-
-
-def load_serve_bytes(saved_model_dir):
-    """SavedModel 을 읽고 `serve_bytes` 시그니처 함수를 돌려준다.
-
-    Raises:
-        DetectionInputError: 디렉터리가 없거나, SavedModel 이 아니거나, 시그니처가 없을 때.
-    """
-    if not os.path.isdir(saved_model_dir):
-        raise DetectionInputError(f"{saved_model_dir}: SavedModel directory not found")
-    try:
-        model = tf.saved_model.load(saved_model_dir)
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        raise DetectionInputError(
-            f"{saved_model_dir}: cannot load SavedModel: {_first_line(error)}") from error
-    if SIGNATURE_NAME not in model.signatures:
-        available = ", ".join(sorted(model.signatures)) or "none"
-        raise DetectionInputError(f"{saved_model_dir}: SavedModel has no '{SIGNATURE_NAME}' "
-                                  f"signature (has: {available})")
-    return model.signatures[SIGNATURE_NAME]
-
-
-def read_image(image_path):
-    """이미지 파일의 원본 바이트와 디코딩한 RGB 배열을 읽는다.
-
-    Returns:
-        (bytes, uint8 [H, W, 3]) 튜플.
-
-    Raises:
-        DetectionInputError: 읽을 수 없거나 JPEG/PNG 가 아니거나 깨진 파일일 때.
-    """
-    try:
-        with open(image_path, "rb") as image_file:
-            image_bytes = image_file.read()
-        with Image.open(io.BytesIO(image_bytes)) as image:
-            if image.format not in ("JPEG", "PNG"):
-                raise DetectionInputError(f"{image_path}: unsupported image format "
-                                          f"{image.format} (expected JPEG or PNG)")
-            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DetectionInputError(f"{image_path}: cannot read image: {error}") from error
-    return image_bytes, pixels
-
-
-def run_detector(serve_bytes, image_bytes, image_path):
-    """이미지 한 장의 바이트로 `serve_bytes` 를 돌려 배치 차원을 뺀 numpy 출력을 돌려준다.
-
-    Returns:
-        dict: detection_boxes float32 [N, 4], detection_scores float32 [N],
-        detection_classes int32 [N], detection_class_names bytes [N], num_detections int.
-
-    Raises:
-        DetectionInputError: 모델이 이미지를 처리하지 못했거나 출력 키가 빠졌을 때.
-    """
-    try:
-        outputs = serve_bytes(image_bytes=tf.constant([image_bytes]))
-    except (tf.errors.InvalidArgumentError, ValueError) as error:
-        raise DetectionInputError(
-            f"{image_path}: the model could not process it: {_first_line(error)}") from error
-    missing = [key for key in OUTPUT_KEYS if key not in outputs]
-    if missing:
-        raise DetectionInputError(f"{SIGNATURE_NAME} outputs lack {', '.join(missing)}")
-    return {key: outputs[key].numpy()[0] for key in OUTPUT_KEYS}
-
-
-def detection_record(image_path, image_shape, detections, indices, image_format):
-    """detections.json 의 이미지 한 장 항목을 만든다 (`indices` 의 검출만, 점수 높은 순)."""
-    height, width = image_shape
-    scale = np.array([height, width, height, width], dtype=np.float64)
-    scores = detections["detection_scores"]
-    indices = indices[np.argsort(-scores[indices], kind="stable")]
-    records = []
-    for index in indices:
-        box = detections["detection_boxes"][index].astype(np.float64)
-        records.append({
-            "class_id": int(detections["detection_classes"][index]),
-            "class_name": decode_class_name(detections["detection_class_names"][index]),
-            "score": round(float(scores[index]), 6),
-            "box_normalized": [round(value, 6) for value in box.tolist()],
-            "box_pixels": [round(value, 2) for value in (box * scale).tolist()],
-        })
-    return {"image": image_path, "output": output_name(image_path, image_format),
-            "height": height, "width": width, "num_detections": len(records),
-            "detections": records}
-
-
-def summary_line(record):
-    """한 이미지의 요약 한 줄: 파일, 검출 수, 점수 높은 클래스들."""
-    top = ", ".join(f"{item['class_name']} {item['score']:.2f}"
-                    for item in record["detections"][:SUMMARY_TOP_K])
-    count = record["num_detections"]
-    return f"{record['image']}: {count} detection{'' if count == 1 else 's'}" + (
-        f" ({top})" if top else "")
-
-
-def _write_temporary(output_dir, final_name, write):
-    """`write(path)` 로 숨김 임시 파일을 쓰고 (임시 경로, 최종 경로) 를 돌려준다.
-
-    `tempfile.mkstemp` 는 권한을 0600 으로 만들기 때문에 쓰지 않는다: 임시 파일은 보통 파일처럼
-    umask 를 따르고, 이름을 바꾼 뒤에도 그 권한이 남는다.
-
-    Raises:
-        DetectionInputError: 임시 파일을 쓰지 못했을 때 (쓰다 만 임시 파일은 지운다).
-    """
-    final_path = os.path.join(output_dir, final_name)
-    temporary_path = os.path.join(output_dir, f".{final_name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(temporary_path)
-    except BaseException as error:
-        if os.path.exists(temporary_path):
-            os.remove(temporary_path)
-        if isinstance(error, OSError):
-            raise DetectionInputError(f"{final_path}: cannot write: {error}") from error
-        raise
-    return temporary_path, final_path
-
-
-def _save_image(pixels, path, image_format):
-    """uint8 [H, W, 3] 이미지를 `image_format` (png 또는 jpg, 품질 95) 으로 저장한다."""
-    options = {"quality": 95} if image_format == "jpg" else {}
-    Image.fromarray(pixels).save(path, format=PIL_FORMATS[image_format], **options)
-
-
-def _save_json(report, path):
-    """보고서 dict 를 UTF-8 JSON 으로 저장한다."""
-    with open(path, "w", encoding="utf-8") as json_file:
-        json.dump(report, json_file, ensure_ascii=False, indent=2)
-
-
-def detect_one(serve_bytes, image_path, score_threshold, image_format, output_dir):
-    """이미지 한 장: 읽기 → 검출 → 그리기 → 임시 파일 쓰기. (json 항목, (임시, 최종) 경로) 반환."""
-    image_bytes, pixels = read_image(image_path)
-    detections = run_detector(serve_bytes, image_bytes, image_path)
-    detection_arrays = {
-        "boxes": detections["detection_boxes"],
-        "scores": detections["detection_scores"],
-        "class_names": detections["detection_class_names"],
-        "num_detections": int(detections["num_detections"]),
-        "score_threshold": score_threshold,
-        "classes": detections["detection_classes"],
-    }
-    indices = select_detections(**detection_arrays)
-    drawn = draw_detections(pixels, **detection_arrays)
-    record = detection_record(image_path, pixels.shape[:2], detections, indices, image_format)
-    paths = _write_temporary(output_dir, record["output"],
-                             lambda path: _save_image(drawn, path, image_format))
-    return record, paths
-
-
-def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, image_format):
-    """이미지들에 검출을 돌려 그린 이미지와 detections.json 을 `output_dir` 에 쓴다.
-
-    모든 파일을 임시 이름으로 쓰고, 전부 성공한 뒤에만 최종 이름으로 바꾼다. 실패하면 임시
-    파일을 지우고 예외를 그대로 올린다.
-
-    Args:
-        saved_model_dir: `serve_bytes` 시그니처가 있는 SavedModel 디렉터리.
-        image_paths: JPEG/PNG 파일 경로 list.
-        output_dir: 출력 디렉터리 (없으면 만든다).
-        score_threshold: 이보다 낮은 점수의 검출은 버린다.
-        image_format: "png" 또는 "jpg".
-
-    Returns:
-        detections.json 에 쓴 dict.
-
-    Raises:
-        DetectionInputError: 입력 이미지, 모델, 출력 디렉터리 문제.
-    """
-    _check_unique_outputs(image_paths, image_format)
-    serve_bytes = load_serve_bytes(saved_model_dir)
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as error:
-        raise DetectionInputError(
-            f"{output_dir}: cannot create output directory: {error}") from error
-    report = {"saved_model": saved_model_dir, "score_threshold": score_threshold, "images": []}
-    pending = []
-    try:
-        for image_path in tqdm(image_paths, desc="detect", unit="image", file=sys.stderr):
-            record, paths = detect_one(serve_bytes, image_path, score_threshold,
-                                       image_format, output_dir)
-            pending.append(paths)
-            report["images"].append(record)
-            tqdm.write(summary_line(record), file=sys.stdout)
-        pending.append(_write_temporary(output_dir, JSON_NAME,
-                                        lambda path: _save_json(report, path)))
-    except BaseException:
-        for temporary_path, _ in pending:
-            os.remove(temporary_path)
-        raise
-    for temporary_path, final_path in pending:
-        os.replace(temporary_path, final_path)
-    return report
-
-
-def _first_line(error):
-    """예외 메시지의 첫 줄 (TensorFlow 오류는 여러 줄의 그래프 추적을 붙인다)."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

@@ -1,17 +1,17 @@
-"""frcnn.data.records 테스트: Example 만들기 → 직렬화 → 파싱 왕복, 앵커 코드 바이트, 캔버스 박스."""
+"""frcnn.data.records 테스트: Example 만들기 → 직렬화 → 파싱 왕복 (그래프 안·numpy), 이미지만 담은 예제,
+다른 도구가 만든 레코드 읽기, 앵커 코드 바이트."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from frcnn import config as config_lib
-from pipelines import convert
 from frcnn.data import records
+from frcnn.data import sources
 
 
 def _example(num_objects=2):
     boxes = np.array([[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0]], np.float32)[:num_objects]
-    return convert.SourceExample(
+    return sources.SourceExample(
         image_id="000007", filename="000007.jpg", source_path="Annotations/000007.xml",
         image_bytes=b"\xff\xd8not-really-a-jpeg\xff\xd9", image_format="jpeg", height=300, width=400,
         normalized_boxes=boxes, class_ids=np.array([3, 20], np.int64)[:num_objects],
@@ -44,7 +44,8 @@ def test_example_roundtrip(num_objects):
     assert parsed["difficult"].tolist() == [True, False][:num_objects]
     assert parsed["truncated"].tolist() == [False, True][:num_objects]
     assert parsed["anchor_fingerprint"] == b"abc123def456"
-    assert records.decode_anchor_matches(parsed["anchor_matches_bytes"], 5).numpy().tolist() == matches.tolist()
+    assert records.decode_anchor_matches(parsed["anchor_matches_bytes"], 5).numpy().tolist() == \
+        matches.tolist()
     assert records.decode_anchor_matches(parsed["anchor_matches_flipped_bytes"], 5).numpy().tolist() == \
         flipped.tolist()
 
@@ -61,11 +62,81 @@ def test_feature_names_follow_object_detection_api():
     assert list(feature["image/object/bbox/xmin"].float_list.value) == pytest.approx([0.2, 0.0])
 
 
-def test_canvas_boxes_hand_computed():
-    config = config_lib.build_config("cpu_small")  # 짧은 변 128, 긴 변 ≤ 192
-    boxes = np.array([[[0.1, 0.25, 0.5, 1.0], [-1, -1, -1, -1]]], np.float32)
-    # 300×400 → 배율 min(128/300, 192/400) = 0.42667 → (128, 171)
-    gt_boxes, sizes = records.canvas_boxes(boxes, np.array([300]), np.array([400]), config)
-    assert sizes.numpy().tolist() == [[128.0, 171.0]]
-    np.testing.assert_allclose(gt_boxes.numpy()[0, 0], [12.8, 42.75, 64.0, 171.0], rtol=1e-6)
-    assert gt_boxes.numpy()[0, 1].tolist() == [-1, -1, -1, -1]
+def _feature(values):
+    """손으로 만드는 tf.train.Feature (bytes / int / float 목록)."""
+    if values and isinstance(values[0], bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+    if values and isinstance(values[0], int):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def _serialized(features):
+    return tf.train.Example(features=tf.train.Features(
+        feature={key: _feature(values) for key, values in features.items()})).SerializeToString()
+
+
+@pytest.mark.parametrize("num_objects", [2, 0])
+def test_read_example_numpy_equals_graph_parse(num_objects):
+    source = _example(num_objects)
+    serialized = records.build_example(source, [0, 1], [1, 0], "f").SerializeToString()
+    graph = {key: value.numpy() for key, value in records.parse_example(tf.constant(serialized)).items()}
+    plain = records.read_example_numpy(serialized)
+    assert plain["image_bytes"] == graph["image_bytes"] == source.image_bytes
+    assert (plain["format"], plain["filename"], plain["source_id"]) == ("jpeg", "000007.jpg", "000007")
+    assert (plain["height"], plain["width"]) == (300, 400)
+    assert plain["boxes"].shape == (num_objects, 4) and plain["boxes"].dtype == np.float32
+    np.testing.assert_array_equal(plain["boxes"], graph["boxes"].reshape(-1, 4))
+    np.testing.assert_array_equal(plain["boxes"], source.normalized_boxes)
+    assert plain["classes"].dtype == np.int64 and plain["classes"].tolist() == [3, 20][:num_objects]
+    assert plain["class_names"] == list(source.class_names)
+    assert plain["difficult"].tolist() == [True, False][:num_objects]
+    assert plain["truncated"].tolist() == [False, True][:num_objects]
+
+
+def test_read_example_numpy_tolerates_other_tools_records():
+    """앵커 특징·이름·difficult 가 없는 (다른 도구가 만든) 레코드: 빈 값으로 채운다."""
+    serialized = _serialized({
+        records.ENCODED: [b"png-bytes"], records.HEIGHT: [10], records.WIDTH: [20],
+        records.BOX_YMIN: [0.1], records.BOX_XMIN: [0.2], records.BOX_YMAX: [0.3], records.BOX_XMAX: [0.4],
+        records.CLASS_LABEL: [5], records.CLASS_TEXT: [b"a", b"b"]})  # 이름 수가 박스 수와 다르다
+    plain = records.read_example_numpy(serialized)
+    assert (plain["image_bytes"], plain["height"], plain["width"]) == (b"png-bytes", 10, 20)
+    np.testing.assert_allclose(plain["boxes"], [[0.1, 0.2, 0.3, 0.4]], rtol=1e-6)
+    assert plain["classes"].tolist() == [5] and plain["class_names"] == [""]
+    assert plain["difficult"].tolist() == [False] and plain["truncated"].tolist() == [False]
+    assert (plain["source_id"], plain["filename"], plain["format"]) == ("", "", "")
+
+
+@pytest.mark.parametrize("features, problem", [
+    ({records.HEIGHT: [10], records.WIDTH: [20]}, "without image/encoded"),
+    ({records.ENCODED: [b"x"], records.HEIGHT: [10], records.WIDTH: [20], records.BOX_YMIN: [0.1],
+      records.BOX_XMIN: [0.1], records.BOX_YMAX: [0.2], records.BOX_XMAX: [0.2]},
+     "1 boxes but 0 class labels"),
+    ({records.ENCODED: [b"x"], records.HEIGHT: [10], records.WIDTH: [20], records.BOX_YMIN: [0.1],
+      records.CLASS_LABEL: [1]}, "box coordinate lists differ in length"),
+])
+def test_read_example_numpy_rejects_incomplete_examples(features, problem):
+    with pytest.raises(ValueError, match=problem):
+        records.read_example_numpy(_serialized(features))
+
+
+def test_image_example_holds_only_the_image():
+    serialized = records.image_example(b"\x89PNG-bytes", "png", 32, 48).SerializeToString()
+    assert set(tf.train.Example.FromString(serialized).features.feature) == {
+        records.ENCODED, records.FORMAT, records.HEIGHT, records.WIDTH}
+    plain = records.read_example_numpy(serialized)
+    assert (plain["image_bytes"], plain["format"], plain["height"], plain["width"]) == \
+        (b"\x89PNG-bytes", "png", 32, 48)
+    assert plain["boxes"].shape == (0, 4) and plain["class_names"] == []
+    features = records.image_example(b"x", b"jpeg", 1, 1).features.feature
+    assert features[records.FORMAT].bytes_list.value == [b"jpeg"]
+
+
+def test_parse_image_bytes_and_size_in_graph():
+    first = records.image_example(b"first", "png", 3, 4).SerializeToString()
+    second = records.build_example(_example(), [0], [0], "f").SerializeToString()
+    image_bytes = tf.function(records.parse_image_bytes)(tf.constant([first, second]))
+    assert image_bytes.numpy().tolist() == [b"first", _example().image_bytes]
+    height, width = records.parse_image_size(tf.constant(second))
+    assert (int(height), int(width)) == (300, 400)

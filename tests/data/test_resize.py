@@ -1,3 +1,5 @@
+"""frcnn.data.resize 테스트: 리사이즈 배율·크기, 캔버스 패딩, 정규화 박스 → 캔버스 픽셀 (손 계산)."""
+
 import numpy as np
 import tensorflow as tf
 
@@ -22,3 +24,13 @@ def test_resize_and_pad_portrait():
     padded = resize.pad_to_canvas(resized + 1.0, cfg, landscape=False)
     assert padded.shape == (192, 128, 3)
     assert np.all(padded.numpy()[171:] == 0) and np.all(padded.numpy()[:171] == 1)
+
+
+def test_canvas_boxes_hand_computed():
+    cfg = config.build_config("cpu_small")  # 짧은 변 128, 긴 변 ≤ 192
+    boxes = np.array([[[0.1, 0.25, 0.5, 1.0], [-1, -1, -1, -1]]], np.float32)
+    # 300×400 → 배율 min(128/300, 192/400) = 0.42667 → (128, 171)
+    gt_boxes, sizes = resize.canvas_boxes(boxes, np.array([300]), np.array([400]), cfg)
+    assert sizes.numpy().tolist() == [[128.0, 171.0]]
+    np.testing.assert_allclose(gt_boxes.numpy()[0, 0], [12.8, 42.75, 64.0, 171.0], rtol=1e-6)
+    assert gt_boxes.numpy()[0, 1].tolist() == [-1, -1, -1, -1]

@@ -1,4 +1,4 @@
-"""frcnn.data.voc 테스트: 손으로 쓴 작은 XML/JPEG 로 파싱, 검사, 클래스 결정, 좌표 변환을 확인한다."""
+"""frcnn.data.voc 테스트: 손으로 쓴 작은 XML/JPEG 로 파싱, 검사, 좌표 변환을 확인한다."""
 
 import io
 import os
@@ -52,16 +52,6 @@ def _write_jpeg(voc_dir, filename, width, height, seed=0):
     path = images_dir / filename
     path.write_bytes(buffer.getvalue())
     return path
-
-
-def _annotation(image_id="img", class_names=(), xml_path=None):
-    """클래스 결정 테스트용 VocAnnotation (박스는 클래스 수만큼 임의의 유효 값)."""
-    count = len(class_names)
-    return voc.VocAnnotation(
-        image_id=image_id, xml_path=xml_path or f"/data/Annotations/{image_id}.xml",
-        image_path=f"/data/JPEGImages/{image_id}.jpg", height=10, width=10,
-        boxes=np.tile(np.array([[0, 0, 5, 5]], np.float32), (count, 1)),
-        class_names=tuple(class_names), difficult=np.zeros(count, bool), truncated=np.zeros(count, bool))
 
 
 # ---------------------------------------------------------------- read_annotation: 정상 입력
@@ -326,80 +316,6 @@ def test_split_line_with_two_words(tmp_path):
     (split_dir / "train.txt").write_text("000005\n000007 -1\n")
     with pytest.raises(voc.VocError, match=r"train\.txt: line 2: expected one image id"):
         voc.read_split_ids(str(tmp_path), "train")
-
-
-# ---------------------------------------------------------------- resolve_classes / class_ids
-
-
-def test_voc_classes_are_the_sorted_twenty():
-    assert len(voc.VOC_CLASSES) == 20
-    assert list(voc.VOC_CLASSES) == sorted(voc.VOC_CLASSES)
-    assert voc.VOC_CLASSES[0] == "aeroplane" and voc.VOC_CLASSES[-1] == "tvmonitor"
-
-
-def test_auto_classes_voc():
-    annotations = [_annotation("a", ["dog", "person"]), _annotation("b", ["tvmonitor"])]
-    assert voc.resolve_classes(None, annotations) == voc.VOC_CLASSES
-    assert voc.resolve_classes("", iter(annotations)) == voc.VOC_CLASSES
-
-
-def test_auto_classes_discovered_sorted():
-    annotations = [_annotation("a", ["zebra", "dog"]), _annotation("b", ["apple", "zebra"]), _annotation("c")]
-    assert voc.resolve_classes(None, annotations) == ("apple", "dog", "zebra")
-
-
-def test_explicit_comma_list():
-    annotations = [_annotation("a", ["circle", "square"])]
-    assert voc.resolve_classes(" square , circle,triangle", annotations) == ("square", "circle", "triangle")
-
-
-def test_classes_file(tmp_path):
-    classes_path = tmp_path / "classes.txt"
-    classes_path.write_text("square\n\n  circle \ntriangle\n")
-    annotations = [_annotation("a", ["triangle"])]
-    assert voc.resolve_classes(str(classes_path), annotations) == ("square", "circle", "triangle")
-
-
-def test_single_class_name():
-    assert voc.resolve_classes("dog", [_annotation("a", ["dog"])]) == ("dog",)
-
-
-def test_unknown_class_names_first_offending_annotation():
-    annotations = [
-        _annotation("ok", ["square"]),
-        _annotation("bad1", ["square", "hexagon"]),
-        _annotation("bad2", ["star"]),
-    ]
-    with pytest.raises(voc.VocError) as error_info:
-        voc.resolve_classes("square,circle", annotations)
-    error = error_info.value
-    assert error.path == "/data/Annotations/bad1.xml"
-    assert error.problem == "unknown class 'hexagon' (known: square, circle)"
-
-
-def test_missing_classes_file(tmp_path):
-    missing = str(tmp_path / "classes.txt")
-    with pytest.raises(voc.VocError, match="classes file not found"):
-        voc.resolve_classes(missing, [])
-
-
-@pytest.mark.parametrize("flag, problem", [("a,,b", "empty class name"), ("a,b,a", "duplicate class names: a")])
-def test_bad_class_list(flag, problem):
-    with pytest.raises(voc.VocError, match=problem):
-        voc.resolve_classes(flag, [])
-
-
-def test_class_ids():
-    annotation = _annotation("a", ["cat", "aeroplane", "tvmonitor", "cat"])
-    ids = voc.class_ids(annotation, voc.VOC_CLASSES)
-    assert ids.dtype == np.int64
-    np.testing.assert_array_equal(ids, [8, 1, 20, 8])
-    assert voc.class_ids(_annotation("empty"), voc.VOC_CLASSES).shape == (0,)
-
-
-def test_class_ids_unknown():
-    with pytest.raises(voc.VocError, match=r"a\.xml: unknown class 'zebra'"):
-        voc.class_ids(_annotation("a", ["zebra"]), voc.VOC_CLASSES)
 
 
 # ---------------------------------------------------------------- boxes_to_voc / voc_to_boxes

@@ -1,4 +1,7 @@
-"""frcnn.eval.coco_ap 테스트: pycocotools 결과를 손 계산 및 VOC 전 점 AP 와 비교한다."""
+"""frcnn.eval.coco_ap 테스트: pycocotools 결과를 손 계산 및 VOC 전 점 AP 와 비교한다.
+
+용어: VOC 박스 (xmin, ymin, xmax, ymax) 1-based 포함 픽셀, COCO 박스 [x, y, w, h]. 클래스 id 1..C.
+"""
 
 import numpy as np
 import pytest
@@ -24,7 +27,8 @@ def _agreement_case():
     #   recall [0, .5, .5, 1], precision [0, .5, 1/3, .5] → 포락선은 어디서나 0.5:
     #   전 점 AP = 0.5, COCO 101점 AP50 = 0.5 (모든 recall 임계에서 0.5). FP 는 IoU 0, TP 는 IoU 1 이므로
     #   모든 COCO IoU 임계에서 같다 → AP@[.5:.95] 도 0.5. 평균 (1 + 0.5) / 2 = 0.75.
-    ground_truths = [_gt([[1, 1, 10, 10], [21, 21, 40, 40]], [1, 2]), _gt([[5, 5, 20, 20], [31, 31, 50, 50]], [1, 2])]
+    ground_truths = [_gt([[1, 1, 10, 10], [21, 21, 40, 40]], [1, 2]),
+                     _gt([[5, 5, 20, 20], [31, 31, 50, 50]], [1, 2])]
     detections = [
         ImageDetections([[1, 1, 10, 10], [60, 60, 70, 70], [21, 21, 40, 40]], [0.95, 0.9, 0.8], [1, 2, 2]),
         ImageDetections([[5, 5, 20, 20], [60, 60, 70, 70], [31, 31, 50, 50]], [0.95, 0.7, 0.6], [1, 2, 2]),

@@ -1,21 +1,19 @@
-"""frcnn.eval.runner / report / tools.evaluate 테스트: tmp_path 의 작은 VOC 디렉터리와 TFRecord,
-알려진 박스를 돌려주는 검출 함수, 테스트 안에서 만든 작은 SavedModel."""
+"""frcnn.eval.runner 테스트: tmp_path 의 작은 VOC 디렉터리와 TFRecord, 알려진 박스를 돌려주는 검출 함수.
 
-import io
+용어: VOC 박스 (xmin, ymin, xmax, ymax) 1-based 포함 픽셀, 정규화 박스 [ymin, xmin, ymax, xmax] ∈ [0, 1].
+"""
+
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from frcnn.data import voc
+from frcnn.data import records, voc
 from frcnn.eval import report, runner
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conftest import write_voc_dir
 
 # 이미지 id → (W, H, [(이름, VOC 박스 (xmin, ymin, xmax, ymax), difficult)])
 DATASET = {
@@ -43,33 +41,17 @@ def _voc_to_normalized(box, width, height):
     return [(ymin - 1) / height, (xmin - 1) / width, ymax / height, xmax / width]
 
 
-def _jpeg_bytes(width, height, seed):
-    pixels = np.random.default_rng(seed).integers(0, 255, size=(height, width, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def _write_voc(voc_dir):
-    """DATASET 을 VOC 디렉터리로 쓰고 이미지 바이트 → 이미지 id 표를 돌려준다."""
-    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
-        os.makedirs(os.path.join(voc_dir, sub), exist_ok=True)
+def _write_voc(root):
+    """DATASET 을 VOC 디렉터리 (분할 test) 로 쓰고 (경로, 이미지 바이트 → 이미지 id 표) 를 돌려준다."""
+    images = {image_id: (width, height, [(name, tuple(str(value) for value in box), str(difficult), None)
+                                         for name, box, difficult in objects])
+              for image_id, (width, height, objects) in DATASET.items()}
+    voc_dir = write_voc_dir(root, images, split="test")
     id_by_bytes = {}
-    for seed, (image_id, (width, height, objects)) in enumerate(DATASET.items()):
-        image_bytes = _jpeg_bytes(width, height, seed)
-        id_by_bytes[image_bytes] = image_id
-        with open(os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg"), "wb") as handle:
-            handle.write(image_bytes)
-        object_xml = "".join(
-            f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{box[0]}</xmin>"
-            f"<ymin>{box[1]}</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>"
-            for name, box, difficult in objects)
-        with open(os.path.join(voc_dir, "Annotations", f"{image_id}.xml"), "w") as handle:
-            handle.write(f"<annotation><filename>{image_id}.jpg</filename><size><width>{width}</width>"
-                         f"<height>{height}</height><depth>3</depth></size>{object_xml}</annotation>")
-    with open(os.path.join(voc_dir, "ImageSets", "Main", "test.txt"), "w") as handle:
-        handle.write("\n".join(DATASET) + "\n")
-    return id_by_bytes
+    for image_id in DATASET:
+        with open(os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg"), "rb") as handle:
+            id_by_bytes[handle.read()] = image_id
+    return voc_dir, id_by_bytes
 
 
 def _make_detect_fn(id_by_bytes, num_slots=4):
@@ -101,9 +83,7 @@ def _make_detect_fn(id_by_bytes, num_slots=4):
 
 @pytest.fixture
 def voc_dir(tmp_path):
-    path = str(tmp_path / "VOC2007")
-    id_by_bytes = _write_voc(path)
-    return path, id_by_bytes
+    return _write_voc(tmp_path)
 
 
 def test_normalized_to_voc():
@@ -115,15 +95,15 @@ def test_normalized_to_voc():
 def test_voc_dir_gives_expected_map(voc_dir):
     path, id_by_bytes = voc_dir
     detect_fn = _make_detect_fn(id_by_bytes)
-    inputs = runner.collect_from_voc(path, "test", detect_fn, batch_size=2, show_progress=False)
+    inputs = runner.collect_from_voc(path, "test", detect_fn, batch_size=2)
     assert detect_fn.calls == [2, 1]  # 크기가 다른 두 이미지가 한 배치에
     assert inputs.class_names == voc.VOC_CLASSES  # 자동: 모두 VOC 이름
     np.testing.assert_allclose(inputs.detections[0].boxes[0], [11, 9, 50, 40], atol=1e-3)
     voc_results, coco_result = runner.compute_metrics(inputs, report.ALL_METRICS)
     for metric in ("voc07", "voc12"):
         assert voc_results[metric].mean_ap == pytest.approx(EXPECTED_MAP)
-        per_class = {inputs.class_names[index]: result.ap for index, result in enumerate(voc_results[metric].per_class)
-                     if result.num_gt > 0}
+        per_class = {inputs.class_names[index]: result.ap
+                     for index, result in enumerate(voc_results[metric].per_class) if result.num_gt > 0}
         assert per_class == pytest.approx({"bird": 0.5, "cat": 1.0, "dog": 1.0})
     assert coco_result.stats["AP"] == pytest.approx(EXPECTED_MAP, abs=1e-6)
     assert coco_result.stats["AP50"] == pytest.approx(EXPECTED_MAP, abs=1e-6)
@@ -133,67 +113,92 @@ def test_explicit_classes_and_max_images(voc_dir):
     # 이미지 2장만: cat (0.9 TP, 0.7 TP, 0.3 FP) → 1, dog 는 difficult 뿐 → 제외, bird → 0.5. mAP 0.75.
     path, id_by_bytes = voc_dir
     inputs = runner.collect_from_voc(path, "test", _make_detect_fn(id_by_bytes), batch_size=1,
-                                     max_images=2, classes="bird,cat,dog", show_progress=False)
+                                     max_images=2, classes_flag="bird,cat,dog")
     assert inputs.class_names == ("bird", "cat", "dog")
     voc_results, _ = runner.compute_metrics(inputs, ("voc12",))
     assert voc_results["voc12"].mean_ap == pytest.approx(0.75)
     assert np.isnan(voc_results["voc12"].per_class[2].ap)
 
 
-def _write_records(voc_path, record_path):
-    """같은 데이터를 TF OD API 형식 TFRecord 로 쓴다 (정규화 박스, 1-based label)."""
+def test_explicit_classes_missing_an_annotated_class_names_the_xml(voc_dir):
+    path, id_by_bytes = voc_dir
+    with pytest.raises(voc.VocError, match=r"000002\.xml: unknown class 'bird'"):
+        runner.collect_from_voc(path, "test", _make_detect_fn(id_by_bytes), classes_flag="cat,dog")
+
+
+def _od_api_example(image_bytes, width, height, image_id, objects, with_labels=True):
+    """다른 도구가 쓴 TF OD API 형식 예제 (앵커 특징 없음, 정규화 박스, 1-based label)."""
+    normalized = np.array([_voc_to_normalized(box, width, height) for _, box, _ in objects], np.float32)
+
+    def floats(values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+    def strings(values):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+    feature = {
+        records.ENCODED: strings([image_bytes]), records.HEIGHT: ints([height]), records.WIDTH: ints([width]),
+        records.FILENAME: strings([f"{image_id}.jpg".encode()]),
+        records.BOX_YMIN: floats(normalized[:, 0]), records.BOX_XMIN: floats(normalized[:, 1]),
+        records.BOX_YMAX: floats(normalized[:, 2]), records.BOX_XMAX: floats(normalized[:, 3]),
+        records.CLASS_TEXT: strings([name.encode() for name, _, _ in objects]),
+        records.DIFFICULT: ints([difficult for _, _, difficult in objects]),
+    }
+    if with_labels:
+        feature[records.CLASS_LABEL] = ints([CLASS_IDS[name] for name, _, _ in objects])
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write_records(voc_path, record_path, with_labels=True):
+    """DATASET 을 TF OD API 형식 TFRecord 한 파일로 쓴다."""
     with tf.io.TFRecordWriter(record_path) as writer:
         for image_id, (width, height, objects) in DATASET.items():
             with open(os.path.join(voc_path, "JPEGImages", f"{image_id}.jpg"), "rb") as handle:
-                image_bytes = handle.read()
-            normalized = np.array([_voc_to_normalized(box, width, height) for _, box, _ in objects], np.float32)
-
-            def floats(values):
-                return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
-
-            def ints(values):
-                return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-            def strings(values):
-                return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
-
-            feature = {
-                "image/encoded": strings([image_bytes]), "image/height": ints([height]),
-                "image/width": ints([width]), "image/filename": strings([f"{image_id}.jpg".encode()]),
-                "image/object/bbox/ymin": floats(normalized[:, 0]), "image/object/bbox/xmin": floats(normalized[:, 1]),
-                "image/object/bbox/ymax": floats(normalized[:, 2]), "image/object/bbox/xmax": floats(normalized[:, 3]),
-                "image/object/class/label": ints([CLASS_IDS[name] for name, _, _ in objects]),
-                "image/object/class/text": strings([name.encode() for name, _, _ in objects]),
-                "image/object/difficult": ints([difficult for _, _, difficult in objects]),
-            }
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+                writer.write(_od_api_example(handle.read(), width, height, image_id, objects, with_labels))
 
 
 def test_records_give_the_same_map(voc_dir, tmp_path):
     path, id_by_bytes = voc_dir
     record_path = str(tmp_path / "test-00000-of-00001.tfrecord")
     _write_records(path, record_path)
-    inputs = runner.collect_from_records([record_path], _make_detect_fn(id_by_bytes), batch_size=3,
-                                         show_progress=False)
+    progress_calls = []
+    inputs = runner.collect_from_records([record_path], _make_detect_fn(id_by_bytes), batch_size=2,
+                                         progress=lambda done, total: progress_calls.append((done, total)))
+    assert progress_calls == [(0, 3), (2, 3), (3, 3)]
     # 클래스 목록은 (label, text) 쌍에서 id 순서로: 3 bird, 8 cat, 12 dog, 나머지 class_<id>.
     assert (inputs.class_names[2], inputs.class_names[7], inputs.class_names[11]) == ("bird", "cat", "dog")
     assert inputs.class_names[0] == "class_1" and len(inputs.class_names) == 12
+    assert [truth.image_id for truth in inputs.ground_truths] == ["000001.jpg", "000002.jpg", "000003.jpg"]
     np.testing.assert_allclose(inputs.ground_truths[1].boxes, [[1, 1, 30, 60], [31, 61, 60, 120]], atol=1e-3)
     voc_results, _ = runner.compute_metrics(inputs, ("voc07",))
     assert voc_results["voc07"].mean_ap == pytest.approx(EXPECTED_MAP)
+
+
+def test_bad_record_error_names_the_file(voc_dir, tmp_path):
+    path, id_by_bytes = voc_dir
+    record_path = str(tmp_path / "bad.tfrecord")
+    _write_records(path, record_path, with_labels=False)
+    with pytest.raises(ValueError, match=r"bad\.tfrecord: 2 boxes but 0 class labels in one example"):
+        runner.collect_from_records([record_path], _make_detect_fn(id_by_bytes))
 
 
 def test_evaluate_writes_json_and_plots(voc_dir, tmp_path):
     path, id_by_bytes = voc_dir
     output_path = str(tmp_path / "out" / "report.json")
     plot_dir = str(tmp_path / "plots")
+    progress_calls = []
     evaluation_report = runner.evaluate(
         _make_detect_fn(id_by_bytes), voc_dir=path, output_path=output_path, plot_dir=plot_dir,
-        classes="bird,cat,dog", show_progress=False)
+        classes_flag="bird,cat,dog", progress=lambda done, total: progress_calls.append((done, total)))
+    assert progress_calls == [(0, 3), (3, 3)]  # 기본 배치 8: 한 번에 모두
     with open(output_path) as handle:
         written = json.load(handle)
     assert written == evaluation_report
     assert written["num_images"] == 3 and written["wall_time_s"] > 0
+    assert written["source"] == {"voc_dir": path, "split": "test"}
     assert written["map"] == pytest.approx({"voc07": EXPECTED_MAP, "voc12": EXPECTED_MAP})
     assert written["coco"]["AP"] == pytest.approx(EXPECTED_MAP, abs=1e-6)
     rows = {row["name"]: row for row in written["classes"]}
@@ -201,101 +206,56 @@ def test_evaluate_writes_json_and_plots(voc_dir, tmp_path):
     assert rows["bird"]["ap"]["voc07"] == pytest.approx(0.5)
     assert rows["bird"]["ap"]["coco"] == pytest.approx(0.5, abs=1e-6)
     assert sorted(os.listdir(plot_dir)) == ["pr_bird.png", "pr_cat.png", "pr_dog.png"]
+    assert written["plots"] == [os.path.join(plot_dir, f"pr_{name}.png") for name in ("bird", "cat", "dog")]
     for name in os.listdir(plot_dir):
         with Image.open(os.path.join(plot_dir, name)) as image:
             image.load()
             assert image.format == "PNG" and image.size[0] > 100
     table = report.format_table(written)
-    assert "bird" in table and "0.5000" in table and "COCO AP50" in table
     map_line = next(line for line in table.splitlines() if line.startswith("mAP"))
     assert map_line.split()[1:] == ["4", "0.8333", "0.8333"]
 
 
-def test_table_marks_missing_values_and_json_rejects_nan(tmp_path):
-    evaluation_report = {"classes": [{"name": "cat", "num_gt": 0, "ap": {"voc07": None}}],
-                         "map": {"voc07": None}, "coco": None, "num_images": 1, "wall_time_s": 0.5}
-    table = report.format_table(evaluation_report)
-    assert table.splitlines()[2].split() == ["cat", "0", "-", "-"]
-    with pytest.raises(ValueError):
-        report.write_json_report({"value": float("nan")}, str(tmp_path / "bad.json"))
-    assert os.listdir(tmp_path) == []  # 반쯤 쓴 파일이 남지 않는다
+def test_evaluate_records_source_lists_the_paths(voc_dir, tmp_path):
+    path, id_by_bytes = voc_dir
+    record_paths = [str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]
+    for record_path in record_paths:
+        _write_records(path, record_path)
+    evaluation_report = runner.evaluate(_make_detect_fn(id_by_bytes), record_paths=record_paths,
+                                        metrics=("voc07",), max_images=4)
+    assert evaluation_report["source"] == {"records": record_paths}
+    assert evaluation_report["num_images"] == 4 and evaluation_report["coco"] is None
 
 
-class _FixedDetector(tf.Module):
-    """모든 이미지에 같은 정규화 검출을 돌려주는 SavedModel (serve_bytes 서명)."""
+@pytest.mark.parametrize("arguments, message", [
+    ({}, "exactly one of voc_dir or record_paths"),
+    ({"voc_dir": "x", "record_paths": ["y"]}, "exactly one of voc_dir or record_paths"),
+    ({"record_paths": []}, "record_paths is empty"),
+    ({"voc_dir": "x", "metrics": ("voc07", "map")}, "unknown or empty metrics"),
+    ({"voc_dir": "x", "batch_size": 0}, "batch_size must be >= 1"),
+    ({"voc_dir": "x", "max_images": 0}, "max_images must be >= 1"),
+])
+def test_evaluate_rejects_bad_arguments(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        runner.evaluate(lambda image_bytes: None, **arguments)
+
+
+class _BytesEcho(tf.Module):
+    """serve_bytes 서명 하나: 배치 크기만큼 num_detections 0 을 돌려준다."""
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(self, image_bytes):
-        batch = tf.shape(image_bytes)[0]
-
-        def tile(value):
-            value = tf.constant(value)
-            return tf.tile(value[tf.newaxis], tf.concat([[batch], tf.ones([tf.rank(value)], tf.int32)], 0))
-
-        return {
-            "detection_boxes": tile(np.array([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9], [0.0, 0.0, 0.3, 0.3],
-                                              [0, 0, 0, 0]], np.float32)),
-            "detection_scores": tile(np.array([0.9, 0.7, 0.6, 0.0], np.float32)),
-            "detection_classes": tile(np.array([8, 12, 12, 0], np.int32)),
-            "detection_class_names": tile(np.array([b"cat", b"dog", b"dog", b""])),
-            "num_detections": tf.fill([batch], tf.constant(3, tf.int32)),
-        }
+        return {"num_detections": tf.zeros_like(tf.strings.length(image_bytes))}
 
 
-def _write_fixed_dataset(voc_path):
-    """SavedModel 테스트용 VOC: 100x100 과 200x100 이미지 2장.
-
-    고정 검출을 각 이미지의 VOC 픽셀로 바꾸면: cat (0.1..0.5) → 이미지 1 (11,11,50,50), 이미지 2 (21,11,100,50);
-    dog 0.7 (0.6..0.9) → GT 없음 (FP); dog 0.6 (0..0.3) → 이미지 1 (1,1,30,30), 이미지 2 (1,1,60,30).
-    """
-    fixed = {"000001": (100, 100, [("cat", (11, 11, 50, 50), 0), ("dog", (1, 1, 30, 30), 0)]),
-             "000002": (200, 100, [("cat", (21, 11, 100, 50), 0), ("dog", (1, 1, 60, 30), 0),
-                                   ("bird", (100, 60, 150, 90), 0)])}
-    original = dict(DATASET)
-    DATASET.clear()
-    DATASET.update(fixed)
-    try:
-        _write_voc(voc_path)
-    finally:
-        DATASET.clear()
-        DATASET.update(original)
-
-
-def _run_tool(*args):
-    return subprocess.run([sys.executable, "-m", "tools.evaluate", "--noprogress", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
-
-
-def test_evaluate_tool_with_saved_model(tmp_path):
-    # 손 계산: cat 2 TP → 1. dog: 0.7 FP, 0.7 FP, 0.6 TP, 0.6 TP → recall [0, 0, .5, 1],
-    # precision [0, 0, 1/3, 1/2] → 11점·전 점 모두 0.5. bird: 검출 없음 → 0. mAP = 1.5 / 3 = 0.5.
-    # COCO: IoU ≈ 1 인 TP 와 IoU 0 인 FP → AP = 0.5.
-    voc_path = str(tmp_path / "VOC2007")
-    _write_fixed_dataset(voc_path)
-    saved_model = str(tmp_path / "saved_model")
-    module = _FixedDetector()
-    tf.saved_model.save(module, saved_model, signatures={"serve_bytes": module.serve_bytes})
-    output_path = str(tmp_path / "report.json")
-    result = _run_tool(f"--saved_model={saved_model}", f"--voc_dir={voc_path}", f"--output={output_path}",
-                       "--batch_size=2")
-    assert result.returncode == 0, result.stderr
-    lines = {line.split()[0] + (" " + line.split()[1] if line.startswith("COCO") else ""): line.split()
-             for line in result.stdout.splitlines() if line.strip() and not line.startswith("-")}
-    assert lines["cat"][1:] == ["2", "1.0000", "1.0000"]
-    assert lines["dog"][1:] == ["2", "0.5000", "0.5000"]
-    assert lines["bird"][1:] == ["1", "0.0000", "0.0000"]
-    assert lines["person"][1:] == ["0", "-", "-"]
-    assert lines["mAP"][1:] == ["5", "0.5000", "0.5000"]
-    assert lines["COCO AP"][2:] == ["0.5000"]
-    with open(output_path) as handle:
-        written = json.load(handle)
-    assert written["map"] == pytest.approx({"voc07": 0.5, "voc12": 0.5})
-    assert written["num_images"] == 2 and written["source"]["saved_model"] == saved_model
-
-    # 잘못된 입력: 없는 분할 → 파일 이름을 담은 한 줄 오류, 0 이 아닌 종료 코드, 보고서 없음.
-    missing_output = str(tmp_path / "missing.json")
-    result = _run_tool(f"--saved_model={saved_model}", f"--voc_dir={voc_path}", "--split=val",
-                       f"--output={missing_output}")
-    assert result.returncode != 0
-    assert "val.txt" in result.stderr and "not found" in result.stderr
-    assert not os.path.exists(missing_output)
+def test_load_detect_fn_calls_serve_bytes_and_requires_it(tmp_path):
+    module = _BytesEcho()
+    with_signature, without_signature = str(tmp_path / "with"), str(tmp_path / "without")
+    tf.saved_model.save(module, with_signature, signatures={"serve_bytes": module.serve_bytes})
+    tf.saved_model.save(module, without_signature, signatures={"serving_default": module.serve_bytes})
+    detect_fn = runner.load_detect_fn(with_signature)
+    outputs = detect_fn(tf.constant([b"a", b"bc"]))
+    np.testing.assert_array_equal(outputs["num_detections"].numpy(), [0, 0])
+    with pytest.raises(ValueError, match=r"without: SavedModel has no 'serve_bytes' signature "
+                                         r"\(has: serving_default\)"):
+        runner.load_detect_fn(without_signature)

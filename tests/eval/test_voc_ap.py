@@ -1,5 +1,8 @@
 """frcnn.eval.voc_ap 테스트: devkit 규칙의 손 계산 예제 (중복, difficult, 검출 없음, GT 없는 클래스,
-11점 vs 전 점, +1 픽셀 IoU 경계)."""
+11점 vs 전 점, +1 픽셀 IoU 경계).
+
+용어: VOC 박스 (xmin, ymin, xmax, ymax) 1-based 포함 픽셀. npos: difficult 가 아닌 GT 수. 클래스 id 1..C.
+"""
 
 import math
 
@@ -39,7 +42,8 @@ def test_iou_exactly_at_threshold_is_false_positive():
 def test_plus_one_convention_decides_match():
     # gt (1,1,2,2): +1 규약으로 2x2 = 4. 검출 (1,1,3,2): 3x2 = 6, 교집합 4 → IoU 4/6 = 0.667 → TP.
     # (+1 없이 계산하면 gt 1x1, 검출 2x1, 교집합 1 → 0.5 → FP 였을 것)
-    is_tp, is_fp, num_gt = voc_ap.match_class([_gt([[1, 1, 2, 2]], [1])], [_det([[1, 1, 3, 2]], [0.9], [1])], 1)
+    is_tp, is_fp, num_gt = voc_ap.match_class([_gt([[1, 1, 2, 2]], [1])],
+                                              [_det([[1, 1, 3, 2]], [0.9], [1])], 1)
     assert is_tp.tolist() == [True] and is_fp.tolist() == [False] and num_gt == 1
 
 
@@ -65,7 +69,8 @@ def test_detections_sorted_by_score_across_images():
     # 이미지 2장, GT 각 1개. 입력 순서와 달리 점수로 정렬: 0.9 (이미지 2, FP) → 0.8 (이미지 1, TP) → 0.7 (이미지 2, TP).
     # recall [0, 0.5, 1], precision [0, 0.5, 2/3]. 전 점 AP = 0.5 * 2/3 + 0.5 * 2/3 = 2/3.
     ground_truths = [_gt([[1, 1, 10, 10]], [1]), _gt([[1, 1, 10, 10]], [1])]
-    detections = [_det([[1, 1, 10, 10]], [0.8], [1]), _det([[1, 1, 10, 10], [50, 50, 60, 60]], [0.7, 0.9], [1, 1])]
+    detections = [_det([[1, 1, 10, 10]], [0.8], [1]),
+                  _det([[1, 1, 10, 10], [50, 50, 60, 60]], [0.7, 0.9], [1, 1])]
     result = voc_ap.evaluate_voc(ground_truths, detections, 1, use_07_metric=False)
     np.testing.assert_allclose(result.per_class[0].precision, [0.0, 0.5, 2 / 3])
     assert result.mean_ap == pytest.approx(2 / 3)
@@ -87,7 +92,8 @@ def test_no_detections_gives_zero_and_absent_class_is_excluded():
     # 클래스 1: GT 1개, 검출 없음 → AP 0. 클래스 2: GT 1개, 완벽 → AP 1.
     # 클래스 3: GT 없음, 검출 1개 → AP 정의 안 됨 (NaN), mAP = (0 + 1) / 2 = 0.5.
     # 클래스 4: difficult GT 만 → npos 0 → NaN, 역시 제외.
-    ground_truths = [_gt([[1, 1, 10, 10], [21, 21, 30, 30], [41, 41, 50, 50]], [1, 2, 4], [False, False, True])]
+    ground_truths = [_gt([[1, 1, 10, 10], [21, 21, 30, 30], [41, 41, 50, 50]], [1, 2, 4],
+                         [False, False, True])]
     detections = [_det([[21, 21, 30, 30], [60, 60, 70, 70]], [0.9, 0.8], [2, 3])]
     for use_07_metric in (True, False):
         result = voc_ap.evaluate_voc(ground_truths, detections, 4, use_07_metric=use_07_metric)

@@ -1,6 +1,6 @@
 """export 테스트: tools/export 로 내보낸 SavedModel 이 홀로 서는지, 시그니처 계약, 그리고 REST 서버.
 
-작은 학습 결과(8 스텝, test_training 의 작은 설정)를 만들고 `tools.export` 를 subprocess 로 실행한다.
+작은 학습 결과(8 스텝, conftest 의 `tiny_config`)를 만들고 `tools.export` 를 subprocess 로 실행한다.
 기대값은 같은 체크포인트를 이 프로세스에서 불러 `model.detect` 를 직접 부른 결과(리사이즈와 stride
 배수 패딩은 numpy/TF 로 따로 계산)다. 불러오기는 frcnn·pipelines·keras 를 import 할 수 없는
 subprocess 에서 한다.
@@ -22,10 +22,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from frcnn.export import saved_model as export
-from frcnn.training import trainer as training
+from frcnn import config as config_lib
+from frcnn.export import saved_model
+from frcnn.modeling import model as model_lib
 from frcnn.serving import make_server
+from frcnn.training import loop
+from frcnn.training import trainer
 from tests.conftest import make_batches, tiny_config
+
+# 모든 테스트가 tools.export 를 subprocess 로 돌린 결과를 쓴다.
+pytestmark = pytest.mark.slow
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAX_DETECTIONS = 10
@@ -60,7 +66,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     model_dir, export_dir = str(root / "run"), str(root / "saved_model")
     cfg = tiny_config("train.num_steps=8")
-    training.train(cfg, "x", model_dir, lambda b: make_batches(cfg), ["a", "b"], progress=False)
+    loop.train(cfg, "x", model_dir, lambda batch_size: make_batches(cfg), ["a", "b"], progress=False)
     result = _run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--score_threshold=0.01",
                          f"--max_detections={MAX_DETECTIONS}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -75,9 +81,13 @@ def _run_export(*args):
 
 @functools.lru_cache(maxsize=None)
 def _load(model_dir):
-    """체크포인트를 이 프로세스에서 불러 내보내기와 같은 검출 설정(점수 0.01, N=10)을 준다."""
-    model, config, classes, _ = training.load_trained_model(model_dir)
-    model.config = export.with_detection_overrides(config, 0.01, MAX_DETECTIONS)
+    """내보내기와 같은 검출 설정(점수 0.01, N=10)으로 새 모델을 만들어 같은 체크포인트를 이 프로세스에서
+    복원한다 (내보내기 코드와 따로)."""
+    _, config, classes, checkpoint = trainer.load_trained_model(model_dir)
+    config = saved_model.with_detection_overrides(config, 0.01, MAX_DETECTIONS)
+    model = model_lib.FasterRCNN(config, len(classes))
+    model.build_all(config_lib.canvas_shape(config, landscape=True))
+    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     return model, classes
 
 
@@ -185,7 +195,7 @@ def test_export_refuses_to_overwrite_and_bad_model_dir(exported, tmp_path):
     result = _run_export(f"--model_dir={tmp_path}", f"--export_dir={tmp_path / 'out'}")
     assert result.returncode == 1 and "run.json" in result.stderr
     assert not os.path.exists(tmp_path / "out")
-    assert not [name for name in os.listdir(tmp_path) if name.startswith(".export-")]
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # 임시 디렉터리가 남지 않는다
     result = _run_export(f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'svd'}", "--fc_svd_ranks=8,x")
     assert result.returncode != 0 and "--fc_svd_ranks='8,x'" in result.stderr
     assert not os.path.exists(tmp_path / "svd")

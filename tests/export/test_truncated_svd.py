@@ -5,13 +5,16 @@
 용어: u 입력 차원, v 출력 차원, t rank.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from frcnn.modeling import backbones
-from frcnn.export import saved_model as export
+from frcnn import config as config_lib
+from frcnn.export import saved_model
 from frcnn.export import truncated_svd
+from frcnn.modeling import backbones
+from frcnn.modeling import model as model_lib
 from tests.conftest import tiny_config
 
 
@@ -34,7 +37,7 @@ def test_factorize_error_is_the_dropped_singular_values():
 
 
 def _fc_body(input_size=2, channels=4, units=32):
-    return backbones._fc_head(units, 0.5, "head", input_size, channels)
+    return backbones.fc_head(units, 0.5, "head", input_size, channels)
 
 
 def _set_low_rank(body, rank, seed):
@@ -67,8 +70,8 @@ def test_rank_without_gain_keeps_the_layer():
 
 
 def test_head_without_fc_layers_is_an_error():
-    inputs = tf.keras.Input((2, 2, 4))
-    body = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(inputs), name="conv5")
+    inputs = keras.Input((2, 2, 4))
+    body = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs), name="conv5")
     with pytest.raises(ValueError, match="needs an fc6/fc7 head"):
         truncated_svd.compress_fc_head(body, (4, 4))
     with pytest.raises(ValueError, match="2 SVD ranks"):
@@ -76,19 +79,25 @@ def test_head_without_fc_layers_is_an_error():
 
 
 def test_export_with_svd_drops_the_original_fc6_and_keeps_detections(tmp_path):
-    from frcnn.modeling import model as model_lib
-    from frcnn import config as config_lib
     cfg = tiny_config("detection.score_threshold=0.0,detection.max_detections=8")
     model = model_lib.FasterRCNN(cfg, 2)
     model.build_all(config_lib.canvas_shape(cfg, landscape=True))
-    _set_low_rank(model.detector_head.body, 4, 5)
-    original_fc6 = tuple(model.detector_head.body.get_layer("fc6").kernel.shape)
+    body = model.detector_head.body
+    _set_low_rank(body, 4, 5)
+    original_fc6 = tuple(body.get_layer("fc6").kernel.shape)
+    trained_values = [variable.numpy().copy() for variable in model.variables]
     image = np.random.default_rng(4).integers(0, 255, (1, 64, 64, 3)).astype(np.uint8)
-    module = export.DetectionModule(model, cfg, ("a", "b"))
+    module = saved_model.DetectionModule(model, cfg, ("a", "b"))  # tf.function 은 module 을 약하게 참조한다
     expected = module.serve_images(tf.constant(image))
-    svd_config = export.with_detection_overrides(cfg, fc_svd_ranks=(4, 4))
-    used = export.export_saved_model(model, svd_config, ("a", "b"), str(tmp_path / "saved"))
+    svd_config = saved_model.with_detection_overrides(cfg, fc_svd_ranks=(4, 4))
+    used = saved_model.export_saved_model(model, svd_config, ("a", "b"), str(tmp_path / "saved"))
     assert used == {"fc6": 4, "fc7": 4}
+    # 학습된 모델은 그대로다: 같은 몸통 객체, 같은 변수 값, 같은 설정.
+    assert model.detector_head.body is body and model.config is cfg
+    assert [layer.name for layer in body.layers if "svd" in layer.name] == []
+    assert len(model.variables) == len(trained_values)
+    for variable, value in zip(model.variables, trained_values):
+        np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
     reader = tf.train.load_checkpoint(str(tmp_path / "saved" / "variables" / "variables"))
     shapes = [tuple(shape) for shape in reader.get_variable_to_shape_map().values()]

@@ -30,18 +30,26 @@ def _config(name, stride, weights="none", pool_size=7):
 
 @pytest.mark.parametrize("name, stride, channels", [
     ("vgg16", 16, 512), ("resnet50", 16, 1024), ("mobilenet_v2", 16, 96), ("small_cnn", 8, 32)])
-def test_feature_stride_and_head_output(name, stride, channels):
+def test_feature_stride_and_box_head_output(name, stride, channels):
     config = _config(name, stride, pool_size=2)
     backbone = backbones.build_backbone(config)
     assert backbone.stride == stride and backbone.frozen_layers == ()
-    images = backbone.normalize(tf.random.uniform([1, INPUT_HEIGHT, INPUT_WIDTH, 3], 0.0, 255.0))
-    features = backbone.features(images, training=False)
+    features = backbone(tf.random.uniform([1, INPUT_HEIGHT, INPUT_WIDTH, 3], 0.0, 255.0), training=False)
     assert features.shape == (1, INPUT_HEIGHT // stride, INPUT_WIDTH // stride, channels)
     roi_size = config.roi.pool_size * backbone.roi_size_multiplier
-    output = backbone.head(tf.zeros([3, roi_size, roi_size, channels]), training=False)
+    output = backbones.build_box_head(config)(tf.zeros([3, roi_size, roi_size, channels]), training=False)
     assert output.shape.rank == 2 and output.shape[0] == 3
-    # 가중치 없이 만든 백본은 모든 층이 학습된다.
+    # 가중치 없이 만든 백본은 모든 층이 학습되고, 변수는 Keras 가 평소대로 추적한다.
     assert all(layer.trainable for layer in backbone.features.layers)
+    assert backbone.trainable_variables and len(backbone.variables) == len(backbone.features.variables)
+
+
+def test_backbone_normalizes_before_the_features():
+    config = _config("small_cnn", 8)
+    backbone = backbones.build_backbone(config)
+    images = tf.random.uniform([1, 16, 16, 3], 0.0, 255.0)
+    expected = backbone.features(backbones.symmetric_normalize(images), training=False)
+    np.testing.assert_allclose(backbone(images, training=False), expected, atol=1e-6)
 
 
 def test_normalizers():

@@ -1,8 +1,13 @@
+"""anchors 테스트: 셀 앵커의 손 계산 값, 격자 순서와 중심, 프리셋별 앵커 수, 동적 특징 크기.
+
+용어: A 앵커 수, K 위치당 앵커 수, 박스 `[ymin, xmin, ymax, xmax]` 캔버스 픽셀.
+"""
+
 import numpy as np
 import tensorflow as tf
 
-from frcnn.ops import anchors
 from frcnn import config
+from frcnn.ops import anchors
 
 
 def test_cell_anchors_hand_computed():

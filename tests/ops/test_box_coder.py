@@ -1,3 +1,8 @@
+"""box_coder 테스트: 손 계산 인코딩, 인코딩→디코딩 왕복, XLA 에서 큰 델타 자르기.
+
+용어: 델타 (ty, tx, th, tw) 에 가중치 (wy, wx, wh, ww), 박스 `[ymin, xmin, ymax, xmax]`.
+"""
+
 import math
 
 import numpy as np

@@ -1,3 +1,8 @@
+"""box_ops 테스트: 손 계산·numpy 참조 IoU, 패딩 GT 와 XLA, 자르기·좌우 뒤집기·이미지 안 판정.
+
+용어: 박스 `[ymin, xmin, ymax, xmax]`, 패딩 행 −1 (IoU −1).
+"""
+
 import numpy as np
 import tensorflow as tf
 
@@ -5,8 +10,10 @@ from frcnn.ops import box_ops
 
 
 def numpy_iou(a, b):
-    ya = max(a[0], b[0]); xa = max(a[1], b[1]); yb = min(a[2], b[2]); xb = min(a[3], b[3])
-    inter = max(yb - ya, 0) * max(xb - xa, 0)
+    """박스 두 개의 IoU (독립 numpy 참조)."""
+    top, left = max(a[0], b[0]), max(a[1], b[1])
+    bottom, right = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(bottom - top, 0) * max(right - left, 0)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union
 

@@ -1,24 +1,22 @@
-"""pipelines.convert 테스트: 손으로 쓴 작은 VOC 디렉터리를 변환해 레코드가 XML 정답·원래 JPEG 바이트·
-단일 이미지 `label_anchors` 와 정확히 같은지 확인한다. 다른 테스트 파일도 `write_voc_dir` 를 쓴다.
+"""pipelines.convert 테스트: 손으로 쓴 작은 VOC 디렉터리(`tests.conftest.write_voc_dir`)를 변환해 레코드가
+XML 정답·원래 JPEG 바이트·단일 이미지 `label_anchors` 와 정확히 같은지, 실패하면 아무것도 남지 않는지 확인한다.
 """
 
-import glob
-import io
 import json
 import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
-from PIL import Image
 
+from frcnn import config as config_lib
+from frcnn.data import records
+from frcnn.data import sources
+from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
-from frcnn import config as config_lib
-from frcnn.modeling import rpn_targets
 from pipelines import convert
-from frcnn.data import records
 from tests.conftest import VOC_IMAGES, convert_voc, read_records, write_voc_dir
+
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
@@ -111,8 +109,9 @@ def test_labeler_batch_equals_full_anchor_labels():
         count = int(rng.integers(0, 4))
         y0, x0 = rng.uniform(0, 0.6, count), rng.uniform(0, 0.6, count)
         boxes = np.stack([y0, x0, y0 + rng.uniform(0.05, 0.4, count), x0 + rng.uniform(0.05, 0.4, count)], 1)
-        examples.append(convert.SourceExample(
-            image_id=str(index), filename=f"{index}.jpg", source_path="x", image_bytes=b"", image_format="jpeg",
+        examples.append(sources.SourceExample(
+            image_id=str(index), filename=f"{index}.jpg", source_path="x", image_bytes=b"",
+            image_format="jpeg",
             height=300, width=400 + 37 * index, normalized_boxes=boxes.astype(np.float32),
             class_ids=np.ones(count, np.int64), class_names=("dog",) * count,
             difficult=np.zeros(count, bool), truncated=np.zeros(count, bool)))
@@ -128,7 +127,7 @@ def test_too_many_objects_is_an_error(tmp_path):
     config = config_lib.build_config("cpu_small", "input.max_gt_boxes=2")
     options = convert.ConvertOptions(output_dir=str(tmp_path / "out"), split="trainval", show_progress=False)
     with pytest.raises(convert.ConversionError, match="--params_override=input.max_gt_boxes=3") as error:
-        convert.convert(lambda: convert.open_voc_source(voc_dir, "trainval", None), config, options)
+        convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config, options)
     assert error.value.path.endswith("000004.xml")
     assert not (tmp_path / "out").exists()
 

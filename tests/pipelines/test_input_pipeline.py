@@ -57,8 +57,8 @@ def test_elements_equal_xml_ground_truth(record_pattern):
     assert first["original_sizes"].tolist() == [30, 40] and first["image_sizes"].tolist() == [128, 171]
     assert first["scales"] == pytest.approx(128 / 30)
     # VOC dog (5, 4, 20, 25) → 연속 [3, 4, 25, 20] → 정규화 × (128, 171)
-    np.testing.assert_allclose(first["gt_boxes"][0], [3 / 30 * 128, 4 / 40 * 171, 25 / 30 * 128, 20 / 40 * 171],
-                               rtol=1e-5)
+    np.testing.assert_allclose(first["gt_boxes"][0],
+                               [3 / 30 * 128, 4 / 40 * 171, 25 / 30 * 128, 20 / 40 * 171], rtol=1e-5)
     assert first["gt_classes"][:3].tolist() == [12, 8, -1]
     assert first["gt_difficult"][:3].tolist() == [True, False, False]
     assert np.all(first["gt_boxes"][2:] == -1)
@@ -86,9 +86,11 @@ def test_flip_is_consistent_with_records(record_pattern):
         assert np.all(element["gt_boxes"][~real] == -1)
         record = stored[image_id]
         np.testing.assert_array_equal(
-            element["anchor_matches"], records.decode_anchor_matches(record["anchor_matches_flipped_bytes"], A))
+            element["anchor_matches"],
+            records.decode_anchor_matches(record["anchor_matches_flipped_bytes"], A))
         np.testing.assert_array_equal(
-            plain[image_id]["anchor_matches"], records.decode_anchor_matches(record["anchor_matches_bytes"], A))
+            plain[image_id]["anchor_matches"],
+            records.decode_anchor_matches(record["anchor_matches_bytes"], A))
 
 
 def test_training_repeats_and_drops_remainder(record_pattern):

@@ -1,8 +1,8 @@
-"""frcnn.serving (TF Serving 호환 REST 서버) 테스트.
+"""frcnn.serving.rest_server (TF Serving 호환 REST 서버) 테스트.
 
-테스트 안에서 작은 SavedModel 을 만든다: 밝은 픽셀(채널 평균 > 127.5)의 경계 상자 하나를 검출로
-내고, 점수는 평균 밝기, 클래스 1 "thing", N=3 으로 패딩한다. 기대값은 numpy 로 따로 계산하고,
-서버 응답은 SavedModel 을 직접 부른 결과와도 비교한다. 모든 연결은 127.0.0.1 로만 한다.
+모델은 conftest.py 의 작은 SavedModel (밝은 픽셀의 경계 상자 하나, 클래스 1 "thing", N=3 패딩).
+기대값은 numpy 로 따로 계산하고, 서버 응답은 SavedModel 을 직접 부른 결과와도 비교한다.
+모든 연결은 127.0.0.1 로만 한다.
 
 용어: B 배치, N 검출 수(3), H/W 이미지 높이/너비; 박스는 정규화 [ymin, xmin, ymax, xmax].
 """
@@ -10,11 +10,6 @@
 import base64
 import http.client
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -22,68 +17,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from frcnn.data import records
 from frcnn.serving import make_server
 
-NUM_DETECTIONS = 3
 MODEL_NAME = "tiny"
 OUTPUT_NAMES = ["detection_boxes", "detection_class_names", "detection_classes", "detection_scores",
                 "num_detections"]
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _detect_one(image):
-    """uint8 [H, W, 3] 이미지 하나 → 검출 dict (밝은 픽셀의 경계 상자 하나, N=3 패딩)."""
-    # [H, W] 0..1 밝기
-    brightness = tf.reduce_mean(tf.cast(image, tf.float32), axis=-1) / 255.0
-    bright = brightness > 0.5
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    rows, columns = tf.reduce_any(bright, axis=1), tf.reduce_any(bright, axis=0)
-    ymin = tf.argmax(tf.cast(rows, tf.int32), output_type=tf.int32)
-    ymax = height - tf.argmax(tf.cast(rows[::-1], tf.int32), output_type=tf.int32)
-    xmin = tf.argmax(tf.cast(columns, tf.int32), output_type=tf.int32)
-    xmax = width - tf.argmax(tf.cast(columns[::-1], tf.int32), output_type=tf.int32)
-    found = tf.reduce_any(bright)
-    scale = tf.cast(tf.stack([height, width, height, width]), tf.float32)
-    box = tf.cast(tf.stack([ymin, xmin, ymax, xmax]), tf.float32) / scale
-    pad = NUM_DETECTIONS - 1
-    return {
-        "detection_boxes": tf.pad(tf.where(found, box, tf.zeros([4]))[tf.newaxis], [[0, pad], [0, 0]]),
-        "detection_scores": tf.pad(tf.where(found, tf.reduce_mean(brightness), 0.0)[tf.newaxis], [[0, pad]]),
-        "detection_classes": tf.pad(tf.cast(found, tf.int32)[tf.newaxis], [[0, pad]]),
-        "detection_class_names": tf.concat(
-            [tf.where(found, tf.constant("thing"), tf.constant(""))[tf.newaxis], tf.fill([pad], "")], axis=0),
-        "num_detections": tf.cast(found, tf.int32),
-    }
-
-
-OUTPUT_SIGNATURE = {
-    "detection_boxes": tf.TensorSpec([NUM_DETECTIONS, 4], tf.float32),
-    "detection_scores": tf.TensorSpec([NUM_DETECTIONS], tf.float32),
-    "detection_classes": tf.TensorSpec([NUM_DETECTIONS], tf.int32),
-    "detection_class_names": tf.TensorSpec([NUM_DETECTIONS], tf.string),
-    "num_detections": tf.TensorSpec([], tf.int32),
-}
-
-
-def _decode(image_bytes):
-    return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-
-
-class TinyDetector(tf.Module):
-    """common.md 의 세 시그니처를 가진 작은 검출기."""
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    def serve_images(self, images):
-        return tf.map_fn(_detect_one, images, fn_output_signature=OUTPUT_SIGNATURE)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_bytes(self, image_bytes):
-        return tf.map_fn(lambda data: _detect_one(_decode(data)), image_bytes, fn_output_signature=OUTPUT_SIGNATURE)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_examples(self, examples):
-        features = tf.io.parse_example(examples, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
-        return self.serve_bytes(features["image/encoded"])
 
 
 def _bright_image(height, width, box, level=255):
@@ -102,7 +41,8 @@ def _expected(image):
     if ys.size == 0:
         return {"box": [0.0] * 4, "score": 0.0, "classes": [0, 0, 0], "names": ["", "", ""], "count": 0}
     box = [ys.min() / height, xs.min() / width, (ys.max() + 1) / height, (xs.max() + 1) / width]
-    return {"box": box, "score": brightness.mean(), "classes": [1, 0, 0], "names": ["thing", "", ""], "count": 1}
+    return {"box": box, "score": brightness.mean(), "classes": [1, 0, 0], "names": ["thing", "", ""],
+            "count": 1}
 
 
 def _png(image):
@@ -131,21 +71,6 @@ IMAGES = [
     _bright_image(8, 10, (1, 1, 2, 2), level=200),
     np.zeros([5, 7, 3], np.uint8),
 ]
-
-
-@pytest.fixture(scope="module")
-def saved_model_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tiny_model"))
-    module = TinyDetector()
-    signatures = {"serving_default": module.serve_images, "serve_bytes": module.serve_bytes,
-                  "serve_examples": module.serve_examples}
-    tf.saved_model.save(module, path, signatures=signatures)
-    return path
-
-
-@pytest.fixture(scope="module")
-def loaded_model(saved_model_dir):
-    return tf.saved_model.load(saved_model_dir)
 
 
 def _start(server):
@@ -257,7 +182,8 @@ def test_predict_nested_arrays_default_signature(server, loaded_model):
     for prediction, image in zip(payload["predictions"], images):
         _assert_prediction(prediction, image)
     direct = loaded_model.signatures["serving_default"](images=tf.constant(np.stack(images)))
-    served_boxes = np.array([prediction["detection_boxes"] for prediction in payload["predictions"]], np.float32)
+    served_boxes = np.array([prediction["detection_boxes"] for prediction in payload["predictions"]],
+                            np.float32)
     np.testing.assert_array_equal(served_boxes, direct["detection_boxes"].numpy())
 
 
@@ -270,14 +196,15 @@ def test_predict_columnar_inputs(server, loaded_model):
     outputs = named["outputs"]
     assert sorted(outputs) == OUTPUT_NAMES
     direct = loaded_model.signatures["serve_bytes"](image_bytes=tf.constant(encoded))
-    np.testing.assert_array_equal(np.array(outputs["detection_boxes"], np.float32), direct["detection_boxes"].numpy())
+    np.testing.assert_array_equal(np.array(outputs["detection_boxes"], np.float32),
+                                  direct["detection_boxes"].numpy())
     np.testing.assert_array_equal(outputs["num_detections"], direct["num_detections"].numpy())
     assert outputs["detection_class_names"] == [["thing", "", ""], ["", "", ""]]
 
 
 def test_predict_serve_examples(server):
-    feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_png(IMAGES[1])]))}
-    example = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    height, width = IMAGES[1].shape[:2]
+    example = records.image_example(_png(IMAGES[1]), "png", height, width).SerializeToString()
     payload = _predict(server, {"signature_name": "serve_examples", "instances": [{"b64": _b64(example)}]})
     _assert_prediction(payload["predictions"][0], IMAGES[1])
 
@@ -294,8 +221,10 @@ MALFORMED_REQUESTS = [
     ("both", {"signature_name": "serve_bytes", "instances": [GOOD_B64], "inputs": [GOOD_B64]},
      "exactly one of 'instances'"),
     ("empty_instances", {"signature_name": "serve_bytes", "instances": []}, "non-empty list"),
-    ("wrong_input_name", {"signature_name": "serve_bytes", "instances": [{"pictures": GOOD_B64}]}, "pictures"),
-    ("wrong_columnar_name", {"signature_name": "serve_bytes", "inputs": {"pictures": [GOOD_B64]}}, "pictures"),
+    ("wrong_input_name", {"signature_name": "serve_bytes", "instances": [{"pictures": GOOD_B64}]},
+     "pictures"),
+    ("wrong_columnar_name", {"signature_name": "serve_bytes", "inputs": {"pictures": [GOOD_B64]}},
+     "pictures"),
     ("differing_image_sizes", {"instances": [IMAGES[0].tolist(), IMAGES[1].tolist()]}, "different shapes"),
     ("ragged_array", {"instances": [[[[1, 2, 3]], [[1, 2]]]]}, "different lengths"),
     ("out_of_range", {"instances": [[[[0, 0, 300]]]]}, "out of range"),
@@ -364,7 +293,8 @@ def test_concurrent_clients_get_their_own_answers(server):
     def client(index):
         try:
             for _ in range(3):
-                document = {"signature_name": "serve_bytes", "instances": [{"b64": _b64(_png(images[index]))}]}
+                instances = [{"b64": _b64(_png(images[index]))}]
+                document = {"signature_name": "serve_bytes", "instances": instances}
                 results.setdefault(index, []).append(_predict(server, document)["predictions"][0])
         except Exception as error:  # noqa: BLE001 - 스레드 밖 단언을 위해 모은다.
             errors.append(error)
@@ -412,33 +342,3 @@ def test_graceful_shutdown_finishes_in_flight_request(loaded_model):
     assert outcome == {"drained": True} and not serve_thread.is_alive()
     with pytest.raises(ConnectionRefusedError):
         http.client.HTTPConnection(host, port, timeout=5).connect()
-
-
-def test_serve_tool_exits_zero_on_sigterm(saved_model_dir):
-    command = [sys.executable, "-m", "tools.serve", f"--saved_model={saved_model_dir}", "--port=0",
-               f"--model_name={MODEL_NAME}", "--warmup=false"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        address = None
-        log_lines = []
-        deadline = time.monotonic() + 40
-        while address is None and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            log_lines.append(line)
-            found = re.search(r"at http://127\.0\.0\.1:(\d+)/v1/models/", line)
-            address = ("127.0.0.1", int(found.group(1))) if found else None
-        assert address is not None, "".join(log_lines)
-        connection = http.client.HTTPConnection(*address, timeout=10)
-        connection.request("GET", "/healthz")
-        assert connection.getresponse().status == 200
-        connection.close()
-        process.send_signal(signal.SIGTERM)
-        remaining_log = process.communicate(timeout=30)[1]
-        assert process.returncode == 0, remaining_log
-        assert re.search(r"GET /healthz 200 [0-9.]+ms", remaining_log), remaining_log
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

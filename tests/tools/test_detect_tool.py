@@ -1,4 +1,4 @@
-"""tools/detect 와 frcnn.viz.draw 의 파일 단위 함수 시험.
+"""tools/detect 와 그 파일 작업 모듈 tools/detect_io 의 시험.
 
 시험 안에서 작은 SavedModel 을 만든다: `serve_bytes` 가 디코딩한 이미지의 밝은 픽셀(> 200) 을
 감싸는 박스를 "bright" (클래스 1, 점수 0.9) 로, 고정 박스 [0, 0, 0.1, 0.1] 을 "dim" (클래스 2,
@@ -18,8 +18,9 @@ import tensorflow as tf
 from PIL import Image
 
 from frcnn.viz import draw
+from tests.conftest import REPO_ROOT
+from tools import detect_io
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DARK, BRIGHT = 20, 255
 DIM_BOX = [0.0, 0.0, 0.1, 0.1]
 # 이미지 이름 → (H, W, 밝은 영역 행 시작, 행 끝(제외), 열 시작, 열 끝(제외)).
@@ -89,7 +90,7 @@ def image_dir(tmp_path):
 
 def run_tool(*arguments):
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "tools.detect", *arguments], cwd=REPOSITORY,
+    return subprocess.run([sys.executable, "-m", "tools.detect", *arguments], cwd=REPO_ROOT,
                           env=environment, capture_output=True, text=True, timeout=120)
 
 
@@ -106,6 +107,7 @@ def assert_outline(drawn, geometry, color):
     assert np.all(drawn[:height // 10, :width // 10] == DARK)
 
 
+@pytest.mark.slow
 def test_detect_directory_writes_drawn_pngs_and_json(saved_model_dir, image_dir, tmp_path):
     output_dir = tmp_path / "drawn"
     result = run_tool(f"--saved_model={saved_model_dir}", f"--images={image_dir}",
@@ -140,6 +142,7 @@ def test_detect_directory_writes_drawn_pngs_and_json(saved_model_dir, image_dir,
             [top / height, left / width, bottom / height, right / width], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_detect_glob_jpg_threshold_and_max_images(saved_model_dir, image_dir, tmp_path):
     output_dir = tmp_path / "drawn"
     result = run_tool(f"--saved_model={saved_model_dir}", f"--images={image_dir}/*.png",
@@ -162,6 +165,7 @@ def test_detect_glob_jpg_threshold_and_max_images(saved_model_dir, image_dir, tm
     assert f"{image_dir / 'a.png'}: 2 detections (bright 0.90, dim 0.30)" in result.stdout
 
 
+@pytest.mark.slow
 def test_missing_image_exits_with_message_and_writes_nothing(saved_model_dir, tmp_path):
     missing = tmp_path / "missing.jpg"
     output_dir = tmp_path / "drawn"
@@ -172,6 +176,7 @@ def test_missing_image_exits_with_message_and_writes_nothing(saved_model_dir, tm
     assert not output_dir.exists()
 
 
+@pytest.mark.slow
 def test_unreadable_image_exits_and_leaves_no_partial_output(saved_model_dir, image_dir,
                                                              tmp_path):
     (image_dir / "c.png").write_bytes(b"this is not a png")
@@ -184,6 +189,7 @@ def test_unreadable_image_exits_and_leaves_no_partial_output(saved_model_dir, im
     assert os.listdir(output_dir) == []
 
 
+@pytest.mark.slow
 def test_help_explains_every_flag():
     # absl 의 --help 는 사용법을 stdout 에 쓰고 종료 코드 1 로 끝난다.
     result = run_tool("--help")
@@ -196,12 +202,12 @@ def test_resolve_image_paths_file_list_directory_and_glob(tmp_path):
     for name in ("b.png", "a.JPG", "c.jpeg", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "folder.png").mkdir()
-    assert draw.resolve_image_paths(str(tmp_path)) == [
+    assert detect_io.resolve_image_paths(str(tmp_path)) == [
         str(tmp_path / name) for name in ("a.JPG", "b.png", "c.jpeg")]
     listed = f"{tmp_path / 'c.jpeg'}, {tmp_path / 'b.png'},{tmp_path / 'c.jpeg'}"
-    assert draw.resolve_image_paths(listed) == [str(tmp_path / "c.jpeg"),
-                                                str(tmp_path / "b.png")]
-    assert draw.resolve_image_paths(str(tmp_path / "*.png")) == [str(tmp_path / "b.png")]
+    assert detect_io.resolve_image_paths(listed) == [str(tmp_path / "c.jpeg"),
+                                                     str(tmp_path / "b.png")]
+    assert detect_io.resolve_image_paths(str(tmp_path / "*.png")) == [str(tmp_path / "b.png")]
 
 
 def test_resolve_image_paths_errors_name_the_input(tmp_path):
@@ -215,8 +221,8 @@ def test_resolve_image_paths_errors_name_the_input(tmp_path):
         " , ": "no images matched",
     }
     for images_spec, message in cases.items():
-        with pytest.raises(draw.DetectionInputError) as error:
-            draw.resolve_image_paths(images_spec)
+        with pytest.raises(detect_io.DetectionInputError) as error:
+            detect_io.resolve_image_paths(images_spec)
         assert message in str(error.value)
 
 
@@ -224,21 +230,53 @@ def test_detect_images_rejects_bad_model_and_duplicate_stems(saved_model_dir, im
                                                              tmp_path):
     output_dir = tmp_path / "drawn"
     image_path = str(image_dir / "a.png")
-    with pytest.raises(draw.DetectionInputError, match="SavedModel directory not found"):
-        draw.detect_images(str(tmp_path / "no_model"), [image_path], str(output_dir), 0.5, "png")
-    with pytest.raises(draw.DetectionInputError, match="cannot load SavedModel"):
-        draw.detect_images(str(image_dir), [image_path], str(output_dir), 0.5, "png")
+    with pytest.raises(detect_io.DetectionInputError, match="SavedModel directory not found"):
+        detect_io.detect_images(str(tmp_path / "no_model"), [image_path], str(output_dir), 0.5, "png")
+    with pytest.raises(detect_io.DetectionInputError, match="not a SavedModel directory"):
+        detect_io.detect_images(str(image_dir), [image_path], str(output_dir), 0.5, "png")
+    broken = tmp_path / "broken_model"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a protocol buffer")
+    with pytest.raises(detect_io.DetectionInputError, match=f"{broken}: cannot load SavedModel"):
+        detect_io.detect_images(str(broken), [image_path], str(output_dir), 0.5, "png")
     other = tmp_path / "other"
     other.mkdir()
     write_image(other / "a.png", *IMAGES["a.png"])
-    with pytest.raises(draw.DetectionInputError, match="would both be written to a_detections"):
-        draw.detect_images(saved_model_dir, [image_path, str(other / "a.png")],
-                           str(output_dir), 0.5, "png")
+    with pytest.raises(detect_io.DetectionInputError, match="would both be written to a_detections"):
+        detect_io.detect_images(saved_model_dir, [image_path, str(other / "a.png")],
+                                str(output_dir), 0.5, "png")
     assert not output_dir.exists()
 
 
 def test_read_image_rejects_formats_other_than_jpeg_and_png(tmp_path):
     path = tmp_path / "picture.png"
     Image.new("RGB", (8, 8)).save(path, format="GIF")
-    with pytest.raises(draw.DetectionInputError, match=r"picture.png: unsupported image format"):
-        draw.read_image(str(path))
+    with pytest.raises(detect_io.DetectionInputError, match=r"picture.png: unsupported image format"):
+        detect_io.read_image(str(path))
+
+
+def test_detect_images_writes_everything_or_nothing(saved_model_dir, image_dir, tmp_path):
+    output_dir = tmp_path / "drawn"
+    paths = [str(image_dir / name) for name in IMAGES]
+    report = detect_io.detect_images(saved_model_dir, paths, str(output_dir), 0.5, "png")
+    assert sorted(os.listdir(output_dir)) == ["a_detections.png", "b_detections.png",
+                                              "detections.json"]
+    assert json.loads((output_dir / "detections.json").read_text()) == report
+    assert [entry["output"] for entry in report["images"]] == ["a_detections.png", "b_detections.png"]
+    # 두 번째 이미지가 깨졌으면 첫 번째 것도 쓰지 않는다 (스테이징도 남지 않는다).
+    (image_dir / "c.png").write_bytes(b"this is not a png")
+    failed_dir = tmp_path / "failed"
+    with pytest.raises(detect_io.DetectionInputError, match=r"c.png: cannot read image"):
+        detect_io.detect_images(saved_model_dir, [paths[0], str(image_dir / "c.png")],
+                                str(failed_dir), 0.5, "png")
+    assert os.listdir(failed_dir) == []
+
+
+def test_detect_images_reports_an_output_path_that_is_a_file(saved_model_dir, image_dir, tmp_path):
+    output_file = tmp_path / "drawn"
+    output_file.write_text("a file, not a directory")
+    with pytest.raises(detect_io.DetectionInputError,
+                       match=f"{output_file}: cannot create output directory"):
+        detect_io.detect_images(saved_model_dir, [str(image_dir / "a.png")], str(output_file),
+                                0.5, "png")
+    assert output_file.read_text() == "a file, not a directory"

@@ -15,11 +15,10 @@ import tensorflow as tf
 from absl import flags
 
 from pipelines import input_pipeline
-from tests.conftest import VOC_IMAGES, jpeg_bytes, read_records, write_voc_dir
+from tests.conftest import REPO_ROOT, VOC_IMAGES, jpeg_bytes, read_records, write_voc_dir
 from tools import make_tfrecords
 
 FLAGS = flags.FLAGS
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_tool(argv):
@@ -72,7 +71,8 @@ BAD_INPUTS = {
                      "Annotations/000002.xml", "inverted", []),
     "box_outside": (lambda d: _replace_in_xml(d, "000002", "<ymax>34</ymax>", "<ymax>40</ymax>"),
                     "Annotations/000002.xml", "outside", []),
-    "unknown_class": (lambda d: None, "Annotations/000002.xml", "unknown class 'person'", ["--classes=dog,cat"]),
+    "unknown_class": (lambda d: None, "Annotations/000002.xml", "unknown class 'person'",
+                      ["--classes=dog,cat"]),
     "missing_jpeg": (lambda d: os.remove(os.path.join(d, "JPEGImages", "000003.jpg")),
                      "JPEGImages/000003.jpg", "not found", []),
     "corrupt_jpeg": (_truncate_jpeg, "JPEGImages/000004.jpg", "corrupt or truncated", []),
@@ -117,7 +117,8 @@ def test_skip_invalid_lists_skipped_files(tmp_path, capsys):
     metadata = json.loads((output_dir / "trainval.json").read_text())
     assert metadata["num_images"] == 2
     skipped = {os.path.relpath(item["file"], voc_dir): item["reason"] for item in metadata["skipped"]}
-    assert sorted(skipped) == [os.path.join("Annotations", "000002.xml"), os.path.join("JPEGImages", "000004.jpg")]
+    assert sorted(skipped) == [os.path.join("Annotations", "000002.xml"),
+                               os.path.join("JPEGImages", "000004.jpg")]
     assert [example["source_id"] for example in read_records(str(output_dir / "*.tfrecord"))] == \
         [b"000001", b"000003"]
 
@@ -135,11 +136,12 @@ def test_existing_outputs_need_overwrite(tmp_path, capsys):
     assert examples[0]["classes"].tolist() == [1, 2]
 
 
+@pytest.mark.slow
 def test_subprocess_run_prints_summary(tmp_path):
     voc_dir = write_voc_dir(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "tools.make_tfrecords", f"--voc_dir={voc_dir}", f"--output_dir={tmp_path / 'out'}",
-         "--num_shards=2", "--noprogress"],
+        [sys.executable, "-m", "tools.make_tfrecords", f"--voc_dir={voc_dir}",
+         f"--output_dir={tmp_path / 'out'}", "--num_shards=2", "--noprogress"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "4 images, 6 objects (1 difficult), 0 skipped, 2 shards" in result.stdout
@@ -153,7 +155,8 @@ def _mock_voc_as_dataset(self, *args, **kwargs):
     del self, args, kwargs
     elements = []
     for seed, (image_id, (width, height, objects)) in enumerate(VOC_IMAGES.items()):
-        voc_boxes = np.array([[float(value) for value in obj[1]] for obj in objects], np.float64).reshape(-1, 4)
+        voc_boxes = np.array([[float(value) for value in obj[1]] for obj in objects],
+                             np.float64).reshape(-1, 4)
         bbox = np.stack([(voc_boxes[:, 1] - 1) / height, (voc_boxes[:, 0] - 1) / width,
                          voc_boxes[:, 3] / height, voc_boxes[:, 2] / width], axis=1).astype(np.float32)
         labels = {"cat": 7, "dog": 11, "person": 14}
@@ -163,7 +166,8 @@ def _mock_voc_as_dataset(self, *args, **kwargs):
                         "is_difficult": np.array([obj[2] == "1" for obj in objects]),
                         "is_truncated": np.array([obj[3] == "1" for obj in objects])}})
     signature = {"image": tf.TensorSpec([], tf.string), "image/filename": tf.TensorSpec([], tf.string),
-                 "objects": {"bbox": tf.TensorSpec([None, 4], tf.float32), "label": tf.TensorSpec([None], tf.int64),
+                 "objects": {"bbox": tf.TensorSpec([None, 4], tf.float32),
+                             "label": tf.TensorSpec([None], tf.int64),
                              "is_difficult": tf.TensorSpec([None], tf.bool),
                              "is_truncated": tf.TensorSpec([None], tf.bool)}}
     return tf.data.Dataset.from_generator(lambda: iter(elements), output_signature=signature)

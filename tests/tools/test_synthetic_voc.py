@@ -3,7 +3,6 @@
 용어: VOC 박스는 (xmin, ymin, xmax, ymax) 1-based 포함 정수 픽셀.
 """
 
-import os
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 import xmltodict
 from PIL import Image
 
+from tests.conftest import REPO_ROOT
 from tools import synthetic_voc
 
 
@@ -28,12 +28,6 @@ def _read_annotation(path):
 def _tree_bytes(root):
     return {str(path.relative_to(root)): path.read_bytes()
             for path in sorted(root.rglob("*")) if path.is_file()}
-
-
-def test_classes_are_sorted_shapes():
-    assert synthetic_voc.CLASSES == tuple(sorted(synthetic_voc.CLASSES))
-    assert 5 <= len(synthetic_voc.CLASSES) <= 8
-    assert len(set(synthetic_voc.CLASSES)) == len(synthetic_voc.CLASSES)
 
 
 @pytest.mark.parametrize("class_name", synthetic_voc.CLASSES)
@@ -220,11 +214,11 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def _run_tool(argv):
     """도구를 하위 프로세스로 실행한다 (다른 도구의 absl 플래그와 한 프로세스에서 겹치지 않게)."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return subprocess.run([sys.executable, "-m", "tools.make_synthetic_voc", *argv[1:]], cwd=root,
+    return subprocess.run([sys.executable, "-m", "tools.make_synthetic_voc", *argv[1:]], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_tool_main_writes_dataset_and_refuses_existing(tmp_path):
     output_dir = tmp_path / "data"
     argv = ["make_synthetic_voc", f"--output_dir={output_dir}", "--num_trainval=3", "--num_test=2",
@@ -241,6 +235,7 @@ def test_tool_main_writes_dataset_and_refuses_existing(tmp_path):
     assert _tree_bytes(voc_dir) != before
 
 
+@pytest.mark.slow
 def test_tool_main_rejects_bad_flags(tmp_path):
     bad_count = _run_tool(["make_synthetic_voc", f"--output_dir={tmp_path}", "--num_test=0"])
     assert bad_count.returncode != 0 and "num_test" in bad_count.stderr

@@ -1,30 +1,30 @@
 """tools/train 테스트: 실제 kill -9 뒤 같은 명령으로 저장된 스텝에서 이어 학습, 끝난 학습은 다시 하지 않음,
-다른 프리셋의 레코드 거부, --mixed_precision (CPU 에서 bfloat16) 과 --jit_compile 학습.
+다른 프리셋의 레코드 거부, --mixed_precision (CPU 에서 bfloat16) 과 --jit_compile 학습, TF_CONFIG 두 워커의
+MultiWorkerMirroredStrategy 학습.
 
-도구는 모두 subprocess 로 실행한다 (absl 플래그가 한 프로세스에서 겹치지 않게). 레코드는 test_convert 의
-손으로 만든 작은 VOC 디렉터리로 `tools.make_tfrecords` 가 만든다.
+도구는 모두 subprocess 로 실행한다 (absl 플래그가 한 프로세스에서 겹치지 않게). 레코드는 conftest 의
+손으로 만든 작은 VOC 디렉터리(`write_voc_dir`)로 `tools.make_tfrecords` 가 만든다.
 
 용어: 스텝 = 전역 학습 스텝; 체크포인트 ckpt-k 는 스텝 k 뒤의 상태.
 """
 
+import json
 import os
 import re
-import json
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from frcnn.training import trainer as training
-from tests.conftest import make_batches, tiny_config, write_voc_dir
+from tests.conftest import REPO_ROOT, write_voc_dir
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = pytest.mark.slow  # 모든 테스트가 도구를 subprocess 로 돌린다
 OVERRIDES = ("backbone.width=8,backbone.fc_units=32,rpn.conv_channels=16,train.log_every=1,"
              "train.warmup_steps=0,input.min_size=64,input.max_size=64,input.shuffle_buffer=8,"
              "anchors.sizes=(16,32),rpn.pre_nms_top_k=200,rpn.post_nms_top_k=32,roi.num_rois=16")
@@ -35,7 +35,8 @@ def _command(tool, *args):
 
 
 def _run(tool, *args, timeout=300):
-    return subprocess.run(_command(tool, *args), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(_command(tool, *args), cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +45,16 @@ def records(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_tool")
     voc_dir = write_voc_dir(root)
     output_dir = str(root / "records")
-    result = _run("make_tfrecords", f"--voc_dir={voc_dir}", f"--output_dir={output_dir}", "--config=cpu_small",
-                  f"--params_override={OVERRIDES}", "--noprogress")
+    result = _run("make_tfrecords", f"--voc_dir={voc_dir}", f"--output_dir={output_dir}",
+                  "--config=cpu_small", f"--params_override={OVERRIDES}", "--noprogress")
     assert result.returncode == 0, result.stderr[-3000:]
     return os.path.join(output_dir, "trainval-*.tfrecord")
 
 
 def _train_args(records, model_dir, *extra):
     return [f"--records={records}", f"--model_dir={model_dir}", "--config=cpu_small", "--batch_size=2",
-            f"--params_override={OVERRIDES},train.checkpoint_every=2,train.keep_checkpoints=3", "--noprogress",
-            *extra]
+            f"--params_override={OVERRIDES},train.checkpoint_every=2,train.keep_checkpoints=3",
+            "--noprogress", *extra]
 
 
 def _latest_step(model_dir):
@@ -70,7 +71,8 @@ def test_kill_9_then_the_same_command_resumes_at_the_saved_step(records, tmp_pat
         deadline = time.time() + 240
         while _latest_step(model_dir) < 4 and process.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        assert process.poll() is None, "training ended before it could be killed: " + process.stderr.read()[-2000:]
+        assert process.poll() is None, ("training ended before it could be killed: "
+                                        + process.stderr.read()[-2000:])
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.kill()
@@ -110,7 +112,8 @@ def test_records_of_another_preset_are_refused(records, tmp_path):
 
 def test_mixed_precision_and_jit_compile_train_from_records(records, tmp_path):
     model_dir = str(tmp_path / "run")
-    result = _run("train", *_train_args(records, model_dir, "--num_steps=3", "--mixed_precision", "--jit_compile"))
+    result = _run("train", *_train_args(records, model_dir, "--num_steps=3", "--mixed_precision",
+                                        "--jit_compile"))
     assert result.returncode == 0, result.stderr[-3000:]
     losses = dict(re.findall(r"(\w+_loss)=([-\d.e+naif]+)", result.stdout))
     assert {"rpn_objectness_loss", "detector_class_loss", "total_loss"} <= set(losses)
@@ -121,20 +124,36 @@ def test_mixed_precision_and_jit_compile_train_from_records(records, tmp_path):
     assert {dtypes[key] for key in dtypes if key.startswith("model/")} == {tf.float32}
 
 
-def test_mixed_precision_on_cpu_computes_in_bfloat16(tmp_path):
-    cfg = tiny_config("train.num_steps=2")
-    try:
-        trainer = training.Trainer(cfg, 2, str(tmp_path / "run"), tf.distribute.get_strategy(),
-                                   mixed_precision=True)
-        assert not trainer.loss_scaling  # bfloat16 은 손실 스케일이 필요 없다
-        conv = next(layer for layer in trainer.model.backbone.features._flatten_layers()
-                    if isinstance(layer, keras.layers.Conv2D))
-        assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
-        batch = next(iter(make_batches(cfg, 1)))
-        losses = trainer.step_function("joint")(batch)
-        assert all(value.dtype == tf.float32 and np.isfinite(value.numpy()) for value in losses.values())
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+POLICY_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import keras
+    from absl import flags
+    from frcnn.training import loop
+    from tools import train
+    seen = {}
+
+    def fake_train(config, *args):
+        seen["policy"] = keras.mixed_precision.global_policy().name
+        return {"step": 0, "losses": {}, "checkpoint": None}
+
+    loop.train = fake_train
+    flags.FLAGS(["train", *sys.argv[1:]])
+    train._train()
+    print(json.dumps(seen))
+""")
+
+
+@pytest.mark.parametrize("flag, policy", [("--mixed_precision", "mixed_bfloat16"),
+                                          ("--nomixed_precision", "float32")])
+def test_the_binary_sets_the_precision_policy_before_training(records, tmp_path, flag, policy):
+    """전역 dtype 정책은 라이브러리가 아니라 바이너리가 학습 전에 정한다 (CPU: mixed_bfloat16)."""
+    script = tmp_path / "policy.py"
+    script.write_text(POLICY_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), *_train_args(records, str(tmp_path / "run"), flag)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"policy": policy}
 
 
 def _free_ports(count):

@@ -1,67 +1,68 @@
+"""학습기 테스트: 두 CPU 복제본의 MirroredStrategy 가 기본 전략과 같은 손실, 혼합 정밀도 정책 아래의 계산
+dtype 과 손실 스케일, float32 가 아닌 정책에서 학습된 모델 읽기 거부.
+
+용어: 복제본(replica) = 전략이 스텝을 나눠 돌리는 장치; 정책(policy) = Keras 전역 dtype 정책. 정책은
+프로세스 전역이라 라이브러리가 아니라 테스트(바이너리)가 정하고, 픽스처가 float32 로 되돌린다.
+"""
+
 import json
 import os
 import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from frcnn.ops import anchors
-from frcnn import config
-from frcnn.modeling import rpn_targets
-from frcnn.training import trainer as training
-from tests.conftest import make_batches, tiny_config
-
-def test_stage_plan_splits_steps():
-    plans = training.stage_plan(config.TrainConfig(training_mode="alternating", num_steps=60))
-    assert [(p.name, p.start, p.end) for p in plans] == [
-        ("rpn", 0, 20), ("detector", 20, 30), ("rpn_finetune", 30, 50), ("detector_finetune", 50, 60)]
-    plans = training.stage_plan(config.TrainConfig(training_mode="alternating", stage_steps=(1, 2, 3, 4)))
-    assert plans[-1].end == 10 and plans[2].start == 3
-    assert [p.name for p in training.stage_plan(config.TrainConfig(num_steps=5))] == ["joint"]
+from frcnn.training import precision
+from frcnn.training import run_file
+from frcnn.training import trainer
+from tests.conftest import REPO_ROOT, make_batches, tiny_config
 
 
-def test_warmup_step_decay_values():
-    schedule = training.WarmupStepDecay(0.3, 10, (20,), 0.1)
-    np.testing.assert_allclose([float(schedule(s)) for s in (0, 5, 10, 19, 20)],
-                               [0.1, 0.2, 0.3, 0.3, 0.03], rtol=1e-6)
+@pytest.fixture
+def global_policy():
+    """`global_policy(name)` 으로 전역 dtype 정책을 정한다; 테스트가 끝나면 float32 로 되돌린다."""
+    yield keras.mixed_precision.set_global_policy
+    keras.mixed_precision.set_global_policy("float32")
 
 
-def test_resume_after_interruption_and_finished_run(tmp_path):
-    cfg = tiny_config("train.num_steps=6")
-    model_dir = str(tmp_path / "run")
-    # 3 배치 뒤 데이터가 끊겨 중단된다 → 스텝 2 의 체크포인트가 남는다.
-    with pytest.raises((tf.errors.OutOfRangeError, StopIteration)):
-        training.train(cfg, "x", model_dir, lambda b: make_batches(cfg, 3), ["a", "b"], progress=False)
-    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
-    result = training.train(cfg, "x", model_dir, lambda b: make_batches(cfg), ["a", "b"], progress=False)
-    assert result["step"] == 6 and result["checkpoint"].endswith("ckpt-6")
-    again = training.train(cfg, "x", model_dir, lambda b: make_batches(cfg), ["a", "b"], progress=False)
-    assert again["step"] == 6 and again["losses"] == {}
-    with open(os.path.join(model_dir, "run.json")) as handle:
-        assert json.load(handle)["classes"] == ["a", "b"]
-    with pytest.raises(ValueError, match="different config"):
-        training.train(tiny_config("train.num_steps=7,train.learning_rate=0.5"), "x", model_dir,
-                       lambda b: make_batches(cfg), ["a", "b"], progress=False)
+def _all_layers(layer):
+    for child in getattr(layer, "layers", []):
+        yield child
+        yield from _all_layers(child)
 
 
-def test_alternating_runs_all_four_stages(tmp_path):
-    cfg = tiny_config("train.training_mode='alternating',train.stage_steps=(2,2,2,2)")
-    result = training.train(cfg, "x", str(tmp_path / "alt"), lambda b: make_batches(cfg), ["a", "b"],
-                            progress=False)
-    assert result["step"] == 8
-    # 마지막 단계(detector_finetune)는 검출기 손실만
-    assert set(result["losses"]) == {"detector_class_loss", "detector_box_loss", "weight_decay", "total_loss"}
-    model, _, classes, _ = training.load_trained_model(str(tmp_path / "alt"))
-    assert model.rpn_backbone is not None and classes == ("a", "b")
+def test_mixed_precision_on_cpu_computes_in_bfloat16(tmp_path, global_policy):
+    assert precision.mixed_policy_name() == "mixed_bfloat16"  # 테스트는 CPU 만 쓴다
+    global_policy(precision.mixed_policy_name())
+    cfg = tiny_config("train.num_steps=2")
+    subject = trainer.Trainer(cfg, 2, str(tmp_path / "run"), tf.distribute.get_strategy())
+    assert not subject.loss_scaling  # bfloat16 은 손실 스케일이 필요 없다
+    convolutions = [layer for layer in _all_layers(subject.model) if isinstance(layer, keras.layers.Conv2D)]
+    assert convolutions and all(layer.compute_dtype == "bfloat16" and layer.kernel.dtype == "float32"
+                                for layer in convolutions)
+    losses = subject.step_function("joint")(next(iter(make_batches(cfg, 1))))
+    assert all(value.dtype == tf.float32 and np.isfinite(value.numpy()) for value in losses.values())
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # 학습기는 정책을 바꾸지 않는다
 
 
-def test_non_finite_loss_stops_with_the_step(tmp_path):
-    cfg = tiny_config("train.num_steps=4,train.learning_rate=1e30,train.gradient_clip_norm=0.0")
-    with pytest.raises(FloatingPointError, match="non-finite loss at step"):
-        training.train(cfg, "x", str(tmp_path / "nan"), lambda b: make_batches(cfg), ["a", "b"], progress=False)
+def test_float16_policy_scales_the_loss(tmp_path, global_policy):
+    global_policy("mixed_float16")
+    subject = trainer.Trainer(tiny_config("train.num_steps=2"), 2, str(tmp_path / "run"),
+                              tf.distribute.get_strategy())
+    assert subject.loss_scaling
+    assert isinstance(subject.optimizers["joint"], keras.optimizers.LossScaleOptimizer)
+
+
+def test_load_trained_model_refuses_a_mixed_policy(tmp_path, global_policy):
+    run_file.write_run_file(str(tmp_path), tiny_config(), ["a", "b"], "x")
+    global_policy("mixed_bfloat16")
+    with pytest.raises(ValueError, match="active Keras dtype policy is 'mixed_bfloat16'"):
+        trainer.load_trained_model(str(tmp_path))
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
@@ -71,34 +72,35 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, sys.argv[1])
     from tests.conftest import tiny_config, make_batches
-    from frcnn.training import trainer as training
+    from frcnn.training import distribute
+    from frcnn.training import trainer
     # 표본 추출이 결정적이도록: 모든 앵커·후보를 쓴다 (순서는 손실 합에 영향 없음); BN 은 복제본별 통계라 반 배치씩 비교.
     cfg = tiny_config("train.num_steps=1,rpn.batch_size_per_image=100000,rpn.positive_fraction=1.0,"
                       "roi.num_rois=48,roi.foreground_fraction=1.0,train.weight_decay=0.0")
     batch = next(iter(make_batches(cfg)))
     results = {}
     for name in ("default", "mirrored"):
-        strategy = training.make_strategy(name)
+        strategy = distribute.make_strategy(name)
         with strategy.scope():
             tf.keras.utils.set_random_seed(0)
-            trainer = training.Trainer(cfg, 2, sys.argv[2] + name, strategy)
+            subject = trainer.Trainer(cfg, 2, sys.argv[2] + name, strategy)
         if name == "default":
             halves = [{k: v[i:i + 1] for k, v in batch.items()} for i in (0, 1)]
-            losses = [trainer.model.compute_losses(h, "joint")["total_loss"].numpy() for h in halves]
+            losses = [subject.model.compute_losses(h, "joint")["total_loss"].numpy() for h in halves]
             results["halves"] = float(sum(losses) / 2)
         dataset = strategy.experimental_distribute_dataset(make_batches(cfg, 1))
-        results[name] = float(trainer.step_function("joint")(next(iter(dataset)))["total_loss"])
+        results[name] = float(subject.step_function("joint")(next(iter(dataset)))["total_loss"])
         results[name + "_replicas"] = strategy.num_replicas_in_sync
     print(json.dumps(results))
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_matches_default(tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED_SCRIPT)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    output = subprocess.run([sys.executable, str(script), root, str(tmp_path) + "/"], capture_output=True,
-                            text=True, timeout=300, cwd=root)
+    output = subprocess.run([sys.executable, str(script), REPO_ROOT, str(tmp_path) + os.sep],
+                            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert output.returncode == 0, output.stderr[-3000:]
     results = json.loads(output.stdout.strip().splitlines()[-1])
     assert results["mirrored_replicas"] == 2 and results["default_replicas"] == 1

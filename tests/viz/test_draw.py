@@ -1,4 +1,6 @@
-"""frcnn.viz.draw 의 그리기 함수 시험: 손으로 계산한 테두리 픽셀 위치, 라벨 위치, 거르기 규칙.
+"""frcnn.viz.draw 의 그리기 함수 시험 (배열만): 손으로 계산한 테두리 픽셀 위치, 라벨 위치, 거르기 규칙.
+
+파일 단위 동작 (경로 풀기, SavedModel 실행, 출력 쓰기) 은 tests/tools/test_detect_tool.py 에서 시험한다.
 
 용어: H, W 이미지 높이·너비, N 검출 수, 박스는 정규화 [ymin, xmin, ymax, xmax].
 """
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from frcnn.viz import draw
+from tests.conftest import REPO_ROOT
 
 GREY = 128
 HEIGHT, WIDTH = 200, 400
@@ -63,12 +66,12 @@ def test_class_color_is_deterministic_palette_entry():
     assert len(colors) >= 3
 
 
+@pytest.mark.slow
 def test_class_color_does_not_depend_on_python_hash_seed():
     # 다른 PYTHONHASHSEED 의 새 프로세스에서도 같은 색이어야 한다 (hash() 를 쓰면 달라진다).
-    repository = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     command = [sys.executable, "-c", "from frcnn.viz import draw; print(draw.class_color('dog'))"]
     environment = dict(os.environ, PYTHONHASHSEED="12345", TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(command, cwd=repository, env=environment, capture_output=True,
+    result = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == str(draw.class_color("dog"))
 

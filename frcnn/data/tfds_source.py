@@ -7,6 +7,8 @@
   tfds 박스: objects/bbox [G, 4] float32 정규화 [ymin, xmin, ymax, xmax] (tfds 가 VOC 픽셀에서
     (x − 1)/W, x/W 로 만든 값 = 이 프로젝트의 연속 픽셀 / W 와 같은 관례). 그대로 레코드에 쓴다.
   tfds 라벨: objects/label, tfds 클래스 이름(VOC 20개, 정렬)의 0부터 시작하는 번호.
+  tfds 원소 키: 'image', 'image/filename', 'objects' 는 tfds `voc` 데이터셋의 스키마이다 (이 프로젝트의
+    레코드 특징 이름이 아니다; 레코드 형식은 `frcnn.data.records`).
 """
 
 import os
@@ -15,10 +17,15 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from frcnn.data import classes
+from frcnn.data import sources
 from frcnn.data import voc
-from pipelines import convert
 
 DATASET_NAME = "voc/2007"
+# tfds voc/2007 원소의 키 (tfds 의 스키마).
+TFDS_IMAGE = "image"
+TFDS_FILENAME = "image/filename"
+TFDS_OBJECTS = "objects"
 
 
 def _count_examples(dataset, info, split: str) -> int:
@@ -33,44 +40,34 @@ def _count_examples(dataset, info, split: str) -> int:
     return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
 
 
-def _class_ids(source_path: str, names, classes) -> np.ndarray:
-    """클래스 이름을 --classes 목록의 1부터 시작하는 id 로 바꾼다."""
-    id_by_name = {name: index + 1 for index, name in enumerate(classes)}
-    unknown = [name for name in names if name not in id_by_name]
-    if unknown:
-        raise convert.ConversionError(source_path, f"unknown class {unknown[0]!r} (known: {', '.join(classes)})")
-    return np.array([id_by_name[name] for name in names], np.int64)
-
-
 def _check_boxes(source_path: str, boxes: np.ndarray) -> None:
     """정규화 박스가 [0, 1] 안에서 뒤집히지 않았는지 검사한다."""
     ymin, xmin, ymax, xmax = boxes.T
     inside = (ymin >= 0) & (xmin >= 0) & (ymax <= 1) & (xmax <= 1) & (ymax > ymin) & (xmax > xmin)
     if not np.all(inside):
         bad = boxes[np.argmin(inside)]
-        raise convert.ConversionError(source_path, f"box {bad.tolist()} is empty, inverted or outside [0, 1]")
+        raise sources.SourceError(source_path, f"box {bad.tolist()} is empty, inverted or outside [0, 1]")
 
 
-def _tfds_example(element: dict, split: str, tfds_names, classes) -> convert.SourceItem:
-    """tfds 원소 하나(numpy)를 SourceExample 로 바꾼다. 문제가 있으면 ConversionError 를 돌려준다."""
-    filename = element["image/filename"].decode()
+def _tfds_example(element: dict, split: str, tfds_names, class_list) -> sources.SourceItem:
+    """tfds 원소 하나(numpy)를 SourceExample 로 바꾼다. 문제가 있으면 SourceError 를 돌려준다."""
+    filename = element[TFDS_FILENAME].decode()
     source_path = f"tfds:{DATASET_NAME}/{split}/{filename}"
-    objects = element["objects"]
+    objects = element[TFDS_OBJECTS]
+    image_bytes = element[TFDS_IMAGE]
     try:
-        image_format, (width, height) = voc.decode_image_checked(source_path, element["image"])
+        image_format, (width, height) = voc.decode_image_checked(source_path, image_bytes)
         boxes = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
         _check_boxes(source_path, boxes)
         names = tuple(tfds_names[int(label)] for label in objects["label"])
-        class_ids = _class_ids(source_path, names, classes)
+        class_ids = classes.class_ids(names, class_list, source_path)
     except voc.VocError as error:
-        return convert.ConversionError(error.path, error.problem)
-    except convert.ConversionError as error:
-        return error
-    return convert.SourceExample(
+        return sources.SourceError(error.path, error.problem)
+    return sources.SourceExample(
         image_id=os.path.splitext(filename)[0],
         filename=filename,
         source_path=source_path,
-        image_bytes=element["image"],
+        image_bytes=image_bytes,
         image_format=image_format.lower(),
         height=height,
         width=width,
@@ -82,7 +79,7 @@ def _tfds_example(element: dict, split: str, tfds_names, classes) -> convert.Sou
     )
 
 
-def open_tfds_source(split: str, data_dir: Optional[str], classes_flag: Optional[str]) -> convert.Source:
+def open_tfds_source(split: str, data_dir: Optional[str], classes_flag: Optional[str]) -> sources.Source:
     """tfds `voc/2007` 의 한 분할을 연다.
 
     Args:
@@ -91,29 +88,29 @@ def open_tfds_source(split: str, data_dir: Optional[str], classes_flag: Optional
       classes_flag: None/'' 이면 tfds 클래스 이름 그대로, 아니면 쉼표 목록 또는 클래스 파일.
 
     Returns:
-      convert.Source.
+      sources.Source.
 
     Raises:
-      ConversionError: 데이터셋을 열 수 없거나 --classes 가 잘못됐을 때.
+      SourceError: 데이터셋을 열 수 없거나 --classes 가 잘못됐을 때.
     """
     import tensorflow_datasets as tfds  # 무거운 선택 의존성이라 --source=tfds 일 때만 가져온다.
 
     try:
         dataset, info = tfds.load(DATASET_NAME, split=split, data_dir=data_dir, with_info=True,
                                   shuffle_files=False,
-                                  decoders={"image": tfds.decode.SkipDecoding()})
+                                  decoders={TFDS_IMAGE: tfds.decode.SkipDecoding()})
     except Exception as error:  # tfds 는 여러 종류의 예외를 던진다.
-        raise convert.ConversionError(f"tfds:{DATASET_NAME}/{split}", f"cannot load: {error}") from None
-    tfds_names = tuple(info.features["objects"]["label"].names)
+        raise sources.SourceError(f"tfds:{DATASET_NAME}/{split}", f"cannot load: {error}") from None
+    tfds_names = tuple(info.features[TFDS_OBJECTS]["label"].names)
     try:
-        classes = voc.resolve_classes(classes_flag, []) if classes_flag else tfds_names
+        class_list = classes.parse_classes_flag(classes_flag) if classes_flag else tfds_names
     except voc.VocError as error:
-        raise convert.ConversionError(error.path, error.problem) from None
+        raise sources.SourceError(error.path, error.problem) from None
     num_examples = _count_examples(dataset, info, split)
 
     def items():
         elements = dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
-        yield from convert.parallel_map(lambda element: _tfds_example(element, split, tfds_names, classes),
-                                        elements)
+        yield from sources.parallel_map(
+            lambda element: _tfds_example(element, split, tfds_names, class_list), elements)
 
-    return convert.Source("tfds", tuple(classes), num_examples, items())
+    return sources.Source("tfds", tuple(class_list), num_examples, items())

@@ -1,0 +1,86 @@
+"""실행 기록 `model_dir/run.json`: 해석된 설정, 클래스 이름, 레코드 glob, 앵커 지문.
+
+용어:
+  실행 기록(run file): 학습이 시작할 때 쓰는 `run.json`. 내보내기·평가가 이것으로 같은 모델을 다시 만든다.
+  이어 학습(resume): 같은 model_dir 로 다시 실행하는 것. 기록된 설정·클래스와 다르면 거부한다
+    (다른 설정의 체크포인트를 섞지 않도록).
+
+형식 (JSON): {"config": `config.to_dict`, "classes": [이름, ...], "records": glob, "anchor_fingerprint": hex}.
+"""
+
+import json
+import os
+
+from frcnn import config as config_lib
+from frcnn import fileio
+
+RUN_FILE = "run.json"
+
+
+def run_file_path(model_dir):
+    return os.path.join(model_dir, RUN_FILE)
+
+
+def make_run_info(config, classes, records):
+    """run.json 에 쓸 내용. JSON 왕복으로 튜플을 리스트로 바꿔 읽은 기록과 그대로 비교되게 한다."""
+    run_info = {"config": config_lib.to_dict(config), "classes": list(classes), "records": records,
+                "anchor_fingerprint": config_lib.anchor_fingerprint(config)}
+    return json.loads(json.dumps(run_info))
+
+
+def _differing_keys(saved_config, config):
+    """`section.key` 중 값이 다른 것들 (정렬)."""
+    return sorted(
+        f"{section}.{key}" for section, values in config.items() if isinstance(values, dict)
+        for key, value in values.items()
+        if saved_config.get(section, {}).get(key) != value)
+
+
+def check_run_file(model_dir, run_info):
+    """같은 model_dir 에 다른 설정으로 이어 학습하지 않도록 한다.
+
+    Raises:
+      ValueError: 기록된 설정이나 클래스가 다를 때 (다른 키를 밝힌다).
+    """
+    path = run_file_path(model_dir)
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as handle:
+        saved = json.load(handle)
+    if saved.get("config") != run_info["config"] or saved.get("classes") != run_info["classes"]:
+        differing = _differing_keys(saved.get("config", {}), run_info["config"])
+        raise ValueError(f"{path}: model_dir holds a run with a different config "
+                         f"({', '.join(differing) or 'classes'} differ); use a new --model_dir")
+
+
+def write_run_file(model_dir, config, classes, records):
+    """해석된 설정과 클래스 이름을 model_dir/run.json 에 원자적으로 쓴다 (export 가 읽는다).
+
+    Raises:
+      ValueError: model_dir 에 다른 설정의 기록이 있을 때.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    run_info = make_run_info(config, classes, records)
+    check_run_file(model_dir, run_info)
+    fileio.write_json(run_file_path(model_dir), run_info)
+
+
+def read_run_file(model_dir):
+    """(config, classes) 를 읽는다.
+
+    Raises:
+      ValueError: run.json 이 없거나 깨졌거나, 모르는 설정 키가 있을 때 (경로와 키를 밝힌다).
+    """
+    path = run_file_path(model_dir)
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: not found — is --model_dir a tools/train output directory?")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            run_info = json.load(handle)
+        config_data, classes = run_info["config"], tuple(run_info["classes"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: unreadable run file: {error}") from None
+    try:
+        return config_lib.from_dict(config_data), classes
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {error}") from None

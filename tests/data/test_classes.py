@@ -1,0 +1,85 @@
+"""frcnn.data.classes 테스트: --classes 값 읽기, 자동 규칙, 명시 목록 검사, 이름 → id."""
+
+import numpy as np
+import pytest
+
+from frcnn.data import classes
+from frcnn.data import voc
+
+
+def _labelled(image_id, class_names=()):
+    """(위치, 클래스 이름들) 쌍 하나."""
+    return f"/data/Annotations/{image_id}.xml", tuple(class_names)
+
+
+def test_auto_classes_voc():
+    labelled = [_labelled("a", ["dog", "person"]), _labelled("b", ["tvmonitor"])]
+    assert classes.resolve_classes(None, labelled) == voc.VOC_CLASSES
+    assert classes.resolve_classes("", iter(labelled)) == voc.VOC_CLASSES
+    assert classes.resolve_classes(None) == voc.VOC_CLASSES  # 이름이 없으면 (빈 집합 ⊂ VOC) VOC 목록
+
+
+def test_auto_classes_discovered_sorted():
+    labelled = [_labelled("a", ["zebra", "dog"]), _labelled("b", ["apple", "zebra"]), _labelled("c")]
+    assert classes.resolve_classes(None, labelled) == ("apple", "dog", "zebra")
+    assert classes.discover_classes(["zebra", "dog", "zebra"]) == ("dog", "zebra")
+
+
+def test_explicit_comma_list():
+    labelled = [_labelled("a", ["circle", "square"])]
+    assert classes.resolve_classes(" square , circle,triangle", labelled) == ("square", "circle", "triangle")
+
+
+def test_classes_file(tmp_path):
+    classes_path = tmp_path / "classes.txt"
+    classes_path.write_text("square\n\n  circle \ntriangle\n")
+    labelled = [_labelled("a", ["triangle"])]
+    assert classes.resolve_classes(str(classes_path), labelled) == ("square", "circle", "triangle")
+
+
+def test_single_class_name():
+    assert classes.resolve_classes("dog", [_labelled("a", ["dog"])]) == ("dog",)
+
+
+def test_unknown_class_names_first_offending_location():
+    labelled = [_labelled("ok", ["square"]), _labelled("bad1", ["square", "hexagon"]),
+                _labelled("bad2", ["star"])]
+    with pytest.raises(voc.VocError) as error_info:
+        classes.resolve_classes("square,circle", labelled)
+    error = error_info.value
+    assert error.path == "/data/Annotations/bad1.xml"
+    assert error.problem == "unknown class 'hexagon' (known: square, circle)"
+
+
+def test_missing_classes_file(tmp_path):
+    missing = str(tmp_path / "classes.txt")
+    with pytest.raises(voc.VocError, match="classes file not found"):
+        classes.resolve_classes(missing)
+
+
+@pytest.mark.parametrize("flag, problem", [("a,,b", "empty class name"),
+                                           ("a,b,a", "duplicate class names: a")])
+def test_bad_class_list(flag, problem):
+    with pytest.raises(voc.VocError, match=problem) as error_info:
+        classes.parse_classes_flag(flag)
+    assert error_info.value.path == flag
+
+
+def test_empty_classes_file(tmp_path):
+    classes_path = tmp_path / "classes.txt"
+    classes_path.write_text("\n  \n")
+    with pytest.raises(voc.VocError, match="no class names given"):
+        classes.parse_classes_flag(str(classes_path))
+
+
+def test_class_ids():
+    ids = classes.class_ids(["cat", "aeroplane", "tvmonitor", "cat"], voc.VOC_CLASSES, "a.xml")
+    assert ids.dtype == np.int64
+    np.testing.assert_array_equal(ids, [8, 1, 20, 8])
+    assert classes.class_ids((), voc.VOC_CLASSES, "empty.xml").shape == (0,)
+    np.testing.assert_array_equal(classes.class_ids(["b", "a"], ("a", "b"), "x"), [2, 1])
+
+
+def test_class_ids_unknown():
+    with pytest.raises(voc.VocError, match=r"a\.xml: unknown class 'zebra'"):
+        classes.class_ids(["zebra"], voc.VOC_CLASSES, "a.xml")

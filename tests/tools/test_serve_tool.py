@@ -1,0 +1,66 @@
+"""tools/serve.py 테스트: 하위 프로세스로 서버를 띄워 요청하고 SIGTERM 으로 멈춘다 (127.0.0.1 만).
+
+용어: SavedModel 은 conftest.py 의 작은 검출기.
+"""
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+MODEL_NAME = "tiny"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _serve_command(*args):
+    return [sys.executable, "-m", "tools.serve", "--port=0", f"--model_name={MODEL_NAME}", "--warmup=false",
+            *args]
+
+
+def _wait_for_address(process, timeout):
+    """서버 로그에서 주소를 찾을 때까지 stderr 를 읽는다. (주소 또는 None, 읽은 줄들)."""
+    log_lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        log_lines.append(line)
+        found = re.search(r"at http://127\.0\.0\.1:(\d+)/v1/models/", line)
+        if found:
+            return ("127.0.0.1", int(found.group(1))), log_lines
+    return None, log_lines
+
+
+@pytest.mark.slow
+def test_serve_tool_exits_zero_on_sigterm(saved_model_dir):
+    process = subprocess.Popen(_serve_command(f"--saved_model={saved_model_dir}"), cwd=REPO_ROOT,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        address, log_lines = _wait_for_address(process, timeout=40)
+        assert address is not None, "".join(log_lines)
+        connection = http.client.HTTPConnection(*address, timeout=10)
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+        connection.close()
+        process.send_signal(signal.SIGTERM)
+        remaining_log = process.communicate(timeout=30)[1]
+        assert process.returncode == 0, remaining_log
+        assert re.search(r"GET /healthz 200 [0-9.]+ms", remaining_log), remaining_log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+def test_serve_tool_rejects_a_directory_without_saved_model(tmp_path):
+    result = subprocess.run(_serve_command(f"--saved_model={tmp_path}"), cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"--saved_model: {tmp_path}: not a SavedModel directory (no saved_model.pb)" in result.stderr

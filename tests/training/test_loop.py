@@ -1,0 +1,58 @@
+"""학습 루프 `loop.train` 테스트: 중단 뒤 이어 학습, 끝난 학습은 하지 않음, 다른 설정 거부, 교대 학습 네 단계,
+유한하지 않은 손실에서 스텝을 밝히며 멈춤.
+
+용어: 스텝 = 전역 학습 스텝; 체크포인트 ckpt-k 는 스텝 k 뒤의 상태. 데이터는 conftest 의 합성 배치.
+"""
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from frcnn.training import loop
+from frcnn.training import trainer
+from tests.conftest import make_batches, tiny_config
+
+
+def _train(cfg, model_dir, batches=None):
+    return loop.train(cfg, "x", model_dir, lambda batch_size: make_batches(cfg, batches), ["a", "b"],
+                      progress=False)
+
+
+def test_resume_after_interruption_and_finished_run(tmp_path):
+    cfg = tiny_config("train.num_steps=6")
+    model_dir = str(tmp_path / "run")
+    # 3 배치 뒤 데이터가 끊겨 중단된다 → 스텝 2 의 체크포인트가 남는다.
+    with pytest.raises((tf.errors.OutOfRangeError, StopIteration)):
+        _train(cfg, model_dir, batches=3)
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
+    result = _train(cfg, model_dir)
+    assert result["step"] == 6 and result["checkpoint"].endswith("ckpt-6")
+    again = _train(cfg, model_dir)
+    assert again["step"] == 6 and again["losses"] == {}
+    with open(os.path.join(model_dir, "run.json")) as handle:
+        assert json.load(handle)["classes"] == ["a", "b"]
+    with pytest.raises(ValueError, match="different config"):
+        _train(tiny_config("train.num_steps=7,train.learning_rate=0.5"), model_dir)
+
+
+def test_alternating_runs_all_four_stages(tmp_path):
+    cfg = tiny_config("train.training_mode='alternating',train.stage_steps=(2,2,2,2),"
+                      "train.checkpoint_every=100")
+    model_dir = str(tmp_path / "alt")
+    result = _train(cfg, model_dir)
+    assert result["step"] == 8
+    # 마지막 단계(detector_finetune)는 검출기 손실만
+    assert set(result["losses"]) == {"detector_class_loss", "detector_box_loss", "weight_decay", "total_loss"}
+    # checkpoint_every 가 커도 각 단계의 끝에서 저장한다 (keep_checkpoints=3: 마지막 세 단계 끝).
+    saved = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints")).all_model_checkpoint_paths
+    assert [path.rsplit("-", 1)[1] for path in saved] == ["4", "6", "8"]
+    model, _, classes, _ = trainer.load_trained_model(model_dir)
+    assert model.rpn_backbone is not None and classes == ("a", "b")
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path):
+    cfg = tiny_config("train.num_steps=4,train.learning_rate=1e30,train.gradient_clip_norm=0.0")
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step \d \(joint\)"):
+        _train(cfg, str(tmp_path / "nan"))

@@ -1,0 +1,65 @@
+"""실행 기록 run.json 테스트: 지금 코드가 쓴 기록의 왕복, 다른 설정 거부, 모르는 키와 깨진 파일.
+
+용어: 실행 기록 = model_dir/run.json {"config", "classes", "records", "anchor_fingerprint"}.
+"""
+
+import json
+import os
+
+import pytest
+
+from frcnn import config
+from frcnn.training import run_file
+
+
+def _edit_run_file(model_dir, edit):
+    path = os.path.join(model_dir, "run.json")
+    with open(path) as handle:
+        run_info = json.load(handle)
+    edit(run_info)
+    with open(path, "w") as handle:
+        json.dump(run_info, handle)
+
+
+@pytest.mark.parametrize("preset", sorted(config.PRESETS))
+def test_a_run_file_written_now_reads_back(tmp_path, preset):
+    cfg = config.build_config(preset, "train.training_mode=alternating,anchors.sizes=(8,16)")
+    run_file.write_run_file(str(tmp_path), cfg, ["cat", "개"], "records/*.tfrecord")
+    assert run_file.read_run_file(str(tmp_path)) == (cfg, ("cat", "개"))
+    assert sorted(os.listdir(tmp_path)) == ["run.json"]  # 임시 파일이 남지 않는다
+    with open(tmp_path / "run.json", encoding="utf-8") as handle:
+        saved = json.load(handle)
+    assert saved["anchor_fingerprint"] == config.anchor_fingerprint(cfg)
+    assert saved["records"] == "records/*.tfrecord"
+
+
+def test_same_run_is_accepted_and_a_different_one_refused_naming_keys(tmp_path):
+    cfg = config.build_config("cpu_small")
+    run_file.write_run_file(str(tmp_path), cfg, ["a"], "x")
+    run_file.write_run_file(str(tmp_path), cfg, ["a"], "x")
+    other = config.apply_overrides(cfg, "train.learning_rate=0.5,roi.num_rois=32")
+    with pytest.raises(ValueError, match=r"different config \(roi.num_rois, train.learning_rate differ\)"):
+        run_file.write_run_file(str(tmp_path), other, ["a"], "x")
+    with pytest.raises(ValueError, match=r"\(classes differ\)"):
+        run_file.write_run_file(str(tmp_path), cfg, ["a", "b"], "x")
+
+
+def test_unknown_key_in_run_file_fails_naming_it(tmp_path):
+    run_file.write_run_file(str(tmp_path), config.build_config("cpu_small"), ["a"], "x")
+    _edit_run_file(str(tmp_path), lambda run_info: run_info["config"]["train"].update(foo=1))
+    with pytest.raises(ValueError, match=r"run.json: unknown key 'train.foo' \(train has: batch_size, "):
+        run_file.read_run_file(str(tmp_path))
+    _edit_run_file(str(tmp_path), lambda run_info: run_info["config"].update(optimizer={}))
+    with pytest.raises(ValueError, match=r"run.json: unknown key 'optimizer' \(config has: anchors, "):
+        run_file.read_run_file(str(tmp_path))
+
+
+def test_missing_or_broken_run_file(tmp_path):
+    with pytest.raises(ValueError, match="run.json: not found"):
+        run_file.read_run_file(str(tmp_path))
+    (tmp_path / "run.json").write_text('{"config": {}')
+    with pytest.raises(ValueError, match="run.json: unreadable run file"):
+        run_file.read_run_file(str(tmp_path))
+    (tmp_path / "run.json").write_text('{"config": {}}')
+    with pytest.raises(ValueError, match="run.json: unreadable run file: 'classes'"):
+        run_file.read_run_file(str(tmp_path))
