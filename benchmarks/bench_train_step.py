@@ -20,11 +20,11 @@ import tensorflow as tf
 from absl import app, flags
 
 from benchmarks import side_by_side
-from frcnn.ops import anchors as anchors_lib
-from frcnn.modeling import backbones
 from frcnn import config as config_lib
+from frcnn.modeling import backbones
 from frcnn.modeling import rpn_targets
-from frcnn.training import trainer as training
+from frcnn.ops import anchors as anchors_lib
+from frcnn.training import trainer as trainer_lib
 
 FLAGS = flags.FLAGS
 
@@ -103,12 +103,13 @@ def main(argv):
     print(f"canvas {canvas[0]}×{canvas[1]}, image {FLAGS.image_height}×{FLAGS.image_width}, "
           f"positive anchors {int(tf.reduce_sum(tf.cast(batch['anchor_matches'] > 0, tf.int32)))}")
     with tempfile.TemporaryDirectory() as model_dir:
-        trainer = training.Trainer(config, NUM_CLASSES, model_dir, tf.distribute.get_strategy())
+        trainer = trainer_lib.Trainer(config, NUM_CLASSES, model_dir, tf.distribute.get_strategy())
         joint_step = trainer.step_function("joint")
         baseline_step = vgg16_conv_step(config)
         side_by_side.compare(("joint train step", lambda: joint_step(batch)),
                              ("vgg16 conv1..conv5_3 fwd+bwd+SGD", lambda: baseline_step(batch["images"])),
                              FLAGS.num_runs, TARGET_RATIO)
+
 
 if __name__ == "__main__":
     app.run(main)

@@ -30,7 +30,8 @@ def compare(candidate, baseline, num_runs, target_ratio):
     """
     (candidate_name, candidate_fn), (baseline_name, baseline_fn) = candidate, baseline
     warm_candidate, warm_baseline = timed(candidate_fn)[0], timed(baseline_fn)[0]
-    print(f"warm-up (incl. tracing): {candidate_name} {warm_candidate:.2f} s, {baseline_name} {warm_baseline:.2f} s")
+    print(f"warm-up (incl. tracing): {candidate_name} {warm_candidate:.2f} s, "
+          f"{baseline_name} {warm_baseline:.2f} s")
     candidate_times, baseline_times = [], []
     for run in range(num_runs):
         candidate_times.append(timed(candidate_fn)[0])

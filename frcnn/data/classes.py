@@ -104,3 +104,24 @@ def class_ids(class_names, classes, source_path: str) -> np.ndarray:
         if name not in id_by_name:
             raise voc.VocError(source_path, f"unknown class {name!r} (known: {', '.join(classes)})")
     return np.array([id_by_name[name] for name in class_names], dtype=np.int64)
+
+
+def from_id_name_pairs(pairs):
+    """레코드처럼 id 가 이미 붙은 (id, 이름) 쌍들에서 클래스 목록을 정한다.
+
+    id k 의 이름은 처음 나온 비지 않은 이름, 이름이 한 번도 없으면 `class_k`; 목록은 1..최대 id.
+
+    Args:
+      pairs: (class_id, class_name) 쌍의 iterable. id ≤ 0 (배경·패딩) 은 최대 id 에만 영향이 없다.
+
+    Returns:
+      (names tuple, id_to_name dict) — id_to_name 에는 이름이 실제로 나온 id 만 있다.
+    """
+    id_to_name, max_id = {}, 0
+    for class_id, name in pairs:
+        class_id = int(class_id)
+        max_id = max(max_id, class_id)
+        if class_id > 0 and name:
+            id_to_name.setdefault(class_id, name)
+    names = tuple(id_to_name.get(class_id, f"class_{class_id}") for class_id in range(1, max_id + 1))
+    return names, id_to_name

@@ -284,23 +284,15 @@ def collect_from_records(record_paths, detect_fn, batch_size=8, max_images=None,
 
 
 def _class_list(base_names, raw_images):
-    """클래스 이름 목록 (id 1..C 순서) 과 id → 이름 표를 정한다 (모듈 docstring 의 규칙).
-
-    Returns:
-      (names list, id_to_name dict). base_names 가 있으면 그 목록 그대로.
-    """
+    """클래스 이름 목록 (id 1..C 순서) 과 id → 이름 표 (`classes.from_id_name_pairs` 의 규칙)."""
     if base_names:
         return list(base_names), {index + 1: name for index, name in enumerate(base_names)}
-    id_to_name, max_id = {}, 0
+    pairs = []
     for raw_image in raw_images:
-        pairs = list(zip(raw_image.gt_class_ids, raw_image.gt_class_names))
-        pairs += list(zip(raw_image.det_class_ids, raw_image.det_class_names))
-        for class_id, name in pairs:
-            max_id = max(max_id, int(class_id))
-            if class_id > 0 and name:
-                id_to_name.setdefault(int(class_id), name)
-    names = [id_to_name.get(class_id, f"class_{class_id}") for class_id in range(1, max_id + 1)]
-    return names, id_to_name
+        pairs += zip(raw_image.gt_class_ids, raw_image.gt_class_names)
+        pairs += zip(raw_image.det_class_ids, raw_image.det_class_names)
+    names, id_to_name = classes.from_id_name_pairs(pairs)
+    return list(names), id_to_name
 
 
 def _resolve_classes(base_names, raw_images):

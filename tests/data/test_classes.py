@@ -83,3 +83,11 @@ def test_class_ids():
 def test_class_ids_unknown():
     with pytest.raises(voc.VocError, match=r"a\.xml: unknown class 'zebra'"):
         classes.class_ids(["zebra"], voc.VOC_CLASSES, "a.xml")
+
+
+def test_from_id_name_pairs_fills_gaps_and_keeps_first_name():
+    pairs = [(2, "dog"), (0, ""), (2, "hound"), (4, ""), (1, "cat")]
+    names, id_to_name = classes.from_id_name_pairs(pairs)
+    assert names == ("cat", "dog", "class_3", "class_4")
+    assert id_to_name == {1: "cat", 2: "dog"}
+    assert classes.from_id_name_pairs([]) == ((), {})

@@ -77,6 +77,7 @@ def test_svd_head_replaces_fc6_fc7_in_the_inference_model_only():
 
 def test_a_different_architecture_is_rejected():
     trained = _trained()
-    other = config_lib.build_config("cpu_small", "backbone.width=16,backbone.fc_units=32,rpn.conv_channels=16")
+    other = config_lib.build_config("cpu_small",
+                                    "backbone.width=16,backbone.fc_units=32,rpn.conv_channels=16")
     with pytest.raises(ValueError, match="cannot copy the trained"):
         inference_model.build_inference_model(trained, other)

@@ -146,8 +146,8 @@ def test_saved_model_stands_alone_and_matches_the_in_process_model(exported, tmp
     script = tmp_path / "standalone.py"
     script.write_text(STANDALONE_SCRIPT)
     result = subprocess.run([sys.executable, str(script), export_dir, str(tmp_path / "inputs.npz"),
-                             str(tmp_path / "outputs.npz")], cwd=str(tmp_path), capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "PYTHONPATH": ""})
+                             str(tmp_path / "outputs.npz")], cwd=str(tmp_path), capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     outputs = np.load(tmp_path / "outputs.npz")
     # 크기가 다른 배치는 가장 큰 이미지까지 패딩되므로 (결과가 배치 구성에 따라 조금 달라진다) 같은 크기끼리 묶는다.
@@ -216,12 +216,13 @@ def test_rest_server_serves_the_exported_model(exported):
         columns = _post(server, {"inputs": {"images": image[None].tolist()}})["outputs"]
         for prediction in (rows[0], {key: value[0] for key, value in columns.items()}):
             np.testing.assert_allclose(prediction["detection_boxes"], direct["detection_boxes"][0], atol=1e-5)
-            np.testing.assert_allclose(prediction["detection_scores"], direct["detection_scores"][0], atol=1e-5)
+            np.testing.assert_allclose(prediction["detection_scores"], direct["detection_scores"][0],
+                                       atol=1e-5)
             assert prediction["detection_classes"] == direct["detection_classes"][0].numpy().tolist()
             assert prediction["num_detections"] == int(direct["num_detections"][0])
+        not_an_image = base64.b64encode(b"not an image").decode()
         status, body = _request(server, "POST", "/v1/models/frcnn:predict",
-                                json.dumps({"signature_name": "serve_bytes",
-                                            "instances": [{"b64": base64.b64encode(b"not an image").decode()}]}))
+                                json.dumps({"signature_name": "serve_bytes", "instances": [{"b64": not_an_image}]}))
         assert status == 400 and "error" in body
     finally:
         assert server.graceful_shutdown(drain_timeout=10)

@@ -126,7 +126,8 @@ def test_stage_variables_hold_exactly_the_stage_modules(alternating_model):
             expected |= _ids(module.trainable_variables)
         assert _ids(model.stage_variables(stage)) == expected, stage
     # 검출기 헤드는 몸통(fc6/fc7) 을 포함하고, 두 백본은 변수를 공유하지 않는다.
-    assert _ids(model.detector_head.body.trainable_variables) <= _ids(model.stage_variables("detector_finetune"))
+    body_variables = _ids(model.detector_head.body.trainable_variables)
+    assert body_variables <= _ids(model.stage_variables("detector_finetune"))
     assert not _ids(model.rpn_backbone.features.variables) & _ids(model.backbone.features.variables)
     assert not _ids(model.stage_variables("rpn")) & _ids(model.stage_variables("detector"))
     assert not _ids(model.stage_variables("rpn_finetune")) & _ids(model.backbone.features.variables)

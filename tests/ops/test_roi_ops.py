@@ -144,6 +144,7 @@ def test_crop_and_resize_with_unknown_feature_size(op, reduce):
     features, boxes = _random_inputs(seed=4)
     traced = tf.function(lambda f, b: op(f, b, STRIDE, OUTPUT_SIZE, "crop_and_resize"), input_signature=[
         tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, None, 4])])
-    np.testing.assert_allclose(traced(features, boxes).numpy(), _reference(features, boxes, reduce), atol=1e-5)
+    np.testing.assert_allclose(traced(features, boxes).numpy(), _reference(features, boxes, reduce),
+                               atol=1e-5)
     with pytest.raises(ValueError, match="unknown RoI implementation"):
         op(tf.constant(features), tf.constant(boxes), STRIDE, OUTPUT_SIZE, "gather")
