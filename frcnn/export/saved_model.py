@@ -62,7 +62,7 @@ class DetectionModule(tf.Module):
         """[B, H, W, 3] uint8 (같은 크기) → 출력."""
         shape = tf.shape(images)
         scale, size = resize.resize_scale(shape[1], shape[2], self.config.input.min_size,
-                                              self.config.input.max_size)
+                                          self.config.input.max_size)
         resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
         padded = tf.image.pad_to_bounding_box(resized, 0, 0, self._padded(size[0]), self._padded(size[1]))
         sizes = tf.tile(size[None], [shape[0], 1])

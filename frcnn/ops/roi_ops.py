@@ -1,8 +1,8 @@
 """RoI 연산: 특징맵에서 RoI 마다 고정 크기 특징을 뽑는다. 모두 그래프 안의 TF 연산이라 SavedModel 에 그대로
 들어간다. 같은 표본을 두 방식으로 찍는다:
   matmul — 축별 보간 행렬의 배치 행렬곱. XLA 로 컴파일되고 역전파가 빠르다 (학습).
-  crop_and_resize — `tf.image.crop_and_resize` (XLA 커널 없음). 순전파가 matmul 보다 약 7배 빠르다
-    (300 RoI, 38×50×512, 2코어 CPU: 25 ms 대 165 ms) — 추론(내보낸 그래프, 평가)에 쓴다.
+  crop_and_resize — `tf.image.crop_and_resize` (XLA 커널 없음). 순전파가 matmul 보다 빠르다 — 추론(내보낸
+    그래프, 평가)에 쓴다.
   두 방식은 같은 값을 낸다 (테스트가 확인): 특징맵 가장자리를 한 칸 복제해 덧대면 crop_and_resize 의
   범위 밖 규칙이 아래 RoIAlign 규칙과 같아진다.
 

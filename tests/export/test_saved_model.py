@@ -221,8 +221,8 @@ def test_rest_server_serves_the_exported_model(exported):
             assert prediction["detection_classes"] == direct["detection_classes"][0].numpy().tolist()
             assert prediction["num_detections"] == int(direct["num_detections"][0])
         not_an_image = base64.b64encode(b"not an image").decode()
-        status, body = _request(server, "POST", "/v1/models/frcnn:predict",
-                                json.dumps({"signature_name": "serve_bytes", "instances": [{"b64": not_an_image}]}))
+        request = {"signature_name": "serve_bytes", "instances": [{"b64": not_an_image}]}
+        status, body = _request(server, "POST", "/v1/models/frcnn:predict", json.dumps(request))
         assert status == 400 and "error" in body
     finally:
         assert server.graceful_shutdown(drain_timeout=10)

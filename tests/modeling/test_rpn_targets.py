@@ -39,12 +39,11 @@ def _area(boxes):
 
 def _numpy_iou(boxes, gt_boxes):
     """[A, G] IoU (독립 numpy 구현)."""
-    heights = np.minimum(boxes[:, None, 2], gt_boxes[None, :, 2]) - np.maximum(boxes[:, None, 0],
-                                                                             gt_boxes[None, :, 0])
-    widths = np.minimum(boxes[:, None, 3], gt_boxes[None, :, 3]) - np.maximum(boxes[:, None, 1],
-                                                                            gt_boxes[None, :, 1])
+    boxes, gt_boxes = boxes[:, None], gt_boxes[None]
+    heights = np.minimum(boxes[..., 2], gt_boxes[..., 2]) - np.maximum(boxes[..., 0], gt_boxes[..., 0])
+    widths = np.minimum(boxes[..., 3], gt_boxes[..., 3]) - np.maximum(boxes[..., 1], gt_boxes[..., 1])
     intersection = np.clip(heights, 0, None) * np.clip(widths, 0, None)
-    return intersection / (_area(boxes)[:, None] + _area(gt_boxes)[None] - intersection)
+    return intersection / (_area(boxes[:, 0])[:, None] + _area(gt_boxes[0])[None] - intersection)
 
 
 def _numpy_codes(anchors, gt_boxes):
