@@ -12,7 +12,8 @@ import time
 from absl import app
 from absl import flags
 
-flags.DEFINE_string("workspace", "workspace", "Workspace root: data/, records/, runs/, exports/, eval/, detections/.")
+flags.DEFINE_string("workspace", "workspace",
+                    "Workspace root: data/, records/, runs/, exports/, eval/, detections/.")
 flags.DEFINE_string("config", "cpu_small", "Preset to train.")
 flags.DEFINE_string("params_override", "", "Extra config overrides for training.")
 flags.DEFINE_integer("num_trainval", 400, "Synthetic trainval images.")
@@ -48,22 +49,26 @@ def main(argv):
                                     f"--seed={FLAGS.seed}"], timings)
     for split in ("trainval", "test"):
         if not os.path.exists(os.path.join(records, f"{split}.json")):
-            _run(f"make_tfrecords {split}", ["tools.make_tfrecords", f"--voc_dir={voc_dir}", f"--split={split}",
-                                             f"--output_dir={records}", f"--config={FLAGS.config}"], timings)
+            _run(f"make_tfrecords {split}",
+                 ["tools.make_tfrecords", f"--voc_dir={voc_dir}", f"--split={split}",
+                  f"--output_dir={records}", f"--config={FLAGS.config}"], timings)
     train = ["tools.train", f"--records={records}/trainval-*.tfrecord", f"--model_dir={model_dir}",
              f"--config={FLAGS.config}"]
     if FLAGS.params_override:
         train.append(f"--params_override={FLAGS.params_override}")
     _run("train", train, timings)
-    _run("export", ["tools.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--overwrite"], timings)
+    _run("export", ["tools.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--overwrite"],
+         timings)
     _run("evaluate", ["tools.evaluate", f"--saved_model={export_dir}", f"--voc_dir={voc_dir}", "--split=test",
                       f"--output={os.path.join(root, 'eval', FLAGS.config, 'report.json')}",
                       f"--plot_dir={os.path.join(root, 'eval', FLAGS.config, 'pr_curves')}"], timings)
     with open(os.path.join(voc_dir, "ImageSets", "Main", "test.txt")) as handle:
         image_ids = [line.strip() for line in handle if line.strip()][:FLAGS.num_detect_images]
-    images = ",".join(os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg") for image_id in image_ids)
+    images = ",".join(os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg")
+                      for image_id in image_ids)
     _run("detect", ["tools.detect", f"--saved_model={export_dir}", f"--images={images}",
-                    f"--output_dir={os.path.join(root, 'detections', FLAGS.config)}", "--format=png"], timings)
+                    f"--output_dir={os.path.join(root, 'detections', FLAGS.config)}", "--format=png"],
+         timings)
     print("\n=== timings ===")
     for title, seconds in timings:
         print(f"{title:28s} {seconds:7.1f} s")

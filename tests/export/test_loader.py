@@ -27,7 +27,8 @@ def test_loads_and_runs(saved_dir):
 
 
 def test_missing_signature_names_the_ones_present(saved_dir):
-    with pytest.raises(ValueError, match=r"model: SavedModel has no 'serve_bytes' signature \(has: serving_default\)"):
+    expected = r"model: SavedModel has no .serve_bytes. signature \(has: serving_default\)"
+    with pytest.raises(ValueError, match=expected):
         loader.load_saved_model(saved_dir, required_signatures=("serve_bytes",))
 
 

@@ -65,6 +65,23 @@ def test_load_trained_model_refuses_a_mixed_policy(tmp_path, global_policy):
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
 
 
+def test_load_trained_model_restores_weights_and_refuses_partial_checkpoints(tmp_path):
+    cfg = tiny_config()
+    run_file.write_run_file(str(tmp_path), cfg, ["a", "b"], "x")
+    model = trainer.build_model(cfg, 2)
+    os.makedirs(tmp_path / "checkpoints")
+    full = tf.train.Checkpoint(model=model).save(str(tmp_path / "checkpoints" / "full"))
+    loaded, _, classes, path = trainer.load_trained_model(str(tmp_path), full)
+    assert list(classes) == ["a", "b"] and path == full
+    for expected, actual in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(expected.numpy(), actual.numpy())
+    # 백본이 빠진 체크포인트 (옛 버전의 키 같은): 무작위 백본으로 조용히 넘어가지 않는다
+    partial = tf.train.Checkpoint(model=tf.train.Checkpoint(detector_head=model.detector_head))
+    partial_path = partial.save(str(tmp_path / "checkpoints" / "partial"))
+    with pytest.raises(ValueError, match="partial-1: checkpoint does not hold every variable"):
+        trainer.load_trained_model(str(tmp_path), partial_path)
+
+
 MIRRORED_SCRIPT = textwrap.dedent("""
     import sys, json
     import tensorflow as tf
