@@ -350,6 +350,15 @@ def anchor_fingerprint(config: ExperimentConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def without_pretrained_weights(config: ExperimentConfig) -> ExperimentConfig:
+    """`backbone.weights='none'` 인 복사본 (나머지는 그대로).
+
+    모든 가중치를 체크포인트나 학습된 모델에서 가져오는 모델을 만들 때 쓴다: 사전학습 가중치를 다시
+    내려받거나 파일에서 읽지 않는다.
+    """
+    return dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, weights="none"))
+
+
 def to_dict(config: ExperimentConfig) -> dict:
     """JSON 으로 쓸 수 있는 dict (튜플은 그대로; `json.dump` 가 리스트로 쓴다)."""
     return dataclasses.asdict(config)

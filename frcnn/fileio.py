@@ -44,17 +44,34 @@ class StagedFiles:
         return os.path.join(self._staging, name)
 
     def commit(self):
-        """쓴 파일을 최종 이름으로 옮기고 최종 경로 목록을 돌려준다."""
-        final_paths = []
-        for name in self._names:
-            temporary = os.path.join(self._staging, name)
-            if not os.path.exists(temporary):
-                continue
-            final_path = os.path.join(self.directory, name)
-            os.replace(temporary, final_path)
-            final_paths.append(final_path)
-        self.abort()
-        return final_paths
+        """쓴 파일을 최종 이름으로 옮기고 최종 경로 목록을 돌려준다.
+
+        옮기다 실패하면 이미 옮긴 파일을 되돌리고 (덮어쓴 옛 파일은 복원) 예외를 올린다.
+        """
+        backup = tempfile.mkdtemp(prefix=".staging.old-", dir=self.directory)
+        moved = []  # (최종 경로, 옛 파일의 백업 경로 또는 None)
+        try:
+            for name in self._names:
+                temporary = os.path.join(self._staging, name)
+                if os.path.exists(temporary):
+                    moved.append(self._move_into_place(temporary, name, backup))
+        except BaseException:
+            _roll_back(moved)
+            raise
+        finally:
+            shutil.rmtree(backup, ignore_errors=True)
+            self.abort()
+        return [final_path for final_path, _ in moved]
+
+    def _move_into_place(self, temporary, name, backup):
+        """옛 파일이 있으면 backup 으로 치우고 새 파일을 최종 이름으로 옮긴다."""
+        final_path = os.path.join(self.directory, name)
+        old = None
+        if os.path.lexists(final_path):
+            old = os.path.join(backup, name)
+            os.replace(final_path, old)
+        os.replace(temporary, final_path)
+        return final_path, old
 
     def abort(self):
         """스테이징을 지운다 (커밋하지 않은 파일은 사라진다)."""
@@ -114,14 +131,28 @@ def atomic_directory(path):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _roll_back(moved):
+    """커밋 중 실패: 옮긴 새 파일을 지우고 옛 파일을 제자리로 돌린다."""
+    for final_path, old in reversed(moved):
+        if old is None:
+            os.remove(final_path)
+        else:
+            os.replace(old, final_path)
+
+
 def _replace_directory(staging, path):
-    """staging 을 path 로 옮긴다; 옛 path 는 옆으로 치운 뒤 지운다."""
+    """staging 을 path 로 옮긴다; 옛 path 는 옆으로 치웠다가 새 것이 자리를 잡은 뒤에만 지운다."""
     if not os.path.lexists(path):
         os.replace(staging, path)
         return
     trash = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
+    old = os.path.join(trash, "old")
     try:
-        os.replace(path, os.path.join(trash, "old"))
-        os.replace(staging, path)
+        os.replace(path, old)
+        try:
+            os.replace(staging, path)
+        except BaseException:
+            os.replace(old, path)  # 새 것을 놓지 못했으면 옛 것을 되돌린다
+            raise
     finally:
         shutil.rmtree(trash, ignore_errors=True)

@@ -7,7 +7,10 @@
   3. 같은 방향(가로/세로)·비슷한 물체 수의 이미지를 `LABEL_BATCH_SIZE` 장씩 모아 `tf.function` 한 번으로 원본과
      좌우 뒤집은 GT 의 앵커 매칭 코드를 함께 계산한다 (이미지별 즉시 실행 TF 호출 없음).
   4. 샤드에 번갈아 쓰고, 끝나면 `<split>.json` 과 함께 제 이름으로 옮긴다 (`fileio.StagedFiles`).
-     실패하면 임시 파일을 지운다.
+     새 파일을 모두 옮긴 뒤에야 새 묶음에 없는 옛 출력(예: 샤드가 더 많던 옛 실행)을 지운다.
+     실패하면 임시 파일을 지우고 옛 출력은 그대로 둔다.
+  파일 이름(`<split>-NNNNN-of-MMMMM.tfrecord`, `<split>.json`)은 `frcnn.data.records` 가 정한다.
+  진행 표시는 하지 않는다: 부르는 쪽이 `ConvertOptions.progress(done, total)` 콜백을 줄 수 있다.
 
 용어:
   B 라벨 배치의 이미지 수, G 배치 안 최대 물체 수 (−1 패딩), A 앵커 수.
@@ -22,13 +25,11 @@ import dataclasses
 import glob
 import json
 import os
-import sys
 import time
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from frcnn import config as config_lib
 from frcnn import fileio
@@ -61,7 +62,9 @@ class ConvertOptions:
       skip_invalid: 잘못된 이미지를 오류 대신 건너뛰고 json 의 "skipped" 에 적는다.
       overwrite: 같은 분할의 기존 출력을 바꿔 쓴다.
       params_override: 설정 덮어쓰기 문자열 (json 에 기록).
-      show_progress: tqdm 진행 막대 (stderr).
+      progress: None (조용히) 또는 `progress(done, total)` 콜백; 소스를 연 뒤 (0, total) 로 한 번,
+        그 뒤 소스 항목 하나(건너뛴 것 포함)를 처리할 때마다 불린다. total 은 소스의 이미지 수.
+      show_progress: 쓰지 않는다 (옛 호출 호환용; 진행 표시는 `progress` 로).
     """
 
     output_dir: str
@@ -70,7 +73,8 @@ class ConvertOptions:
     skip_invalid: bool = False
     overwrite: bool = False
     params_override: str = ""
-    show_progress: bool = True
+    progress: Optional[Callable[[int, int], None]] = None
+    show_progress: bool = False
 
 
 # ---------------------------------------------------------------- 앵커 라벨
@@ -156,14 +160,10 @@ def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config):
 # ---------------------------------------------------------------- 출력 파일
 
 
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
-
-
 def existing_outputs(output_dir: str, split: str) -> list:
     """같은 분할의 기존 출력 파일들 (샤드와 json)."""
-    shards = glob.glob(os.path.join(glob.escape(output_dir), f"{glob.escape(split)}-*-of-*.tfrecord"))
-    metadata = os.path.join(output_dir, f"{split}.json")
+    shards = glob.glob(records.shard_glob(output_dir, split))
+    metadata = records.metadata_path(output_dir, split)
     return sorted(shards) + ([metadata] if os.path.exists(metadata) else [])
 
 
@@ -183,7 +183,7 @@ class _ShardWriter:
         self.split = split
         self.num_shards = num_shards
         self._staged = fileio.StagedFiles(output_dir)
-        self._writers = [tf.io.TFRecordWriter(self._staged.path(shard_name(split, index, num_shards)))
+        self._writers = [tf.io.TFRecordWriter(self._staged.path(records.shard_name(split, index, num_shards)))
                          for index in range(num_shards)]
         self.count = 0
 
@@ -192,13 +192,21 @@ class _ShardWriter:
         self.count += 1
 
     def commit(self, metadata: dict, replace: Sequence[str]) -> list:
-        """샤드를 닫고 json 을 쓴 뒤, 옛 출력을 지우고 모두 제 이름으로 옮겨 최종 경로 목록을 돌려준다."""
+        """샤드를 닫고 json 을 쓴 뒤 모두 제 이름으로 옮기고, 그다음 새 파일이 덮어쓰지 않은 옛 출력
+        (`replace` 중 새 이름에 없는 것) 을 지운다. 최종 경로 목록을 돌려준다.
+
+        옮기기가 실패하면 옛 출력을 하나도 지우지 않은 채 예외가 나간다 (json 은 샤드 다음에 옮긴다).
+        """
         self._close()
-        with open(self._staged.path(f"{self.split}.json"), "w", encoding="utf-8") as handle:
+        metadata_name = os.path.basename(records.metadata_path(self._staged.directory, self.split))
+        with open(self._staged.path(metadata_name), "w", encoding="utf-8") as handle:
             json.dump(metadata, handle, indent=2, ensure_ascii=False)
+        files = self._staged.commit()
+        written = {os.path.basename(path) for path in files}
         for path in replace:
-            os.remove(path)
-        return self._staged.commit()
+            if os.path.basename(path) not in written:
+                os.remove(path)
+        return files
 
     def abort(self) -> None:
         self._close()
@@ -268,12 +276,12 @@ def _write_all(source: sources.Source, config, writer: _ShardWriter, options: Co
     fingerprint = config_lib.anchor_fingerprint(config)
     tally = _Tally()
     pending = collections.defaultdict(list)
-    progress = tqdm(total=source.num_examples, unit="img", desc=f"make_tfrecords {options.split}",
-                    file=sys.stderr, disable=not options.show_progress)
-    with progress, _closing(source.items):
-        for item in source.items:
+    report = options.progress or (lambda done, total: None)
+    report(0, source.num_examples)
+    with _closing(source.items):
+        for done, item in enumerate(source.items, start=1):
             item = _check_example(item, config.input.max_gt_boxes)
-            progress.update(1)
+            report(done, source.num_examples)
             if isinstance(item, sources.SourceError):
                 if not options.skip_invalid:
                     raise ConversionError(item.path, item.problem) from None

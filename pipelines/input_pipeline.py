@@ -15,7 +15,6 @@ float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 그래서 시�
 import glob
 import json
 import os
-import re
 
 import tensorflow as tf
 
@@ -24,14 +23,18 @@ from frcnn.data import records
 from frcnn.data import resize
 from frcnn.ops import box_ops
 
-SHARD_PATTERN = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord$")
 ORIENTATIONS = {"landscape": True, "portrait": False}
 
 
-def _matching_files(file_pattern: str) -> list:
+def matching_files(file_pattern: str) -> list:
+    """TFRecord glob 에 맞는 파일 목록 (정렬). 학습 파이프라인과 평가 도구가 함께 쓴다.
+
+    Raises:
+      ValueError: 맞는 파일이 없을 때 ("<pattern>: no TFRecord files match").
+    """
     files = sorted(glob.glob(file_pattern))
     if not files:
-        raise ValueError(f"no TFRecord files match '{file_pattern}'")
+        raise ValueError(f"{file_pattern}: no TFRecord files match")
     return files
 
 
@@ -49,15 +52,15 @@ def read_metadata(file_pattern: str) -> dict:
         여러 분할·디렉터리가 섞임, json 이 없거나 읽을 수 없음.
     """
     locations = set()
-    for path in _matching_files(file_pattern):
-        match = SHARD_PATTERN.match(os.path.basename(path))
+    for path in matching_files(file_pattern):
+        match = records.SHARD_NAME_PATTERN.match(os.path.basename(path))
         if not match:
             raise ValueError(f"{path}: not a shard named <split>-NNNNN-of-MMMMM.tfrecord")
         locations.add((os.path.dirname(path), match.group("split")))
     if len(locations) != 1:
         raise ValueError(f"records '{file_pattern}' mix several splits or directories: {sorted(locations)}")
     directory, split = locations.pop()
-    metadata_path = os.path.join(directory, f"{split}.json")
+    metadata_path = records.metadata_path(directory, split)
     try:
         with open(metadata_path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -81,7 +84,7 @@ def check_fingerprint(file_pattern: str, config) -> dict:
     metadata = read_metadata(file_pattern)
     expected = config_lib.anchor_fingerprint(config)
     found = metadata.get("anchor_fingerprint")
-    first_shard = _matching_files(file_pattern)[0]
+    first_shard = matching_files(file_pattern)[0]
     record_fingerprint = _first_record_fingerprint(first_shard)
     if found != expected or record_fingerprint not in (None, expected):
         found = found if found != expected else record_fingerprint
@@ -208,7 +211,7 @@ def build_dataset(file_pattern: str, config, training: bool, batch_size=None, fl
         raise ValueError(f"orientation must be None, 'landscape' or 'portrait', got {orientation!r}")
     check_fingerprint(file_pattern, config)
     batch_size = batch_size or config.train.batch_size
-    dataset = _read_records(_matching_files(file_pattern), training, seed)
+    dataset = _read_records(matching_files(file_pattern), training, seed)
     if orientation is not None:
         dataset = dataset.filter(_orientation_filter(orientation))
     if training:

@@ -78,3 +78,12 @@ def test_canvas_shapes():
     assert config.canvas_shape(cfg, True) == (608, 1008)
     assert config.canvas_shape(cfg, False) == (1008, 608)
     assert config.canvas_shape(config.get_preset("vgg16_seed"), True) == (224, 224)
+
+
+def test_without_pretrained_weights_changes_only_the_backbone_weights():
+    cfg = config.build_config("cpu_small", "backbone.weights='/tmp/w.weights.h5',train.num_steps=7")
+    bare = config.without_pretrained_weights(cfg)
+    assert bare.backbone.weights == "none" and cfg.backbone.weights == "/tmp/w.weights.h5"
+    expected = config.to_dict(cfg)
+    expected["backbone"]["weights"] = "none"
+    assert config.to_dict(bare) == expected

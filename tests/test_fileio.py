@@ -68,3 +68,43 @@ def test_atomic_directory_replaces_or_keeps_old(tmp_path):
         (open(os.path.join(staging, "v2"), "w")).close()
     assert _listing(target) == ["v2"]
     assert _listing(tmp_path) == ["export"]  # 임시·옛 디렉터리가 남지 않는다
+
+
+def test_failed_commit_rolls_back_moved_files(tmp_path, monkeypatch):
+    (tmp_path / "a.txt").write_text("old a")
+    real_replace = os.replace
+    calls = []
+
+    def failing_replace(source, target):
+        calls.append(target)
+        if str(target).endswith("b.txt") and ".staging" not in str(target):
+            raise OSError("disk full")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        with fileio.staged_files(tmp_path) as staged:
+            for name in ("a.txt", "b.txt"):
+                with open(staged.path(name), "w") as handle:
+                    handle.write("new " + name)
+    assert _listing(tmp_path) == ["a.txt"]
+    assert (tmp_path / "a.txt").read_text() == "old a"  # 이미 옮긴 새 a 는 되돌렸다
+
+
+def test_failed_directory_swap_keeps_the_old_directory(tmp_path, monkeypatch):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "v1").write_text("1")
+    real_replace = os.replace
+
+    def failing_replace(source, destination):
+        if str(destination) == str(target) and ".export.tmp-" in str(source):
+            raise OSError("cross-device")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="cross-device"):
+        with fileio.atomic_directory(target) as staging:
+            (open(os.path.join(staging, "v2"), "w")).close()
+    assert _listing(target) == ["v1"]
+    assert _listing(tmp_path) == ["export"]

@@ -27,14 +27,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from frcnn import fileio
-from frcnn.export.loader import first_error_line, load_saved_model
+from frcnn.export.loader import OUTPUT_KEYS, first_error_line, load_saved_model
 from frcnn.viz import draw
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 GLOB_CHARACTERS = "*?["
 SIGNATURE_NAME = "serve_bytes"
-OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes",
-               "detection_class_names", "num_detections")
 JSON_NAME = "detections.json"
 PIL_FORMATS = {"png": "PNG", "jpg": "JPEG"}
 # 요약 줄에 보여줄 최고 점수 검출 수.

@@ -10,7 +10,6 @@
   진행 막대 (tqdm, stderr) 는 이 도구가 그리고, runner 는 `progress(done, total)` 콜백만 부른다.
 """
 
-import glob
 import os
 import sys
 
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from frcnn.data import voc
 from frcnn.eval import report, runner
+from pipelines import input_pipeline
 
 FLAGS = flags.FLAGS
 
@@ -80,10 +80,7 @@ def _record_paths():
     """
     if not FLAGS.records:
         return None
-    record_paths = sorted(glob.glob(FLAGS.records))
-    if not record_paths:
-        raise ValueError(f"{FLAGS.records}: no TFRecord files match")
-    return record_paths
+    return input_pipeline.matching_files(FLAGS.records)
 
 
 def _evaluate(progress):

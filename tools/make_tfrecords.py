@@ -9,10 +9,12 @@
 아무것도 남지 않는다. 잘못된 입력은 "make_tfrecords: error: <file>: <problem>" 한 줄과 종료 코드 1.
 """
 
+import contextlib
 import functools
 import sys
 
 from absl import app, flags
+from tqdm import tqdm
 
 from frcnn import config as config_lib
 from frcnn.data import sources
@@ -77,6 +79,26 @@ def _open_source():
     return functools.partial(sources.open_voc_source, FLAGS.voc_dir, FLAGS.split, FLAGS.classes)
 
 
+@contextlib.contextmanager
+def _progress_bar(split: str, enabled: bool):
+    """convert 의 `progress(done, total)` 콜백을 tqdm 막대(stderr)에 잇는다 (enabled 가 아니면 None).
+
+    막대는 첫 호출 (0, total) 에서 총 이미지 수를 알고 만들고, 블록이 끝나면 닫는다.
+    """
+    bars = []
+
+    def progress(done, total):
+        if not bars:
+            bars.append(tqdm(total=total, unit="img", desc=f"make_tfrecords {split}", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield progress if enabled else None
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -88,12 +110,13 @@ def main(argv):
         config = config_lib.build_config(FLAGS.config, FLAGS.params_override)
     except ValueError as error:
         _fail(str(error))
-    options = convert.ConvertOptions(
-        output_dir=FLAGS.output_dir, split=FLAGS.split, num_shards=FLAGS.num_shards,
-        skip_invalid=FLAGS.skip_invalid, overwrite=FLAGS.overwrite,
-        params_override=FLAGS.params_override, show_progress=FLAGS.progress)
     try:
-        summary = convert.convert(_open_source(), config, options)
+        with _progress_bar(FLAGS.split, FLAGS.progress) as progress:
+            options = convert.ConvertOptions(
+                output_dir=FLAGS.output_dir, split=FLAGS.split, num_shards=FLAGS.num_shards,
+                skip_invalid=FLAGS.skip_invalid, overwrite=FLAGS.overwrite,
+                params_override=FLAGS.params_override, progress=progress)
+            summary = convert.convert(_open_source(), config, options)
     except convert.ConversionError as error:
         _fail(str(error))
     print(f"make_tfrecords: {summary['num_images']} images, {summary['num_objects']} objects "

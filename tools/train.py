@@ -10,6 +10,8 @@
     붙어 같은 키를 덮어쓴다.
   혼합 정밀도: 프로세스 전역 Keras dtype 정책이라 라이브러리가 아니라 이 바이너리가 정한다
     (GPU mixed_float16, CPU mixed_bfloat16; 변수와 체크포인트는 float32).
+  seed, 출력: 전역 난수 seed (`train.seed`), 알림 줄 (이어 학습, 할 일 없음), 진행 막대 (tqdm) 도 이 바이너리가
+    맡는다; 라이브러리 (`loop.train`) 는 `log`, `progress` 콜백을 부를 뿐이다.
 """
 
 import sys
@@ -43,6 +45,30 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_wor
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 FLAGS = flags.FLAGS
 
+# 진행 막대에 보일 손실과 그 짧은 이름.
+SHORT_LOSS_NAMES = {"rpn_objectness_loss": "rpn_cls", "rpn_box_loss": "rpn_box",
+                    "detector_class_loss": "det_cls", "detector_box_loss": "det_box", "total_loss": "total"}
+
+
+class _ProgressBar:
+    """`loop.train` 의 진행 콜백으로 쓰는 tqdm 막대. 첫 스텝에서 (이어 학습이면 그 스텝부터) 만든다."""
+
+    def __init__(self):
+        self._bar = None
+
+    def __call__(self, step, total, stage, losses, images_per_second):
+        if self._bar is None:
+            from tqdm import tqdm
+            self._bar = tqdm(total=total, initial=step - 1, unit="step", dynamic_ncols=True)
+        short = {SHORT_LOSS_NAMES[name]: f"{value:.3f}" for name, value in losses.items()
+                 if name in SHORT_LOSS_NAMES}
+        self._bar.set_postfix(stage=stage, img_s=f"{images_per_second:.1f}", **short)
+        self._bar.update(1)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
 
 def _overrides():
     """편의 플래그를 params_override 뒤에 붙인다 (편의 플래그가 이긴다)."""
@@ -55,8 +81,9 @@ def _overrides():
 
 
 def _train():
-    """전략 → 정밀도 정책 → 설정 → 데이터 확인 → 학습. 반환: `loop.train` 의 결과."""
+    """전략 → 정밀도 정책 → 설정 → 데이터 확인 → seed → 학습. 반환: `loop.train` 의 결과."""
     import keras
+    import tensorflow as tf
 
     from frcnn import config as config_lib
     from frcnn.training import distribute
@@ -69,14 +96,19 @@ def _train():
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(precision.mixed_policy_name())
     config = config_lib.build_config(FLAGS.config, _overrides())
-    metadata = input_pipeline.read_metadata(FLAGS.records)
+    metadata = input_pipeline.check_fingerprint(FLAGS.records, config)  # 학습 시작 (run.json) 전에
+    tf.random.set_seed(config.train.seed)
 
     def make_dataset(batch_size):
         return input_pipeline.build_dataset(FLAGS.records, config, training=True, batch_size=batch_size)
 
-    make_dataset(config.train.batch_size)  # 지문 검사를 학습 시작 전에
-    return loop.train(config, FLAGS.records, FLAGS.model_dir, make_dataset, metadata["classes"], strategy,
-                      FLAGS.jit_compile, FLAGS.progress)
+    bar = _ProgressBar() if FLAGS.progress else None
+    try:
+        return loop.train(config, FLAGS.records, FLAGS.model_dir, make_dataset, metadata["classes"],
+                          strategy, FLAGS.jit_compile, bar, print)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def main(argv):

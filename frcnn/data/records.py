@@ -7,6 +7,7 @@ TF Object Detection API 의 특징 이름을 그대로 써서 기존 TF 도구�
   그래프 안 파싱: `parse_example` (학습 파이프라인), `parse_image_size` (방향 거르기),
     `parse_image_bytes` (SavedModel 의 serve_examples).
   그래프 밖 파싱: `read_example_numpy` (평가기; 다른 도구가 만든 레코드도 읽는다).
+  파일 이름: `shard_name`, `shard_glob`, `SHARD_NAME_PATTERN`, `metadata_path` (변환기와 입력 파이프라인).
 
 용어:
   G 한 이미지의 물체 수, A 캔버스 하나의 앵커 수 (`config.num_anchors`).
@@ -15,6 +16,10 @@ TF Object Detection API 의 특징 이름을 그대로 써서 기존 TF 도구�
   앵커 매칭 코드: −1 무시, 0 음성, k ≥ 1 은 GT k−1 에 매칭된 양성 (`frcnn.modeling.rpn_targets`).
     레코드에는 int16 little-endian 바이트열 (길이 2·A 바이트).
 """
+
+import glob
+import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -39,6 +44,24 @@ ANCHOR_FINGERPRINT = "image/anchor_fingerprint"
 
 # 앵커 매칭 코드의 저장 형식: int16 little-endian.
 ANCHOR_MATCHES_DTYPE = np.dtype("<i2")
+
+# 샤드 파일 이름 `<split>-NNNNN-of-MMMMM.tfrecord` 의 정규식 (split 그룹).
+SHARD_NAME_PATTERN = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord$")
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    """`num_shards` 개 중 `index` 번째 (0부터) 샤드의 파일 이름."""
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def shard_glob(directory: str, split: str) -> str:
+    """`directory` 안 `split` 분할의 모든 샤드에 맞는 glob (디렉터리·분할 이름의 특수 문자는 이스케이프)."""
+    return os.path.join(glob.escape(directory), f"{glob.escape(split)}-*-of-*.tfrecord")
+
+
+def metadata_path(directory: str, split: str) -> str:
+    """샤드 옆의 메타데이터 json 경로 `<directory>/<split>.json`."""
+    return os.path.join(directory, f"{split}.json")
 
 
 def _bytes_feature(values):

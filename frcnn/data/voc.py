@@ -16,6 +16,7 @@
 import dataclasses
 import io
 import os
+import threading
 import xml.parsers.expat
 
 import numpy as np
@@ -32,6 +33,9 @@ VOC_CLASSES = (
 BOX_TOLERANCE_PIXELS = 1.0
 
 ACCEPTED_IMAGE_FORMATS = ("JPEG", "PNG")
+
+# `decode_image_checked` 가 PIL 의 잘린 이미지 허용 전역값을 잠깐 바꿀 때 쓰는 잠금.
+_TRUNCATION_LOCK = threading.Lock()
 
 
 class VocError(ValueError):
@@ -201,17 +205,28 @@ def read_text(path: str, what: str) -> str:
 
 
 def decode_image_checked(image_path: str, image_bytes: bytes) -> tuple:
-    """이미지를 끝까지 디코딩해 (형식, (W, H)) 를 돌려준다. 잘린 파일도 오류로 본다."""
-    saved_setting = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    """이미지를 끝까지 디코딩해 (형식, (W, H)) 를 돌려준다. 잘린 파일도 오류로 본다.
+
+    PIL 의 전역 `ImageFile.LOAD_TRUNCATED_IMAGES` 는 기본값(False)이면 건드리지 않는다 (여러 스레드가 동시에
+    디코딩한다). 호출자가 True 로 켜 두었으면 잠금 안에서만 잠깐 끄고 되돌리므로 검사는 순서대로 돈다.
+    """
+    with _TRUNCATION_LOCK:
+        if ImageFile.LOAD_TRUNCATED_IMAGES:
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+            try:
+                return _decode_fully(image_path, image_bytes)
+            finally:
+                ImageFile.LOAD_TRUNCATED_IMAGES = True
+    return _decode_fully(image_path, image_bytes)
+
+
+def _decode_fully(image_path: str, image_bytes: bytes) -> tuple:
     try:
         with Image.open(io.BytesIO(image_bytes)) as image:
             image.load()
             return image.format, image.size
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise VocError(image_path, f"corrupt or truncated image: {error}") from error
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = saved_setting
 
 
 # ---------------------------------------------------------------- 내부 도우미

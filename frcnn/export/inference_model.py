@@ -9,8 +9,7 @@
     만들어 쓴다 (`truncated_svd.compress_fc_head`); 원래 fc6/fc7 은 추론 모델에 없다.
 """
 
-import dataclasses
-
+from frcnn import config as config_lib
 from frcnn.export import truncated_svd
 from frcnn.modeling import model as model_lib
 
@@ -29,7 +28,7 @@ def build_inference_model(trained, config):
     Raises:
       ValueError: 설정의 구조 (백본, 채널 수 등) 가 학습된 모델과 달라 가중치 모양이 맞지 않을 때.
     """
-    config = dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, weights="none"))
+    config = config_lib.without_pretrained_weights(config)
     box_head, compressed = _inference_box_head(trained.detector_head.body, config.detection.fc_svd_ranks)
     model = model_lib.FasterRCNN(config, trained.num_classes, box_head=box_head)
     stride = config.anchors.stride

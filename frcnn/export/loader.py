@@ -8,6 +8,10 @@ import os
 
 import tensorflow as tf
 
+# 모든 시그니처의 출력 이름 (내보내기가 만들고, 평가·그리기·서빙이 읽는다).
+OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "detection_class_names",
+               "num_detections")
+
 
 def first_error_line(error):
     """예외 메시지의 첫 줄 (TensorFlow 오류는 여러 줄의 그래프 추적을 붙인다)."""

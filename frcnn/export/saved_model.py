@@ -19,9 +19,6 @@ from frcnn.data import records
 from frcnn.data import resize
 from frcnn.export import inference_model
 
-OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "detection_class_names",
-               "num_detections")
-
 
 class DetectionModule(tf.Module):
     """내보낼 추론 그래프."""

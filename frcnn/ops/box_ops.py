@@ -4,7 +4,7 @@
   B 배치, N·M 박스 수, G 최대 GT 수.
   박스 형식: `[ymin, xmin, ymax, xmax]` float32, 연속 픽셀 좌표(폭 = xmax − xmin).
   패딩: 모든 좌표가 −1 인 행. IoU 에서 패딩이 낀 쌍은 −1 이 된다.
-  VOC XML 의 1-기반 포함 좌표 변환은 가장자리(`frcnn/voc.py`)에서 한 번만 한다.
+  VOC XML 의 1-기반 포함 좌표 변환은 가장자리(`frcnn/data/voc.py`)에서 한 번만 한다.
 """
 
 import tensorflow as tf

@@ -1,42 +1,32 @@
-"""학습 진행 기록: 진행 막대(tqdm), 처리량, TensorBoard 스칼라.
+"""학습 진행 기록: 처리량, TensorBoard 스칼라, 그리고 부르는 쪽의 진행 콜백.
 
 용어:
   처리량(images_per_second): 전역 배치 크기 / 스텝 사이 시간의 지수 이동 평균 (가중치 0.1).
   기록 주기(log_every): 이 배수의 스텝과 마지막 스텝에서 TensorBoard 에 `losses/<이름>`,
-    `learning_rate`, `images_per_second` 를 쓴다. 진행 막대는 매 스텝 갱신한다.
+    `learning_rate`, `images_per_second` 를 쓴다.
+  진행 콜백: 매 스텝 뒤 부르는 함수 (step, total, stage, losses, images_per_second). 진행 막대 (tqdm) 는
+    라이브러리가 아니라 부르는 쪽 (`tools/train`) 이 이 콜백으로 그린다.
 """
 
 import time
 
 import tensorflow as tf
-from tqdm import tqdm
-
-# 진행 막대에 보일 손실과 그 짧은 이름.
-SHORT_LOSS_NAMES = {"rpn_objectness_loss": "rpn_cls", "rpn_box_loss": "rpn_box",
-                    "detector_class_loss": "det_cls", "detector_box_loss": "det_box", "total_loss": "total"}
-
-
-def short_losses(losses):
-    """진행 막대용 {짧은 이름: '0.123'}."""
-    return {SHORT_LOSS_NAMES[name]: f"{value:.3f}"
-            for name, value in losses.items() if name in SHORT_LOSS_NAMES}
 
 
 class ProgressLog:
-    """진행 막대와 TensorBoard 기록기. `with` 로 쓰면 끝날 때 (예외여도) 막대를 닫고 기록을 비운다.
+    """TensorBoard 기록기와 진행 콜백. `with` 로 쓰면 끝날 때 (예외여도) 기록을 비운다.
 
     Args:
       log_dir: TensorBoard 이벤트 디렉터리.
-      start: 시작 전역 스텝.
       total: 마지막 전역 스텝.
       batch_size: 전역 배치 크기 (처리량 계산).
       log_every: TensorBoard 기록 주기 (스텝).
-      show: 진행 막대를 보일지.
+      on_step: None 또는 진행 콜백 (step, total, stage, losses, images_per_second).
     """
 
-    def __init__(self, log_dir, start, total, batch_size, log_every, show):
+    def __init__(self, log_dir, total, batch_size, log_every, on_step=None):
         self._writer = tf.summary.create_file_writer(log_dir)
-        self._bar = tqdm(total=total, initial=start, disable=not show, unit="step", dynamic_ncols=True)
+        self._on_step = on_step
         self._total = total
         self._batch_size = batch_size
         self._log_every = log_every
@@ -50,7 +40,6 @@ class ProgressLog:
         self.close()
 
     def close(self):
-        self._bar.close()
         self._writer.flush()
 
     def _update_throughput(self):
@@ -70,8 +59,8 @@ class ProgressLog:
           learning_rate: 인자 없는 함수 → 현재 학습률 (기록하는 스텝에서만 부른다).
         """
         self._update_throughput()
-        self._bar.set_postfix(stage=stage, img_s=f"{self._images_per_second:.1f}", **short_losses(losses))
-        self._bar.update(1)
+        if self._on_step:
+            self._on_step(step, self._total, stage, losses, self._images_per_second)
         if step % self._log_every == 0 or step == self._total:
             self._write_summaries(step, losses, learning_rate())
 

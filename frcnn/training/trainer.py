@@ -10,7 +10,6 @@
 모델은 활성 Keras dtype 정책으로 만든다 (혼합 정밀도는 바이너리가 정한다, `precision` 참고).
 """
 
-import dataclasses
 import os
 
 import keras
@@ -169,8 +168,7 @@ def load_trained_model(model_dir, checkpoint=None):
     if not path:
         raise ValueError(f"{model_dir}: no checkpoint found (train first, or pass --checkpoint)")
     # 체크포인트가 모든 가중치를 복원하므로 사전학습 가중치(내려받기, 파일)는 다시 읽지 않는다.
-    bare = dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, weights="none"))
-    model = build_model(bare, len(classes))
+    model = build_model(config_lib.without_pretrained_weights(config), len(classes))
     status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
     try:
         status.assert_existing_objects_matched()

@@ -1,6 +1,8 @@
 """frcnn.data.records 테스트: Example 만들기 → 직렬화 → 파싱 왕복 (그래프 안·numpy), 이미지만 담은 예제,
 다른 도구가 만든 레코드 읽기, 앵커 코드 바이트."""
 
+import glob
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -140,3 +142,17 @@ def test_parse_image_bytes_and_size_in_graph():
     assert image_bytes.numpy().tolist() == [b"first", _example().image_bytes]
     height, width = records.parse_image_size(tf.constant(second))
     assert (int(height), int(width)) == (300, 400)
+
+
+def test_shard_names_glob_and_metadata_path(tmp_path):
+    directory = tmp_path / "out[1]"  # glob 특수 문자는 이스케이프된다
+    directory.mkdir()
+    names = [records.shard_name("train*", index, 12) for index in (0, 11)]
+    assert names == ["train*-00000-of-00012.tfrecord", "train*-00011-of-00012.tfrecord"]
+    for name in names + ["trainval-00000-of-00001.tfrecord", "train*.json"]:
+        (directory / name).write_bytes(b"")
+    found = sorted(glob.glob(records.shard_glob(str(directory), "train*")))
+    assert found == [str(directory / name) for name in names]
+    assert records.SHARD_NAME_PATTERN.match(names[1]).group("split") == "train*"
+    assert records.SHARD_NAME_PATTERN.match("train-0-of-1.tfrecord") is None
+    assert records.metadata_path(str(directory), "train*") == str(directory / "train*.json")

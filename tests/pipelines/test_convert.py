@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from frcnn import config as config_lib
+from frcnn import fileio
 from frcnn.data import records
 from frcnn.data import sources
 from frcnn.modeling import rpn_targets
@@ -141,3 +142,40 @@ def test_default_shard_count_and_overwrite(tmp_path):
     convert_voc(voc_dir, tmp_path / "out", num_shards=3, overwrite=True)
     assert sorted(os.listdir(tmp_path / "out")) == [
         f"trainval-0000{index}-of-00003.tfrecord" for index in range(3)] + ["trainval.json"]
+
+
+def test_overwrite_with_fewer_shards_removes_stale_shards(tmp_path):
+    voc_dir = write_voc_dir(tmp_path)
+    convert_voc(voc_dir, tmp_path / "out", num_shards=3)
+    summary = convert_voc(voc_dir, tmp_path / "out", num_shards=2, overwrite=True)
+    expected = [f"trainval-0000{index}-of-00002.tfrecord" for index in range(2)] + ["trainval.json"]
+    assert sorted(os.listdir(tmp_path / "out")) == expected
+    assert sorted(os.path.basename(path) for path in summary["files"]) == expected
+    assert len(read_records(str(tmp_path / "out" / "trainval-*.tfrecord"))) == len(VOC_IMAGES)
+
+
+def test_failed_commit_keeps_old_outputs(tmp_path, monkeypatch):
+    voc_dir = write_voc_dir(tmp_path)
+    convert_voc(voc_dir, tmp_path / "out", num_shards=3)
+    before = {name: (tmp_path / "out" / name).read_bytes() for name in os.listdir(tmp_path / "out")}
+
+    def failing_commit(staged):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fileio.StagedFiles, "commit", failing_commit)
+    with pytest.raises(OSError, match="disk full"):
+        convert_voc(voc_dir, tmp_path / "out", num_shards=2, overwrite=True)
+    after = {name: (tmp_path / "out" / name).read_bytes() for name in os.listdir(tmp_path / "out")}
+    assert after == before  # 옛 샤드 3개와 json 이 그대로, 임시 파일도 남지 않는다
+
+
+def test_progress_callback_counts_every_source_item(tmp_path):
+    voc_dir = write_voc_dir(tmp_path)
+    with open(os.path.join(voc_dir, "Annotations", "000004.xml"), "w") as handle:
+        handle.write("<annotation>")  # 건너뛸 항목
+    calls = []
+    summary = convert_voc(voc_dir, tmp_path / "out", skip_invalid=True,
+                          progress=lambda done, total: calls.append((done, total)))
+    total = len(VOC_IMAGES)
+    assert calls == [(done, total) for done in range(total + 1)]
+    assert summary["num_images"] == total - 1

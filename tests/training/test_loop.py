@@ -6,6 +6,7 @@
 
 import json
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -15,9 +16,9 @@ from frcnn.training import trainer
 from tests.conftest import make_batches, tiny_config
 
 
-def _train(cfg, model_dir, batches=None):
+def _train(cfg, model_dir, batches=None, **callbacks):
     return loop.train(cfg, "x", model_dir, lambda batch_size: make_batches(cfg, batches), ["a", "b"],
-                      progress=False)
+                      **callbacks)
 
 
 def test_resume_after_interruption_and_finished_run(tmp_path):
@@ -27,10 +28,16 @@ def test_resume_after_interruption_and_finished_run(tmp_path):
     with pytest.raises((tf.errors.OutOfRangeError, StopIteration)):
         _train(cfg, model_dir, batches=3)
     assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
-    result = _train(cfg, model_dir)
+    messages, steps = [], []
+    result = _train(cfg, model_dir, log=messages.append,
+                    progress=lambda step, total, stage, losses, rate: steps.append((step, total, stage)))
     assert result["step"] == 6 and result["checkpoint"].endswith("ckpt-6")
-    again = _train(cfg, model_dir)
+    # 라이브러리는 출력하지 않고 콜백에 알린다: 이어 학습 한 줄, 이어 간 스텝 3..6 마다 진행.
+    assert len(messages) == 1 and re.fullmatch(r"resuming from \S+ckpt-2 at step 2/6", messages[0])
+    assert steps == [(step, 6, "joint") for step in range(3, 7)]
+    again = _train(cfg, model_dir, log=messages.append)
     assert again["step"] == 6 and again["losses"] == {}
+    assert messages[1].endswith("is at step 6/6; nothing to do")
     with open(os.path.join(model_dir, "run.json")) as handle:
         assert json.load(handle)["classes"] == ["a", "b"]
     with pytest.raises(ValueError, match="different config"):
