@@ -82,7 +82,7 @@ def main(argv):
         rates = []
         for repeat in range(FLAGS.repeats):
             options = convert.ConvertOptions(output_dir=os.path.join(work_dir, f"records{repeat}"),
-                                             split="trainval", show_progress=False)
+                                             split="trainval")
             summary = convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None),
                                       config, options)
             rates.append(summary["images_per_second"])

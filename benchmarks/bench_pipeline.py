@@ -48,7 +48,7 @@ def main(argv):
             voc_dir = os.path.join(work_dir, "VOC2007")
             bench_make_tfrecords.make_voc(voc_dir, FLAGS.synthetic_images, seed=0)
             options = convert.ConvertOptions(output_dir=os.path.join(work_dir, "records"), split="trainval",
-                                             show_progress=False, params_override=FLAGS.params_override)
+                                             params_override=FLAGS.params_override)
             convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config, options)
             pattern = os.path.join(work_dir, "records", "trainval-*.tfrecord")
         rate = measure(pattern, config, batch_size, FLAGS.num_batches, FLAGS.warmup_batches)

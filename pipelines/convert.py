@@ -64,7 +64,6 @@ class ConvertOptions:
       params_override: 설정 덮어쓰기 문자열 (json 에 기록).
       progress: None (조용히) 또는 `progress(done, total)` 콜백; 소스를 연 뒤 (0, total) 로 한 번,
         그 뒤 소스 항목 하나(건너뛴 것 포함)를 처리할 때마다 불린다. total 은 소스의 이미지 수.
-      show_progress: 쓰지 않는다 (옛 호출 호환용; 진행 표시는 `progress` 로).
     """
 
     output_dir: str
@@ -74,7 +73,6 @@ class ConvertOptions:
     overwrite: bool = False
     params_override: str = ""
     progress: Optional[Callable[[int, int], None]] = None
-    show_progress: bool = False
 
 
 # ---------------------------------------------------------------- 앵커 라벨

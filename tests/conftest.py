@@ -93,7 +93,7 @@ def read_records(pattern):
 def convert_voc(voc_dir, output_dir, preset="cpu_small", **options):
     config = config_lib.build_config(preset)
     convert_options = convert.ConvertOptions(output_dir=str(output_dir), split="trainval",
-                                             show_progress=False, **options)
+                                             **options)
     return convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config,
                            convert_options)
 

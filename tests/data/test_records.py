@@ -1,4 +1,4 @@
-"""frcnn.data.records 테스트: Example 만들기 → 직렬화 → 파싱 왕복 (그래프 안·numpy), 이미지만 담은 예제,
+"""frcnn.data.records 테스트: 샤드·메타데이터 파일 이름, Example 만들기 → 직렬화 → 파싱 왕복 (그래프 안·numpy), 이미지만 담은 예제,
 다른 도구가 만든 레코드 읽기, 앵커 코드 바이트."""
 
 import glob

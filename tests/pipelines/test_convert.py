@@ -126,7 +126,7 @@ def test_labeler_batch_equals_full_anchor_labels():
 def test_too_many_objects_is_an_error(tmp_path):
     voc_dir = write_voc_dir(tmp_path)
     config = config_lib.build_config("cpu_small", "input.max_gt_boxes=2")
-    options = convert.ConvertOptions(output_dir=str(tmp_path / "out"), split="trainval", show_progress=False)
+    options = convert.ConvertOptions(output_dir=str(tmp_path / "out"), split="trainval")
     with pytest.raises(convert.ConversionError, match="--params_override=input.max_gt_boxes=3") as error:
         convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config, options)
     assert error.value.path.endswith("000004.xml")

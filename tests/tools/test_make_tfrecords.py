@@ -188,3 +188,12 @@ def test_tfds_source_with_mock_data(tmp_path, capsys):
     assert first["image_bytes"] == jpeg_bytes(40, 30, 0)
     assert first["difficult"].tolist() == [True, False] and first["truncated"].tolist() == [False, True]
     np.testing.assert_allclose(first["boxes"][0], [3 / 30, 4 / 40, 25 / 30, 20 / 40], rtol=1e-6)
+
+
+def test_progress_bar_on_stderr(tmp_path, capsys):
+    voc_dir = write_voc_dir(tmp_path)
+    assert run_tool([f"--voc_dir={voc_dir}", f"--output_dir={tmp_path / 'out'}", "--progress"]) == 0
+    stderr = capsys.readouterr().err
+    assert "make_tfrecords trainval: 100%" in stderr and f"{len(VOC_IMAGES)}/{len(VOC_IMAGES)}" in stderr
+    assert run_tool([f"--voc_dir={voc_dir}", f"--output_dir={tmp_path / 'quiet'}"]) == 0
+    assert "make_tfrecords trainval" not in capsys.readouterr().err
