@@ -7,7 +7,7 @@
   GET  /healthz                                 헬스 체크 ``{"status": "ok"}``
 오류는 모두 ``{"error": "..."}`` JSON 과 4xx/5xx 상태로 답하고 서버는 계속 돈다.
 요청 하나의 인스턴스들은 한 배치로 모델에 들어간다. 스레드마다 연결 하나를 처리하고,
-SIGTERM/SIGINT 를 받으면 새 연결을 받지 않고 처리 중인 요청을 끝낸 뒤 멈춘다.
+``graceful_shutdown`` 은 새 연결을 받지 않고 처리 중인 요청을 끝낸 뒤 멈춘다 (SIGTERM/SIGINT 처리는 ``tools/serve``).
 
 용어:
   B 배치(요청 하나의 인스턴스 수), N 검출 수.
@@ -17,7 +17,6 @@ SIGTERM/SIGINT 를 받으면 새 연결을 받지 않고 처리 중인 요청을
 import json
 import logging
 import re
-import signal
 import socket
 import threading
 import time
@@ -257,42 +256,3 @@ def make_server(model, model_name="frcnn", host="127.0.0.1", port=8501,
     if warmup:
         service.warmup()
     return RestServer((host, port), service, max_body_bytes)
-
-
-def serve_until_signal(server, signals=(signal.SIGTERM, signal.SIGINT),
-                       drain_timeout=DEFAULT_DRAIN_TIMEOUT_SECONDS):
-    """신호를 받을 때까지 서빙하고, 받으면 우아하게 멈춘다. 메인 스레드에서 불러야 한다.
-
-    Args:
-      server: RestServer.
-      signals: 종료를 시작할 신호들.
-      drain_timeout: float, 처리 중 요청을 기다릴 최대 초.
-
-    Returns:
-      bool, 처리 중이던 요청이 모두 끝났으면 True.
-    """
-    shutdown_threads = []
-    result = {}
-
-    def on_signal(signal_number, frame):
-        del frame
-        if shutdown_threads:
-            return
-        logger.info("received %s, shutting down", signal.Signals(signal_number).name)
-        thread = threading.Thread(
-            target=lambda: result.update(drained=server.graceful_shutdown(drain_timeout)), name="shutdown")
-        shutdown_threads.append(thread)
-        thread.start()
-
-    previous = {signal_number: signal.signal(signal_number, on_signal) for signal_number in signals}
-    try:
-        signatures = ", ".join(sorted(server.service.signatures))
-        logger.info("serving model '%s' (signatures: %s) at %s/v1/models/%s",
-                    server.service.model_name, signatures, server.url, server.service.model_name)
-        server.serve_forever()
-        for thread in shutdown_threads:
-            thread.join()
-    finally:
-        for signal_number, handler in previous.items():
-            signal.signal(signal_number, handler)
-    return result.get("drained", True)
