@@ -25,4 +25,5 @@ def needs_loss_scaling():
 
 
 def active_policy_name():
+    """활성 전역 정책의 이름 (예: float32, mixed_bfloat16)."""
     return keras.mixed_precision.global_policy().name
