@@ -100,12 +100,22 @@ def atomic_write(path, mode="w", encoding="utf-8"):
             yield handle
 
 
+def _dump_json(data, handle, **json_options):
+    """이 프로젝트의 JSON 모양: UTF-8 그대로, 들여쓰기 2, 끝에 줄바꿈."""
+    json.dump(data, handle, **{"indent": 2, "ensure_ascii": False, **json_options})
+    handle.write("\n")
+
+
 def write_json(path, data, **json_options):
-    """JSON 을 원자적으로 쓴다 (들여쓰기 2, 끝에 줄바꿈)."""
-    options = {"indent": 2, "ensure_ascii": False, **json_options}
+    """JSON 을 원자적으로 쓴다."""
     with atomic_write(path) as handle:
-        json.dump(data, handle, **options)
-        handle.write("\n")
+        _dump_json(data, handle, **json_options)
+
+
+def dump_json(path, data, **json_options):
+    """JSON 을 그냥 쓴다 — 이미 스테이징 안의 경로 (`StagedFiles.path`) 일 때."""
+    with open(path, "w", encoding="utf-8") as handle:
+        _dump_json(data, handle, **json_options)
 
 
 @contextlib.contextmanager

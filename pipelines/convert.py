@@ -23,7 +23,6 @@ import collections
 import contextlib
 import dataclasses
 import glob
-import json
 import os
 import time
 from typing import Callable, Optional, Sequence
@@ -197,8 +196,7 @@ class _ShardWriter:
         """
         self._close()
         metadata_name = os.path.basename(records.metadata_path(self._staged.directory, self.split))
-        with open(self._staged.path(metadata_name), "w", encoding="utf-8") as handle:
-            json.dump(metadata, handle, indent=2, ensure_ascii=False)
+        fileio.dump_json(self._staged.path(metadata_name), metadata)
         files = self._staged.commit()
         written = {os.path.basename(path) for path in files}
         for path in replace:

@@ -17,7 +17,6 @@
 
 import glob
 import io
-import json
 import os
 import sys
 
@@ -257,7 +256,7 @@ def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, ima
                 _write_staged(staged, record["output"], _save_image, drawn, image_format)
                 report["images"].append(record)
                 tqdm.write(summary_line(record), file=sys.stdout)
-            _write_staged(staged, JSON_NAME, _save_json, report)
+            _write_staged(staged, JSON_NAME, lambda data, path: fileio.dump_json(path, data), report)
     except OSError as error:
         raise DetectionInputError(f"{output_dir}: cannot write: {error}") from error
     return report
@@ -285,9 +284,3 @@ def _save_image(pixels, image_format, path):
     """uint8 [H, W, 3] 이미지를 `image_format` (png 또는 jpg, 품질 95) 으로 저장한다."""
     options = {"quality": 95} if image_format == "jpg" else {}
     Image.fromarray(pixels).save(path, format=PIL_FORMATS[image_format], **options)
-
-
-def _save_json(report, path):
-    """보고서 dict 를 UTF-8 JSON 으로 저장한다."""
-    with open(path, "w", encoding="utf-8") as json_file:
-        json.dump(report, json_file, ensure_ascii=False, indent=2)
