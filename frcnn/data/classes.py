@@ -106,6 +106,11 @@ def class_ids(class_names, classes, source_path: str) -> np.ndarray:
     return np.array([id_by_name[name] for name in class_names], dtype=np.int64)
 
 
+def unnamed_class(class_id):
+    """이름이 없는 클래스 id 의 이름 (`class_<id>`)."""
+    return f"class_{int(class_id)}"
+
+
 def from_id_name_pairs(pairs):
     """레코드처럼 id 가 이미 붙은 (id, 이름) 쌍들에서 클래스 목록을 정한다.
 
@@ -123,5 +128,5 @@ def from_id_name_pairs(pairs):
         max_id = max(max_id, class_id)
         if class_id > 0 and name:
             id_to_name.setdefault(class_id, name)
-    names = tuple(id_to_name.get(class_id, f"class_{class_id}") for class_id in range(1, max_id + 1))
+    names = tuple(id_to_name.get(class_id, unnamed_class(class_id)) for class_id in range(1, max_id + 1))
     return names, id_to_name

@@ -304,7 +304,7 @@ def _resolve_classes(base_names, raw_images):
         """[n] id 와 [n] 이름 (빈 이름은 id 로 찾음) → 목록 기준 [n] int64 id."""
         ids = []
         for class_id, name in zip(class_ids, class_names):
-            name = name or id_to_name.get(int(class_id), f"class_{int(class_id)}")
+            name = name or id_to_name.get(int(class_id), classes.unnamed_class(class_id))
             if name not in index_by_name:
                 names.append(name)
                 index_by_name[name] = len(names)
