@@ -133,19 +133,28 @@ def _string_array(value, where):
 
 def _numeric_array(value, dtype, where):
     """중첩 리스트의 숫자 값들을 ``dtype`` numpy 배열로 바꾸고 범위/종류를 검사한다."""
+    target = np.dtype(dtype.as_numpy_dtype)
     try:
         array = np.asarray(value)
     except ValueError as error:
         raise RequestError(f"{where}: nested lists have different lengths ({error})") from error
-    if array.dtype.kind not in "biuf":
-        raise RequestError(f"{where}: expected numbers for a {dtype.name} input")
-    target = np.dtype(dtype.as_numpy_dtype)
+    if array.size == 0:
+        return array.astype(target)  # 빈 텐서 (TF Serving 도 받는다)
+    if array.dtype.kind not in "biuf" or (array.dtype.kind == "b") != (target.kind == "b"):
+        expected = "true/false" if target.kind == "b" else "numbers"
+        raise RequestError(f"{where}: expected {expected} for a {dtype.name} input")
     if target.kind in "iu":
         if array.dtype.kind == "f":
             raise RequestError(f"{where}: expected integers for a {dtype.name} input, got floats")
         limits = np.iinfo(target)
-        if array.size and (array.min() < limits.min or array.max() > limits.max):
+        if array.min() < limits.min or array.max() > limits.max:
             raise RequestError(f"{where}: value out of range for {dtype.name} [{limits.min}, {limits.max}]")
+    if target.kind == "f" and np.isfinite(array).all():
+        with np.errstate(over="ignore"):
+            converted = array.astype(target)
+        if not np.isfinite(converted).all():
+            raise RequestError(f"{where}: value out of range for {dtype.name}")
+        return converted
     return array.astype(target)
 
 
@@ -165,11 +174,6 @@ def json_to_array(value, spec, where):
     """
     if spec.dtype == tf.string:
         return _string_array(value, where)
-    if spec.dtype == tf.bool:
-        array = np.asarray(value)
-        if array.dtype != np.bool_:
-            raise RequestError(f"{where}: expected true/false for a DT_BOOL input")
-        return array
     return _numeric_array(value, spec.dtype, where)
 
 
