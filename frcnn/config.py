@@ -29,6 +29,11 @@ class InputConfig:
     max_gt_boxes: int = 100  # 이미지당 GT 최대 수 G (나머지는 −1 패딩)
     random_flip: bool = True  # 학습 시 좌우 뒤집기
     shuffle_buffer: int = 512
+    # VOC 의 difficult 물체를 학습 타깃에서 어떻게 다룰지 (레코드에는 평가용으로 모두 남는다):
+    #   drop   — 학습 타깃에서 뺀다 (py-faster-rcnn·tf-faster-rcnn·simple-faster-rcnn 의 USE_DIFF=False),
+    #   ignore — 양성도 음성도 아니다: 덮는 앵커·RoI 는 무시 (devkit 처럼 상도 벌도 주지 않음),
+    #   keep   — 보통 물체처럼 학습한다.
+    difficult: str = "drop"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +54,7 @@ class BackboneConfig:
     """백본과 검출기 헤드."""
 
     name: str = "vgg16"  # vgg16 | resnet50 | mobilenet_v2 | small_cnn
-    weights: str = "none"  # none | imagenet | 로컬 Keras 가중치 파일 경로
+    weights: str = "imagenet"  # imagenet | none (처음부터) | 로컬 Keras 가중치 파일 경로
     freeze_blocks: int = 2  # 사전학습 가중치일 때 얼릴 앞쪽 블록 수 (VGG16: conv1–conv2)
     width: int = 32  # small_cnn 의 첫 단계 채널 수
     fc_units: int = 4096  # VGG16/small_cnn 헤드의 fc6/fc7 너비
@@ -122,6 +127,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 20
     seed: int = 0
+    # 편향의 학습률 2배 (py-faster-rcnn prototxt 의 편향 lr_mult: 2). 편향에는 가중치 감쇠도 없다 (decay_mult: 0).
+    double_bias_lr: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,8 +146,11 @@ class ExperimentConfig:
 
 
 def _vgg16_paper() -> ExperimentConfig:
-    # 내보내기: fc6 1024, fc7 256 특잇값 (Fast R-CNN 의 VGG16 설정).
-    return ExperimentConfig(detection=DetectionConfig(fc_svd_ranks=(1024, 256)))
+    # py-faster-rcnn 의 VGG16 end2end (solver: 70k 반복, 50k 에서 lr × 0.1, iter_size 2 = 이미지 2장,
+    # 편향 lr_mult 2, 워밍업 없음). ImageNet 가중치로 시작하고, 내보낼 때 절단 SVD 는 쓰지 않는다.
+    return ExperimentConfig(
+        train=TrainConfig(batch_size=2, num_steps=70000, decay_steps=(50000,), warmup_steps=0,
+                          double_bias_lr=True))
 
 
 def _vgg16_seed() -> ExperimentConfig:
@@ -162,7 +172,7 @@ def _cpu_small() -> ExperimentConfig:
         name="cpu_small",
         input=InputConfig(min_size=128, max_size=192, max_gt_boxes=16, shuffle_buffer=256),
         anchors=AnchorConfig(stride=8, sizes=(16.0, 32.0, 64.0, 128.0)),
-        backbone=BackboneConfig(name="small_cnn", width=32, fc_units=256, dropout=0.0, freeze_blocks=0),
+        backbone=BackboneConfig(name="small_cnn", weights="none", width=32, fc_units=256, dropout=0.0, freeze_blocks=0),
         rpn=RpnConfig(conv_channels=128, pre_nms_top_k=1000, post_nms_top_k=256,
                       test_pre_nms_top_k=600, test_post_nms_top_k=100, min_box_size=4.0),
         roi=RoiConfig(num_rois=64, op="align"),
@@ -171,6 +181,8 @@ def _cpu_small() -> ExperimentConfig:
                           gradient_clip_norm=10.0),
     )
 
+
+DIFFICULT_MODES = ("drop", "ignore", "keep")
 
 PRESETS = {
     "vgg16_paper": _vgg16_paper,
@@ -297,6 +309,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
          "rpn.post_nms_top_k + input.max_gt_boxes must be ≥ roi.num_rois"),
         (0 < config.roi.foreground_fraction <= 1, "roi.foreground_fraction must be in (0, 1]"),
         (config.roi.op in ("pool", "align"), "roi.op must be 'pool' or 'align'"),
+        (config.input.difficult in DIFFICULT_MODES, "input.difficult must be 'drop', 'ignore' or 'keep'"),
         (config.backbone.name in ("vgg16", "resnet50", "mobilenet_v2", "small_cnn"),
          "backbone.name must be vgg16, resnet50, mobilenet_v2 or small_cnn"),
         (config.train.training_mode in ("joint", "alternating"),
@@ -345,6 +358,7 @@ def anchor_fingerprint(config: ExperimentConfig) -> str:
         "negative_iou": config.rpn.negative_iou,
         "allow_cross_boundary": config.rpn.allow_cross_boundary,
         "max_gt_boxes": config.input.max_gt_boxes,
+        "difficult": config.input.difficult,
     }
     text = json.dumps(relevant, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
