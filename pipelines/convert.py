@@ -35,6 +35,7 @@ from frcnn import fileio
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.data import sources
+from frcnn.modeling import difficult
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
@@ -88,19 +89,23 @@ class AnchorLabeler:
         self._anchors = {landscape: anchors_lib.anchors_for_canvas(config, landscape=landscape)
                          for landscape in (True, False)}
         signature = [tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, None, 4], tf.float32),
-                     tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)]
+                     tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None], tf.int32),
+                     tf.TensorSpec([None], tf.int32)]
         self._label = tf.function(self._label_batch, input_signature=signature)
 
-    def _label_batch(self, anchors, normalized_boxes, heights, widths):
-        """[A, 4] 앵커, [B, G, 4] 정규화 GT, [B] H, [B] W → ([B, A], [B, A]) int16 원본·뒤집기 코드."""
+    def _label_batch(self, anchors, normalized_boxes, is_difficult, heights, widths):
+        """[A, 4] 앵커, [B, G, 4] 정규화 GT, [B, G] difficult, [B] H, [B] W → ([B, A], [B, A]) int16 원본·뒤집기
+        코드. difficult 물체는 `input.difficult` 대로 뺀다 (`modeling.difficult`)."""
         config = self._config
         gt_boxes, image_sizes = resize.canvas_boxes(normalized_boxes, heights, widths, config)
         # [B, G, 4] 리사이즈된 너비 w 안에서 뒤집은 GT
         flipped_boxes = box_ops.flip_left_right(gt_boxes, image_sizes[:, 1:2])
         both_boxes = tf.concat([gt_boxes, flipped_boxes], axis=0)
+        both_difficult = tf.concat([is_difficult, is_difficult], axis=0)
         both_sizes = tf.concat([image_sizes, image_sizes], axis=0)
+        target_boxes, ignore_boxes = difficult.training_boxes(both_boxes, both_difficult, config.input.difficult)
         # [2B, A] 매칭 코드
-        matches = _label_used_anchors(anchors, both_boxes, both_sizes, config.rpn)
+        matches = _label_used_anchors(anchors, target_boxes, both_sizes, config.rpn, ignore_boxes)
         return tf.split(tf.cast(matches, tf.int16), 2, axis=0)
 
     def __call__(self, examples: Sequence[sources.SourceExample]):
@@ -116,15 +121,17 @@ class AnchorLabeler:
         max_objects = max(1, max(len(example.class_ids) for example in examples))
         # [B, G, 4] −1 패딩한 정규화 GT
         padded = np.full((len(examples), max_objects, 4), -1.0, np.float32)
+        is_difficult = np.zeros((len(examples), max_objects), bool)
         for index, example in enumerate(examples):
             padded[index, :len(example.class_ids)] = example.normalized_boxes
+            is_difficult[index, :len(example.class_ids)] = example.difficult
         heights = np.array([example.height for example in examples], np.int32)
         widths = np.array([example.width for example in examples], np.int32)
-        matches, flipped = self._label(self._anchors[landscape], padded, heights, widths)
+        matches, flipped = self._label(self._anchors[landscape], padded, is_difficult, heights, widths)
         return matches.numpy(), flipped.numpy()
 
 
-def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config):
+def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None):
     """`rpn_targets.label_anchors` 와 같은 결과를, 배치의 어느 이미지에도 들어가지 않는 앵커를 빼고 계산한다.
 
     경계를 넘는 앵커를 무시하는 설정(논문)에서는 배치의 가장 큰 (h, w) 밖으로 나가는 앵커가 모든
@@ -137,17 +144,18 @@ def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config):
       gt_boxes: [B, G, 4] float32 캔버스 픽셀, −1 패딩.
       image_sizes: [B, 2] float32 리사이즈된 (h, w).
       rpn_config: `config.RpnConfig`.
+      ignore_boxes: 선택, [B, G, 4] 무시 박스 (`rpn_targets.label_anchors`).
 
     Returns:
       [B, A] int32 매칭 코드.
     """
     if rpn_config.allow_cross_boundary:
-        return rpn_targets.label_anchors(anchors, gt_boxes, image_sizes, rpn_config)
+        return rpn_targets.label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes)
     largest_size = tf.reduce_max(image_sizes, axis=0, keepdims=True)  # [1, 2]
     # [K] 배치의 어떤 이미지 안에 들어갈 수 있는 앵커의 번호
     used_indices = tf.where(box_ops.inside_image(anchors, largest_size)[0])
     used_matches = rpn_targets.label_anchors(tf.gather_nd(anchors, used_indices), gt_boxes,
-                                             image_sizes, rpn_config)  # [B, K]
+                                             image_sizes, rpn_config, ignore_boxes)  # [B, K]
     # [A, B] 쓰지 않은 앵커는 무시(−1)
     ignored = tf.fill([tf.shape(anchors)[0], tf.shape(gt_boxes)[0]], rpn_targets.IGNORE_CODE)
     scattered = tf.tensor_scatter_nd_update(ignored, used_indices, tf.transpose(used_matches))
@@ -307,6 +315,7 @@ def _metadata(source: sources.Source, config, options: ConvertOptions, tally: _T
         "num_images": tally.num_images,
         "num_objects": tally.num_objects,
         "num_difficult": tally.num_difficult,
+        "difficult": config.input.difficult,
         "num_shards": num_shards,
         "source": source.name,
         "skipped": tally.skipped,

@@ -86,6 +86,12 @@ def check_fingerprint(file_pattern: str, config) -> dict:
     found = metadata.get("anchor_fingerprint")
     first_shard = matching_files(file_pattern)[0]
     record_fingerprint = _first_record_fingerprint(first_shard)
+    made_with = metadata.get("difficult")
+    if made_with not in (None, config.input.difficult):
+        raise ValueError(
+            f"records '{file_pattern}' were made with --difficult={made_with}, but training uses "
+            f"input.difficult={config.input.difficult}; train with "
+            f"--params_override=input.difficult={made_with} or remake the records")
     if found != expected or record_fingerprint not in (None, expected):
         found = found if found != expected else record_fingerprint
         override = metadata.get("params_override") or ""

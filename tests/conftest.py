@@ -90,10 +90,10 @@ def read_records(pattern):
     return sorted(parsed, key=lambda example: example["source_id"])
 
 
-def convert_voc(voc_dir, output_dir, preset="cpu_small", **options):
-    config = config_lib.build_config(preset)
+def convert_voc(voc_dir, output_dir, preset="cpu_small", overrides="", **options):
+    config = config_lib.build_config(preset, overrides)
     convert_options = convert.ConvertOptions(output_dir=str(output_dir), split="trainval",
-                                             **options)
+                                             params_override=overrides, **options)
     return convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config,
                            convert_options)
 
@@ -121,7 +121,8 @@ def make_batches(cfg, count=None):
     matches = rpn_targets.label_anchors(anchors_lib.anchors_for_canvas(cfg), tf.constant(gt_boxes),
                                         tf.constant(sizes), cfg.rpn)
     batch = {"images": images, "image_sizes": sizes, "scales": np.ones([2], np.float32),
-             "gt_boxes": gt_boxes, "gt_classes": gt_classes, "anchor_matches": matches.numpy()}
+             "gt_boxes": gt_boxes, "gt_classes": gt_classes, "gt_difficult": np.zeros_like(gt_classes, bool),
+             "anchor_matches": matches.numpy()}
     dataset = tf.data.Dataset.from_tensors(batch)
     return dataset.repeat(count) if count else dataset.repeat()
 

@@ -47,6 +47,14 @@ flags.DEFINE_string(
     "Class names in id order 1..C: a comma-separated list or a text file with one name per "
     "line. Objects of other classes are errors (or skipped with --skip_invalid). Default: "
     "the 20 VOC classes when every name is a VOC class, else the sorted names found.")
+flags.DEFINE_enum(
+    "difficult", None, list(config_lib.DIFFICULT_MODES),
+    "How VOC 'difficult' objects enter the precomputed anchor labels (and training): 'drop' "
+    "removes them from the targets (py-faster-rcnn's USE_DIFF=False), 'ignore' makes anchors "
+    "and RoIs that cover them neither positive nor negative, 'keep' trains on them like other "
+    "objects. The records keep every object with its difficult flag for evaluation either way. "
+    "Default: the preset's input.difficult (drop). Training must use the same setting "
+    "(--params_override=input.difficult=...).")
 flags.DEFINE_integer(
     "num_shards", None,
     "Number of output shards; default: one per ~500 images, at least 1.", lower_bound=1)
@@ -99,6 +107,14 @@ def _progress_bar(split: str, enabled: bool):
             bar.close()
 
 
+def _params_override() -> str:
+    """--params_override 에 --difficult 를 덧붙인다 (json 에 기록되어 학습 쪽 안내에 쓰인다)."""
+    items = [FLAGS.params_override] if FLAGS.params_override else []
+    if FLAGS.difficult:
+        items.append(f"input.difficult={FLAGS.difficult}")
+    return ",".join(items)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -106,8 +122,9 @@ def main(argv):
         raise app.UsageError("--output_dir is required")
     if FLAGS.source == "voc" and not FLAGS.voc_dir:
         raise app.UsageError("--voc_dir is required with --source=voc")
+    params_override = _params_override()
     try:
-        config = config_lib.build_config(FLAGS.config, FLAGS.params_override)
+        config = config_lib.build_config(FLAGS.config, params_override)
     except ValueError as error:
         _fail(str(error))
     try:
@@ -115,12 +132,12 @@ def main(argv):
             options = convert.ConvertOptions(
                 output_dir=FLAGS.output_dir, split=FLAGS.split, num_shards=FLAGS.num_shards,
                 skip_invalid=FLAGS.skip_invalid, overwrite=FLAGS.overwrite,
-                params_override=FLAGS.params_override, progress=progress)
+                params_override=params_override, progress=progress)
             summary = convert.convert(_open_source(), config, options)
     except convert.ConversionError as error:
         _fail(str(error))
     print(f"make_tfrecords: {summary['num_images']} images, {summary['num_objects']} objects "
-          f"({summary['num_difficult']} difficult), {len(summary['skipped'])} skipped, "
+          f"({summary['num_difficult']} difficult, {config.input.difficult}), {len(summary['skipped'])} skipped, "
           f"{summary['num_shards']} shards in {FLAGS.output_dir} for preset '{config.name}', "
           f"{summary['images_per_second']:.1f} images/s")
 

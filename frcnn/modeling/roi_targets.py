@@ -4,18 +4,20 @@
   B 배치, P 제안 수, G 최대 GT 수, R 이미지당 RoI 수 (128), C 클래스 수 (배경 0 제외).
   전경: IoU ≥ 0.5 (R 의 25 % 까지), 배경: IoU ∈ [0, 0.5), 나머지 칸은 무효 (가중치 0).
   뽑기는 RPN 손실과 같은 균형 샘플러 (`ops.sampler`) 다: 전경이 상한보다 적으면 배경으로 채운다.
+  무시 박스 (`input.difficult=ignore`): 그와 IoU ≥ 0.5 인 후보는 (보통 GT 의 전경이 아니면) 배경이 아니다.
   박스 타깃은 매칭된 GT 를 RoI 에 대해 (10, 10, 5, 5) 가중치로 인코딩한 델타.
 """
 
 import tensorflow as tf
 
+from frcnn.modeling import difficult
 from frcnn.ops import box_coder
 from frcnn.ops import box_ops
 from frcnn.ops import matcher
 from frcnn.ops import sampler
 
 
-def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, seed=None):
+def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, seed=None, ignore_boxes=None):
     """RoI 를 뽑고 타깃을 만든다.
 
     Args:
@@ -25,6 +27,7 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, see
       gt_classes: [B, G] int32, 1-기반, −1 패딩.
       roi_config: `config.RoiConfig`.
       seed: 선택, [2] int32 stateless 난수 씨앗.
+      ignore_boxes: 선택, [B, G', 4] float32 −1 패딩 — 덮는 후보가 배경이 되지 않는 박스.
 
     Returns:
       dict:
@@ -39,6 +42,9 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, see
     iou = tf.maximum(box_ops.pairwise_iou(candidates, gt_boxes), 0.0)
     matched_gt = tf.argmax(iou, axis=-1, output_type=tf.int32)
     labels = _candidate_labels(tf.reduce_max(iou, axis=-1), candidate_valid, roi_config)
+    if ignore_boxes is not None:
+        near_ignored = difficult.covers_ignored(candidates, ignore_boxes, roi_config.background_iou_high)
+        labels = tf.where((labels == matcher.NEGATIVE) & near_ignored, matcher.IGNORE, labels)
     positive, negative = sampler.sample_balanced(labels, roi_config.num_rois, roi_config.foreground_fraction,
                                                  seed)
     # [B, R] 뽑힌 후보 (전경 먼저, 그다음 배경, 남는 칸은 무효)

@@ -5,11 +5,13 @@
   앵커 매칭 코드 `anchor_matches` [B, A] int32 (레코드에는 int16 바이트):
     −1 무시 (애매한 IoU 이거나 이미지 경계를 넘는 앵커), 0 음성, k ≥ 1 양성이며 GT k−1 에 매칭.
   규칙 (논문): IoU > 0.7 양성, 각 GT 의 최고 IoU 앵커도 양성, IoU < 0.3 음성, 경계를 넘는 앵커는 무시.
+  무시 박스 (`input.difficult=ignore` 의 difficult 물체): 그와 IoU ≥ 0.3 인 음성 앵커는 무시 (`difficult`).
   박스 형식 `[ymin, xmin, ymax, xmax]`, 캔버스 픽셀.
 """
 
 import tensorflow as tf
 
+from frcnn.modeling import difficult
 from frcnn.ops import box_coder
 from frcnn.ops import box_ops
 from frcnn.ops import matcher as matcher_lib
@@ -18,7 +20,7 @@ IGNORE_CODE = -1
 NEGATIVE_CODE = 0
 
 
-def label_anchors(anchors, gt_boxes, image_sizes, rpn_config):
+def label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None):
     """앵커마다 매칭 코드를 계산한다.
 
     Args:
@@ -26,6 +28,7 @@ def label_anchors(anchors, gt_boxes, image_sizes, rpn_config):
       gt_boxes: [B, G, 4] float32 캔버스 픽셀 GT, −1 패딩.
       image_sizes: [B, 2] float32 리사이즈된 이미지 (높이, 너비) — 경계 판정용.
       rpn_config: `config.RpnConfig`.
+      ignore_boxes: 선택, [B, G', 4] float32 −1 패딩 — 덮는 앵커가 음성이 되지 않는 박스.
 
     Returns:
       [B, A] int32 매칭 코드.
@@ -42,6 +45,9 @@ def label_anchors(anchors, gt_boxes, image_sizes, rpn_config):
     matcher = matcher_lib.Matcher(rpn_config.negative_iou, rpn_config.positive_iou,
                                   allow_low_quality_matches=True, positive_inclusive=False)
     matched_gt_indices, labels = matcher(iou, inside)
+    if ignore_boxes is not None:
+        near_ignored = difficult.covers_ignored(anchors[None], ignore_boxes, rpn_config.negative_iou)
+        labels = tf.where((labels == matcher_lib.NEGATIVE) & near_ignored, matcher_lib.IGNORE, labels)
     return tf.where(labels == matcher_lib.POSITIVE, matched_gt_indices + 1,
                     tf.where(labels == matcher_lib.NEGATIVE, NEGATIVE_CODE, IGNORE_CODE))
 

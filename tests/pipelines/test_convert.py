@@ -70,7 +70,7 @@ def test_metadata_json(converted):
 
 
 def _expected_matches(example, config, flipped):
-    """한 이미지씩 전체 앵커로 `label_anchors` 를 직접 부른 기대값."""
+    """한 이미지씩 전체 앵커로 `label_anchors` 를 직접 부른 기대값 (drop: difficult 물체를 GT 에서 뺀다)."""
     height, width = int(example["height"]), int(example["width"])
     scale = min(config.input.min_size / min(height, width), config.input.max_size / max(height, width))
     resized_height, resized_width = round(height * scale), round(width * scale)
@@ -80,6 +80,8 @@ def _expected_matches(example, config, flipped):
         gt_boxes = box_ops.flip_left_right(gt_boxes, float(resized_width)).numpy()
     padded = np.full((1, max(1, len(boxes)), 4), -1.0, np.float32)
     padded[0, :len(boxes)] = gt_boxes
+    assert config.input.difficult == "drop"
+    padded[0, :len(boxes)][np.asarray(example["difficult"], bool)] = -1.0
     anchors = anchors_lib.anchors_for_canvas(config, landscape=width >= height)
     sizes = np.array([[resized_height, resized_width]], np.float32)
     return rpn_targets.label_anchors(anchors, padded, sizes, config.rpn).numpy()[0]
@@ -96,9 +98,9 @@ def test_anchor_matches_equal_single_image_labels(converted, flipped):
         np.testing.assert_array_equal(matches, _expected_matches(example, config, flipped))
         num_objects = len(example["classes"])
         assert matches.min() >= -1 and matches.max() <= num_objects
-        if num_objects:
-            # 각 GT 는 적어도 한 앵커에 매칭된다 (최고 IoU 앵커 규칙).
-            assert set(np.unique(matches[matches > 0])) == set(range(1, num_objects + 1))
+        # difficult 가 아닌 각 GT 는 적어도 한 앵커에 매칭되고, difficult 물체는 어디에도 매칭되지 않는다 (drop).
+        trained = {index + 1 for index in range(num_objects) if not example["difficult"][index]}
+        assert set(np.unique(matches[matches > 0])) == trained
 
 
 def test_labeler_batch_equals_full_anchor_labels():
@@ -118,7 +120,8 @@ def test_labeler_batch_equals_full_anchor_labels():
             difficult=np.zeros(count, bool), truncated=np.zeros(count, bool)))
     matches, flipped = convert.AnchorLabeler(config)(examples)
     for example, example_matches, example_flipped in zip(examples, matches, flipped):
-        parsed = {"height": example.height, "width": example.width, "boxes": example.normalized_boxes}
+        parsed = {"height": example.height, "width": example.width, "boxes": example.normalized_boxes,
+                  "difficult": example.difficult}
         np.testing.assert_array_equal(example_matches, _expected_matches(parsed, config, False))
         np.testing.assert_array_equal(example_flipped, _expected_matches(parsed, config, True))
 
@@ -179,3 +182,36 @@ def test_progress_callback_counts_every_source_item(tmp_path):
     total = len(VOC_IMAGES)
     assert calls == [(done, total) for done in range(total + 1)]
     assert summary["num_images"] == total - 1
+
+
+def _matches_by_image(output_dir):
+    config = config_lib.build_config("cpu_small")
+    return {example["source_id"]: (example, records.decode_anchor_matches(
+        example["anchor_matches_bytes"], config_lib.num_anchors(config)).numpy())
+        for example in read_records(str(output_dir / "trainval-*.tfrecord"))}
+
+
+@pytest.mark.parametrize("mode", ["ignore", "keep"])
+def test_difficult_modes(converted, tmp_path, mode):
+    """drop (기본) 에 견줘: keep 은 difficult 물체에도 앵커를 매칭하고, ignore 는 drop 의 음성 일부만 무시로 바꾼다.
+    어느 모드든 레코드는 모든 물체를 difficult 표시와 함께 담는다."""
+    _, drop_dir, _ = converted
+    convert_voc(write_voc_dir(tmp_path), tmp_path / "records", overrides=f"input.difficult={mode}")
+    with open(tmp_path / "records" / "trainval.json") as handle:
+        metadata = json.load(handle)
+    assert metadata["difficult"] == mode and metadata["num_difficult"] == 1
+    assert metadata["params_override"] == f"input.difficult={mode}"
+    dropped = _matches_by_image(drop_dir)
+    saw_difficult = False
+    for source_id, (example, matches) in _matches_by_image(tmp_path / "records").items():
+        drop_example, drop_matches = dropped[source_id]
+        assert example["difficult"].tolist() == drop_example["difficult"].tolist()
+        difficult_codes = {index + 1 for index, flag in enumerate(example["difficult"]) if flag}
+        saw_difficult |= bool(difficult_codes)
+        if mode == "keep":
+            assert difficult_codes <= set(np.unique(matches))
+            continue
+        changed = matches != drop_matches
+        assert np.all(drop_matches[changed] == 0) and np.all(matches[changed] == -1)
+        assert changed.any() == bool(difficult_codes)
+    assert saw_difficult

@@ -115,3 +115,14 @@ def test_fingerprint_refusal_names_the_preset(tmp_path):
 def test_missing_records_raise(tmp_path):
     with pytest.raises(ValueError, match="no TFRecord files"):
         input_pipeline.read_metadata(str(tmp_path / "none-*.tfrecord"))
+
+
+def test_difficult_mode_mismatch_says_how_to_train(tmp_path):
+    convert_voc(write_voc_dir(tmp_path), tmp_path / "records", overrides="input.difficult=ignore")
+    pattern = str(tmp_path / "records" / "trainval-*.tfrecord")
+    with pytest.raises(ValueError, match=r"made with --difficult=ignore.*input.difficult=drop.*"
+                                         r"--params_override=input.difficult=ignore"):
+        input_pipeline.build_dataset(pattern, CONFIG, training=True)
+    matching = config_lib.build_config("cpu_small", "input.difficult=ignore")
+    batch = next(iter(input_pipeline.build_dataset(pattern, matching, training=False, batch_size=1)))
+    assert batch["gt_difficult"].dtype == tf.bool
