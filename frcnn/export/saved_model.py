@@ -5,8 +5,10 @@
   B 배치, H·W 입력 이미지 크기, h·w 리사이즈된 크기, N 최대 검출 수.
   시그니처: serving_default(images uint8 [B, H, W, 3]), serve_bytes(image_bytes string [B]),
     serve_examples(examples string [B] 직렬화된 tf.Example). 출력 이름은 WORKSPACE.md 의 표 그대로.
-  추론에서는 학습 캔버스까지 패딩하지 않는다: 배치 안 가장 큰 리사이즈 크기까지만, 백본이 필요로 하면
-    (`Backbone.pad_to_stride`) 그것을 stride 배수로 올린다. VGG16 은 패딩 없이 ⌊h / 16⌋ 격자를 쓴다.
+  추론에서는 학습 캔버스까지 패딩하지 않는다: 이미지는 자기 리사이즈 크기 그대로, 백본이 필요로 하면
+    (`Backbone.pad_to_stride`) stride 배수로만 올린다 (패딩은 정규화 뒤 0, 패딩에 중심이 있는 앵커는 제안이
+    되지 않는다). VGG16 은 패딩 없이 ⌊h / 16⌋ 격자를 쓴다. 크기가 다른 이미지 배치(serve_bytes,
+    serve_examples)는 이미지마다 따로 검출하므로 한 이미지의 결과가 배치의 다른 이미지에 좌우되지 않는다.
 """
 
 import dataclasses
@@ -49,14 +51,27 @@ class DetectionModule(tf.Module):
             "num_detections": detections["num_detections"],
         }
 
-    def _resize_one(self, image, canvas_height, canvas_width):
-        """한 장을 리사이즈해 (canvas_height, canvas_width) 의 왼쪽 위에 둔다."""
+    def _detect_one(self, image):
+        """[H, W, 3] 한 장 → 자기 크기로만 리사이즈 (백본이 필요하면 stride 배수로 패딩) 해 검출 → [N, ...] 출력."""
         resized, scale = resize.resize_image(image, self.config)
-        padded = tf.image.pad_to_bounding_box(resized, 0, 0, canvas_height, canvas_width)
-        return padded, tf.shape(resized)[:2], scale
+        size = tf.shape(resized)[:2]
+        padded = tf.image.pad_to_bounding_box(resized, 0, 0, self._padded(size[0]), self._padded(size[1]))
+        outputs = self._detect_resized(padded[None], size[None], scale[None])
+        return {key: value[0] for key, value in outputs.items()}
+
+    def _output_signature(self):
+        """이미지 한 장의 출력 모양 (map_fn 용)."""
+        count = self.config.detection.max_detections
+        return {
+            "detection_boxes": tf.TensorSpec([count, 4], tf.float32),
+            "detection_scores": tf.TensorSpec([count], tf.float32),
+            "detection_classes": tf.TensorSpec([count], tf.int32),
+            "detection_class_names": tf.TensorSpec([count], tf.string),
+            "num_detections": tf.TensorSpec([], tf.int32),
+        }
 
     def detect_images(self, images):
-        """[B, H, W, 3] uint8 (같은 크기) → 출력."""
+        """[B, H, W, 3] uint8 (같은 크기: 리사이즈·패딩이 모두 같아 배치째 한 번에) → 출력."""
         shape = tf.shape(images)
         scale, size = resize.resize_scale(shape[1], shape[2], self.config.input.min_size,
                                           self.config.input.max_size)
@@ -66,22 +81,14 @@ class DetectionModule(tf.Module):
         return self._detect_resized(padded, sizes, tf.fill([shape[0]], scale))
 
     def detect_encoded(self, image_bytes):
-        """[B] JPEG/PNG 바이트 (크기가 달라도 됨) → 출력."""
-        longest = self._padded(self.config.input.max_size)  # 리사이즈된 변의 상한 (map_fn 의 정적 모양)
-
-        def decode(encoded):
+        """[B] JPEG/PNG 바이트 (크기가 달라도 됨) → 출력. 이미지마다 자기 크기로 따로 검출한다 (그래프 안의
+        map_fn): 더 큰 이미지 옆에 있어도 패딩이 생기지 않아, 결과가 혼자 보낸 것과 같다."""
+        def detect(encoded):
             image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
             image.set_shape([None, None, 3])
-            return self._resize_one(image, longest, longest)
+            return self._detect_one(image)
 
-        padded, sizes, scales = tf.map_fn(
-            decode, image_bytes, fn_output_signature=(
-                tf.TensorSpec([longest, longest, 3], tf.float32), tf.TensorSpec([2], tf.int32),
-                tf.TensorSpec([], tf.float32)))
-        # 배치에서 가장 큰 이미지만큼만 남긴다 (학습 캔버스까지 패딩하지 않는다).
-        height = self._padded(tf.reduce_max(sizes[:, 0]))
-        width = self._padded(tf.reduce_max(sizes[:, 1]))
-        return self._detect_resized(padded[:, :height, :width], sizes, scales)
+        return tf.map_fn(detect, image_bytes, fn_output_signature=self._output_signature())
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve_images(self, images):

@@ -62,10 +62,13 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
         pre_nms = min(pre_nms, num_anchors)
     else:
         pre_nms = tf.minimum(pre_nms, num_anchors)
-    objectness_logits = tf.stop_gradient(objectness_logits)
+    # [B, A] 중심이 이미지 안인 앵커만 제안이 된다 (캔버스·배치 패딩에 중심이 있는 앵커는 맨 뒤로, 점수 −1).
+    centred_inside = _centres_inside(anchors, image_sizes)
+    objectness_logits = tf.where(centred_inside, tf.stop_gradient(objectness_logits), _OUTSIDE_LOGIT)
     box_deltas = tf.stop_gradient(box_deltas)
     # [B, T] 상위 앵커
     top_logits, top_index = tf.math.top_k(objectness_logits, k=pre_nms, sorted=True)
+    top_inside = tf.gather(centred_inside, top_index, batch_dims=1)
     top_deltas = tf.gather(box_deltas, top_index, batch_dims=1)
     top_anchors = tf.gather(anchors, top_index)
     # [B, T, 4] 디코딩 후 이미지 안으로 자른 박스
@@ -73,7 +76,7 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
                                image_sizes)
     min_size = rpn_config.min_box_size * scales[:, None]
     big_enough = ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
-    scores = tf.where(big_enough, tf.sigmoid(top_logits), -1.0)
+    scores = tf.where(big_enough & top_inside, tf.sigmoid(top_logits), -1.0)
     selected, num_valid = tf.image.non_max_suppression_padded(
         boxes, scores, max_output_size=post_nms, iou_threshold=rpn_config.nms_iou,
         score_threshold=0.0, pad_to_max_output_size=True, sorted_input=True)
@@ -83,3 +86,14 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
     proposals = tf.where(valid[..., None], proposals, 0.0)
     proposal_scores = tf.where(valid, proposal_scores, 0.0)
     return tf.stop_gradient(proposals), tf.stop_gradient(proposal_scores), valid
+
+
+# 이미지 밖 앵커의 로짓: 어떤 실제 로짓보다 작아 top-k 의 맨 뒤로 간다 (float32 에서 유한).
+_OUTSIDE_LOGIT = -1e30
+
+
+def _centres_inside(anchors, image_sizes):
+    """[A, 4] 앵커, [B, 2] (h, w) → [B, A] bool: 앵커 중심이 이미지 [0, h) × [0, w) 안인지."""
+    centre_y = (anchors[:, 0] + anchors[:, 2]) / 2.0
+    centre_x = (anchors[:, 1] + anchors[:, 3]) / 2.0
+    return (centre_y[None] < image_sizes[:, 0:1]) & (centre_x[None] < image_sizes[:, 1:2])

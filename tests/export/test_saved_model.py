@@ -28,7 +28,8 @@ from frcnn.modeling import model as model_lib
 from frcnn.serving import make_server
 from frcnn.training import loop
 from frcnn.training import trainer
-from tests.conftest import make_batches, tiny_config
+from frcnn.eval import runner
+from tests.conftest import make_batches, tiny_config, write_voc_dir
 
 # 모든 테스트가 tools.export 를 subprocess 로 돌린 결과를 쓴다.
 pytestmark = pytest.mark.slow
@@ -150,7 +151,6 @@ def test_saved_model_stands_alone_and_matches_the_in_process_model(exported, tmp
                             text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     outputs = np.load(tmp_path / "outputs.npz")
-    # 크기가 다른 배치는 가장 큰 이미지까지 패딩되므로 (결과가 배치 구성에 따라 조금 달라진다) 같은 크기끼리 묶는다.
     expected_per_call = {"images": same_size, "bytes": same_size, "portrait": [portrait],
                          "examples": [same_size[0]]}
     for call, images in expected_per_call.items():
@@ -244,3 +244,55 @@ def _post(server, document):
     status, body = _request(server, "POST", "/v1/models/frcnn:predict", json.dumps(document))
     assert status == 200, body
     return body
+
+
+def _assert_same_detections(got, expected, label):
+    """한 이미지의 출력 dict 두 개가 같은지: 개수·클래스는 똑같이, 박스·점수는 1e-4 안."""
+    count = int(expected["num_detections"])
+    assert int(got["num_detections"]) == count, label
+    np.testing.assert_array_equal(got["detection_classes"], expected["detection_classes"], err_msg=label)
+    for key in ("detection_boxes", "detection_scores"):
+        np.testing.assert_allclose(got[key], expected[key], atol=1e-4, err_msg=f"{label} {key}")
+
+
+def _row(outputs, index):
+    return {key: value.numpy()[index] for key, value in outputs.items()}
+
+
+def _example(png):
+    return tf.train.Example(features=tf.train.Features(feature={"image/encoded": tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[png]))})).SerializeToString()
+
+
+def test_detections_do_not_depend_on_batch_mates(exported):
+    """한 이미지의 검출은 혼자 보낸 것과 같다: 더 큰 (또는 다른 방향의) 이미지 옆에서도, 모든 시그니처에서."""
+    loaded = tf.saved_model.load(exported[1])
+    small, large, portrait = _image(40, 56, 3), _image(120, 160, 4), _image(90, 50, 5)
+    pngs = [_png(image) for image in (small, large, portrait)]
+    calls = {
+        "serve_bytes": lambda items: loaded.signatures["serve_bytes"](image_bytes=tf.constant(items)),
+        "serve_examples": lambda items: loaded.signatures["serve_examples"](
+            examples=tf.constant([_example(item) for item in items])),
+    }
+    for name, call in calls.items():
+        alone = _row(call([pngs[0]]), 0)
+        assert alone["num_detections"] > 0
+        for batch, index in (([pngs[0], pngs[1]], 0), ([pngs[1], pngs[2], pngs[0]], 2)):
+            _assert_same_detections(_row(call(batch), index), alone, f"{name} beside larger images")
+    # serving_default 는 같은 크기 배치만 받는다: 내용이 다른 같은 크기 이미지 옆.
+    images = loaded.signatures["serving_default"]
+    alone = _row(images(images=tf.constant(small[None])), 0)
+    _assert_same_detections(_row(images(images=tf.constant(np.stack([_image(40, 56, 9), small]))), 1), alone,
+                            "serving_default beside another image")
+
+
+def test_evaluation_does_not_depend_on_batch_size(exported, tmp_path):
+    """tools/evaluate 의 수집: batch_size 1 과 4 (크기가 다른 VOC 이미지들) 의 검출이 같다."""
+    voc_dir = write_voc_dir(tmp_path)
+    detect_fn = runner.load_detect_fn(exported[1])
+    one, four = (runner.collect_from_voc(voc_dir, "trainval", detect_fn, batch_size=size) for size in (1, 4))
+    assert sum(len(detections.boxes) for detections in one.detections) > 0
+    for alone, batched in zip(one.detections, four.detections):
+        np.testing.assert_array_equal(batched.classes, alone.classes)
+        np.testing.assert_allclose(batched.boxes, alone.boxes, atol=1e-2)  # VOC 픽셀 (정규화 1e-4 × 크기)
+        np.testing.assert_allclose(batched.scores, alone.scores, atol=1e-4)

@@ -48,8 +48,11 @@ def _iou(box, other):
 
 
 def _reference_proposals(anchors, logits, deltas, image_size, scale, pre_nms, post_nms):
-    """한 이미지의 numpy 기준: top-k → 디코딩 (가중치 1) → 자르기 → 작은 박스 제거 → 탐욕 NMS."""
-    order = np.argsort(-logits)[:pre_nms]
+    """한 이미지의 numpy 기준: 중심이 이미지 안인 앵커의 top-k → 디코딩 (가중치 1) → 자르기 → 작은 박스 제거
+    → 탐욕 NMS."""
+    centre_y, centre_x = (anchors[:, 0] + anchors[:, 2]) / 2, (anchors[:, 1] + anchors[:, 3]) / 2
+    inside = (centre_y < image_size[0]) & (centre_x < image_size[1])
+    order = [index for index in np.argsort(-logits) if inside[index]][:pre_nms]
     kept_boxes = []
     for index in order:
         ymin, xmin, ymax, xmax = anchors[index].astype(np.float64)
@@ -156,3 +159,16 @@ def test_generate_proposals_under_xla_matches_eager():
                       tf.constant(image_sizes), tf.constant(scales))
     for a, b in zip(eager, result):
         np.testing.assert_allclose(a, b.numpy(), atol=1e-4)
+
+
+def test_anchors_centred_in_padding_never_become_proposals():
+    """이미지 1 (48×72) 의 패딩에 중심이 있는 앵커에 가장 큰 로짓을 줘도 제안이 되지 않는다."""
+    anchors, logits, deltas, image_sizes, scales = _inputs(seed=1)
+    centre_y, centre_x = (anchors[:, 0] + anchors[:, 2]) / 2, (anchors[:, 1] + anchors[:, 3]) / 2
+    outside = (centre_y >= image_sizes[1, 0]) | (centre_x >= image_sizes[1, 1])
+    assert 0 < outside.sum() < len(anchors)
+    logits[1, outside] = 50.0
+    deltas[1, outside] = 0.0  # 자르면 이미지 안에 크게 남는 박스들
+    for training in (True, False):
+        proposals, scores, valid = _generate(anchors, logits, deltas, image_sizes, scales, training)
+        assert valid[1].any() and np.all(scores[1][valid[1]] < 0.999)  # 로짓 50 (σ ≈ 1) 인 앵커는 없다
