@@ -1,9 +1,10 @@
 """한 명령 데모: 합성 VOC → TFRecord → cpu_small 학습 → SavedModel 내보내기 → 평가(mAP 표) → 검출 그림.
 
 각 단계는 문서에 적힌 도구 명령(`python -m tools.X ...`)을 그대로 실행하므로, 출력과 진행 막대도 같다.
-다시 실행하면 끝난 단계(데이터, 레코드, 학습)는 건너뛰고 이어간다.
+다시 실행하면 끝난 단계(데이터, 레코드, 학습)는 건너뛰고 이어간다 (앵커 지문이 다른 옛 레코드는 다시 만든다).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -12,10 +13,13 @@ import time
 from absl import app
 from absl import flags
 
+from frcnn import config as config_lib
+
 flags.DEFINE_string("workspace", "workspace",
                     "Workspace root: data/, records/, runs/, exports/, eval/, detections/.")
 flags.DEFINE_string("config", "cpu_small", "Preset to train.")
-flags.DEFINE_string("params_override", "", "Extra config overrides for training.")
+flags.DEFINE_string("params_override", "", "Extra config overrides for make_tfrecords and training "
+                    "(e.g. 'input.difficult=ignore'); records made for other settings are remade.")
 flags.DEFINE_integer("num_trainval", 400, "Synthetic trainval images.")
 flags.DEFINE_integer("num_test", 200, "Synthetic test images.")
 flags.DEFINE_integer("seed", 0, "Synthetic dataset seed.")
@@ -34,6 +38,15 @@ def _run(title, arguments, timings):
         sys.exit(completed.returncode)
 
 
+def _records_fingerprint(records, split):
+    """이미 있는 레코드의 앵커 지문 (없거나 읽을 수 없으면 None)."""
+    try:
+        with open(os.path.join(records, f"{split}.json"), encoding="utf-8") as handle:
+            return json.load(handle).get("anchor_fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -47,11 +60,13 @@ def main(argv):
         _run("make_synthetic_voc", ["tools.make_synthetic_voc", f"--output_dir={os.path.join(root, 'data')}",
                                     f"--num_trainval={FLAGS.num_trainval}", f"--num_test={FLAGS.num_test}",
                                     f"--seed={FLAGS.seed}"], timings)
+    fingerprint = config_lib.anchor_fingerprint(config_lib.build_config(FLAGS.config, FLAGS.params_override))
     for split in ("trainval", "test"):
-        if not os.path.exists(os.path.join(records, f"{split}.json")):
+        if _records_fingerprint(records, split) != fingerprint:  # 없거나 다른 설정으로 만든 레코드는 다시 만든다
             _run(f"make_tfrecords {split}",
-                 ["tools.make_tfrecords", f"--voc_dir={voc_dir}", f"--split={split}",
-                  f"--output_dir={records}", f"--config={FLAGS.config}"], timings)
+                 ["tools.make_tfrecords", f"--voc_dir={voc_dir}", f"--split={split}", "--overwrite",
+                  f"--output_dir={records}", f"--config={FLAGS.config}",
+                  f"--params_override={FLAGS.params_override}"], timings)
     train = ["tools.train", f"--records={records}/trainval-*.tfrecord", f"--model_dir={model_dir}",
              f"--config={FLAGS.config}"]
     if FLAGS.params_override:
