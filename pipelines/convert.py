@@ -103,7 +103,8 @@ class AnchorLabeler:
         both_boxes = tf.concat([gt_boxes, flipped_boxes], axis=0)
         both_difficult = tf.concat([is_difficult, is_difficult], axis=0)
         both_sizes = tf.concat([image_sizes, image_sizes], axis=0)
-        target_boxes, ignore_boxes = difficult.training_boxes(both_boxes, both_difficult, config.input.difficult)
+        target_boxes, ignore_boxes = difficult.training_boxes(both_boxes, both_difficult,
+                                                              config.input.difficult)
         # [2B, A] 매칭 코드
         matches = _label_used_anchors(anchors, target_boxes, both_sizes, config.rpn, ignore_boxes)
         return tf.split(tf.cast(matches, tf.int16), 2, axis=0)

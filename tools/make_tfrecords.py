@@ -137,7 +137,8 @@ def main(argv):
     except convert.ConversionError as error:
         _fail(str(error))
     print(f"make_tfrecords: {summary['num_images']} images, {summary['num_objects']} objects "
-          f"({summary['num_difficult']} difficult, {config.input.difficult}), {len(summary['skipped'])} skipped, "
+          f"({summary['num_difficult']} difficult, {config.input.difficult}), "
+          f"{len(summary['skipped'])} skipped, "
           f"{summary['num_shards']} shards in {FLAGS.output_dir} for preset '{config.name}', "
           f"{summary['images_per_second']:.1f} images/s")
 

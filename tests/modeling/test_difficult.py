@@ -25,7 +25,7 @@ CANDIDATES = np.array([[0, 0, 32, 32], [40, 40, 72, 72], [100, 100, 132, 132], [
 ])
 def test_anchor_labels_by_mode(mode, expected):
     rpn_config = config_lib.RpnConfig()
-    target_boxes, ignore_boxes = difficult.training_boxes(tf.constant(GT_BOXES), tf.constant(IS_DIFFICULT), mode)
+    target_boxes, ignore_boxes = difficult.training_boxes(GT_BOXES, IS_DIFFICULT, mode)
     matches = rpn_targets.label_anchors(tf.constant(CANDIDATES), target_boxes, tf.constant([[200.0, 200.0]]),
                                         rpn_config, ignore_boxes)
     assert matches.numpy()[0].tolist() == expected
@@ -39,7 +39,7 @@ def test_anchor_labels_by_mode(mode, expected):
 ])
 def test_roi_targets_by_mode(mode, expected):
     roi_config = config_lib.RoiConfig(num_rois=6, foreground_fraction=1.0)  # 후보 4 + GT 2 = 모두
-    target_boxes, ignore_boxes = difficult.training_boxes(tf.constant(GT_BOXES), tf.constant(IS_DIFFICULT), mode)
+    target_boxes, ignore_boxes = difficult.training_boxes(GT_BOXES, IS_DIFFICULT, mode)
     targets = roi_targets.sample_rois(tf.constant(CANDIDATES[None]), tf.ones([1, 4], tf.bool), target_boxes,
                                       tf.constant([[7, 3]]), roi_config, seed=tf.constant([1, 2]),
                                       ignore_boxes=ignore_boxes)
@@ -48,13 +48,14 @@ def test_roi_targets_by_mode(mode, expected):
     valid = targets["valid"].numpy()[0]
     for candidate, want in zip(CANDIDATES, expected):
         # 덧붙인 GT 도 후보라 같은 박스가 두 번 뽑힐 수 있다: 모두 같은 라벨이어야 한다.
-        found = {int(cls) for roi, cls, ok in zip(rois, classes, valid) if ok and np.array_equal(roi, candidate)}
+        found = {int(cls) for roi, cls, ok in zip(rois, classes, valid)
+                 if ok and np.array_equal(roi, candidate)}
         assert found == (set() if want is None else {want}), (mode, candidate)
 
 
 def test_unknown_mode_is_an_error():
     with pytest.raises(ValueError, match="unknown difficult mode 'hard'"):
-        difficult.training_boxes(tf.constant(GT_BOXES), tf.constant(IS_DIFFICULT), "hard")
+        difficult.training_boxes(GT_BOXES, IS_DIFFICULT, "hard")
 
 
 def test_under_xla():

@@ -19,7 +19,8 @@ def _canvas(fill, seed=0):
 
 
 def _backbone(name, extra=""):
-    config = config_lib.build_config("cpu_small", f"backbone.name={name},backbone.weights=none,{extra}".strip(","))
+    overrides = f"backbone.name={name},backbone.weights=none,{extra}".strip(",")
+    config = config_lib.build_config("cpu_small", overrides)
     return backbones.build_backbone(config)
 
 
