@@ -33,10 +33,17 @@ flags.DEFINE_integer("num_steps", None, "Total training steps (alternating: spli
                      "unless train.stage_steps is set). Default: the preset's.")
 flags.DEFINE_integer("batch_size", None, "Global batch size (over all replicas). Default: the preset's.")
 flags.DEFINE_string("backbone", None,
-                    "Backbone: vgg16, resnet50, mobilenet_v2 or small_cnn. Default: the preset's.")
+                    "Backbone: vgg16, resnet50, mobilenet_v2 or small_cnn. Default: the preset's. Also sets "
+                    "the backbone's default weights (small_cnn: none; others: imagenet) unless "
+                    "--backbone_weights or params_override names them.")
 flags.DEFINE_string("backbone_weights", None,
-                    "none (from scratch), imagenet (Keras weights; needs the network) "
-                    "or a path to a local Keras weights file. Default: the preset's.")
+                    "imagenet (Keras downloads the ImageNet weights; VGG16's fc1/fc2 become fc6/fc7), none "
+                    "(train from scratch) or the path of a local Keras weights file: a legacy .h5 such as "
+                    "vgg16_weights_tf_dim_ordering_tf_kernels.h5, or a .weights.h5 saved with "
+                    "keras.applications.VGG16(weights='imagenet').save_weights(PATH). A pretrained VGG16 "
+                    "needs the include_top=True file (with fc1/fc2); ResNet50/MobileNetV2 take either. "
+                    "Default: the preset's (vgg16_paper, vgg16_seed: imagenet; cpu_small: none), or "
+                    "--backbone's.")
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 on GPU, mixed_bfloat16 on CPU.")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker", "one_device"],
@@ -71,8 +78,16 @@ class _ProgressBar:
 
 
 def _overrides():
-    """편의 플래그를 params_override 뒤에 붙인다 (편의 플래그가 이긴다)."""
-    items = [FLAGS.params_override] if FLAGS.params_override else []
+    """편의 플래그를 params_override 뒤에 붙인다 (편의 플래그가 이긴다).
+
+    --backbone 만 주면 그 백본의 기본 가중치 (small_cnn: none, 나머지: imagenet) 를 params_override **앞에**
+    둔다: 프리셋의 가중치가 다른 백본에 붙지 않고 (vgg16_paper 의 imagenet 으로 small_cnn 은 오류), 사용자가
+    params_override 나 --backbone_weights 로 적은 가중치는 그대로 이긴다.
+    """
+    items = []
+    if FLAGS.backbone is not None and FLAGS.backbone_weights is None:
+        items.append(f"backbone.weights={'none' if FLAGS.backbone == 'small_cnn' else 'imagenet'}")
+    items += [FLAGS.params_override] if FLAGS.params_override else []
     named = {"train.training_mode": FLAGS.training_mode, "train.num_steps": FLAGS.num_steps,
              "train.batch_size": FLAGS.batch_size, "backbone.name": FLAGS.backbone,
              "backbone.weights": FLAGS.backbone_weights}

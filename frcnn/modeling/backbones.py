@@ -8,10 +8,14 @@
   resnet50     — C4 = conv4_block6_out (stride 16, 1024), 몸통 conv5 블록 (stride 2) + 전역 평균.
   mobilenet_v2 — block_12_add (stride 16, 96), 몸통 block_13…out_relu + 전역 평균.
   small_cnn    — cpu_small 용 작은 BN-ReLU 합성곱망 (stride 8), 몸통 fc 두 층.
-  가중치: none (처음부터), imagenet (Keras 가 내려받음), 또는 로컬 Keras 가중치 파일 경로.
+  가중치: none (처음부터), imagenet (Keras 가 내려받음), 또는 로컬 Keras 가중치 파일 경로 — 옛 `.h5`
+    (내려받은 `vgg16_weights_tf_dim_ordering_tf_kernels.h5` 등) 나 Keras 3 `save_weights` 의 `.weights.h5`.
+    파일은 include_top=True 로 먼저, 안 되면 False 로 싣고 층 이름으로 복사한다. VGG16 의 fc6/fc7 은 파일의
+    fc1/fc2 에서 오므로 분류 층 없는 파일로 사전학습 VGG16 몸통을 만들면 오류다 (fc6/fc7 이 무작위로 남는다).
 """
 
 import os
+import warnings
 
 import keras
 import tensorflow as tf
@@ -63,27 +67,129 @@ class Backbone(keras.Model):
         """[B, H, W, 3] 0–255 RGB → 이 백본의 가중치가 기대하는 입력."""
         return NORMALIZERS[self.normalization](images)
 
-    def call(self, images, training=False):
-        return self.features(self.normalize(tf.cast(images, self.compute_dtype)), training=training)
+    def call(self, images, training=False, image_sizes=None):
+        """images [B, H, W, 3] 0–255 RGB (선택 image_sizes [B, 2] (h, w)) → [B, Hf, Wf, C].
+
+        image_sizes 를 주면 이미지 밖 (캔버스 패딩) 픽셀은 정규화 **뒤에** 0, 곧 평균색이 된다 (py-faster-rcnn 이
+        평균을 뺀 뒤 패딩하는 것과 같다): 어떤 값으로 패딩했든 특징이 같다.
+        """
+        normalized = self.normalize(tf.cast(images, self.compute_dtype))
+        if image_sizes is not None:
+            mask = inside_mask(tf.shape(images)[1:3], image_sizes)
+            normalized = normalized * tf.cast(mask, normalized.dtype)
+        return self.features(normalized, training=training)
 
 
-def _application(builder, weights, name, **kwargs):
-    """keras.applications 모델을 만들고 가중치를 싣는다."""
-    keras_weights = "imagenet" if weights == "imagenet" else None
+def inside_mask(canvas_size, image_sizes):
+    """[B, H, W, 1] bool: 픽셀 (y, x) 가 왼쪽 위에 놓인 이미지 (h, w) 안인지.
+
+    Args:
+      canvas_size: [2] int32 (H, W).
+      image_sizes: [B, 2] float32 (h, w).
+    """
+    rows = tf.cast(tf.range(canvas_size[0]), tf.float32)[None, :, None] < image_sizes[:, 0, None, None]
+    cols = tf.cast(tf.range(canvas_size[1]), tf.float32)[None, None, :] < image_sizes[:, 1, None, None]
+    return (rows & cols)[..., None]
+
+
+# ---- ImageNet 망 (keras.applications): 가중치는 Keras 가 내려받거나 로컬 파일에서 ----
+_KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_APPLICATIONS = {  # 이름 → (keras.applications 생성자 이름, include_top=True ImageNet 가중치 파일 주소의 꼬리)
+    "vgg16": ("VGG16", "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
+    "resnet50": ("ResNet50", "resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
+    "mobilenet_v2": ("MobileNetV2",
+                     "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"),
+}
+
+
+def _build_application(name, include_top, weights):
+    """keras.applications 모델 (include_top=False 면 입력 크기 자유)."""
+    builder = getattr(keras.applications, _APPLICATIONS[name][0])
+    shape = {} if include_top else {"input_shape": (None, None, 3)}
+    return builder(include_top=include_top, weights=weights, **shape)
+
+
+def _one_line(error, limit=200):
+    """예외 문구를 한 줄로 (Keras 의 여러 줄 문구를 오류 한 줄 안에 넣으려고)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _local_file_hint(name):
+    """로컬 가중치 파일을 구해 넘기는 방법 (오류 문구의 끝)."""
+    builder, file_path = _APPLICATIONS[name]
+    return (f"download {_KERAS_WEIGHTS_URL}{file_path} or, on a machine with the network, save one with "
+            f"keras.applications.{builder}(weights='imagenet').save_weights('{name}.weights.h5'), "
+            "and pass it with --backbone_weights=PATH (or --backbone_weights=none to train from scratch)")
+
+
+def _imagenet_application(name, include_top):
+    """Keras 가 ImageNet 가중치를 내려받아 실은 모델. include_top=False 면 입력 크기가 자유롭다."""
     try:
-        model = builder(include_top=False, weights=keras_weights, input_shape=(None, None, 3), **kwargs)
+        return _build_application(name, include_top, "imagenet")
     except Exception as error:  # 내려받기 실패 등
-        raise ValueError(f"could not load ImageNet weights for {name}: {error} "
-                         "(no network? download the Keras weights file and pass its path to "
-                         "--backbone_weights)") from None
-    if weights not in ("none", "imagenet"):
-        if not os.path.exists(weights):
-            raise ValueError(f"{weights}: backbone weights file not found")
+        raise ValueError(f"could not get the ImageNet weights for {name} ({_one_line(error)}); "
+                         f"without the network, {_local_file_hint(name)}") from None
+
+
+def _file_application(name, path):
+    """로컬 Keras 가중치 파일 (옛 `.h5` 또는 Keras 3 `.weights.h5`) 을 실은 모델과 분류 층이 있었는지.
+
+    include_top=True 모델에 먼저 싣고 (fc 까지 든 파일), 안 되면 include_top=False 에 싣는다.
+
+    Returns:
+      (keras.Model, has_top: bool).
+    Raises:
+      ValueError: 없는 파일, 어느 쪽으로도 실리지 않는 파일 (파일 경로를 밝힌다).
+    """
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: backbone weights file not found")
+    errors = []
+    for include_top in (True, False):
+        model = _build_application(name, include_top, None)
+        error = _load_weights_quietly(model, path)
+        if error is None:
+            return model, include_top
+        errors.append(f"include_top={include_top}: {_one_line(error)}")
+    raise ValueError(f"{path}: not Keras {_APPLICATIONS[name][0]} weights ({'; '.join(errors)}); "
+                     f"{_local_file_hint(name)}")
+
+
+def _load_weights_quietly(model, path):
+    """`model.load_weights(path)`; 실패하면 그 예외를 돌려준다 (실패한 시도의 Keras 경고는 버린다).
+
+    Returns:
+      None (성공; 그동안의 경고는 다시 낸다) 또는 실패의 예외.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            model.load_weights(weights)
+            model.load_weights(path)
         except Exception as error:
-            raise ValueError(f"{weights}: not Keras weights for {name} "
-                             f"(include_top=False): {error}") from None
+            return error
+    for warning in caught:
+        warnings.warn(warning.message)
+    return None
+
+
+def _copy_weights(source, target, renames=()):
+    """`target` 의 가중치 층마다 `source` 의 같은 이름 (renames 로 바꾼 이름) 층 가중치를 복사한다."""
+    renames = dict(renames)
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(renames.get(layer.name, layer.name)).get_weights())
+
+
+def _application(name, weights):
+    """가중치를 실은 include_top=False keras.applications 모델 (입력 크기 자유).
+
+    weights: 'none', 'imagenet' 또는 로컬 파일 경로 (분류 층이 있든 없든 합성곱 부분만 쓴다).
+    """
+    if weights == "imagenet":
+        return _imagenet_application(name, include_top=False)
+    model = _build_application(name, False, None)
+    if weights != "none":
+        _copy_weights(_file_application(name, weights)[0], model)
     return model
 
 
@@ -115,7 +221,7 @@ def _pooled_head(model, input_layer, output_layer, name):
 # ---- VGG16 ----
 def _vgg16(config, name):
     weights = config.backbone.weights
-    application = _application(keras.applications.VGG16, weights, "vgg16")
+    application = _application("vgg16", weights)
     features = _submodel(application, application.layers[0].name, "block5_conv3", f"{name}_features")
     frozen = ()
     if weights != "none" and config.backbone.freeze_blocks > 0:
@@ -125,41 +231,56 @@ def _vgg16(config, name):
 
 
 def _vgg16_head(config, name):
+    source = None if config.backbone.weights == "none" else _vgg16_with_top(config)
     head = fc_head(config.backbone.fc_units, config.backbone.dropout, name, config.roi.pool_size, 512)
-    if config.backbone.weights == "imagenet":
-        _load_vgg16_fc_weights(head, config.backbone.fc_units)
+    if source is not None:
+        _copy_weights(source, head, {"fc6": "fc1", "fc7": "fc2"})
     return head
 
 
-def _load_vgg16_fc_weights(head, units):
-    """ImageNet VGG16 의 fc1/fc2 가중치를 fc6/fc7 로 옮긴다."""
-    if units != 4096:
-        raise ValueError("ImageNet fc6/fc7 weights need backbone.fc_units=4096")
-    try:
-        full = keras.applications.VGG16(include_top=True, weights="imagenet")
-    except Exception as error:
-        raise ValueError(f"could not load ImageNet weights for vgg16 fc6/fc7: {error}") from None
-    head.get_layer("fc6").set_weights(full.get_layer("fc1").get_weights())
-    head.get_layer("fc7").set_weights(full.get_layer("fc2").get_weights())
+def _check_vgg16_fc_shape(config):
+    """사전학습 fc6/fc7 (ImageNet fc1/fc2: 7·7·512 → 4096 → 4096) 이 몸통에 맞는지."""
+    if config.backbone.fc_units != 4096 or config.roi.pool_size != 7:
+        raise ValueError(f"pretrained VGG16 fc6/fc7 need backbone.fc_units=4096 and roi.pool_size=7 "
+                         f"(got {config.backbone.fc_units} and {config.roi.pool_size}); set them or use "
+                         "--backbone_weights=none to train from scratch")
+
+
+def _vgg16_with_top(config):
+    """fc1/fc2 까지 가중치를 실은 VGG16 (include_top=True) — 몸통 fc6/fc7 의 출처.
+
+    Raises:
+      ValueError: 몸통 모양이 fc1/fc2 와 다를 때 (무엇이든 읽기 전에), 분류 층 없는 파일 (그대로 두면
+        fc6/fc7 이 조용히 무작위로 남는다).
+    """
+    _check_vgg16_fc_shape(config)
+    weights = config.backbone.weights
+    if weights == "imagenet":
+        return _imagenet_application("vgg16", include_top=True)
+    model, has_top = _file_application("vgg16", weights)
+    if not has_top:
+        raise ValueError(f"{weights}: VGG16 weights without the top layers (include_top=False), so fc6/fc7 "
+                         f"would stay random; use a file with fc1/fc2: {_local_file_hint('vgg16')}")
+    return model
 
 
 # ---- ResNet50, MobileNetV2: 특징은 앞부분, 몸통은 같은 망의 뒷부분 ----
-_APPLICATION_SPLITS = {  # 이름 → (builder, 특징 끝 층, 몸통 끝 층, 정규화)
-    "resnet50": (keras.applications.ResNet50, "conv4_block6_out", "conv5_block3_out", "caffe"),
-    "mobilenet_v2": (keras.applications.MobileNetV2, "block_12_add", "out_relu", "symmetric"),
+_APPLICATION_SPLITS = {  # 이름 → (특징 끝 층, 몸통 끝 층, 정규화)
+    "resnet50": ("conv4_block6_out", "conv5_block3_out", "caffe"),
+    "mobilenet_v2": ("block_12_add", "out_relu", "symmetric"),
 }
 
 
 def _split_application(config, name):
-    builder, split, _, normalization = _APPLICATION_SPLITS[config.backbone.name]
-    application = _application(builder, config.backbone.weights, config.backbone.name)
+    split, _, normalization = _APPLICATION_SPLITS[config.backbone.name]
+    application = _application(config.backbone.name, config.backbone.weights)
     features = _submodel(application, application.layers[0].name, split, f"{name}_features")
     return Backbone(features, normalization, 16, 2, name=name)
 
 
 def _split_application_head(config, name):
-    builder, split, end, _ = _APPLICATION_SPLITS[config.backbone.name]
-    application = _application(builder, config.backbone.weights, config.backbone.name)
+    split, end, _ = _APPLICATION_SPLITS[config.backbone.name]
+    application = _application(config.backbone.name, config.backbone.weights)
     return _pooled_head(application, split, end, name)
 
 
@@ -224,6 +345,7 @@ def build_box_head(config, name="box_head"):
     """설정의 검출기 몸통: [N, P·k, P·k, C] RoI 특징 → [N, D] (k = `Backbone.roi_size_multiplier`).
 
     Raises:
-      ValueError: 없는 가중치 파일, 내려받을 수 없는 ImageNet 가중치.
+      ValueError: 없는 가중치 파일, 내려받을 수 없는 ImageNet 가중치, 사전학습 VGG16 인데 fc1/fc2 가 없는
+        파일이거나 fc6/fc7 모양 (backbone.fc_units, roi.pool_size) 이 ImageNet 과 다를 때.
     """
     return _BUILDERS[config.backbone.name][1](config, name)

@@ -1,11 +1,17 @@
-"""backbones 테스트: 백본별 stride·헤드 출력 모양, VGG16 사전학습 가중치 파일과 층 얼리기, 잘못된 가중치.
+"""backbones 테스트: 백본별 stride·헤드 출력 모양, 사전학습 가중치 파일 (VGG16 fc6/fc7 까지)과 층 얼리기,
+잘못된 가중치와 네트워크 없는 ImageNet 의 오류 문구.
 
 용어:
   B 배치, H·W 입력 크기, Hf·Wf 특징맵, N RoI 수, P RoI 출력 크기, D 헤드 출력 차원.
+  top 파일: keras.applications 의 include_top=True 가중치 파일 (VGG16 이면 fc1/fc2 가 든다).
+  어떤 테스트도 가중치를 내려받지 않는다: 파일은 weights=None (무작위) 모델에서 쓴다.
 """
 
 import dataclasses
+import os
+import re
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -17,13 +23,13 @@ from frcnn import config as config_lib
 INPUT_HEIGHT, INPUT_WIDTH = 64, 96
 
 
-def _config(name, stride, weights="none", pool_size=7):
-    """작은 fc 헤드(32)로 빠르게 만드는 설정."""
+def _config(name, stride, weights="none", pool_size=7, fc_units=32):
+    """작은 fc 헤드(32)로 빠르게 만드는 설정 (사전학습 VGG16 fc6/fc7 을 실을 때는 fc_units=4096)."""
     base = config_lib.ExperimentConfig()
     return dataclasses.replace(
         base,
         anchors=dataclasses.replace(base.anchors, stride=stride),
-        backbone=dataclasses.replace(base.backbone, name=name, weights=weights, width=8, fc_units=32,
+        backbone=dataclasses.replace(base.backbone, name=name, weights=weights, width=8, fc_units=fc_units,
                                      dropout=0.0),
         roi=dataclasses.replace(base.roi, pool_size=pool_size))
 
@@ -79,6 +85,154 @@ def test_vgg16_weights_file_loads_and_freezes_conv1_conv2(tmp_path):
             assert layer.trainable == (layer.name not in frozen_convs), layer.name
     # 학습 변수는 block3–block5 합성곱 9 개 × (커널, 편향)
     assert len(features.trainable_variables) == 18
+
+
+def _save_legacy_h5(model, path):
+    """내려받는 `vgg16_weights_tf_dim_ordering_tf_kernels.h5` 와 같은 옛 Keras HDF5 꼴로 쓴다.
+
+    루트 속성 layer_names (모든 층), 층마다 그룹과 weight_names 속성, 그 이름의 데이터셋.
+    """
+    with h5py.File(path, "w") as file:
+        file.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        for layer in model.layers:
+            group = file.create_group(layer.name)
+            names = [f"{layer.name}/{variable.name}:0" for variable in layer.weights]
+            group.attrs["weight_names"] = [name.encode() for name in names]
+            for name, value in zip(names, layer.get_weights()):
+                group.create_dataset(name, data=value)
+
+
+def _save_weights(model, directory, file_format):
+    """file_format: 'legacy_h5' (옛 `.h5`) 또는 'keras3' (`save_weights` 의 `.weights.h5`). 반환: 경로."""
+    if file_format == "legacy_h5":
+        path = str(directory / "vgg16_weights.h5")
+        _save_legacy_h5(model, path)
+    else:
+        path = str(directory / "vgg16.weights.h5")
+        model.save_weights(path)
+    return path
+
+
+@pytest.mark.slow
+def test_vgg16_top_files_load_convolutions_and_fc6_fc7(tmp_path):
+    """옛 `.h5` 와 Keras 3 `.weights.h5` top 파일 모두 (한 테스트에서 차례로: 파일 하나가 약 550 MB,
+    프로세스 메모리가 6 GB 가까이 되므로 두 xdist 워커가 동시에 돌리지 않게)."""
+    keras.utils.set_random_seed(3)
+    source = keras.applications.VGG16(include_top=True, weights=None)  # 무작위, ImageNet top 파일과 같은 층
+    original = keras.Model(source.get_layer("flatten").input, source.get_layer("fc2").output)
+    pooled = tf.random.uniform([2, 7, 7, 512], 0.0, 2.0, seed=1)
+    for file_format in ("legacy_h5", "keras3"):
+        path = _save_weights(source, tmp_path, file_format)
+        config = _config("vgg16", 16, weights=path, fc_units=4096)
+        features = backbones.build_backbone(config).features
+        head = backbones.build_box_head(config)
+        os.remove(path)
+        # 합성곱 13 개 모두 파일의 값 그대로, fc6/fc7 은 fc1/fc2 그대로.
+        convs = [layer for layer in features.layers if layer.weights]
+        assert len(convs) == 13
+        pairs = [(layer, source.get_layer(layer.name)) for layer in convs]
+        pairs += [(head.get_layer("fc6"), source.get_layer("fc1")),
+                  (head.get_layer("fc7"), source.get_layer("fc2"))]
+        for loaded, saved in pairs:
+            for loaded_value, saved_value in zip(loaded.weights, saved.weights, strict=True):
+                # 같은 모양, 모든 원소가 같다 (fc6 은 1 억 원소라 numpy 사본 없이 TF 에서 비교한다).
+                assert loaded_value.shape == saved_value.shape
+                same = bool(tf.reduce_all(tf.equal(loaded_value, saved_value)))
+                assert same, (file_format, loaded_value.path)
+        # 몸통의 Flatten 순서가 VGG16 의 것과 같다: 같은 7×7×512 특징에 원래 망의 fc2 출력과 같은 값.
+        np.testing.assert_allclose(head(pooled, training=False), original(pooled), rtol=1e-4, atol=1e-4)
+        del features, head
+
+
+def test_vgg16_file_without_top_layers_is_an_error_for_fc6_fc7(tmp_path):
+    source = keras.applications.VGG16(include_top=False, weights=None)
+    path = str(tmp_path / "notop.weights.h5")
+    source.save_weights(path)
+    with pytest.raises(ValueError) as error:
+        backbones.build_box_head(_config("vgg16", 16, weights=path, fc_units=4096))
+    message = str(error.value)
+    assert message.startswith(f"{path}: VGG16 weights without the top layers (include_top=False), "
+                              "so fc6/fc7 would stay random")
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in message and "--backbone_weights" in message
+
+
+@pytest.mark.parametrize("weights", ["imagenet", "/no/such/file.h5"])
+def test_pretrained_vgg16_fc_needs_imagenet_shapes(weights):
+    # 모양 검사는 내려받기나 파일보다 먼저다.
+    with pytest.raises(ValueError, match=r"backbone.fc_units=4096 and roi.pool_size=7 \(got 32 and 7\)"):
+        backbones.build_box_head(_config("vgg16", 16, weights=weights))
+    with pytest.raises(ValueError, match=r"\(got 4096 and 5\)"):
+        backbones.build_box_head(_config("vgg16", 16, weights=weights, fc_units=4096, pool_size=5))
+
+
+@pytest.mark.parametrize("include_top", [True, False])
+def test_mobilenet_v2_file_with_or_without_top_loads_features_and_body(tmp_path, include_top):
+    keras.utils.set_random_seed(4)
+    source = keras.applications.MobileNetV2(include_top=include_top, weights=None)
+    path = str(tmp_path / "mobilenet_v2.weights.h5")
+    source.save_weights(path)
+    config = _config("mobilenet_v2", 16, weights=path)
+    features = backbones.build_backbone(config).features
+    body = backbones.build_box_head(config).get_layer("box_head_body")
+    loaded_layers = [layer for layer in features.layers + body.layers if layer.weights]
+    names = {layer.name for layer in loaded_layers}
+    assert {"Conv1", "block_12_project", "block_13_expand", "Conv_1"} <= names
+    for layer in loaded_layers:
+        saved_values = source.get_layer(layer.name).get_weights()
+        for loaded, saved in zip(layer.get_weights(), saved_values, strict=True):
+            np.testing.assert_array_equal(loaded, saved)
+
+
+def test_file_that_is_not_the_backbones_weights_names_the_file(tmp_path):
+    path = str(tmp_path / "small_cnn.weights.h5")
+    backbones.build_backbone(_config("small_cnn", 8)).features.save_weights(path)
+    with pytest.raises(ValueError, match=rf"^{re.escape(path)}: not Keras MobileNetV2 weights "
+                                         r"\(include_top=True: .*; include_top=False: .*\); download "):
+        backbones.build_backbone(_config("mobilenet_v2", 16, weights=path))
+
+
+@pytest.mark.parametrize("build", [backbones.build_backbone, backbones.build_box_head])
+def test_imagenet_without_network_says_how_to_pass_a_local_file(monkeypatch, build):
+    vgg16 = keras.applications.VGG16
+
+    def offline_vgg16(*args, weights=None, **kwargs):
+        if weights == "imagenet":
+            raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- "
+                            "[Errno -2] Name or service not known")
+        return vgg16(*args, weights=weights, **kwargs)
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline_vgg16)
+    with pytest.raises(ValueError) as error:
+        build(_config("vgg16", 16, weights="imagenet", fc_units=4096))
+    assert str(error.value) == (
+        "could not get the ImageNet weights for vgg16 (URL fetch failure on "
+        "https://storage.googleapis.com/...: None -- [Errno -2] Name or service not known); "
+        "without the network, download "
+        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5 or, on a machine with the network, save one with "
+        "keras.applications.VGG16(weights='imagenet').save_weights('vgg16.weights.h5'), and pass it with "
+        "--backbone_weights=PATH (or --backbone_weights=none to train from scratch)")
+
+
+@pytest.mark.parametrize("name", ["vgg16", "mobilenet_v2"])
+def test_no_weights_builds_without_downloading_or_reading_files(monkeypatch, name):
+    builder_name = backbones._APPLICATIONS[name][0]
+    builder = getattr(keras.applications, builder_name)
+    requested = []
+
+    def recording_builder(*args, weights, **kwargs):
+        requested.append(weights)
+        return builder(*args, weights=weights, **kwargs)
+
+    def no_file(*args, **kwargs):
+        raise AssertionError("weights=none must not read a weights file")
+
+    monkeypatch.setattr(keras.applications, builder_name, recording_builder)
+    monkeypatch.setattr(keras.Model, "load_weights", no_file)
+    config = _config(name, 16)
+    backbones.build_backbone(config)
+    backbones.build_box_head(config)
+    assert requested and all(weights is None for weights in requested)
 
 
 def test_missing_weights_file_names_the_path(tmp_path):
