@@ -68,7 +68,10 @@ class Backbone(keras.Model):
         return NORMALIZERS[self.normalization](images)
 
     def call(self, images, training=False, image_sizes=None):
-        """images [B, H, W, 3] 0–255 RGB (선택 image_sizes [B, 2] (h, w)) → [B, Hf, Wf, C].
+        """images [B, H, W, 3] 0–255 RGB (선택 image_sizes [B, 2] int32 (h, w)) → [B, Hf, Wf, C].
+
+        image_sizes 는 int32 로 준다: Keras 는 float 인자를 혼합 정밀도의 계산 dtype (bfloat16) 으로 바꾸는데,
+        bfloat16 은 256 을 넘는 정수를 정확히 담지 못한다 (375 → 376).
 
         image_sizes 를 주면 이미지 밖 (캔버스 패딩) 픽셀은 정규화 **뒤에** 0, 곧 평균색이 된다 (py-faster-rcnn 이
         평균을 뺀 뒤 패딩하는 것과 같다): 어떤 값으로 패딩했든 특징이 같다.
@@ -85,10 +88,11 @@ def inside_mask(canvas_size, image_sizes):
 
     Args:
       canvas_size: [2] int32 (H, W).
-      image_sizes: [B, 2] float32 (h, w).
+      image_sizes: [B, 2] 정수값 (h, w), int32 또는 float32.
     """
-    rows = tf.cast(tf.range(canvas_size[0]), tf.float32)[None, :, None] < image_sizes[:, 0, None, None]
-    cols = tf.cast(tf.range(canvas_size[1]), tf.float32)[None, None, :] < image_sizes[:, 1, None, None]
+    image_sizes = tf.cast(image_sizes, tf.int32)
+    rows = tf.range(canvas_size[0])[None, :, None] < image_sizes[:, 0, None, None]
+    cols = tf.range(canvas_size[1])[None, None, :] < image_sizes[:, 1, None, None]
     return (rows & cols)[..., None]
 
 

@@ -83,11 +83,13 @@ class FasterRCNN(keras.Model):
     def detector(self, features, rois, training):
         """[B, Hf, Wf, Cf] 특징과 [B, R, 4] RoI → (class_logits [B·R, C+1], box_deltas [B·R, C+1, 4])."""
         output_size = self.config.roi.pool_size * self.backbone.roi_size_multiplier
-        # 학습은 XLA 로 컴파일되고 역전파가 빠른 matmul, 추론은 순전파가 빠른 crop_and_resize (같은 값).
+        stride = self.config.anchors.stride
+        # RoIAlign: 학습은 XLA 로 컴파일되고 역전파가 빠른 matmul, 추론은 순전파가 빠른 crop_and_resize (같은 값).
+        # RoI max pooling: 둘 다 같은 정확한 bin 최댓값 — 추론의 동적 특징맵은 긴 변 상한 ⌈max_size / stride⌉ 칸.
         implementation = "matmul" if training else "crop_and_resize"
         # [B·R, P, P, Cf] RoI 특징
-        pooled = roi_ops.roi_features(features, rois, self.config.anchors.stride, output_size,
-                                      self.config.roi.op, implementation)
+        pooled = roi_ops.roi_features(features, rois, stride, output_size, self.config.roi.op, implementation,
+                                      max_feature_size=-(-self.config.input.max_size // stride))
         return self.detector_head(pooled, training=training)
 
     # ---- 손실 (학습) ----
@@ -107,7 +109,8 @@ class FasterRCNN(keras.Model):
             raise ValueError(f"unknown stage '{stage}' (expected one of {STAGES})")
         rpn_backbone = self.rpn_backbone if stage in ("rpn", "detector") else self.backbone
         # 이 단계에서 RPN 쪽 백본을 학습하는가 (BN 이 학습 모드인가)
-        rpn_features = rpn_backbone(batch["images"], training=stage in ("joint", "rpn"))
+        sizes = tf.cast(batch["image_sizes"], tf.int32)  # 정수로: Keras 가 float 인자를 bfloat16 으로 바꾼다
+        rpn_features = rpn_backbone(batch["images"], training=stage in ("joint", "rpn"), image_sizes=sizes)
         logits, deltas, anchors, (proposals, _, valid) = self.proposals(rpn_features, batch, True)
         result = {}
         if stage in ("joint", "rpn", "rpn_finetune"):
@@ -116,7 +119,7 @@ class FasterRCNN(keras.Model):
             if stage == "joint":
                 features = rpn_features
             else:
-                features = self.backbone(batch["images"], training=stage == "detector")
+                features = self.backbone(batch["images"], training=stage == "detector", image_sizes=sizes)
             result.update(self._detector_losses(features, proposals, valid, batch, seed))
         result["total_loss"] = tf.add_n(list(result.values()))
         return result
@@ -171,7 +174,7 @@ class FasterRCNN(keras.Model):
           `postprocess.detect` 의 dict (정규화 좌표).
         """
         inputs = {"image_sizes": image_sizes, "scales": scales}
-        features = self.backbone(images, training=False)
+        features = self.backbone(images, training=False, image_sizes=tf.cast(image_sizes, tf.int32))
         _, _, _, (proposals, _, valid) = self.proposals(features, inputs, False)
         class_logits, box_deltas = self.detector(features, proposals, training=False)
         return postprocess.detect(proposals, valid, class_logits, box_deltas, image_sizes,
