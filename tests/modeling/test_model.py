@@ -64,9 +64,9 @@ def _synthetic_batch():
     }
 
 
-def _build_model(separate_rpn_backbone):
+def _build_model(separate_rpn_backbone, config=CONFIG):
     keras.utils.set_random_seed(0)
-    model = model_lib.FasterRCNN(CONFIG, NUM_CLASSES, separate_rpn_backbone=separate_rpn_backbone)
+    model = model_lib.FasterRCNN(config, NUM_CLASSES, separate_rpn_backbone=separate_rpn_backbone)
     model.build_all(CANVAS)
     return model
 
@@ -177,13 +177,16 @@ def test_model_tracks_backbone_variables_for_checkpoints(tmp_path):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
 
 
-def test_joint_training_reduces_loss(batch):
-    model = _build_model(separate_rpn_backbone=False)
+@pytest.mark.parametrize("roi_op, jit_compile", [("align", False), ("pool", True)])
+def test_joint_training_reduces_loss(batch, roi_op, jit_compile):
+    """RoIAlign 과 (XLA 로 컴파일한) 정확한 RoI max pooling 모두 학습된다."""
+    config = config_lib.build_config("cpu_small", f"{OVERRIDES},roi.op={roi_op}")
+    model = _build_model(separate_rpn_backbone=False, config=config)
     variables = model.stage_variables("joint")
     optimizer = keras.optimizers.SGD(learning_rate=0.02, momentum=0.9)
     optimizer.build(variables)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def train_step(seed):
         with tf.GradientTape() as tape:
             losses = model.compute_losses(batch, "joint", seed)
@@ -193,6 +196,8 @@ def test_joint_training_reduces_loss(batch):
     history = [float(train_step(tf.constant([step, 0]))) for step in range(40)]
     assert np.isfinite(history).all()
     assert np.mean(history[-5:]) <= 0.6 * history[0], history
+    detections = model.detect(batch["images"], batch["image_sizes"], batch["scales"])
+    assert detections["boxes"].shape == (2, config.detection.max_detections, 4)
 
 
 def test_detect_output_shapes_and_dtypes(alternating_model, batch):
