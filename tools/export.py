@@ -14,9 +14,12 @@ flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
 flags.DEFINE_string("checkpoint", None, "A specific checkpoint prefix; default: the latest in model_dir.")
 flags.DEFINE_float("score_threshold", None, "Minimum detection score; default: the preset's (0.05).")
 flags.DEFINE_integer("max_detections", None, "Detections per image N; default: the preset's (100).")
-flags.DEFINE_string("fc_svd_ranks", None, "Truncated SVD of the fc6,fc7 head (Fast R-CNN sec. 3.1): singular "
-                    "values to keep, e.g. '1024,256'; 'none' turns it off. Default: the preset's "
-                    "(vgg16_paper: 1024,256; others: none). Faster on CPU, slightly less accurate.")
+flags.DEFINE_string("fc_svd_ranks", None, "Truncated SVD of the fc6,fc7 head (Fast R-CNN sec. 3.1), an "
+                    "explicit speed option: singular values to keep for fc6,fc7, e.g. "
+                    "'--fc_svd_ranks=1024,256' (Fast R-CNN's VGG16 setting, -0.3 mAP in that paper); 'none' "
+                    "turns it off. Default: off for every preset (only a run trained with "
+                    "detection.fc_svd_ranks set uses its ranks). Faster, slightly less accurate; no "
+                    "reference evaluates this way.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.")
 FLAGS = flags.FLAGS
 

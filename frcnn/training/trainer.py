@@ -5,6 +5,11 @@
     단계별 solver). 전역 스텝 하나가 단계를 이어 세므로 재실행하면 그 단계의 그 스텝에서 이어간다.
   전역 배치: 모든 복제본(replica)을 합친 배치. 손실은 복제본 수로 나눠 합쳐진 기울기가 전역 평균이 되게 한다.
   가중치 감쇠: 커널에 0.5·wd·‖w‖² (Caffe 의 weight_decay 와 같은 기울기 wd·w).
+  편향 학습률 2배 (`train.double_bias_lr`): Conv2D·Dense 의 편향(변수 이름 'bias') 기울기를 2배로 한다.
+    모멘텀 SGD 에서 이것은 그 변수들의 학습률 2배와 정확히 같다 (py-faster-rcnn 의 편향 lr_mult: 2).
+    편향에는 감쇠가 없다 (감쇠는 커널만: Caffe 의 decay_mult: 0 과 같다). BatchNorm 의 beta·gamma 는 Caffe 의
+    편향(합성곱·완전연결 층의 두 번째 blob)이 아니므로 기본 학습률 그대로 둔다: Caffe VGG16 에는 BN 이 없고,
+    py-faster-rcnn 의 ResNet 은 BN 을 고정(lr_mult: 0)하므로 따를 배율이 없다.
   체크포인트: model, step, optimizer_<단계> 를 담는다. 복원은 늘 chief 의 model_dir/checkpoints 에서 한다.
 
 모델은 활성 Keras dtype 정책으로 만든다 (혼합 정밀도는 바이너리가 정한다, `precision` 참고).
@@ -37,6 +42,17 @@ def weight_decay_loss(variables, weight_decay):
     if not kernels or weight_decay <= 0:
         return tf.constant(0.0)
     return 0.5 * weight_decay * tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in kernels])
+
+
+def is_bias(variable):
+    """Conv2D·Dense 의 편향 변수인가 (Keras 3 변수 이름 'bias'; BatchNorm 의 beta·gamma 는 아니다)."""
+    return variable.path.split("/")[-1] == "bias"
+
+
+def double_bias_gradients(gradients, variables):
+    """편향 변수의 기울기만 2배로 한 목록 (나머지는 그대로). 변수 목록으로 정해지므로 그래프는 정적이다."""
+    return [tf.math.scalar_mul(2.0, gradient) if is_bias(variable) else gradient
+            for gradient, variable in zip(gradients, variables)]
 
 
 class Trainer:
@@ -139,6 +155,9 @@ class Trainer:
                 # 스케일된 기울기라면 한도도 같은 배율로 키운다.
                 clip_norm = train.gradient_clip_norm * (optimizer.dynamic_scale if loss_scaling else 1.0)
                 gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
+            if train.double_bias_lr:
+                # 자른 뒤에 곱한다 (Caffe 도 기울기를 자른 뒤 층별 lr_mult 를 곱한다). 손실 스케일과는 무관하다.
+                gradients = double_bias_gradients(gradients, variables)
             optimizer.apply_gradients(zip(gradients, variables))
             return dict(losses, weight_decay=decay, total_loss=total)
 

@@ -1,5 +1,5 @@
 """학습기 테스트: 두 CPU 복제본의 MirroredStrategy 가 기본 전략과 같은 손실, 혼합 정밀도 정책 아래의 계산
-dtype 과 손실 스케일, float32 가 아닌 정책에서 학습된 모델 읽기 거부.
+dtype 과 손실 스케일, float32 가 아닌 정책에서 학습된 모델 읽기 거부, 편향 학습률 2배 (`train.double_bias_lr`).
 
 용어: 복제본(replica) = 전략이 스텝을 나눠 돌리는 장치; 정책(policy) = Keras 전역 dtype 정책. 정책은
 프로세스 전역이라 라이브러리가 아니라 테스트(바이너리)가 정하고, 픽스처가 float32 로 되돌린다.
@@ -80,6 +80,43 @@ def test_load_trained_model_restores_weights_and_refuses_partial_checkpoints(tmp
     partial_path = partial.save(str(tmp_path / "checkpoints" / "partial"))
     with pytest.raises(ValueError, match="partial-1: checkpoint does not hold every variable"):
         trainer.load_trained_model(str(tmp_path), partial_path)
+
+
+# 표본 추출이 결정적이도록: 모든 앵커·후보를 쓴다. 모멘텀·감쇠·자르기 없이 한 SGD 스텝의 갱신은 -lr·g.
+ONE_PLAIN_STEP = ("train.num_steps=1,rpn.batch_size_per_image=100000,rpn.positive_fraction=1.0,"
+                  "roi.num_rois=48,roi.foreground_fraction=1.0,train.momentum=0.0,train.weight_decay=0.0,"
+                  "train.gradient_clip_norm=0.0,train.learning_rate=0.5")
+
+
+def _one_step_updates(tmp_path, double_bias_lr, batch):
+    """seed 0 의 학습기로 한 스텝: (변수 경로 목록, 갱신 목록, 스텝 전 손실의 기울기 목록)."""
+    cfg = tiny_config(f"{ONE_PLAIN_STEP},train.double_bias_lr={double_bias_lr}")
+    tf.keras.utils.set_random_seed(0)
+    subject = trainer.Trainer(cfg, 2, str(tmp_path / f"run_{double_bias_lr}"),
+                              tf.distribute.get_strategy())
+    variables = subject.model.stage_variables("joint")
+    before = [variable.numpy() for variable in variables]
+    with tf.GradientTape() as tape:
+        loss = subject.model.compute_losses(batch, "joint")["total_loss"]
+    gradients = [gradient.numpy() for gradient in tape.gradient(loss, variables)]
+    subject.step_function("joint")(batch)
+    updates = [variable.numpy() - start for variable, start in zip(variables, before)]
+    return [variable.path for variable in variables], updates, gradients
+
+
+def test_double_bias_lr_doubles_the_step_of_conv_and_dense_biases_only(tmp_path):
+    batch = next(iter(make_batches(tiny_config(ONE_PLAIN_STEP), 1)))
+    paths, plain, gradients = _one_step_updates(tmp_path, False, batch)
+    doubled_paths, doubled, _ = _one_step_updates(tmp_path, True, batch)
+    assert doubled_paths == paths
+    # 손으로 센 Conv2D·Dense 편향: RPN 3개, fc6·fc7, 검출 헤드 2개 (cpu_small 백본은 편향 없는 합성곱 + BN)
+    biases = [path for path in paths if path.endswith("/bias")]
+    assert len(biases) == 7 and any(path.endswith("/beta") for path in paths)
+    for path, gradient, once, twice in zip(paths, gradients, plain, doubled):
+        np.testing.assert_allclose(once, -0.5 * gradient, rtol=1e-4, atol=1e-7, err_msg=path)
+        factor = 2.0 if path in biases else 1.0  # BN 의 beta·gamma, 커널은 그대로
+        np.testing.assert_allclose(twice, factor * once, rtol=1e-4, atol=1e-7, err_msg=path)
+    assert all(np.abs(update).max() > 0 for path, update in zip(paths, plain) if path in biases)
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
