@@ -109,7 +109,7 @@ class FasterRCNN(keras.Model):
             raise ValueError(f"unknown stage '{stage}' (expected one of {STAGES})")
         rpn_backbone = self.rpn_backbone if stage in ("rpn", "detector") else self.backbone
         # 이 단계에서 RPN 쪽 백본을 학습하는가 (BN 이 학습 모드인가)
-        sizes = tf.cast(batch["image_sizes"], tf.int32)  # 정수로: Keras 가 float 인자를 bfloat16 으로 바꾼다
+        sizes = self._padding_mask_sizes(batch["image_sizes"])
         rpn_features = rpn_backbone(batch["images"], training=stage in ("joint", "rpn"), image_sizes=sizes)
         logits, deltas, anchors, (proposals, _, valid) = self.proposals(rpn_features, batch, True)
         result = {}
@@ -145,6 +145,13 @@ class FasterRCNN(keras.Model):
         class_loss, box_loss = losses.detector_losses(class_logits, box_deltas, targets, self.config.roi)
         return {"detector_class_loss": class_loss, "detector_box_loss": box_loss}
 
+    def _padding_mask_sizes(self, image_sizes):
+        """백본의 패딩 마스크에 줄 int32 (h, w) — `input.neutral_padding` 이 꺼져 있으면 None (마스크 없음).
+
+        정수로 준다: Keras 는 float 인자를 혼합 정밀도의 계산 dtype (bfloat16) 으로 바꾼다.
+        """
+        return tf.cast(image_sizes, tf.int32) if self.config.input.neutral_padding else None
+
     def stage_variables(self, stage):
         """단계에서 학습할 변수들 (논문의 4단계: 공유 합성곱은 3–4단계에서 고정)."""
         groups = {
@@ -174,7 +181,7 @@ class FasterRCNN(keras.Model):
           `postprocess.detect` 의 dict (정규화 좌표).
         """
         inputs = {"image_sizes": image_sizes, "scales": scales}
-        features = self.backbone(images, training=False, image_sizes=tf.cast(image_sizes, tf.int32))
+        features = self.backbone(images, training=False, image_sizes=self._padding_mask_sizes(image_sizes))
         _, _, _, (proposals, _, valid) = self.proposals(features, inputs, False)
         class_logits, box_deltas = self.detector(features, proposals, training=False)
         return postprocess.detect(proposals, valid, class_logits, box_deltas, image_sizes,

@@ -49,3 +49,18 @@ def test_inside_mask():
     expected[0, :2, :3] = True
     expected[1, :3, :1] = True
     np.testing.assert_array_equal(mask.numpy()[..., 0], expected)
+
+
+def test_model_detections_ignore_padding_content_only_with_neutral_padding():
+    """`input.neutral_padding`: 켜면 패딩에 무엇이 있든 검출이 같고, 끄면 (cpu_small) 패딩이 검정으로 보인다."""
+    from frcnn.modeling import model as model_lib
+    sizes = tf.constant([IMAGE_SIZE], tf.float32)
+    for neutral in (True, False):
+        config = config_lib.build_config(
+            "cpu_small", f"input.neutral_padding={neutral},backbone.width=8,backbone.fc_units=32,"
+            "rpn.conv_channels=16,detection.score_threshold=0.0")
+        model = model_lib.FasterRCNN(config, 2)
+        model.build_all((64, 64))
+        black, noise = (model.detect(_canvas(fill), sizes, tf.ones([1])) for fill in (0.0, "noise"))
+        same = np.allclose(black["scores"].numpy(), noise["scores"].numpy(), atol=1e-5)
+        assert same == neutral, neutral
