@@ -87,7 +87,8 @@ def check_fingerprint(file_pattern: str, config) -> dict:
     first_shard = matching_files(file_pattern)[0]
     record_fingerprint = _first_record_fingerprint(first_shard)
     made_with = metadata.get("difficult")
-    if made_with not in (None, config.input.difficult):
+    same_preset = metadata.get("preset") == config.name
+    if same_preset and made_with not in (None, config.input.difficult):
         raise ValueError(
             f"records '{file_pattern}' were made with --difficult={made_with}, but training uses "
             f"input.difficult={config.input.difficult}; train with "

@@ -19,11 +19,14 @@ from pipelines import convert
 from tests.conftest import VOC_IMAGES, convert_voc, read_records, write_voc_dir
 
 
+DROP = "input.difficult=drop"  # 참조 구현들의 기본 (cpu_small 프리셋은 keep)
+
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     root = tmp_path_factory.mktemp("voc")
     voc_dir = write_voc_dir(root)
-    summary = convert_voc(voc_dir, root / "records", num_shards=2)
+    summary = convert_voc(voc_dir, root / "records", overrides=DROP, num_shards=2)
     return voc_dir, root / "records", summary
 
 
@@ -56,7 +59,8 @@ def test_metadata_json(converted):
     _, output_dir, summary = converted
     with open(output_dir / "trainval.json") as handle:
         metadata = json.load(handle)
-    config = config_lib.build_config("cpu_small")
+    config = config_lib.build_config("cpu_small", DROP)
+    assert metadata["difficult"] == "drop" and metadata["params_override"] == DROP
     assert metadata["classes"][0] == "aeroplane" and len(metadata["classes"]) == 20
     assert metadata["preset"] == "cpu_small"
     assert metadata["anchor_fingerprint"] == config_lib.anchor_fingerprint(config)
@@ -90,7 +94,7 @@ def _expected_matches(example, config, flipped):
 @pytest.mark.parametrize("flipped", [False, True])
 def test_anchor_matches_equal_single_image_labels(converted, flipped):
     _, output_dir, _ = converted
-    config = config_lib.build_config("cpu_small")
+    config = config_lib.build_config("cpu_small", DROP)
     key = "anchor_matches_flipped_bytes" if flipped else "anchor_matches_bytes"
     for example in read_records(str(output_dir / "trainval-*.tfrecord")):
         matches = records.decode_anchor_matches(example[key], config_lib.num_anchors(config)).numpy()

@@ -144,7 +144,7 @@ def test_subprocess_run_prints_summary(tmp_path):
          f"--output_dir={tmp_path / 'out'}", "--num_shards=2", "--noprogress"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "4 images, 6 objects (1 difficult, drop), 0 skipped, 2 shards" in result.stdout
+    assert "4 images, 6 objects (1 difficult, keep), 0 skipped, 2 shards" in result.stdout
     assert input_pipeline.read_metadata(str(tmp_path / "out" / "trainval-*.tfrecord"))["num_images"] == 4
 
 
