@@ -63,7 +63,7 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
     else:
         pre_nms = tf.minimum(pre_nms, num_anchors)
     # [B, A] 중심이 이미지 안인 앵커만 제안이 된다 (캔버스·배치 패딩에 중심이 있는 앵커는 맨 뒤로, 점수 −1).
-    centred_inside = _centres_inside(anchors, image_sizes)
+    centred_inside = box_ops.centres_inside_image(anchors, image_sizes)
     objectness_logits = tf.where(centred_inside, tf.stop_gradient(objectness_logits), _OUTSIDE_LOGIT)
     box_deltas = tf.stop_gradient(box_deltas)
     # [B, T] 상위 앵커
@@ -90,10 +90,3 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
 
 # 이미지 밖 앵커의 로짓: 어떤 실제 로짓보다 작아 top-k 의 맨 뒤로 간다 (float32 에서 유한).
 _OUTSIDE_LOGIT = -1e30
-
-
-def _centres_inside(anchors, image_sizes):
-    """[A, 4] 앵커, [B, 2] (h, w) → [B, A] bool: 앵커 중심이 이미지 [0, h) × [0, w) 안인지."""
-    centre_y = (anchors[:, 0] + anchors[:, 2]) / 2.0
-    centre_x = (anchors[:, 1] + anchors[:, 3]) / 2.0
-    return (centre_y[None] < image_sizes[:, 0:1]) & (centre_x[None] < image_sizes[:, 1:2])

@@ -105,3 +105,18 @@ def inside_image(boxes, image_sizes):
     width = image_sizes[:, 1][:, None]
     return ((boxes[..., 0] >= 0.0) & (boxes[..., 1] >= 0.0)
             & (boxes[..., 2] <= height) & (boxes[..., 3] <= width))
+
+
+def centres_inside_image(boxes, image_sizes):
+    """박스 중심이 이미지 [0, h) × [0, w) 안인지 (패딩에 중심이 있는 앵커를 가려낸다).
+
+    Args:
+      boxes: [N, 4] float32.
+      image_sizes: [B, 2] float32 (h, w).
+
+    Returns:
+      [B, N] bool.
+    """
+    centre_y = (boxes[:, 0] + boxes[:, 2]) / 2.0
+    centre_x = (boxes[:, 1] + boxes[:, 3]) / 2.0
+    return (centre_y[None] < image_sizes[:, 0:1]) & (centre_x[None] < image_sizes[:, 1:2])

@@ -54,3 +54,10 @@ def test_clip_flip_inside():
     inside = box_ops.inside_image(tf.constant([[0, 0, 10, 20], [0, 0, 10, 20.5]], tf.float32),
                                   tf.constant([[10.0, 20.0]])).numpy()
     assert inside.tolist() == [[True, False]]
+
+
+def test_centres_inside_image():
+    # 중심 (5, 5), (15, 5), (5, 25): 이미지 10×30 에는 첫째와 셋째, 20×20 에는 첫째와 둘째만.
+    boxes = tf.constant([[0.0, 0.0, 10.0, 10.0], [10.0, 0.0, 20.0, 10.0], [0.0, 20.0, 10.0, 30.0]])
+    inside = box_ops.centres_inside_image(boxes, tf.constant([[10.0, 30.0], [20.0, 20.0]]))
+    assert inside.numpy().tolist() == [[True, False, True], [True, True, False]]
