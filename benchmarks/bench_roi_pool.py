@@ -69,19 +69,9 @@ def old_pool_matmul(features, boxes):
 
 
 def old_pool_crop_and_resize(features, boxes):
-    """예전 추론 경로: 가장자리를 복제해 덧댄 맵에서 crop_and_resize 로 같은 표본 → 2×2 max pooling."""
-    shape = tf.shape(features)
-    num_samples = 2 * OUTPUT_SIZE
+    """예전 추론 경로: RoIAlign 의 crop_and_resize 표본 (2P × 2P, 지금도 roi_ops 에 있다) → 2×2 max pooling."""
     coords = boxes / float(STRIDE) - 0.5
-    padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    starts, ends = coords[..., :2], coords[..., 2:]
-    first = starts + (ends - starts) * (0.5 / num_samples)
-    last = starts + (ends - starts) * ((num_samples - 0.5) / num_samples)
-    extent = tf.cast(tf.stack([shape[1], shape[2]]), tf.float32) + 1.0
-    normalized = tf.concat([(first + 1.0) / extent, (last + 1.0) / extent], axis=-1)
-    box_indices = tf.repeat(tf.range(shape[0]), tf.shape(boxes)[1])
-    samples = tf.image.crop_and_resize(padded, tf.reshape(normalized, [-1, 4]), box_indices,
-                                       [num_samples, num_samples])
+    samples = roi_ops._crop_and_resize_samples(features, coords, 2 * OUTPUT_SIZE)
     return tf.nn.max_pool2d(samples, 2, 2, "VALID")
 
 
