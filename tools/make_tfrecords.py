@@ -53,7 +53,8 @@ flags.DEFINE_enum(
     "removes them from the targets (py-faster-rcnn's USE_DIFF=False), 'ignore' makes anchors "
     "and RoIs that cover them neither positive nor negative, 'keep' trains on them like other "
     "objects. The records keep every object with its difficult flag for evaluation either way. "
-    "Default: the preset's input.difficult (drop). Training must use the same setting "
+    "Default: the preset's input.difficult (vgg16_*: drop; cpu_small: keep, measured best on the sample "
+    "set, whose difficult objects are tiny). Training must use the same setting "
     "(--params_override=input.difficult=...).")
 flags.DEFINE_integer(
     "num_shards", None,
