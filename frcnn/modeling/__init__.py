@@ -5,6 +5,7 @@
   rpn          RPN 헤드와 제안 생성 (top-k, 디코드, 자르기, 작은 박스 버리기, NMS, 고정 개수).
   rpn_targets  앵커 라벨 (레코드에 미리 계산) 과 학습 시 박스 타깃.
   roi_targets  RoI 표본 (전경 비율, GT 덧붙이기) 과 클래스·박스 타깃.
+  difficult    difficult 물체를 학습 타깃에서 빼기·무시하기·남기기 (`input.difficult`; 앵커 라벨과 RoI 타깃).
   heads        검출기 헤드: 몸통 → 클래스 로짓, 클래스별 박스 델타.
   losses       RPN·검출기 손실 (smooth L1, 교차 엔트로피).
   postprocess  클래스별 디코드와 NMS.
