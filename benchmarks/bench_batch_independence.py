@@ -60,7 +60,7 @@ def main(argv):
     del argv
     config = config_lib.build_config(FLAGS.config, "backbone.weights=none")
     model = model_lib.FasterRCNN(config, 20)
-    model.build_all(config_lib.canvas_shape(config, landscape=True))
+    model.build_all(config_lib.largest_canvas(config))
     module = saved_model.DetectionModule(model, config, [f"class{index}" for index in range(1, 21)])
     per_image = tf.function(module.detect_encoded)
     padded = _padded_batch_fn(module, config)

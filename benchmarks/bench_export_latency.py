@@ -81,7 +81,7 @@ def main(argv):
     config = config_lib.build_config("vgg16_paper", "backbone.weights=none")
     tf.random.set_seed(FLAGS.seed)
     model = model_lib.FasterRCNN(config, NUM_CLASSES)
-    model.build_all(config_lib.canvas_shape(config, landscape=True))
+    model.build_all(config_lib.largest_canvas(config))
     classes = [f"class_{index}" for index in range(1, NUM_CLASSES + 1)]
     generator = np.random.default_rng(FLAGS.seed)
     shape = [1, FLAGS.image_height, FLAGS.image_width, 3]

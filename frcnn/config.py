@@ -1,8 +1,10 @@
 """실험 설정: 구성 요소별 frozen dataclass, 이름으로 등록된 프리셋, `key=value` 덮어쓰기.
 
 용어:
-  캔버스(canvas): 이미지를 비율 유지로 리사이즈한 뒤 패딩해 넣는 고정 크기 판. 가로형(landscape)과
-    세로형(portrait) 두 방향이 있어 4:3 이미지가 1000×1000 판의 패딩 비용을 치르지 않는다.
+  캔버스(canvas): 이미지를 비율 유지로 리사이즈한 뒤 패딩해 넣는 고정 크기 판 (높이, 너비). 짧은 변은
+    min_size, 긴 변은 `input.canvas_long_sides` 와 max_size 중 하나 (stride 배수로 올림); 가로형(landscape)·
+    세로형(portrait) 모두 있다. 이미지는 자기를 담는 가장 작은 캔버스에 들어가 (py-faster-rcnn·detectron2 의
+    종횡비 묶음) 4:3 이미지가 3:5 판의 패딩 비용을 치르지 않는다. 캔버스 번호는 `canvases` 의 순서다.
   지문(fingerprint): 앵커 라벨을 바꾸는 설정(캔버스, 앵커, RPN 매칭 임계값)의 해시. 레코드의 미리 계산된
     앵커 라벨이 학습 프리셋과 맞는지 확인하는 데 쓴다.
   섹션(section): ExperimentConfig 의 dataclass 필드 하나 (input, anchors, backbone, rpn, roi, detection, train).
@@ -37,6 +39,9 @@ class InputConfig:
     # 이미지 밖 (캔버스·stride 패딩) 픽셀을 정규화 뒤 0 (평균색) 으로: py-faster-rcnn 처럼 평균을 뺀 뒤 패딩한다.
     # 끄면 패딩은 검정 (0–255 의 0) 으로 정규화된다.
     neutral_padding: bool = True
+    # 최대 캔버스 (min_size, max_size) 말고 더 둘 캔버스의 긴 변 (픽셀, stride 배수). 비면 방향마다 하나.
+    # [min_size, max_size) 밖의 값은 쓰이지 않는다 (크기를 덮어써도 오류가 아니다).
+    canvas_long_sides: Tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +134,8 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 20
+    # 한 tf.function 호출로 돌릴 스텝 수 (호스트는 루프마다 한 번 손실을 읽는다; 체크포인트·단계 끝에서 자른다).
+    steps_per_loop: int = 20
     seed: int = 0
     # 편향의 학습률 2배 (py-faster-rcnn prototxt 의 편향 lr_mult: 2). 편향에는 가중치 감쇠도 없다 (decay_mult: 0).
     double_bias_lr: bool = False
@@ -151,7 +158,9 @@ class ExperimentConfig:
 def _vgg16_paper() -> ExperimentConfig:
     # py-faster-rcnn 의 VGG16 end2end (solver: 70k 반복, 50k 에서 lr × 0.1, iter_size 2 = 이미지 2장,
     # 편향 lr_mult 2, 워밍업 없음). ImageNet 가중치로 시작하고, 내보낼 때 절단 SVD 는 쓰지 않는다.
+    # 캔버스 608×800 (4:3, 패딩 1.3 %), 608×912 (3:2, 2.5 %), 608×1008 (그 밖) 과 세로형.
     return ExperimentConfig(
+        input=InputConfig(canvas_long_sides=(800, 912)),
         train=TrainConfig(batch_size=2, num_steps=70000, decay_steps=(50000,), warmup_steps=0,
                           double_bias_lr=True))
 
@@ -176,7 +185,7 @@ def _cpu_small() -> ExperimentConfig:
         # BN 이 있는 small_cnn 은 평균색 패딩에서, 또 difficult 를 뺀 학습에서 표본 세트 mAP 가 낮았다
         # (README "Reproducing the paper" 의 A/B 표).
         input=InputConfig(min_size=128, max_size=192, max_gt_boxes=16, shuffle_buffer=256,
-                          neutral_padding=False, difficult="keep"),
+                          neutral_padding=False, difficult="keep", canvas_long_sides=(176,)),
         anchors=AnchorConfig(stride=8, sizes=(16.0, 32.0, 64.0, 128.0)),
         backbone=BackboneConfig(name="small_cnn", weights="none", width=32, fc_units=256, dropout=0.0,
                                 freeze_blocks=0),
@@ -184,7 +193,7 @@ def _cpu_small() -> ExperimentConfig:
                       test_pre_nms_top_k=600, test_post_nms_top_k=100, min_box_size=4.0),
         roi=RoiConfig(num_rois=64, op="align"),
         train=TrainConfig(batch_size=8, num_steps=1500, learning_rate=0.02, warmup_steps=100,
-                          decay_steps=(1200,), weight_decay=0.0001, checkpoint_every=250,
+                          decay_steps=(1200,), weight_decay=0.0001, checkpoint_every=250, steps_per_loop=10,
                           gradient_clip_norm=10.0),
     )
 
@@ -303,6 +312,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         (config.input.min_size > 0 and config.input.max_size >= config.input.min_size,
          "input.max_size must be ≥ input.min_size > 0"),
         (config.input.max_gt_boxes > 0, "input.max_gt_boxes must be > 0"),
+        (all(side % config.anchors.stride == 0 for side in config.input.canvas_long_sides),
+         "input.canvas_long_sides must be multiples of anchors.stride"),
         (config.anchors.stride in (4, 8, 16, 32), "anchors.stride must be 4, 8, 16 or 32"),
         (len(config.anchors.sizes) > 0 and len(config.anchors.aspect_ratios) > 0,
          "anchors.sizes and anchors.aspect_ratios must not be empty"),
@@ -324,6 +335,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         (config.train.batch_size > 0 and config.train.num_steps > 0,
          "train.batch_size and train.num_steps must be > 0"),
         (len(config.train.stage_steps) in (0, 4), "train.stage_steps needs 4 values (or none)"),
+        (config.train.steps_per_loop > 0 and config.train.checkpoint_every > 0 and config.train.log_every > 0,
+         "train.steps_per_loop, train.checkpoint_every and train.log_every must be > 0"),
         (len(config.detection.fc_svd_ranks) in (0, 2) and min(config.detection.fc_svd_ranks, default=0) >= 0,
          "detection.fc_svd_ranks needs 2 values ≥ 0 (fc6, fc7) or none"),
         (len(config.rpn.box_weights) == 4 and len(config.roi.box_weights) == 4,
@@ -340,17 +353,32 @@ def build_config(preset: str, overrides: str = "") -> ExperimentConfig:
     return validate(apply_overrides(get_preset(preset), overrides))
 
 
-def canvas_shape(config: ExperimentConfig, landscape: bool) -> Tuple[int, int]:
-    """방향별 캔버스 (높이, 너비): stride 의 배수로 올림한 (짧은 변, 긴 변)."""
+def _round_up(value: int, stride: int) -> int:
+    return int(math.ceil(value / stride) * stride)
+
+
+def canvases(config: ExperimentConfig) -> Tuple[Tuple[int, int], ...]:
+    """프리셋의 캔버스 (높이, 너비) 들: 넓이 오름차순 (같으면 가로형 먼저), 중복 없음. 번호 = 이 순서.
+
+    짧은 변은 min_size, 긴 변은 canvas_long_sides 와 max_size (stride 배수로 올림). 두 방향이 같은 모양이면
+    (vgg16_seed 의 224×224) 하나다.
+    """
+    short, longest = largest_canvas(config)
+    # 짧은 변보다 짧거나 최대 캔버스보다 긴 변은 어떤 이미지도 쓰지 않으므로 뺀다 (min/max_size 를 바꿔도 된다).
+    longs = {side for side in config.input.canvas_long_sides if short <= side < longest} | {longest}
+    shapes = {shape for long in longs for shape in ((short, long), (long, short))}
+    return tuple(sorted(shapes, key=lambda shape: (shape[0] * shape[1], shape[0])))
+
+
+def largest_canvas(config: ExperimentConfig) -> Tuple[int, int]:
+    """가장 큰 가로형 캔버스 (min_size, max_size 를 stride 배수로 올림): 어떤 가로형 이미지든 담는다."""
     stride = config.anchors.stride
-    short = int(math.ceil(config.input.min_size / stride) * stride)
-    long = int(math.ceil(config.input.max_size / stride) * stride)
-    return (short, long) if landscape else (long, short)
+    return _round_up(config.input.min_size, stride), _round_up(config.input.max_size, stride)
 
 
-def num_anchors(config: ExperimentConfig) -> int:
-    """캔버스 하나의 앵커 수 A (두 방향 모두 같다)."""
-    height, width = canvas_shape(config, landscape=True)
+def num_anchors(config: ExperimentConfig, canvas: Tuple[int, int]) -> int:
+    """캔버스 (높이, 너비) 하나의 앵커 수 A."""
+    height, width = canvas
     stride = config.anchors.stride
     return (height // stride) * (width // stride) * config.anchors.num_anchors_per_location
 
@@ -360,6 +388,7 @@ def anchor_fingerprint(config: ExperimentConfig) -> str:
     relevant = {
         "min_size": config.input.min_size,
         "max_size": config.input.max_size,
+        "canvases": canvases(config),
         "anchors": dataclasses.asdict(config.anchors),
         "positive_iou": config.rpn.positive_iou,
         "negative_iou": config.rpn.negative_iou,

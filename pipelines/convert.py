@@ -79,24 +79,30 @@ class ConvertOptions:
 
 
 class AnchorLabeler:
-    """같은 방향 이미지 배치의 원본·뒤집기 앵커 매칭 코드를 한 번의 tf.function 호출로 계산한다.
+    """같은 캔버스 이미지 배치의 원본·뒤집기 앵커 매칭 코드를 한 번의 tf.function 호출로 계산한다.
 
-    앵커도 인자로 받아 두 방향이 그래프 하나를 함께 쓴다 (추적·최적화는 처음 한 번).
+    앵커도 인자로 받아 모든 캔버스가 그래프 하나를 함께 쓴다 (추적·최적화는 처음 한 번).
     """
 
     def __init__(self, config):
-        self._config = config
-        self._anchors = {landscape: anchors_lib.anchors_for_canvas(config, landscape=landscape)
-                         for landscape in (True, False)}
+        self.config = config
+        self._anchors = {}  # 캔버스 번호 → [A, 4] 앵커 (처음 쓸 때 만든다)
         signature = [tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, None, 4], tf.float32),
                      tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None], tf.int32),
                      tf.TensorSpec([None], tf.int32)]
         self._label = tf.function(self._label_batch, input_signature=signature)
 
+    def anchors(self, canvas: int):
+        """캔버스 번호 k 의 앵커 [A, 4]."""
+        if canvas not in self._anchors:
+            shape = config_lib.canvases(self.config)[canvas]
+            self._anchors[canvas] = anchors_lib.anchors_for_canvas(self.config, shape)
+        return self._anchors[canvas]
+
     def _label_batch(self, anchors, normalized_boxes, is_difficult, heights, widths):
         """[A, 4] 앵커, [B, G, 4] 정규화 GT, [B, G] difficult, [B] H, [B] W → ([B, A], [B, A]) int16 원본·뒤집기
         코드. difficult 물체는 `input.difficult` 대로 뺀다 (`modeling.difficult`)."""
-        config = self._config
+        config = self.config
         gt_boxes, image_sizes = resize.canvas_boxes(normalized_boxes, heights, widths, config)
         # [B, G, 4] 리사이즈된 너비 w 안에서 뒤집은 GT
         flipped_boxes = box_ops.flip_left_right(gt_boxes, image_sizes[:, 1:2])
@@ -113,12 +119,12 @@ class AnchorLabeler:
         """한 방향의 이미지들에 라벨을 붙인다.
 
         Args:
-          examples: 모두 같은 방향(가로형 W ≥ H 여부)인 `sources.SourceExample` 들.
+          examples: 모두 같은 캔버스 (`canvas_of`) 의 `sources.SourceExample` 들.
 
         Returns:
-          (anchor_matches [B, A] int16, anchor_matches_flipped [B, A] int16) numpy.
+          (anchor_matches [B, A] int16, anchor_matches_flipped [B, A] int16) numpy; A 는 그 캔버스의 앵커 수.
         """
-        landscape = examples[0].width >= examples[0].height
+        canvas = canvas_of(examples[0], self.config)
         max_objects = max(1, max(len(example.class_ids) for example in examples))
         # [B, G, 4] −1 패딩한 정규화 GT
         padded = np.full((len(examples), max_objects, 4), -1.0, np.float32)
@@ -128,7 +134,7 @@ class AnchorLabeler:
             is_difficult[index, :len(example.class_ids)] = example.difficult
         heights = np.array([example.height for example in examples], np.int32)
         widths = np.array([example.width for example in examples], np.int32)
-        matches, flipped = self._label(self._anchors[landscape], padded, is_difficult, heights, widths)
+        matches, flipped = self._label(self.anchors(canvas), padded, is_difficult, heights, widths)
         return matches.numpy(), flipped.numpy()
 
 
@@ -234,6 +240,7 @@ class _Tally:
     num_objects: int = 0
     num_difficult: int = 0
     skipped: list = dataclasses.field(default_factory=list)
+    canvas_counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # 번호 → 수
 
 
 def _check_example(item: sources.SourceItem, max_gt_boxes: int) -> sources.SourceItem:
@@ -245,17 +252,22 @@ def _check_example(item: sources.SourceItem, max_gt_boxes: int) -> sources.Sourc
     return item
 
 
-def _batch_key(example: sources.SourceExample) -> tuple:
-    """라벨 배치 묶음 키: (가로형인지, 물체 수를 2의 거듭제곱으로 올린 값).
+def canvas_of(example: sources.SourceExample, config) -> int:
+    """이미지가 들어갈 캔버스 번호 k (학습 파이프라인과 같은 `resize.canvas_for_image`)."""
+    return int(resize.canvas_for_image(example.height, example.width, config))
+
+
+def _batch_key(example: sources.SourceExample, config) -> tuple:
+    """라벨 배치 묶음 키: (캔버스 번호, 물체 수를 2의 거듭제곱으로 올린 값).
 
     같은 캔버스끼리, 그리고 비슷한 물체 수끼리 묶어 G 패딩에 드는 IoU 계산을 줄인다.
     """
     num_objects = max(1, len(example.class_ids))
-    return example.width >= example.height, 1 << (num_objects - 1).bit_length()
+    return canvas_of(example, config), 1 << (num_objects - 1).bit_length()
 
 
 def _write_batch(examples, labeler, writer, fingerprint, tally) -> None:
-    """한 방향의 이미지 배치에 라벨을 붙이고 쓴다."""
+    """한 캔버스의 이미지 배치에 라벨을 붙이고 쓴다."""
     matches, flipped = labeler(examples)
     for example, example_matches, example_flipped in zip(examples, matches, flipped):
         record = records.build_example(example, example_matches, example_flipped, fingerprint)
@@ -263,6 +275,7 @@ def _write_batch(examples, labeler, writer, fingerprint, tally) -> None:
         tally.num_images += 1
         tally.num_objects += len(example.class_ids)
         tally.num_difficult += int(np.sum(example.difficult))
+        tally.canvas_counts[canvas_of(example, labeler.config)] += 1
 
 
 @contextlib.contextmanager
@@ -292,7 +305,7 @@ def _write_all(source: sources.Source, config, writer: _ShardWriter, options: Co
                     raise ConversionError(item.path, item.problem) from None
                 tally.skipped.append({"file": item.path, "reason": item.problem})
                 continue
-            batch = pending[_batch_key(item)]
+            batch = pending[_batch_key(item, config)]
             batch.append(item)
             if len(batch) == LABEL_BATCH_SIZE:
                 _write_batch(batch, labeler, writer, fingerprint, tally)
@@ -310,9 +323,9 @@ def _metadata(source: sources.Source, config, options: ConvertOptions, tally: _T
         "classes": list(source.classes),
         "preset": config.name,
         "anchor_fingerprint": config_lib.anchor_fingerprint(config),
-        "num_anchors": config_lib.num_anchors(config),
-        "canvas": {"landscape": list(config_lib.canvas_shape(config, True)),
-                   "portrait": list(config_lib.canvas_shape(config, False))},
+        "canvases": [list(shape) for shape in config_lib.canvases(config)],
+        "num_anchors": [config_lib.num_anchors(config, shape) for shape in config_lib.canvases(config)],
+        "canvas_counts": [tally.canvas_counts.get(index, 0) for index in range(len(config_lib.canvases(config)))],
         "num_images": tally.num_images,
         "num_objects": tally.num_objects,
         "num_difficult": tally.num_difficult,

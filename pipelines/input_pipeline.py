@@ -1,4 +1,4 @@
-"""학습 입력 파이프라인: 샤드 TFRecord → 디코딩·리사이즈·뒤집기·캔버스 패딩 → 방향별 배치.
+"""학습 입력 파이프라인: 샤드 TFRecord → 디코딩·리사이즈·뒤집기·캔버스 패딩 → 캔버스별 배치.
 
 레코드의 앵커 매칭 코드는 `make_tfrecords` 가 같은 리사이즈 식(`resize.resize_scale`)과 같은
 float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 그래서 시작 전에 앵커 지문이 학습 설정과
@@ -6,15 +6,20 @@ float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 그래서 시�
 
 용어:
   B 배치, G 최대 GT 수 (`input.max_gt_boxes`, −1 패딩), A 앵커 수.
-  H, W 원본 크기; h, w 리사이즈된 크기; Hc, Wc 방향별 캔버스 크기.
+  H, W 원본 크기; h, w 리사이즈된 크기; Hc, Wc 캔버스 크기 (`config.canvases` 의 k 번째).
   박스: `[ymin, xmin, ymax, xmax]` float32 캔버스 픽셀 (레코드는 정규화 좌표).
-  방향: 가로형(W ≥ H) 과 세로형은 캔버스가 달라 따로 배치를 만든다. 한 배치 안의 모양은 늘 같지만,
-    두 방향을 섞으면 element_spec 의 Hc, Wc 는 None 이다 (`orientation` 으로 한쪽만 고르면 정적).
+  캔버스별 배치: 이미지는 자기 크기로 정해지는 캔버스 k 에 들어간다 (`resize.canvas_for_image`). `canvas=k` 면
+    그 캔버스의 레코드만 (디코딩 전에 크기 특징으로 고른다) 정적 모양 [B, Hc, Wc, 3] 으로 낸다: 학습은
+    캔버스마다 데이터셋 하나, 학습 스텝 추적 하나. `canvas=None` 이면 캔버스가 같은 것끼리 묶지만
+    element_spec 의 Hc, Wc, A 는 None 이다.
+  깨진 레코드: 이미지를 디코딩할 수 없는 레코드는 경고 한 줄 (image/source_id) 을 남기고 건너뛴다. 다음
+    이미지의 'skipped_records' 가 그 앞에서 건너뛴 수라서, 배치의 합을 더하면 건너뛴 총수다 (학습 루프가 센다).
 """
 
 import glob
 import json
 import os
+import sys
 
 import tensorflow as tf
 
@@ -22,9 +27,6 @@ from frcnn import config as config_lib
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.ops import box_ops
-
-ORIENTATIONS = {"landscape": True, "portrait": False}
-
 
 def matching_files(file_pattern: str) -> list:
     """TFRecord glob 에 맞는 파일 목록 (정렬). 학습 파이프라인과 평가 도구가 함께 쓴다.
@@ -79,7 +81,8 @@ def check_fingerprint(file_pattern: str, config) -> dict:
 
     Raises:
       ValueError: json 이나 첫 레코드의 지문이 `anchor_fingerprint(config)` 와 다를 때
-        (레코드를 만든 프리셋 이름과 다시 만드는 방법을 알려 준다).
+        (레코드를 만든 프리셋 이름과 다시 만드는 방법을 알려 준다; 캔버스 목록이 없는 옛 레코드는
+        다시 만들라고 한다).
     """
     metadata = read_metadata(file_pattern)
     expected = config_lib.anchor_fingerprint(config)
@@ -93,6 +96,11 @@ def check_fingerprint(file_pattern: str, config) -> dict:
             f"records '{file_pattern}' were made with --difficult={made_with}, but training uses "
             f"input.difficult={config.input.difficult}; train with "
             f"--params_override=input.difficult={made_with} or remake the records")
+    if found != expected and "canvases" not in metadata:
+        raise ValueError(
+            f"records '{file_pattern}' were made by an older frcnn with one canvas per orientation; the "
+            f"records now hold anchor labels for the preset's aspect-ratio canvases: regenerate them with "
+            f"make_tfrecords --config={config.name} --overwrite")
     if found != expected or record_fingerprint not in (None, expected):
         found = found if found != expected else record_fingerprint
         override = metadata.get("params_override") or ""
@@ -121,22 +129,52 @@ def _flip_decision(config, training: bool, flip, seed):
     return tf.random.uniform([], seed=seed) < 0.5
 
 
-def _pad_image(image, config, landscape, orientation):
-    """방향별 캔버스에 패딩한다. 방향을 하나로 정했으면 정적 모양, 아니면 tf.cond."""
-    if orientation is not None:
-        return resize.pad_to_canvas(image, config, ORIENTATIONS[orientation])
-    return tf.cond(landscape, lambda: resize.pad_to_canvas(image, config, True),
-                   lambda: resize.pad_to_canvas(image, config, False))
-
-
-def _prepare(serialized, config, training, flip, seed, orientation):
-    """직렬화된 레코드 하나 → 배치 전 원소 dict (모양은 모듈 설명의 배치 모양에서 B 를 뺀 것)."""
+def _parse(serialized, config):
+    """레코드 → `records.parse_example` dict (앵커 지문이 설정과 다르면 오류: 건너뛰지 않는다)."""
     parsed = records.parse_example(serialized)
     fingerprint_check = tf.debugging.assert_equal(
         parsed["anchor_fingerprint"], config_lib.anchor_fingerprint(config),
         message=f"record anchor fingerprint differs from preset '{config.name}'")
     with tf.control_dependencies([fingerprint_check]):
-        image = tf.io.decode_image(parsed["image_bytes"], channels=3, expand_animations=False)
+        parsed["image_bytes"] = tf.identity(parsed["image_bytes"])
+    return parsed
+
+
+def _decode(parsed):
+    image = tf.io.decode_image(parsed["image_bytes"], channels=3, expand_animations=False)
+    return dict(parsed, image=image, decoded=tf.constant(True))
+
+
+def _mark_undecodable(parsed):
+    """디코딩에 실패한 레코드의 표시 원소 (decoded=False) 와 경고 한 줄."""
+    message = tf.strings.join(["WARNING: skipping record with image/source_id '", parsed["source_id"],
+                               "': its image cannot be decoded"])
+    with tf.control_dependencies([tf.print(message, output_stream=sys.stderr)]):
+        image = tf.zeros([1, 1, 3], tf.uint8)
+    return dict(parsed, image=image, decoded=tf.constant(False))
+
+
+def _decode_or_mark(parsed):
+    """원소 하나짜리 데이터셋: 디코딩한 원소, 또는 디코딩 오류면 표시 원소 (그래프에서 오류를 잡는 길은
+    데이터셋의 ignore_errors 뿐이라 레코드마다 작은 데이터셋을 만든다)."""
+    one = tf.data.Dataset.from_tensors(parsed)
+    decoded = one.map(_decode).ignore_errors()
+    return decoded.concatenate(one.map(_mark_undecodable)).take(1)
+
+
+def _skip_undecodable(dataset):
+    """표시 원소를 빼고, 남은 원소마다 바로 앞에서 건너뛴 수 'skipped_records' (int32) 를 붙인다."""
+    def count(skipped, element):
+        decoded = element["decoded"]
+        return tf.where(decoded, 0, skipped + 1), dict(element, skipped_records=skipped)
+
+    counted = dataset.scan(tf.constant(0, tf.int32), count)
+    return counted.filter(lambda element: element["decoded"])
+
+
+def _prepare(parsed, config, training, flip, seed, canvas):
+    """디코딩한 레코드 하나 → 배치 전 원소 dict (모양은 `build_dataset` 의 배치 모양에서 B 를 뺀 것)."""
+    image = parsed["image"]
     original_size = tf.shape(image)[:2]
     resized, scale = resize.resize_image(image, config)
     max_gt_boxes = config.input.max_gt_boxes
@@ -146,17 +184,24 @@ def _prepare(serialized, config, training, flip, seed, orientation):
     resized = tf.cond(do_flip, lambda: tf.image.flip_left_right(resized), lambda: resized)
     gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)
     matches_bytes = tf.where(do_flip, parsed["anchor_matches_flipped_bytes"], parsed["anchor_matches_bytes"])
-    landscape = resize.is_landscape(original_size[0], original_size[1])
+    if canvas is None:
+        shape = resize.canvas_shape_of(resize.canvas_for_image(original_size[0], original_size[1], config),
+                                       config)
+        num_anchors = None
+    else:
+        shape = config_lib.canvases(config)[canvas]
+        num_anchors = config_lib.num_anchors(config, shape)
     return {
-        "images": _pad_image(resized, config, landscape, orientation),
+        "images": resize.pad_to_canvas(resized, shape),
         "image_sizes": image_size,
         "original_sizes": original_size,
         "scales": scale,
         "gt_boxes": gt_boxes,
         "gt_classes": _pad_objects(parsed["classes"], max_gt_boxes, -1),
         "gt_difficult": _pad_objects(parsed["difficult"], max_gt_boxes, False),
-        "anchor_matches": records.decode_anchor_matches(matches_bytes, config_lib.num_anchors(config)),
+        "anchor_matches": records.decode_anchor_matches(matches_bytes, num_anchors),
         "source_ids": parsed["source_id"],
+        "skipped_records": parsed["skipped_records"],
     }
 
 
@@ -169,31 +214,29 @@ def _read_records(files, training: bool, seed):
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
 
 
-def _orientation_filter(orientation):
-    """한 방향만 남기는 레코드 술어 (디코딩 전에 크기 특징으로 판단)."""
-    wanted = ORIENTATIONS[orientation]
-
+def _canvas_filter(canvas: int, config):
+    """캔버스 k 의 레코드만 남기는 술어 (디코딩 전에 크기 특징으로 판단)."""
     def keep(serialized):
         height, width = records.parse_image_size(serialized)
-        return tf.equal(resize.is_landscape(height, width), wanted)
+        return tf.equal(resize.canvas_for_image(height, width, config), canvas)
 
     return keep
 
 
-def _batch_by_orientation(dataset, batch_size: int, drop_remainder: bool):
-    """같은 방향끼리 배치한다 (배치마다 캔버스 모양이 하나)."""
-    def orientation_key(element):
+def _batch_by_canvas(dataset, config, batch_size: int, drop_remainder: bool):
+    """같은 캔버스끼리 배치한다 (배치마다 캔버스 모양이 하나)."""
+    def canvas_key(element):
         original = element["original_sizes"]
-        return tf.cast(resize.is_landscape(original[0], original[1]), tf.int64)
+        return tf.cast(resize.canvas_for_image(original[0], original[1], config), tf.int64)
 
     return dataset.group_by_window(
-        key_func=orientation_key,
+        key_func=canvas_key,
         reduce_func=lambda key, window: window.batch(batch_size, drop_remainder=drop_remainder),
         window_size=batch_size)
 
 
 def build_dataset(file_pattern: str, config, training: bool, batch_size=None, flip=None, seed=None,
-                  orientation=None) -> tf.data.Dataset:
+                  canvas=None) -> tf.data.Dataset:
     """학습·평가용 배치 데이터셋을 만든다.
 
     Args:
@@ -203,30 +246,37 @@ def build_dataset(file_pattern: str, config, training: bool, batch_size=None, fl
       batch_size: 배치 크기 B (None 이면 `train.batch_size`).
       flip: None 이면 위 규칙, True/False 면 모든 이미지를 뒤집기/그대로 (시험용).
       seed: 섞기·뒤집기 seed.
-      orientation: None (두 방향), 'landscape' 또는 'portrait' (그 방향만, 정적 캔버스 모양).
+      canvas: None (모든 캔버스, 캔버스별로 묶은 배치, 모양 None) 또는 캔버스 번호 k (그 캔버스의 레코드만,
+        정적 모양; 그 캔버스의 레코드가 없으면 학습 데이터셋은 아무것도 내지 않는다).
 
     Returns:
       원소 dict: 'images' [B, Hc, Wc, 3] float32 (0–255), 'image_sizes' [B, 2] float32 (h, w),
       'original_sizes' [B, 2] int32 (H, W), 'scales' [B] float32, 'gt_boxes' [B, G, 4] float32
       캔버스 픽셀 (−1 패딩), 'gt_classes' [B, G] int32 (1부터, −1 패딩), 'gt_difficult' [B, G] bool,
-      'anchor_matches' [B, A] int32, 'source_ids' [B] string.
+      'anchor_matches' [B, A] int32, 'source_ids' [B] string, 'skipped_records' [B] int32 (각 이미지 바로
+      앞에서 건너뛴 디코딩 불가 레코드 수).
 
     Raises:
-      ValueError: 파일이 없거나 메타데이터가 없을 때, 앵커 지문이 설정과 다를 때.
+      ValueError: 파일이 없거나 메타데이터가 없을 때, 앵커 지문이 설정과 다를 때, 없는 캔버스 번호.
     """
-    if orientation is not None and orientation not in ORIENTATIONS:
-        raise ValueError(f"orientation must be None, 'landscape' or 'portrait', got {orientation!r}")
+    num_canvases = len(config_lib.canvases(config))
+    if canvas is not None and not (isinstance(canvas, int) and 0 <= canvas < num_canvases):
+        raise ValueError(f"canvas must be None or a canvas index in [0, {num_canvases}), got {canvas!r}")
     check_fingerprint(file_pattern, config)
     batch_size = batch_size or config.train.batch_size
     dataset = _read_records(matching_files(file_pattern), training, seed)
-    if orientation is not None:
-        dataset = dataset.filter(_orientation_filter(orientation))
+    if canvas is not None:
+        dataset = dataset.filter(_canvas_filter(canvas, config))
     if training:
         dataset = dataset.shuffle(config.input.shuffle_buffer, seed=seed).repeat()
-    dataset = dataset.map(lambda serialized: _prepare(serialized, config, training, flip, seed, orientation),
+    dataset = dataset.map(lambda serialized: _parse(serialized, config), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.interleave(_decode_or_mark, cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE,
+                                 deterministic=not training)
+    dataset = _skip_undecodable(dataset)
+    dataset = dataset.map(lambda parsed: _prepare(parsed, config, training, flip, seed, canvas),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-    if orientation is not None:
+    if canvas is not None:
         dataset = dataset.batch(batch_size, drop_remainder=training)
     else:
-        dataset = _batch_by_orientation(dataset, batch_size, drop_remainder=training)
+        dataset = _batch_by_canvas(dataset, config, batch_size, drop_remainder=training)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -100,7 +100,7 @@ def convert_voc(voc_dir, output_dir, preset="cpu_small", overrides="", **options
 
 TINY = ("backbone.width=8,backbone.fc_units=32,rpn.conv_channels=16,train.batch_size=2,"
         "train.checkpoint_every=2,train.log_every=1,train.warmup_steps=0,input.min_size=64,"
-        "input.max_size=64,anchors.sizes=(16,32),rpn.pre_nms_top_k=200,rpn.post_nms_top_k=32,roi.num_rois=16")
+        "input.max_size=64,input.canvas_long_sides=(),anchors.sizes=(16,32),rpn.pre_nms_top_k=200,rpn.post_nms_top_k=32,roi.num_rois=16")
 
 
 def tiny_config(extra=""):
@@ -108,7 +108,7 @@ def tiny_config(extra=""):
 
 
 def make_batches(cfg, count=None):
-    """밝은 사각형 두 개가 있는 작은 배치 (앵커 코드는 label_anchors 로 계산)."""
+    """밝은 사각형 두 개가 있는 작은 배치 (tiny_config 의 유일한 캔버스 64×64; 앵커 코드는 label_anchors)."""
     images = np.full([2, 64, 64, 3], 40.0, np.float32)
     images[:, 10:30, 8:36] = 230.0
     images[:, 40:60, 30:50] = [200.0, 30.0, 30.0]
@@ -118,11 +118,11 @@ def make_batches(cfg, count=None):
     gt_classes = np.full([2, cfg.input.max_gt_boxes], -1, np.int32)
     gt_classes[:, :2] = [1, 2]
     sizes = np.full([2, 2], 64.0, np.float32)
-    matches = rpn_targets.label_anchors(anchors_lib.anchors_for_canvas(cfg), tf.constant(gt_boxes),
+    matches = rpn_targets.label_anchors(anchors_lib.anchors_for_canvas(cfg, (64, 64)), tf.constant(gt_boxes),
                                         tf.constant(sizes), cfg.rpn)
     batch = {"images": images, "image_sizes": sizes, "scales": np.ones([2], np.float32),
              "gt_boxes": gt_boxes, "gt_classes": gt_classes, "gt_difficult": np.zeros_like(gt_classes, bool),
-             "anchor_matches": matches.numpy()}
+             "anchor_matches": matches.numpy(), "skipped_records": np.zeros([2], np.int32)}
     dataset = tf.data.Dataset.from_tensors(batch)
     return dataset.repeat(count) if count else dataset.repeat()
 

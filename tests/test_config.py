@@ -75,9 +75,26 @@ def test_from_dict_refuses_unknown_keys(data, message):
 
 def test_canvas_shapes():
     cfg = config.get_preset("vgg16_paper")
-    assert config.canvas_shape(cfg, True) == (608, 1008)
-    assert config.canvas_shape(cfg, False) == (1008, 608)
-    assert config.canvas_shape(config.get_preset("vgg16_seed"), True) == (224, 224)
+    # 짧은 변 600 → 608; 긴 변 800, 912 와 1000 → 1008; 넓이 오름차순, 같은 넓이는 가로형 먼저
+    assert config.canvases(cfg) == ((608, 800), (800, 608), (608, 912), (912, 608), (608, 1008), (1008, 608))
+    assert config.largest_canvas(cfg) == (608, 1008)
+    assert config.num_anchors(cfg, (608, 800)) == 38 * 50 * 9
+    # 노트북의 224×224: 두 방향이 같은 캔버스 하나, 14×14×9 = 1764 앵커
+    seed = config.get_preset("vgg16_seed")
+    assert config.canvases(seed) == ((224, 224),)
+    assert config.num_anchors(seed, (224, 224)) == 1764
+    # 크기를 덮어써 쓸 수 없게 된 긴 변은 빠진다 (오류가 아니다)
+    assert config.canvases(config.build_config("cpu_small", "input.min_size=64,input.max_size=64")) == ((64, 64),)
+    with pytest.raises(ValueError, match="canvas_long_sides must be multiples of anchors.stride"):
+        config.build_config("vgg16_paper", "input.canvas_long_sides=(801,)")
+
+
+def test_fingerprint_covers_the_canvas_set():
+    base = config.anchor_fingerprint(config.get_preset("vgg16_paper"))
+    assert config.anchor_fingerprint(config.build_config("vgg16_paper", "input.canvas_long_sides=(800,)")) != base
+    # 쓰이지 않는 긴 변은 캔버스 집합을 바꾸지 않는다
+    assert config.anchor_fingerprint(config.build_config("vgg16_paper",
+                                                         "input.canvas_long_sides=(800,912,2000)")) == base
 
 
 def test_without_pretrained_weights_changes_only_the_backbone_weights():

@@ -58,7 +58,8 @@ SHORT_LOSS_NAMES = {"rpn_objectness_loss": "rpn_cls", "rpn_box_loss": "rpn_box",
 
 
 class _ProgressBar:
-    """`loop.train` 의 진행 콜백으로 쓰는 tqdm 막대. 첫 스텝에서 (이어 학습이면 그 스텝부터) 만든다."""
+    """`loop.train` 의 진행 콜백으로 쓰는 tqdm 막대 (루프마다 그 스텝 수만큼 나아간다). 첫 루프 뒤에 (그
+    스텝부터: 첫 루프는 추적·컴파일이 섞여 속도 추정에서 뺀다) 만든다."""
 
     def __init__(self):
         self._bar = None
@@ -66,11 +67,16 @@ class _ProgressBar:
     def __call__(self, step, total, stage, losses, images_per_second):
         if self._bar is None:
             from tqdm import tqdm
-            self._bar = tqdm(total=total, initial=step - 1, unit="step", dynamic_ncols=True)
+            self._bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True)
         short = {SHORT_LOSS_NAMES[name]: f"{value:.3f}" for name, value in losses.items()
                  if name in SHORT_LOSS_NAMES}
         self._bar.set_postfix(stage=stage, img_s=f"{images_per_second:.1f}", **short)
-        self._bar.update(1)
+        self._bar.update(step - self._bar.n)
+
+    def write(self, message):
+        """막대를 깨지 않고 알림 한 줄을 쓴다."""
+        from tqdm import tqdm
+        tqdm.write(message)
 
     def close(self):
         if self._bar is not None:
@@ -114,13 +120,14 @@ def _train():
     metadata = input_pipeline.check_fingerprint(FLAGS.records, config)  # 학습 시작 (run.json) 전에
     tf.random.set_seed(config.train.seed)
 
-    def make_dataset(batch_size):
-        return input_pipeline.build_dataset(FLAGS.records, config, training=True, batch_size=batch_size)
+    def make_dataset(batch_size, canvas):
+        return input_pipeline.build_dataset(FLAGS.records, config, training=True, batch_size=batch_size,
+                                            canvas=canvas)
 
     bar = _ProgressBar() if FLAGS.progress else None
     try:
         return loop.train(config, FLAGS.records, FLAGS.model_dir, make_dataset, metadata["classes"],
-                          strategy, FLAGS.jit_compile, bar, print)
+                          metadata["canvas_counts"], strategy, FLAGS.jit_compile, bar, bar.write if bar else print)
     finally:
         if bar is not None:
             bar.close()

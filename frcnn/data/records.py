@@ -86,7 +86,7 @@ def decode_anchor_matches(encoded, num_anchors):
 
     Args:
       encoded: string 스칼라 텐서, `encode_anchor_matches` 의 결과.
-      num_anchors: int, A.
+      num_anchors: int A (정적 모양), 또는 None (캔버스가 섞인 데이터셋: [None]).
 
     Returns:
       [A] int32.

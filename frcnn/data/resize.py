@@ -2,7 +2,8 @@
 
 용어:
   H, W 원본 이미지 크기; h, w 리사이즈된 크기; Hc, Wc 캔버스 크기.
-  가로형(W ≥ H) 이미지는 가로형 캔버스 (짧은 변, 긴 변), 세로형은 세로형 캔버스에 들어간다.
+  캔버스 번호 k: `config.canvases(config)` 의 순서. 이미지는 리사이즈된 (h, w) 를 담는 가장 작은 캔버스에
+    들어간다 (`canvas_for_image`): 레코드의 앵커 라벨, 학습 파이프라인의 배치 묶음이 같은 함수를 쓴다.
   학습(레코드·파이프라인)과 추론(SavedModel)이 같은 함수를 써서 크기가 한 픽셀도 어긋나지 않는다.
   정규화 박스: [ymin, xmin, ymax, xmax] ∈ [0, 1] (레코드 좌표). 캔버스 픽셀 박스 = 정규화 × (h, w, h, w).
 """
@@ -42,9 +43,27 @@ def resize_scale(height, width, min_size, max_size):
     return scale, tf.stack([resized_height, resized_width], axis=-1)
 
 
-def is_landscape(height, width):
-    """가로형(W ≥ H) 인지."""
-    return tf.greater_equal(width, height)
+def canvas_index(resized_height, resized_width, config):
+    """리사이즈된 (h, w) 를 담는 가장 작은 캔버스의 번호 k (int32 스칼라 텐서, 그래프 안).
+
+    가장 큰 가로형·세로형 캔버스는 어떤 리사이즈 결과든 담으므로 늘 하나가 있다.
+    """
+    shapes = tf.constant(config_lib.canvases(config), tf.int32)  # [K, 2]
+    fits = tf.logical_and(shapes[:, 0] >= tf.cast(resized_height, tf.int32),
+                          shapes[:, 1] >= tf.cast(resized_width, tf.int32))
+    return tf.cast(tf.argmax(tf.cast(fits, tf.int32)), tf.int32)  # 처음 True (넓이 오름차순)
+
+
+def canvas_for_image(height, width, config):
+    """원본 크기 (H, W) 의 이미지가 들어갈 캔버스 번호 k (int32 스칼라 텐서)."""
+    _, resized = resize_scale(height, width, config.input.min_size, config.input.max_size)
+    return canvas_index(resized[0], resized[1], config)
+
+
+def canvas_shape_of(index, config):
+    """캔버스 번호 k → (Hc, Wc) int32 텐서 두 개 (번호가 텐서일 때; 정적이면 `config.canvases` 를 쓴다)."""
+    shapes = tf.constant(config_lib.canvases(config), tf.int32)
+    return shapes[index, 0], shapes[index, 1]
 
 
 def resize_image(image, config):
@@ -64,20 +83,21 @@ def resize_image(image, config):
     return resized, scale
 
 
-def pad_to_canvas(image, config, landscape):
-    """리사이즈된 이미지를 방향별 캔버스 (Hc, Wc) 의 왼쪽 위에 두고 0 으로 채운다.
+def pad_to_canvas(image, canvas):
+    """리사이즈된 이미지를 캔버스 (Hc, Wc) 의 왼쪽 위에 두고 0 으로 채운다.
 
     Args:
       image: [h, w, 3] float32.
-      config: `ExperimentConfig`.
-      landscape: Python bool, 캔버스 방향.
+      canvas: (Hc, Wc) Python int (정적 모양) 또는 int32 스칼라 텐서.
 
     Returns:
       [Hc, Wc, 3] float32.
     """
-    canvas_height, canvas_width = config_lib.canvas_shape(config, landscape)
+    canvas_height, canvas_width = canvas
     padded = tf.image.pad_to_bounding_box(image, 0, 0, canvas_height, canvas_width)
-    return tf.ensure_shape(padded, [canvas_height, canvas_width, 3])
+    if isinstance(canvas_height, int) and isinstance(canvas_width, int):
+        padded = tf.ensure_shape(padded, [canvas_height, canvas_width, 3])
+    return padded
 
 
 def canvas_boxes(normalized_boxes, heights, widths, config):

@@ -11,7 +11,6 @@
 import numpy as np
 import tensorflow as tf
 
-from frcnn import config as config_lib
 
 
 def cell_anchors(sizes, aspect_ratios):
@@ -47,9 +46,9 @@ def generate_anchors(feature_height, feature_width, stride, sizes, aspect_ratios
     return tf.reshape(centers + base[None], [-1, 4])
 
 
-def anchors_for_canvas(config, landscape=True):
-    """프리셋의 한 방향 캔버스에 대한 앵커 [A, 4]."""
-    height, width = config_lib.canvas_shape(config, landscape)
+def anchors_for_canvas(config, canvas):
+    """캔버스 (높이, 너비) 하나의 앵커 [A, 4] (`config.canvases` 의 한 모양)."""
+    height, width = canvas
     stride = config.anchors.stride
     return generate_anchors(height // stride, width // stride, stride,
                             config.anchors.sizes, config.anchors.aspect_ratios)

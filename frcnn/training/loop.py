@@ -5,17 +5,25 @@
   이어 학습(resume): 같은 model_dir 로 다시 부르면 마지막 체크포인트의 스텝에서 이어간다; 이미 끝난
     학습이면 아무것도 하지 않는다.
   체크포인트 시점: checkpoint_every 의 배수, 각 단계의 끝, 마지막 스텝.
+  루프(loop): 한 `tf.function` 호출로 도는 스텝들 (`train.steps_per_loop` 개, 다음 체크포인트 시점·단계 끝에서
+    자른다). 손실은 기기에서 평균하고 호스트는 루프마다 한 번 읽는다 (진행 막대, TensorBoard, 유한성 검사).
+  캔버스 고르기: 루프마다 캔버스 하나를 레코드 수에 비례해 고른다 (seed 와 스텝으로 정해지므로 워커끼리,
+    이어 학습에서도 같다). 캔버스마다 데이터셋·반복자·추적이 하나씩이라 모든 배치 모양이 정적이다.
+  깨진 레코드: 디코딩할 수 없는 이미지는 파이프라인이 경고 한 줄과 함께 건너뛰고, 루프가 그 수를 센다.
+    읽은 레코드의 1 % 를 넘으면 (100개 이상 읽은 것으로 센다) 멈춘다.
   마무리: chief 가 아닌 워커의 임시 디렉터리(model_dir/.worker-K)를 지우고 결과를 돌려준다.
   전역 상태: 라이브러리는 난수 seed, dtype 정책을 정하지 않고 출력하지도 않는다. seed 와 출력 (알림 줄, 진행
     막대) 은 부르는 쪽 (`tools/train`) 이 `log`, `progress` 콜백으로 맡는다.
 """
 
-import math
+import glob
 import os
 import shutil
 
+import numpy as np
 import tensorflow as tf
 
+from frcnn import config as config_lib
 from frcnn.modeling import model as model_lib
 from frcnn.training import distribute
 from frcnn.training import progress as progress_lib
@@ -23,8 +31,8 @@ from frcnn.training import run_file
 from frcnn.training import trainer as trainer_lib
 
 
-def train(config, records, model_dir, make_dataset, classes, strategy="auto", jit_compile=False,
-          progress=None, log=None):
+def train(config, records, model_dir, make_dataset, classes, canvas_counts, strategy="auto",
+          jit_compile=False, progress=None, log=None):
     """학습한다 (재실행하면 마지막 체크포인트에서 이어간다).
 
     모델은 활성 Keras dtype 정책으로 만든다: 혼합 정밀도는 부르는 쪽이
@@ -35,21 +43,25 @@ def train(config, records, model_dir, make_dataset, classes, strategy="auto", ji
       config: `ExperimentConfig`.
       records: TFRecord glob (run.json 에 기록).
       model_dir: 출력 디렉터리.
-      make_dataset: 함수 (global_batch_size) → 학습 tf.data.Dataset (반복, 배치).
+      make_dataset: 함수 (global_batch_size, canvas) → 캔버스 번호 canvas 의 학습 tf.data.Dataset (반복,
+        정적 모양 배치, `input_pipeline.build_dataset(canvas=…)`).
       classes: 클래스 이름들 (1..C).
+      canvas_counts: 캔버스마다 레코드 수 (`<split>.json` 의 "canvas_counts"); 루프의 캔버스를 이 비율로 고른다.
       strategy: `distribute.make_strategy` 의 이름 또는 이미 만든 전략 (다중 워커 전략은 다른 TF 연산보다
         먼저 만들어야 하므로 바이너리는 시작하자마자 만든다).
       jit_compile: XLA 로 학습 스텝 컴파일.
-      progress: None 또는 매 스텝 뒤 부를 함수 (step, total, stage, losses, images_per_second)
+      progress: None 또는 루프마다 부를 함수 (step, total, stage, losses, images_per_second)
         (`progress.ProgressLog` 참고; 진행 막대는 부르는 쪽이 그린다).
-      log: None 또는 알림 한 줄 (str) 을 받는 함수 (이어 학습, 할 일 없음).
+      log: None 또는 알림 한 줄 (str) 을 받는 함수 (이어 학습, 할 일 없음, 건너뛴 레코드).
 
     Returns:
       dict: step (마지막 전역 스텝), losses (마지막 손실들; 할 일이 없었으면 빈 dict), checkpoint (경로).
 
     Raises:
-      ValueError: model_dir 에 다른 설정의 실행 기록이 있을 때.
-      FloatingPointError: 손실이 유한하지 않을 때 (마지막 정상 체크포인트는 남는다).
+      ValueError: model_dir 에 다른 설정의 실행 기록이 있을 때, canvas_counts 가 캔버스와 맞지 않을 때,
+        디코딩할 수 없는 레코드가 1 % 를 넘을 때.
+      FloatingPointError: 손실이나 가중치가 유한하지 않을 때 (마지막 정상 체크포인트는 남는다).
+      OSError: 체크포인트를 쓸 수 없을 때 (디스크 가득 참 등; 이전 체크포인트는 남아 이어 학습할 수 있다).
     """
     log = log or (lambda message: None)
     trainer = _build(config, records, model_dir, classes, strategy, jit_compile)
@@ -60,7 +72,8 @@ def train(config, records, model_dir, make_dataset, classes, strategy="auto", ji
         return {"step": start, "losses": {}, "checkpoint": restored}
     if restored:
         log(f"resuming from {restored} at step {start}/{trainer.total_steps}")
-    losses = _run_steps(trainer, _batches(trainer, make_dataset), start, progress)
+    batches = CanvasBatches(trainer, make_dataset, canvas_counts)
+    losses = _run_loops(trainer, batches, start, progress, log)
     return _finish(trainer, losses)
 
 
@@ -72,48 +85,153 @@ def _build(config, records, model_dir, classes, strategy, jit_compile):
     return trainer_lib.Trainer(config, len(classes), model_dir, strategy, jit_compile)
 
 
-def _batches(trainer, make_dataset):
-    """학습에 쓰는 키만 남긴 분산 배치의 반복자."""
-    keys = model_lib.FasterRCNN.TRAINING_KEYS
-    dataset = make_dataset(trainer.config.train.batch_size)
-    dataset = dataset.map(lambda batch: {key: batch[key] for key in keys})
-    return iter(trainer.strategy.experimental_distribute_dataset(dataset))
+class CanvasBatches:
+    """캔버스별 분산 배치 반복자 (처음 고를 때 만든다) 와 루프마다의 캔버스 고르기.
+
+    Args:
+      trainer: `trainer.Trainer`.
+      make_dataset: 함수 (global_batch_size, canvas) → tf.data.Dataset.
+      canvas_counts: 캔버스마다 레코드 수 (길이 = 캔버스 수, 합 > 0).
+
+    Raises:
+      ValueError: canvas_counts 의 길이가 캔버스 수와 다르거나, 음수이거나, 합이 0 일 때.
+    """
+
+    KEYS = model_lib.FasterRCNN.TRAINING_KEYS + ("skipped_records",)
+
+    def __init__(self, trainer, make_dataset, canvas_counts):
+        canvases = config_lib.canvases(trainer.config)
+        counts = np.asarray(canvas_counts, np.float64)
+        if counts.shape != (len(canvases),) or np.any(counts < 0) or counts.sum() <= 0:
+            raise ValueError(f"canvas_counts {list(canvas_counts)} do not match the preset's {len(canvases)} "
+                             f"canvases {list(canvases)} (or hold no records); remake the records")
+        self._trainer = trainer
+        self._make_dataset = make_dataset
+        self._probabilities = counts / counts.sum()
+        self._iterators = {}
+
+    def choose(self, step):
+        """스텝 `step` 에서 시작하는 루프의 캔버스 번호 (seed 와 스텝으로 정해진다)."""
+        generator = np.random.default_rng([self._trainer.config.train.seed, step])
+        return int(generator.choice(len(self._probabilities), p=self._probabilities))
+
+    def iterator(self, canvas):
+        """캔버스 번호의 분산 반복자 (학습에 쓰는 키와 'skipped_records' 만)."""
+        if canvas not in self._iterators:
+            dataset = self._make_dataset(self._trainer.config.train.batch_size, canvas)
+            dataset = dataset.map(lambda batch: {key: batch[key] for key in self.KEYS})
+            self._iterators[canvas] = iter(self._trainer.strategy.experimental_distribute_dataset(dataset))
+        return self._iterators[canvas]
 
 
-def _run_steps(trainer, batches, start, progress):
-    """start 부터 마지막 스텝까지 학습하고 마지막 손실을 돌려준다."""
+def _loop_end(trainer, step, plan):
+    """스텝 `step` 다음 루프가 끝나는 스텝: steps_per_loop 뒤, 다음 체크포인트 시점, 단계의 끝 중 가장 이른 것."""
+    every = trainer.config.train.checkpoint_every
+    next_checkpoint = (step // every + 1) * every
+    return min(step + trainer.config.train.steps_per_loop, next_checkpoint, plan.end, trainer.total_steps)
+
+
+def _run_loops(trainer, batches, start, progress, log):
+    """start 부터 마지막 스텝까지 루프를 돌리고 마지막 루프의 평균 손실을 돌려준다."""
     train_config = trainer.config.train
     log_dir = distribute.worker_dir(trainer.model_dir, trainer.strategy, "train")
-    losses = {}
+    losses, step, skipped = {}, start, 0
     with progress_lib.ProgressLog(log_dir, trainer.total_steps, train_config.batch_size,
-                                  train_config.log_every, progress) as log:
-        for step in range(start + 1, trainer.total_steps + 1):
-            plan = trainer.plan_for_step(step - 1)
-            losses = _train_step(trainer, plan, next(batches), step)
+                                  train_config.log_every, progress, start) as progress_log:
+        while step < trainer.total_steps:
+            plan = trainer.plan_for_step(step)
+            end = _loop_end(trainer, step, plan)
+            loop_function = trainer.loop_function(plan.name)
+            outputs = loop_function(batches.iterator(batches.choose(step)), tf.constant(end - step))
+            losses, count, first_non_finite = _read_outputs(outputs)
+            _check_finite(trainer, plan, step, losses, first_non_finite)
+            skipped = _count_skipped(skipped, count, (end - start) * train_config.batch_size, log)
+            step = end
             trainer.step.assign(step)
-            log.log(step, plan.name, losses, lambda: trainer.learning_rate(plan.name))
+            progress_log.log(step, plan.name, losses, lambda: trainer.learning_rate(plan.name),
+                             skipped_records=skipped)
             _checkpoint(trainer, step, plan)
     return losses
 
 
-def _train_step(trainer, plan, batch, step):
-    """전역 스텝 `step` (1부터) 하나를 돌리고 {이름: float} 손실을 돌려준다.
+def _read_outputs(outputs):
+    """루프 함수의 결과를 호스트로 한 번에 읽는다: ({이름: float}, 건너뛴 수, 첫 비유한 스텝 −1/0..)."""
+    losses, skipped, first_non_finite = outputs
+    return {name: float(value) for name, value in losses.items()}, int(skipped), int(first_non_finite)
+
+
+def _check_finite(trainer, plan, step, losses, first_non_finite):
+    """손실이 유한하지 않았으면 그 스텝을 밝히며 멈춘다 (이 루프의 가중치는 저장하지 않는다).
 
     Raises:
-      FloatingPointError: 손실이 유한하지 않을 때 (스텝과 단계, 마지막 정상 체크포인트를 밝힌다).
+      FloatingPointError: 스텝, 단계, 마지막 정상 체크포인트를 밝힌다.
     """
-    losses = {name: float(value) for name, value in trainer.step_function(plan.name)(batch).items()}
-    if not all(math.isfinite(value) for value in losses.values()):
+    if first_non_finite >= 0:
         raise FloatingPointError(
-            f"non-finite loss at step {step} ({plan.name}): {losses}; the last good checkpoint "
-            f"is kept: {trainer.manager.latest_checkpoint}")
-    return losses
+            f"non-finite loss at step {step + 1 + first_non_finite} ({plan.name}); losses averaged over "
+            f"steps {step + 1}–{_loop_end(trainer, step, plan)}: {losses}; the last good checkpoint is kept: "
+            f"{trainer.manager.latest_checkpoint}")
+
+
+def _count_skipped(skipped, count, images, log):
+    """건너뛴 레코드 수를 더하고, 새로 건너뛰었으면 알리고, 1 % 를 넘으면 멈춘다.
+
+    Args:
+      skipped: 지금까지 건너뛴 수.
+      count: 이 루프에서 건너뛴 수.
+      images: 이 프로세스에서 학습에 쓴 이미지 수 (전역 배치 × 스텝).
+      log: 알림 함수.
+
+    Raises:
+      ValueError: 읽은 레코드 (쓴 이미지 + 건너뛴 것, 적어도 100 으로 센다) 의 1 % 보다 많을 때.
+    """
+    if count == 0:
+        return skipped
+    skipped += count
+    seen = images + skipped
+    log(f"skipped {count} record(s) whose image cannot be decoded; {skipped} of {seen} read so far")
+    if skipped * 100 > max(seen, 100):
+        raise ValueError(f"{skipped} of the {seen} records read could not be decoded (more than 1 %); "
+                         "the records are damaged: remake them with make_tfrecords")
+    return skipped
 
 
 def _checkpoint(trainer, step, plan):
-    """체크포인트 시점이면 저장한다: checkpoint_every 의 배수, 단계의 끝, 마지막 스텝."""
-    if step % trainer.config.train.checkpoint_every == 0 or step in (plan.end, trainer.total_steps):
+    """체크포인트 시점이면 저장한다: checkpoint_every 의 배수, 단계의 끝, 마지막 스텝.
+
+    Raises:
+      FloatingPointError: 가중치가 유한하지 않을 때 (쓰지 않는다).
+      OSError: 쓰기에 실패했을 때 (디스크 가득 참 등). 쓰다 만 파일은 지우고, 이전 체크포인트를 밝힌다.
+    """
+    if not (step % trainer.config.train.checkpoint_every == 0 or step in (plan.end, trainer.total_steps)):
+        return
+    if not trainer.variables_finite():
+        raise FloatingPointError(
+            f"weights are non-finite after step {step} ({plan.name}); not saving them; the last good "
+            f"checkpoint is kept: {trainer.manager.latest_checkpoint}")
+    previous = trainer.manager.latest_checkpoint
+    try:
         trainer.save(step)
+    except (tf.errors.OpError, OSError) as error:
+        _remove_partial_checkpoint(trainer.manager.directory, step)
+        detail = getattr(error, "message", None) or str(error)
+        raise OSError(
+            f"cannot write the checkpoint for step {step} in {trainer.manager.directory} ({detail.strip()}); "
+            f"the previous checkpoint {previous or '(none)'} is still usable: free space and rerun the same "
+            "command to resume from it") from None
+
+
+def _remove_partial_checkpoint(directory, step):
+    """쓰다 만 ckpt-<step> 파일·임시 디렉터리를 지운다 (`checkpoint` 상태 파일은 이전 것을 가리킨다)."""
+    for path in glob.glob(os.path.join(directory, f"ckpt-{step}.*")) + glob.glob(
+            os.path.join(directory, f"ckpt-{step}_temp*")):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 def _finish(trainer, losses):

@@ -32,7 +32,7 @@ def build_model(config, num_classes):
     """설정의 학습 모드에 맞는 모델을 만들고 변수를 만든다 (교대 학습이면 RPN 백본을 따로 둔다)."""
     alternating = config.train.training_mode == "alternating"
     model = model_lib.FasterRCNN(config, num_classes, separate_rpn_backbone=alternating)
-    model.build_all(config_lib.canvas_shape(config, landscape=True))
+    model.build_all(config_lib.largest_canvas(config))
     return model
 
 
@@ -83,7 +83,8 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, distribute.worker_dir(model_dir, strategy, "checkpoints"),
             max_to_keep=config.train.keep_checkpoints, step_counter=self.step)
-        self._step_functions = {}
+        self._loop_functions = {}
+        self._finite_check = None
 
     @property
     def total_steps(self):
@@ -117,22 +118,58 @@ class Trainer:
         rate = self.optimizers[stage].learning_rate
         return float(rate(self.optimizers[stage].iterations)) if callable(rate) else float(rate)
 
-    def step_function(self, stage):
-        """단계의 분산 학습 스텝 (`tf.function`, 그래프 모드). 단계마다 한 번 만든다.
+    def loop_function(self, stage):
+        """단계의 분산 학습 루프 (`tf.function`, 그래프 모드). 단계마다 한 번 만든다 (캔버스마다 추적 하나).
 
-        반환한 함수는 분산 배치를 받아 복제본 평균 손실 dict (스칼라 float32) 를 돌려준다.
+        반환한 함수 `train_loop(iterator, num_steps)` 는 분산 반복자에서 배치 num_steps (int32 텐서, ≥ 1) 개를
+        꺼내 스텝을 돌리고, 호스트와 한 번만 주고받는다 (Orbit 의 steps_per_loop):
+          losses: {이름: float32 스칼라} 루프 스텝들의 복제본 평균 손실의 평균 (기기에서 더한다),
+          skipped: int32 스칼라, 배치를 채우며 건너뛴 디코딩 불가 레코드 수 (모든 복제본의 합),
+          first_non_finite: int32 스칼라, 손실이 처음 유한하지 않았던 루프 안 스텝 번호 (0부터; 없으면 −1).
         """
-        if stage not in self._step_functions:
+        if stage not in self._loop_functions:
             replica_step = self._replica_step(stage)
+            strategy = self.strategy
+            keys = model_lib.FasterRCNN.TRAINING_KEYS
+
+            def one_step(batch):
+                per_replica = strategy.run(replica_step, args=({key: batch[key] for key in keys},))
+                losses = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                          for name, value in per_replica.items()}
+                skipped = strategy.run(tf.reduce_sum, args=(batch["skipped_records"],))
+                return losses, strategy.reduce(tf.distribute.ReduceOp.SUM, skipped, axis=None)
+
+            def all_finite(losses):
+                return tf.reduce_all([tf.math.is_finite(value) for value in losses.values()])
 
             @tf.function
-            def distributed_step(batch):
-                per_replica = self.strategy.run(replica_step, args=(batch,))
-                return {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-                        for name, value in per_replica.items()}
+            def train_loop(iterator, num_steps):
+                totals, skipped = one_step(next(iterator))  # 첫 스텝: 합의 구조를 정한다
+                first_non_finite = tf.where(all_finite(totals), -1, 0)
+                for index in tf.range(1, num_steps):
+                    losses, count = one_step(next(iterator))
+                    totals = {name: totals[name] + losses[name] for name in totals}
+                    skipped += count
+                    newly = tf.logical_and(first_non_finite < 0, tf.logical_not(all_finite(losses)))
+                    first_non_finite = tf.where(newly, index, first_non_finite)
+                count = tf.cast(num_steps, tf.float32)
+                return {name: total / count for name, total in totals.items()}, skipped, first_non_finite
 
-            self._step_functions[stage] = distributed_step
-        return self._step_functions[stage]
+            self._loop_functions[stage] = train_loop
+        return self._loop_functions[stage]
+
+    def variables_finite(self):
+        """모델의 모든 변수가 유한한가 (Python bool; 체크포인트를 쓰기 전에 확인한다)."""
+        if self._finite_check is None:
+            variables = self.model.variables
+
+            @tf.function
+            def check():
+                return tf.reduce_all([tf.reduce_all(tf.math.is_finite(variable)) for variable in variables
+                                      if tf.as_dtype(variable.dtype).is_floating])
+
+            self._finite_check = check
+        return bool(self._finite_check())
 
     def _replica_step(self, stage):
         """복제본 하나의 순전파·역전파·갱신 (`tf.function`, jit_compile 선택)."""

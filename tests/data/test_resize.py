@@ -1,6 +1,7 @@
 """frcnn.data.resize 테스트: 리사이즈 배율·크기, 캔버스 패딩, 정규화 박스 → 캔버스 픽셀 (손 계산)."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from frcnn import config
@@ -21,9 +22,41 @@ def test_resize_and_pad_portrait():
     image = tf.zeros([200, 150, 3], tf.uint8)
     resized, scale = resize.resize_image(image, cfg)
     assert resized.shape == (171, 128, 3)
-    padded = resize.pad_to_canvas(resized + 1.0, cfg, landscape=False)
-    assert padded.shape == (192, 128, 3)
+    # 171×128 을 담는 가장 작은 캔버스: 세로형 176×128 (번호 1)
+    assert int(resize.canvas_for_image(200, 150, cfg)) == 1
+    padded = resize.pad_to_canvas(resized + 1.0, config.canvases(cfg)[1])
+    assert padded.shape == (176, 128, 3)
     assert np.all(padded.numpy()[171:] == 0) and np.all(padded.numpy()[:171] == 1)
+    dynamic = resize.pad_to_canvas(resized, resize.canvas_shape_of(tf.constant(3), cfg))
+    assert dynamic.shape == (192, 128, 3)
+
+
+def _padding(height, width, canvas):
+    """원본 (H, W) 이미지가 캔버스에서 차지하지 않는 비율 (vgg16_paper 의 리사이즈)."""
+    scale = min(600 / min(height, width), 1000 / max(height, width))
+    used = min(round(height * scale), 1000) * min(round(width * scale), 1000)
+    return 1 - used / (canvas[0] * canvas[1])
+
+
+@pytest.mark.parametrize("height, width", [(375, 500), (500, 375), (333, 500), (500, 333), (300, 400),
+                                           (334, 500), (332, 500), (480, 640)])
+def test_common_aspect_ratios_pad_at_most_5_percent(height, width):
+    cfg = config.get_preset("vgg16_paper")
+    canvas = config.canvases(cfg)[int(resize.canvas_for_image(height, width, cfg))]
+    assert _padding(height, width, canvas) <= 0.05, canvas
+
+
+def test_no_shape_pads_more_than_on_the_one_canvas_per_orientation():
+    cfg = config.get_preset("vgg16_paper")
+    shapes = [(height, 500) for height in range(100, 1001, 7)]
+    shapes += [(width, height) for height, width in shapes]
+    indices = [int(resize.canvas_for_image(height, width, cfg)) for height, width in shapes]
+    for (height, width), index in zip(shapes, indices):
+        canvas = config.canvases(cfg)[index]
+        old = (608, 1008) if width >= height else (1008, 608)
+        _, resized = resize.resize_scale(height, width, 600, 1000)
+        assert resized[0] <= canvas[0] and resized[1] <= canvas[1]  # 담는다
+        assert canvas[0] * canvas[1] <= old[0] * old[1]
 
 
 def test_canvas_boxes_hand_computed():

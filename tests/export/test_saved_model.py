@@ -67,7 +67,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     model_dir, export_dir = str(root / "run"), str(root / "saved_model")
     cfg = tiny_config("train.num_steps=8")
-    loop.train(cfg, "x", model_dir, lambda batch_size: make_batches(cfg), ["a", "b"], progress=False)
+    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1], progress=None)
     result = _run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--score_threshold=0.01",
                          f"--max_detections={MAX_DETECTIONS}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -87,7 +87,7 @@ def _load(model_dir):
     _, config, classes, checkpoint = trainer.load_trained_model(model_dir)
     config = saved_model.with_detection_overrides(config, 0.01, MAX_DETECTIONS)
     model = model_lib.FasterRCNN(config, len(classes))
-    model.build_all(config_lib.canvas_shape(config, landscape=True))
+    model.build_all(config_lib.largest_canvas(config))
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     return model, classes
 

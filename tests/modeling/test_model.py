@@ -21,7 +21,7 @@ OVERRIDES = ("backbone.width=8,backbone.fc_units=32,input.min_size=64,input.max_
              "rpn.test_pre_nms_top_k=200,rpn.test_post_nms_top_k=32,roi.num_rois=32,"
              "detection.max_detections=10")
 CONFIG = config_lib.build_config("cpu_small", OVERRIDES)
-CANVAS = config_lib.canvas_shape(CONFIG, landscape=True)
+CANVAS = config_lib.largest_canvas(CONFIG)
 NUM_CLASSES = 2
 RPN_KEYS = {"rpn_objectness_loss", "rpn_box_loss"}
 DETECTOR_KEYS = {"detector_class_loss", "detector_box_loss"}
@@ -51,7 +51,7 @@ def _synthetic_batch():
                 ymin, xmin, ymax, xmax = box.astype(int)
                 images[b, ymin:ymax, xmin:xmax] = colors[label]
     image_sizes = tf.constant([[height, width]] * 2, tf.float32)
-    anchors = anchors_lib.anchors_for_canvas(CONFIG)
+    anchors = anchors_lib.anchors_for_canvas(CONFIG, CANVAS)
     anchor_matches = rpn_targets.label_anchors(anchors, tf.constant(gt_boxes), image_sizes, CONFIG.rpn)
     return {
         "images": tf.constant(images),

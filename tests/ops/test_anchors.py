@@ -30,29 +30,27 @@ def test_grid_order_and_centers():
 
 def test_vgg16_seed_has_1764_anchors():
     cfg = config.get_preset("vgg16_seed")
-    assert config.num_anchors(cfg) == 14 * 14 * 9 == 1764
-    assert anchors.anchors_for_canvas(cfg).shape == (1764, 4)
+    assert config.canvases(cfg) == ((224, 224),)
+    assert config.num_anchors(cfg, (224, 224)) == 14 * 14 * 9 == 1764
+    assert anchors.anchors_for_canvas(cfg, (224, 224)).shape == (1764, 4)
 
 
 def test_vgg16_paper_anchor_counts_like_the_paper():
     cfg = config.get_preset("vgg16_paper")
-    grid = anchors.anchors_for_canvas(cfg).numpy()
+    grid = anchors.anchors_for_canvas(cfg, config.largest_canvas(cfg)).numpy()
     # 논문: 1000×600 이미지에 약 20000 앵커, 경계 안은 "약 6000" (정확한 수는 앵커 모양 반올림에 따라 6–8천)
     assert 19000 <= grid.shape[0] <= 22000
     inside = ((grid[:, 0] >= 0) & (grid[:, 1] >= 0) & (grid[:, 2] <= 600) & (grid[:, 3] <= 1000)).sum()
     assert 5000 <= inside <= 8500, inside
 
 
-def test_orientation_canvases_have_same_anchor_count_and_little_padding():
+def test_each_canvas_has_its_own_anchor_grid():
     cfg = config.get_preset("vgg16_paper")
-    land = anchors.anchors_for_canvas(cfg, True)
-    port = anchors.anchors_for_canvas(cfg, False)
-    assert land.shape == port.shape
-    for landscape, (h, w) in [(True, (375, 500)), (False, (500, 375))]:
-        ch, cw = config.canvas_shape(cfg, landscape)
-        scale = min(600 / min(h, w), 1000 / max(h, w))
-        used = round(h * scale) * round(w * scale)
-        assert 1 - used / (ch * cw) <= 0.25
+    for height, width in config.canvases(cfg):
+        grid = anchors.anchors_for_canvas(cfg, (height, width)).numpy()
+        assert grid.shape == (config.num_anchors(cfg, (height, width)), 4)
+        # 마지막 칸의 중심은 (Hc − 8, Wc − 8)
+        np.testing.assert_allclose((grid[-1, :2] + grid[-1, 2:]) / 2, [height - 8, width - 8])
 
 
 def test_dynamic_feature_size_under_tf_function():

@@ -64,13 +64,28 @@ def test_metadata_json(converted):
     assert metadata["classes"][0] == "aeroplane" and len(metadata["classes"]) == 20
     assert metadata["preset"] == "cpu_small"
     assert metadata["anchor_fingerprint"] == config_lib.anchor_fingerprint(config)
-    assert metadata["num_anchors"] == 16 * 24 * 12  # 128×192 캔버스 / stride 8, 위치당 4×3
-    assert metadata["canvas"] == {"landscape": [128, 192], "portrait": [192, 128]}
+    # 캔버스 128×176, 176×128, 128×192, 192×128 / stride 8, 위치당 4×3 앵커
+    assert metadata["canvases"] == [[128, 176], [176, 128], [128, 192], [192, 128]]
+    assert metadata["num_anchors"] == [16 * 22 * 12, 22 * 16 * 12, 16 * 24 * 12, 24 * 16 * 12]
+    # 40×30 (→128×171) 과 32×32 (→128×128) 은 128×176, 48×32 (→128×192) 는 128×192, 24×36 (→192×128) 은 192×128
+    assert metadata["canvas_counts"] == [2, 0, 1, 1]
     assert (metadata["num_images"], metadata["num_objects"], metadata["num_difficult"]) == (4, 6, 1)
     assert metadata["skipped"] == []
     assert sorted(os.listdir(output_dir)) == ["trainval-00000-of-00002.tfrecord",
                                               "trainval-00001-of-00002.tfrecord", "trainval.json"]
     assert summary["num_images"] == 4
+
+
+def _smallest_canvas(height, width, config):
+    """리사이즈된 (h, w) 를 담는 넓이가 가장 작은 캔버스 (파이썬으로 따로 계산한 기대값)."""
+    holding = [shape for shape in config_lib.canvases(config) if shape[0] >= height and shape[1] >= width]
+    return min(holding, key=lambda shape: shape[0] * shape[1])
+
+
+def _num_anchors(example, config):
+    height, width = int(example["height"]), int(example["width"])
+    scale = min(config.input.min_size / min(height, width), config.input.max_size / max(height, width))
+    return config_lib.num_anchors(config, _smallest_canvas(round(height * scale), round(width * scale), config))
 
 
 def _expected_matches(example, config, flipped):
@@ -86,7 +101,7 @@ def _expected_matches(example, config, flipped):
     padded[0, :len(boxes)] = gt_boxes
     assert config.input.difficult == "drop"
     padded[0, :len(boxes)][np.asarray(example["difficult"], bool)] = -1.0
-    anchors = anchors_lib.anchors_for_canvas(config, landscape=width >= height)
+    anchors = anchors_lib.anchors_for_canvas(config, _smallest_canvas(resized_height, resized_width, config))
     sizes = np.array([[resized_height, resized_width]], np.float32)
     return rpn_targets.label_anchors(anchors, padded, sizes, config.rpn).numpy()[0]
 
@@ -97,8 +112,8 @@ def test_anchor_matches_equal_single_image_labels(converted, flipped):
     config = config_lib.build_config("cpu_small", DROP)
     key = "anchor_matches_flipped_bytes" if flipped else "anchor_matches_bytes"
     for example in read_records(str(output_dir / "trainval-*.tfrecord")):
-        matches = records.decode_anchor_matches(example[key], config_lib.num_anchors(config)).numpy()
-        assert matches.shape == (config_lib.num_anchors(config),)
+        matches = records.decode_anchor_matches(example[key], None).numpy()
+        assert matches.shape == (_num_anchors(example, config),)
         np.testing.assert_array_equal(matches, _expected_matches(example, config, flipped))
         num_objects = len(example["classes"])
         assert matches.min() >= -1 and matches.max() <= num_objects
@@ -191,7 +206,7 @@ def test_progress_callback_counts_every_source_item(tmp_path):
 def _matches_by_image(output_dir):
     config = config_lib.build_config("cpu_small")
     return {example["source_id"]: (example, records.decode_anchor_matches(
-        example["anchor_matches_bytes"], config_lib.num_anchors(config)).numpy())
+        example["anchor_matches_bytes"], _num_anchors(example, config)).numpy())
         for example in read_records(str(output_dir / "trainval-*.tfrecord"))}
 
 

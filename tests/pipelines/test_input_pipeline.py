@@ -1,4 +1,8 @@
-"""pipelines.input_pipeline 테스트: 배치 모양, XML 정답과 같은 캔버스 박스, 뒤집기 일관성, 지문 거부."""
+"""pipelines.input_pipeline 테스트: 캔버스별 배치 모양, XML 정답과 같은 캔버스 박스, 뒤집기 일관성, 지문 거부,
+디코딩할 수 없는 레코드 건너뛰기."""
+
+import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +15,9 @@ from tests.conftest import VOC_IMAGES, convert_voc, read_records, write_voc_dir
 
 CONFIG = config_lib.build_config("cpu_small")
 G = CONFIG.input.max_gt_boxes
-A = config_lib.num_anchors(CONFIG)
+# 손으로 고른 캔버스: 40×30 (→128×171) 과 32×32 (→128×128) 은 0 번 128×176, 48×32 (→128×192) 는 2 번 128×192,
+# 24×36 (→192×128) 은 3 번 192×128. 1 번 176×128 에는 없다.
+CANVAS_OF = {"000001": 0, "000003": 0, "000004": 2, "000002": 3}
 
 
 @pytest.fixture(scope="module")
@@ -31,22 +37,36 @@ def _elements(pattern, **kwargs):
 
 
 def test_batches_have_static_canvas_shapes(record_pattern):
+    canvases = config_lib.canvases(CONFIG)
     count = 0
     for batch in input_pipeline.build_dataset(record_pattern, CONFIG, training=False, batch_size=2):
-        size = batch["original_sizes"].numpy()
-        landscape = size[0, 1] >= size[0, 0]
-        assert np.all((size[:, 1] >= size[:, 0]) == landscape)  # 한 배치는 한 방향
-        batch_size = size.shape[0]
-        assert batch["images"].shape == (batch_size,) + config_lib.canvas_shape(CONFIG, landscape) + (3,)
+        ids = [source_id.decode() for source_id in batch["source_ids"].numpy()]
+        canvas = canvases[CANVAS_OF[ids[0]]]
+        assert all(canvases[CANVAS_OF[image_id]] == canvas for image_id in ids)  # 한 배치는 한 캔버스
+        batch_size = len(ids)
+        assert batch["images"].shape == (batch_size,) + canvas + (3,)
         assert batch["images"].dtype == tf.float32
         assert batch["gt_boxes"].shape == (batch_size, G, 4) and batch["gt_classes"].shape == (batch_size, G)
-        assert batch["gt_difficult"].dtype == tf.bool and batch["anchor_matches"].shape == (batch_size, A)
+        assert batch["anchor_matches"].shape == (batch_size, config_lib.num_anchors(CONFIG, canvas))
+        assert batch["gt_difficult"].dtype == tf.bool and batch["skipped_records"].numpy().tolist() == [0] * batch_size
         assert batch["image_sizes"].shape == (batch_size, 2) and batch["scales"].shape == (batch_size,)
         count += batch_size
     assert count == len(VOC_IMAGES)
+
+
+@pytest.mark.parametrize("canvas", [0, 2, 3])
+def test_one_canvas_has_static_shapes_and_only_its_images(record_pattern, canvas):
+    shape = config_lib.canvases(CONFIG)[canvas]
     spec = input_pipeline.build_dataset(record_pattern, CONFIG, training=True, batch_size=2,
-                                        orientation="landscape").element_spec
-    assert spec["images"].shape == (2, 128, 192, 3) and spec["anchor_matches"].shape == (2, A)
+                                        canvas=canvas).element_spec
+    assert spec["images"].shape == (2,) + shape + (3,)
+    assert spec["anchor_matches"].shape == (2, config_lib.num_anchors(CONFIG, shape))
+    ids = set()
+    for batch in input_pipeline.build_dataset(record_pattern, CONFIG, training=False, batch_size=2, canvas=canvas):
+        ids.update(source_id.decode() for source_id in batch["source_ids"].numpy())
+    assert ids == {image_id for image_id, index in CANVAS_OF.items() if index == canvas}
+    with pytest.raises(ValueError, match=r"canvas must be None or a canvas index in \[0, 4\)"):
+        input_pipeline.build_dataset(record_pattern, CONFIG, training=True, canvas=4)
 
 
 def test_elements_equal_xml_ground_truth(record_pattern):
@@ -87,16 +107,16 @@ def test_flip_is_consistent_with_records(record_pattern):
         record = stored[image_id]
         np.testing.assert_array_equal(
             element["anchor_matches"],
-            records.decode_anchor_matches(record["anchor_matches_flipped_bytes"], A))
+            records.decode_anchor_matches(record["anchor_matches_flipped_bytes"], None))
         np.testing.assert_array_equal(
             plain[image_id]["anchor_matches"],
-            records.decode_anchor_matches(record["anchor_matches_bytes"], A))
+            records.decode_anchor_matches(record["anchor_matches_bytes"], None))
 
 
 def test_training_repeats_and_drops_remainder(record_pattern):
     dataset = input_pipeline.build_dataset(record_pattern, CONFIG, training=True, batch_size=2, seed=1)
     batches = list(dataset.take(6))
-    assert len(batches) == 6  # 4 장(가로 3, 세로 1) 을 반복해 계속 배치를 낸다.
+    assert len(batches) == 6  # 4 장 (캔버스 셋) 을 반복해 계속 배치를 낸다.
     assert all(batch["images"].shape[0] == 2 for batch in batches)
 
 
@@ -127,3 +147,49 @@ def test_difficult_mode_mismatch_says_how_to_train(tmp_path):
     matching = config_lib.build_config("cpu_small", "input.difficult=ignore")
     batch = next(iter(input_pipeline.build_dataset(pattern, matching, training=False, batch_size=1)))
     assert batch["gt_difficult"].dtype == tf.bool
+
+
+def _damage_one_image(record_pattern, output_dir, image_id):
+    """레코드를 복사하며 image_id 의 JPEG 바이트만 망가뜨린다 (나머지 특징, json 은 그대로)."""
+    os.makedirs(output_dir)
+    for path in sorted(tf.io.gfile.glob(record_pattern)):
+        with tf.io.TFRecordWriter(os.path.join(output_dir, os.path.basename(path))) as writer:
+            for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+                example = tf.train.Example.FromString(serialized)
+                feature = example.features.feature
+                if feature["image/source_id"].bytes_list.value[0].decode() == image_id:
+                    feature["image/encoded"].bytes_list.value[0] = b"\xff\xd8 not a jpeg"
+                writer.write(example.SerializeToString())
+    directory = os.path.dirname(record_pattern)
+    with open(os.path.join(directory, "trainval.json")) as source, \
+            open(os.path.join(output_dir, "trainval.json"), "w") as target:
+        target.write(source.read())
+    return os.path.join(output_dir, "trainval-*.tfrecord")
+
+
+def test_undecodable_image_is_skipped_with_a_warning_naming_it(record_pattern, tmp_path, capfd):
+    pattern = _damage_one_image(record_pattern, str(tmp_path / "damaged"), "000003")
+    elements = _elements(pattern, flip=False)
+    assert sorted(elements) == ["000001", "000002", "000004"]
+    # 같은 캔버스 0 에서 000003 뒤에 오는 이미지가 (레코드 순서에 따라) 건너뛴 수 1 을 가진다
+    assert sum(int(element["skipped_records"]) for element in elements.values()) <= 1
+    dataset = input_pipeline.build_dataset(pattern, CONFIG, training=True, batch_size=2, canvas=0, seed=0)
+    skipped = sum(int(batch["skipped_records"].numpy().sum()) for batch in dataset.take(4))
+    assert skipped >= 3  # 000003 은 캔버스 0 레코드 둘 중 하나: 8 장을 채우며 적어도 세 번 건너뛴다
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "skipping record" in line]
+    assert warnings and all(line.endswith("WARNING: skipping record with image/source_id '000003': its image "
+                                          "cannot be decoded") for line in warnings)
+
+
+def test_records_from_before_the_canvas_set_say_to_regenerate(record_pattern, tmp_path):
+    pattern = _damage_one_image(record_pattern, str(tmp_path / "old"), "none")
+    metadata_path = str(tmp_path / "old" / "trainval.json")
+    with open(metadata_path) as handle:
+        metadata = json.load(handle)
+    metadata.pop("canvases")
+    metadata["anchor_fingerprint"] = "0123456789ab"
+    with open(metadata_path, "w") as handle:
+        json.dump(metadata, handle)
+    with pytest.raises(ValueError, match=r"older frcnn with one canvas per orientation.*regenerate them with "
+                                         r"make_tfrecords --config=cpu_small --overwrite"):
+        input_pipeline.build_dataset(pattern, CONFIG, training=True)

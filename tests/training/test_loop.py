@@ -17,8 +17,8 @@ from tests.conftest import make_batches, tiny_config
 
 
 def _train(cfg, model_dir, batches=None, **callbacks):
-    return loop.train(cfg, "x", model_dir, lambda batch_size: make_batches(cfg, batches), ["a", "b"],
-                      **callbacks)
+    return loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg, batches), ["a", "b"],
+                      [1], **callbacks)
 
 
 def test_resume_after_interruption_and_finished_run(tmp_path):
@@ -32,9 +32,10 @@ def test_resume_after_interruption_and_finished_run(tmp_path):
     result = _train(cfg, model_dir, log=messages.append,
                     progress=lambda step, total, stage, losses, rate: steps.append((step, total, stage)))
     assert result["step"] == 6 and result["checkpoint"].endswith("ckpt-6")
-    # 라이브러리는 출력하지 않고 콜백에 알린다: 이어 학습 한 줄, 이어 간 스텝 3..6 마다 진행.
+    # 라이브러리는 출력하지 않고 콜백에 알린다: 이어 학습 한 줄, 루프마다 진행 (루프는 체크포인트 시점인
+    # 2 의 배수에서 끊긴다).
     assert len(messages) == 1 and re.fullmatch(r"resuming from \S+ckpt-2 at step 2/6", messages[0])
-    assert steps == [(step, 6, "joint") for step in range(3, 7)]
+    assert steps == [(4, 6, "joint"), (6, 6, "joint")]
     again = _train(cfg, model_dir, log=messages.append)
     assert again["step"] == 6 and again["losses"] == {}
     assert messages[1].endswith("is at step 6/6; nothing to do")

@@ -44,7 +44,7 @@ def test_mixed_precision_on_cpu_computes_in_bfloat16(tmp_path, global_policy):
     convolutions = [layer for layer in _all_layers(subject.model) if isinstance(layer, keras.layers.Conv2D)]
     assert convolutions and all(layer.compute_dtype == "bfloat16" and layer.kernel.dtype == "float32"
                                 for layer in convolutions)
-    losses = subject.step_function("joint")(next(iter(make_batches(cfg, 1))))
+    losses, _, _ = subject.loop_function("joint")(iter(make_batches(cfg, 1)), tf.constant(1))
     assert all(value.dtype == tf.float32 and np.isfinite(value.numpy()) for value in losses.values())
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # 학습기는 정책을 바꾸지 않는다
 
@@ -99,7 +99,7 @@ def _one_step_updates(tmp_path, double_bias_lr, batch):
     with tf.GradientTape() as tape:
         loss = subject.model.compute_losses(batch, "joint")["total_loss"]
     gradients = [gradient.numpy() for gradient in tape.gradient(loss, variables)]
-    subject.step_function("joint")(batch)
+    subject.loop_function("joint")(iter(tf.data.Dataset.from_tensors(batch)), tf.constant(1))
     updates = [variable.numpy() - start for variable, start in zip(variables, before)]
     return [variable.path for variable in variables], updates, gradients
 
@@ -143,7 +143,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
             losses = [subject.model.compute_losses(h, "joint")["total_loss"].numpy() for h in halves]
             results["halves"] = float(sum(losses) / 2)
         dataset = strategy.experimental_distribute_dataset(make_batches(cfg, 1))
-        results[name] = float(subject.step_function("joint")(next(iter(dataset)))["total_loss"])
+        losses, _, _ = subject.loop_function("joint")(iter(dataset), tf.constant(1))
+        results[name] = float(losses["total_loss"])
         results[name + "_replicas"] = strategy.num_replicas_in_sync
     print(json.dumps(results))
 """)
@@ -160,3 +161,43 @@ def test_mirrored_strategy_on_two_cpus_matches_default(tmp_path):
     assert results["mirrored_replicas"] == 2 and results["default_replicas"] == 1
     # 같은 초기 가중치 (seed 0): 복제본 2개의 평균 손실 = 기본 전략에서 반 배치씩 잰 손실의 평균
     np.testing.assert_allclose(results["mirrored"], results["halves"], rtol=1e-4)
+
+
+# 표본 추출이 결정적이고 (모든 앵커·후보) 가중치가 바뀌지 않는 (학습률 0) 설정: 루프 평균을 스텝별 손실과 견준다.
+FROZEN = ("train.num_steps=3,train.learning_rate=0.0,rpn.batch_size_per_image=100000,rpn.positive_fraction=1.0,"
+          "roi.num_rois=48,roi.foreground_fraction=1.0")
+
+
+def _three_batches(cfg):
+    """밝기를 달리한 세 배치 (손실이 서로 다르다)."""
+    base = next(iter(make_batches(cfg, 1)))
+    return [dict(base, images=base["images"] * factor) for factor in (1.0, 0.6, 0.3)]
+
+
+def test_loop_averages_the_losses_of_its_steps_on_device(tmp_path):
+    cfg = tiny_config(FROZEN)
+    subject = trainer.Trainer(cfg, 2, str(tmp_path / "run"), tf.distribute.get_strategy())
+    batches = _three_batches(cfg)
+    expected = [subject.model.compute_losses(batch, "joint") for batch in batches]
+    dataset = tf.data.Dataset.from_tensor_slices({key: tf.stack([batch[key] for batch in batches])
+                                                  for key in batches[0]})
+    losses, skipped, first_non_finite = subject.loop_function("joint")(iter(dataset), tf.constant(3))
+    for name in ("rpn_objectness_loss", "rpn_box_loss", "detector_class_loss", "detector_box_loss"):
+        mean = np.mean([float(step[name]) for step in expected])
+        assert float(losses[name]) == pytest.approx(mean, rel=1e-4), name
+    assert int(skipped) == 0 and int(first_non_finite) == -1
+    assert int(subject.optimizers["joint"].iterations.numpy()) == 3
+
+
+def test_loop_reports_the_first_non_finite_step_and_skipped_records(tmp_path):
+    cfg = tiny_config(FROZEN)
+    subject = trainer.Trainer(cfg, 2, str(tmp_path / "run"), tf.distribute.get_strategy())
+    batches = _three_batches(cfg)
+    # NaN 상자 타깃 → 상자 손실 NaN (NaN 이미지는 그래프 모드 CPU ReLU 가 0 으로 바꿔 손실이 유한할 수 있다)
+    batches[1] = dict(batches[1], gt_boxes=np.where(batches[1]["gt_boxes"] >= 0, np.nan, -1.0).astype(np.float32))
+    batches[2] = dict(batches[2], skipped_records=np.array([2, 1], np.int32))
+    dataset = tf.data.Dataset.from_tensor_slices({key: tf.stack([batch[key] for batch in batches])
+                                                  for key in batches[0]})
+    losses, skipped, first_non_finite = subject.loop_function("joint")(iter(dataset), tf.constant(3))
+    assert int(first_non_finite) == 1 and not np.isfinite(float(losses["total_loss"]))
+    assert int(skipped) == 3
