@@ -325,7 +325,8 @@ def _metadata(source: sources.Source, config, options: ConvertOptions, tally: _T
         "anchor_fingerprint": config_lib.anchor_fingerprint(config),
         "canvases": [list(shape) for shape in config_lib.canvases(config)],
         "num_anchors": [config_lib.num_anchors(config, shape) for shape in config_lib.canvases(config)],
-        "canvas_counts": [tally.canvas_counts.get(index, 0) for index in range(len(config_lib.canvases(config)))],
+        "canvas_counts": [tally.canvas_counts.get(index, 0)
+                          for index in range(len(config_lib.canvases(config)))],
         "num_images": tally.num_images,
         "num_objects": tally.num_objects,
         "num_difficult": tally.num_difficult,

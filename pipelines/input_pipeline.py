@@ -28,6 +28,8 @@ from frcnn.data import records
 from frcnn.data import resize
 from frcnn.ops import box_ops
 
+
+
 def matching_files(file_pattern: str) -> list:
     """TFRecord glob 에 맞는 파일 목록 (정렬). 학습 파이프라인과 평가 도구가 함께 쓴다.
 

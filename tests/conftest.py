@@ -90,6 +90,27 @@ def read_records(pattern):
     return sorted(parsed, key=lambda example: example["source_id"])
 
 
+def damage_image(record_pattern, output_dir, image_id):
+    """레코드와 `<split>.json` 을 output_dir 로 복사하며 image_id 의 JPEG 바이트만 망가뜨린다. 새 glob 을 돌려준다."""
+    os.makedirs(output_dir)
+    for path in sorted(glob.glob(record_pattern)):
+        with tf.io.TFRecordWriter(os.path.join(output_dir, os.path.basename(path))) as writer:
+            for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+                example = tf.train.Example.FromString(serialized)
+                feature = example.features.feature
+                if feature[records.SOURCE_ID].bytes_list.value[0].decode() == image_id:
+                    feature[records.ENCODED].bytes_list.value[0] = b"\xff\xd8 not a jpeg"
+                writer.write(example.SerializeToString())
+    directory = os.path.dirname(record_pattern)
+    for name in os.listdir(directory):
+        if name.endswith(".json"):
+            with open(os.path.join(directory, name)) as source:
+                text = source.read()
+            with open(os.path.join(output_dir, name), "w") as target:
+                target.write(text)
+    return os.path.join(output_dir, os.path.basename(record_pattern))
+
+
 def convert_voc(voc_dir, output_dir, preset="cpu_small", overrides="", **options):
     config = config_lib.build_config(preset, overrides)
     convert_options = convert.ConvertOptions(output_dir=str(output_dir), split="trainval",
@@ -100,7 +121,8 @@ def convert_voc(voc_dir, output_dir, preset="cpu_small", overrides="", **options
 
 TINY = ("backbone.width=8,backbone.fc_units=32,rpn.conv_channels=16,train.batch_size=2,"
         "train.checkpoint_every=2,train.log_every=1,train.warmup_steps=0,input.min_size=64,"
-        "input.max_size=64,input.canvas_long_sides=(),anchors.sizes=(16,32),rpn.pre_nms_top_k=200,rpn.post_nms_top_k=32,roi.num_rois=16")
+        "input.max_size=64,input.canvas_long_sides=(),anchors.sizes=(16,32),rpn.pre_nms_top_k=200,"
+        "rpn.post_nms_top_k=32,roi.num_rois=16")
 
 
 def tiny_config(extra=""):

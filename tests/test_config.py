@@ -84,14 +84,16 @@ def test_canvas_shapes():
     assert config.canvases(seed) == ((224, 224),)
     assert config.num_anchors(seed, (224, 224)) == 1764
     # 크기를 덮어써 쓸 수 없게 된 긴 변은 빠진다 (오류가 아니다)
-    assert config.canvases(config.build_config("cpu_small", "input.min_size=64,input.max_size=64")) == ((64, 64),)
+    small = config.build_config("cpu_small", "input.min_size=64,input.max_size=64")
+    assert config.canvases(small) == ((64, 64),)
     with pytest.raises(ValueError, match="canvas_long_sides must be multiples of anchors.stride"):
         config.build_config("vgg16_paper", "input.canvas_long_sides=(801,)")
 
 
 def test_fingerprint_covers_the_canvas_set():
     base = config.anchor_fingerprint(config.get_preset("vgg16_paper"))
-    assert config.anchor_fingerprint(config.build_config("vgg16_paper", "input.canvas_long_sides=(800,)")) != base
+    fewer = config.build_config("vgg16_paper", "input.canvas_long_sides=(800,)")
+    assert config.anchor_fingerprint(fewer) != base
     # 쓰이지 않는 긴 변은 캔버스 집합을 바꾸지 않는다
     assert config.anchor_fingerprint(config.build_config("vgg16_paper",
                                                          "input.canvas_long_sides=(800,912,2000)")) == base

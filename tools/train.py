@@ -127,7 +127,8 @@ def _train():
     bar = _ProgressBar() if FLAGS.progress else None
     try:
         return loop.train(config, FLAGS.records, FLAGS.model_dir, make_dataset, metadata["classes"],
-                          metadata["canvas_counts"], strategy, FLAGS.jit_compile, bar, bar.write if bar else print)
+                          metadata["canvas_counts"], strategy, FLAGS.jit_compile, bar,
+                          bar.write if bar else print)
     finally:
         if bar is not None:
             bar.close()

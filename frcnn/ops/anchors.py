@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 
 
-
 def cell_anchors(sizes, aspect_ratios):
     """원점 중심의 기본 앵커 K 개 [K, 4] float32 (numpy). 순서: 크기 바깥, 비율 안쪽."""
     shapes = []

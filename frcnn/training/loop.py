@@ -10,7 +10,8 @@
   캔버스 고르기: 루프마다 캔버스 하나를 레코드 수에 비례해 고른다 (seed 와 스텝으로 정해지므로 워커끼리,
     이어 학습에서도 같다). 캔버스마다 데이터셋·반복자·추적이 하나씩이라 모든 배치 모양이 정적이다.
   깨진 레코드: 디코딩할 수 없는 이미지는 파이프라인이 경고 한 줄과 함께 건너뛰고, 루프가 그 수를 센다.
-    읽은 레코드의 1 % 를 넘으면 (100개 이상 읽은 것으로 센다) 멈춘다.
+    읽은 레코드의 1 % 를 넘으면 멈춘다. 분모는 적어도 `MIN_RECORDS_JUDGED` (1000): 작은 데이터셋은 에포크 첫머리에
+    같은 깨진 레코드를 다시 만나 잠깐 1 % 를 넘을 수 있어서다 (10 개를 넘게 건너뛰기 전에는 멈추지 않는다).
   마무리: chief 가 아닌 워커의 임시 디렉터리(model_dir/.worker-K)를 지우고 결과를 돌려준다.
   전역 상태: 라이브러리는 난수 seed, dtype 정책을 정하지 않고 출력하지도 않는다. seed 와 출력 (알림 줄, 진행
     막대) 은 부르는 쪽 (`tools/train`) 이 `log`, `progress` 콜백으로 맡는다.
@@ -29,6 +30,8 @@ from frcnn.training import distribute
 from frcnn.training import progress as progress_lib
 from frcnn.training import run_file
 from frcnn.training import trainer as trainer_lib
+
+MIN_RECORDS_JUDGED = 1000  # 깨진 레코드 비율 (1 %) 의 최소 분모
 
 
 def train(config, records, model_dir, make_dataset, classes, canvas_counts, strategy="auto",
@@ -183,14 +186,14 @@ def _count_skipped(skipped, count, images, log):
       log: 알림 함수.
 
     Raises:
-      ValueError: 읽은 레코드 (쓴 이미지 + 건너뛴 것, 적어도 100 으로 센다) 의 1 % 보다 많을 때.
+      ValueError: 읽은 레코드 (쓴 이미지 + 건너뛴 것, 적어도 MIN_RECORDS_JUDGED 로 센다) 의 1 % 보다 많을 때.
     """
     if count == 0:
         return skipped
     skipped += count
     seen = images + skipped
     log(f"skipped {count} record(s) whose image cannot be decoded; {skipped} of {seen} read so far")
-    if skipped * 100 > max(seen, 100):
+    if skipped * 100 > max(seen, MIN_RECORDS_JUDGED):
         raise ValueError(f"{skipped} of the {seen} records read could not be decoded (more than 1 %); "
                          "the records are damaged: remake them with make_tfrecords")
     return skipped
@@ -207,7 +210,7 @@ def _checkpoint(trainer, step, plan):
         return
     if not trainer.variables_finite():
         raise FloatingPointError(
-            f"weights are non-finite after step {step} ({plan.name}); not saving them; the last good "
+            f"non-finite weights after step {step} ({plan.name}); not saving them; the last good "
             f"checkpoint is kept: {trainer.manager.latest_checkpoint}")
     previous = trainer.manager.latest_checkpoint
     try:

@@ -67,7 +67,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     model_dir, export_dir = str(root / "run"), str(root / "saved_model")
     cfg = tiny_config("train.num_steps=8")
-    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1], progress=None)
+    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1])
     result = _run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--score_threshold=0.01",
                          f"--max_detections={MAX_DETECTIONS}")
     assert result.returncode == 0, result.stderr[-3000:]

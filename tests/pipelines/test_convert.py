@@ -85,7 +85,8 @@ def _smallest_canvas(height, width, config):
 def _num_anchors(example, config):
     height, width = int(example["height"]), int(example["width"])
     scale = min(config.input.min_size / min(height, width), config.input.max_size / max(height, width))
-    return config_lib.num_anchors(config, _smallest_canvas(round(height * scale), round(width * scale), config))
+    canvas = _smallest_canvas(round(height * scale), round(width * scale), config)
+    return config_lib.num_anchors(config, canvas)
 
 
 def _expected_matches(example, config, flipped):

@@ -2,7 +2,6 @@
 디코딩할 수 없는 레코드 건너뛰기."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import tensorflow as tf
 from frcnn import config as config_lib
 from pipelines import input_pipeline
 from frcnn.data import records
-from tests.conftest import VOC_IMAGES, convert_voc, read_records, write_voc_dir
+from tests.conftest import VOC_IMAGES, convert_voc, damage_image, read_records, write_voc_dir
 
 CONFIG = config_lib.build_config("cpu_small")
 G = CONFIG.input.max_gt_boxes
@@ -48,7 +47,8 @@ def test_batches_have_static_canvas_shapes(record_pattern):
         assert batch["images"].dtype == tf.float32
         assert batch["gt_boxes"].shape == (batch_size, G, 4) and batch["gt_classes"].shape == (batch_size, G)
         assert batch["anchor_matches"].shape == (batch_size, config_lib.num_anchors(CONFIG, canvas))
-        assert batch["gt_difficult"].dtype == tf.bool and batch["skipped_records"].numpy().tolist() == [0] * batch_size
+        assert batch["gt_difficult"].dtype == tf.bool
+        assert batch["skipped_records"].numpy().tolist() == [0] * batch_size
         assert batch["image_sizes"].shape == (batch_size, 2) and batch["scales"].shape == (batch_size,)
         count += batch_size
     assert count == len(VOC_IMAGES)
@@ -62,7 +62,8 @@ def test_one_canvas_has_static_shapes_and_only_its_images(record_pattern, canvas
     assert spec["images"].shape == (2,) + shape + (3,)
     assert spec["anchor_matches"].shape == (2, config_lib.num_anchors(CONFIG, shape))
     ids = set()
-    for batch in input_pipeline.build_dataset(record_pattern, CONFIG, training=False, batch_size=2, canvas=canvas):
+    dataset = input_pipeline.build_dataset(record_pattern, CONFIG, training=False, batch_size=2, canvas=canvas)
+    for batch in dataset:
         ids.update(source_id.decode() for source_id in batch["source_ids"].numpy())
     assert ids == {image_id for image_id, index in CANVAS_OF.items() if index == canvas}
     with pytest.raises(ValueError, match=r"canvas must be None or a canvas index in \[0, 4\)"):
@@ -149,26 +150,8 @@ def test_difficult_mode_mismatch_says_how_to_train(tmp_path):
     assert batch["gt_difficult"].dtype == tf.bool
 
 
-def _damage_one_image(record_pattern, output_dir, image_id):
-    """레코드를 복사하며 image_id 의 JPEG 바이트만 망가뜨린다 (나머지 특징, json 은 그대로)."""
-    os.makedirs(output_dir)
-    for path in sorted(tf.io.gfile.glob(record_pattern)):
-        with tf.io.TFRecordWriter(os.path.join(output_dir, os.path.basename(path))) as writer:
-            for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
-                example = tf.train.Example.FromString(serialized)
-                feature = example.features.feature
-                if feature["image/source_id"].bytes_list.value[0].decode() == image_id:
-                    feature["image/encoded"].bytes_list.value[0] = b"\xff\xd8 not a jpeg"
-                writer.write(example.SerializeToString())
-    directory = os.path.dirname(record_pattern)
-    with open(os.path.join(directory, "trainval.json")) as source, \
-            open(os.path.join(output_dir, "trainval.json"), "w") as target:
-        target.write(source.read())
-    return os.path.join(output_dir, "trainval-*.tfrecord")
-
-
 def test_undecodable_image_is_skipped_with_a_warning_naming_it(record_pattern, tmp_path, capfd):
-    pattern = _damage_one_image(record_pattern, str(tmp_path / "damaged"), "000003")
+    pattern = damage_image(record_pattern, str(tmp_path / "damaged"), "000003")
     elements = _elements(pattern, flip=False)
     assert sorted(elements) == ["000001", "000002", "000004"]
     # 같은 캔버스 0 에서 000003 뒤에 오는 이미지가 (레코드 순서에 따라) 건너뛴 수 1 을 가진다
@@ -182,7 +165,7 @@ def test_undecodable_image_is_skipped_with_a_warning_naming_it(record_pattern, t
 
 
 def test_records_from_before_the_canvas_set_say_to_regenerate(record_pattern, tmp_path):
-    pattern = _damage_one_image(record_pattern, str(tmp_path / "old"), "none")
+    pattern = damage_image(record_pattern, str(tmp_path / "old"), "none")
     metadata_path = str(tmp_path / "old" / "trainval.json")
     with open(metadata_path) as handle:
         metadata = json.load(handle)

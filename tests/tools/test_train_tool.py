@@ -1,4 +1,6 @@
-"""tools/train 테스트: 실제 kill -9 뒤 같은 명령으로 저장된 스텝에서 이어 학습, 끝난 학습은 다시 하지 않음,
+"""tools/train 테스트: 실제 kill -9 세 번 뒤 같은 명령으로 요청한 스텝에서 정확히 끝남, 끝난 학습은 다시 하지 않음,
+유한하지 않은 손실에서 스텝을 밝히며 멈추고 유한한 체크포인트를 남김, 체크포인트 쓰기 실패 (파일 크기 제한) 뒤
+이전 체크포인트로 이어 학습, 디코딩할 수 없는 레코드 건너뛰기와 1 % 초과 시 멈춤,
 다른 프리셋의 레코드 거부, --mixed_precision (CPU 에서 bfloat16) 과 --jit_compile 학습, TF_CONFIG 두 워커의
 MultiWorkerMirroredStrategy 학습.
 
@@ -22,7 +24,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO_ROOT, write_voc_dir
+from tests.conftest import REPO_ROOT, damage_image, write_voc_dir
 
 pytestmark = pytest.mark.slow  # 모든 테스트가 도구를 subprocess 로 돌린다
 OVERRIDES = ("backbone.width=8,backbone.fc_units=32,rpn.conv_channels=16,train.log_every=1,"
@@ -51,10 +53,11 @@ def records(tmp_path_factory):
     return os.path.join(output_dir, "trainval-*.tfrecord")
 
 
-def _train_args(records, model_dir, *extra):
+def _train_args(records, model_dir, *extra, checkpoint_every=2, extra_overrides=""):
+    overrides = f"{OVERRIDES},train.checkpoint_every={checkpoint_every},train.keep_checkpoints=3"
+    overrides += f",{extra_overrides}" if extra_overrides else ""
     return [f"--records={records}", f"--model_dir={model_dir}", "--config=cpu_small", "--batch_size=2",
-            f"--params_override={OVERRIDES},train.checkpoint_every=2,train.keep_checkpoints=3",
-            "--noprogress", *extra]
+            f"--params_override={overrides}", "--noprogress", *extra]
 
 
 def _latest_step(model_dir):
@@ -62,15 +65,15 @@ def _latest_step(model_dir):
     return int(path.rsplit("-", 1)[1]) if path else 0
 
 
-def test_kill_9_then_the_same_command_resumes_at_the_saved_step(records, tmp_path):
-    model_dir = str(tmp_path / "run")
-    args = _train_args(records, model_dir, "--num_steps=400")
+def _kill_at(args, model_dir, min_step, delay):
+    """학습을 시작해 체크포인트가 min_step 에 닿은 뒤 delay 초 기다려 kill -9 한다 (끝났으면 그대로 둔다)."""
     process = subprocess.Popen(_command("train", *args), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 240
-        while _latest_step(model_dir) < 4 and process.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
+        while _latest_step(model_dir) < min_step and process.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(delay)
         assert process.poll() is None, ("training ended before it could be killed: "
                                         + process.stderr.read()[-2000:])
         os.kill(process.pid, signal.SIGKILL)
@@ -78,27 +81,128 @@ def test_kill_9_then_the_same_command_resumes_at_the_saved_step(records, tmp_pat
         process.kill()
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
-    saved = _latest_step(model_dir)
-    assert 4 <= saved < 400
-    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints", f"ckpt-{saved}"))
-    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved
 
+
+def _iterations(model_dir, step):
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints", f"ckpt-{step}"))
+    return [int(reader.get_tensor(key)) for key in reader.get_variable_to_shape_map()
+            if key.startswith("optimizer_joint") and "iterations" in key]
+
+
+def test_three_kill_9_at_random_moments_then_the_same_command_ends_exactly(records, tmp_path):
+    """세 번 kill -9 (체크포인트를 쓰는 중일 수도, 루프 한가운데일 수도) 뒤에도 같은 명령이 요청한 스텝에서 끝나고,
+    옵티마이저의 반복 수가 그 스텝과 같다. 루프 (steps_per_loop=3) 는 체크포인트 시점 (5 의 배수) 에서 끊긴다."""
+    model_dir = str(tmp_path / "run")
+    total = 300
+    args = _train_args(records, model_dir, f"--num_steps={total}",
+                       checkpoint_every=5, extra_overrides="train.steps_per_loop=3")
+    rng = np.random.default_rng(10)
+    for kill in range(3):
+        before = _latest_step(model_dir)
+        _kill_at(args, model_dir, before + 5, float(rng.uniform(0.0, 1.5)))
+        saved = _latest_step(model_dir)
+        assert saved % 5 == 0 and before < saved < total
+        assert _iterations(model_dir, saved) == [saved]
     resumed = _run("train", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    match = re.search(r"resuming from (\S+) at step (\d+)/400", resumed.stdout)
-    assert match, resumed.stdout
-    assert match.group(1).endswith(f"ckpt-{saved}") and int(match.group(2)) == saved
-    assert "done at step 400" in resumed.stdout
-    assert _latest_step(model_dir) == 400
-    # 옵티마이저 상태(모멘텀)와 단계별 반복 수도 체크포인트에 있어 이어 간다: 반복 수 = 학습한 전체 스텝.
-    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints", "ckpt-400"))
-    iterations = [reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
-                  if key.startswith("optimizer_joint") and "iterations" in key]
-    assert iterations == [400]
-
+    assert re.search(rf"resuming from \S+ckpt-{saved} at step {saved}/{total}", resumed.stdout), \
+        resumed.stdout
+    assert f"done at step {total}" in resumed.stdout
+    assert _latest_step(model_dir) == total
+    assert _iterations(model_dir, total) == [total]
     again = _run("train", *args)
     assert again.returncode == 0 and "nothing to do" in again.stdout
-    assert _latest_step(model_dir) == 400
+    assert _latest_step(model_dir) == total
+
+
+def _all_finite(checkpoint):
+    reader = tf.train.load_checkpoint(checkpoint)
+    dtypes = reader.get_variable_to_dtype_map()
+    return all(np.all(np.isfinite(reader.get_tensor(key))) for key in dtypes
+               if key.startswith("model/") and dtypes[key].is_floating)
+
+
+def test_absurd_learning_rate_stops_naming_the_step_and_keeps_a_finite_checkpoint(records, tmp_path):
+    model_dir = str(tmp_path / "run")
+    # 스텝 4 부터 학습률 × 1e12: 그 뒤 손실이나 가중치가 유한하지 않게 된다.
+    result = _run("train", *_train_args(records, model_dir, "--num_steps=40", extra_overrides=(
+        "train.decay_steps=(4,),train.decay_factor=1e12,train.learning_rate=0.1,"
+        "train.gradient_clip_norm=0.0")))
+    assert result.returncode == 1
+    match = re.search(r"non-finite (loss at|weights after) step (\d+)", result.stderr)
+    assert match, result.stderr[-3000:]
+    assert int(match.group(2)) > 4
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    assert latest and f"the last good checkpoint is kept: {latest}" in result.stderr
+    assert _latest_step(model_dir) < int(match.group(2)) and _all_finite(latest)
+
+
+FILE_SIZE_LIMIT_SCRIPT = textwrap.dedent("""
+    import resource, runpy, signal, sys
+    # 디스크가 가득 찬 것처럼: limit 바이트를 넘는 파일 쓰기는 EFBIG 로 실패한다 (SIGXFSZ 는 무시).
+    limit = int(sys.argv[1])
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    sys.argv = ["train"] + sys.argv[2:]
+    runpy.run_module("tools.train", run_name="__main__")
+""")
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one_usable(records, tmp_path):
+    model_dir = str(tmp_path / "run")
+    args = _train_args(records, model_dir, "--num_steps=200")
+    _kill_at(args, model_dir, 2, 0.0)  # ckpt-2 를 남기고 멈춘다
+    checkpoint_dir = os.path.join(model_dir, "checkpoints")
+    for name in os.listdir(checkpoint_dir):  # 그 뒤에 쓴 체크포인트는 지운다 (ckpt-2 가 마지막)
+        if name.startswith("ckpt-") and not name.startswith("ckpt-2."):
+            os.remove(os.path.join(checkpoint_dir, name))
+    tf.compat.v1.train.update_checkpoint_state(checkpoint_dir, os.path.join(checkpoint_dir, "ckpt-2"))
+    data_size = max(os.path.getsize(os.path.join(checkpoint_dir, name))
+                    for name in os.listdir(checkpoint_dir))
+    script = tmp_path / "limited.py"
+    script.write_text(FILE_SIZE_LIMIT_SCRIPT)
+    limited = subprocess.run([sys.executable, str(script), str(data_size // 2), *args], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert limited.returncode == 1, limited.stderr[-3000:]
+    assert re.search(r"cannot write the checkpoint for step 4 .*the previous checkpoint \S+ckpt-2 is still "
+                     r"usable: free space and rerun the same command", limited.stderr), limited.stderr[-3000:]
+    assert not [name for name in os.listdir(checkpoint_dir) if name.startswith("ckpt-4")]
+    assert _latest_step(model_dir) == 2
+    resumed = _run("train", *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout and "ckpt-2 at step 2/200" in resumed.stdout
+    assert _latest_step(model_dir) == 200 and _iterations(model_dir, 200) == [200]
+
+
+def test_an_undecodable_record_is_skipped_with_one_warning_line(tmp_path):
+    """레코드 150 개 중 하나가 깨졌다 (< 1 %): 경고 줄에 source_id, 건너뛴 수를 알리고 끝까지 학습한다."""
+    images = {f"{index:06d}": (40, 30, [("dog", ("5", "4", "30", "25"), "0", "0")]) for index in range(150)}
+    voc_dir = write_voc_dir(tmp_path, images)
+    made = _run("make_tfrecords", f"--voc_dir={voc_dir}", f"--output_dir={tmp_path / 'records'}",
+                "--config=cpu_small", f"--params_override={OVERRIDES}", "--noprogress")
+    assert made.returncode == 0, made.stderr[-3000:]
+    pattern = damage_image(str(tmp_path / "records" / "trainval-*.tfrecord"), str(tmp_path / "damaged"),
+                           "000007")
+    result = _run("train", *_train_args(pattern, str(tmp_path / "run"), "--num_steps=160",
+                                        extra_overrides="input.random_flip=false"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "skipping record" in line]
+    assert warnings and all(line.endswith("image/source_id '000007': its image cannot be decoded")
+                            for line in warnings)
+    counted = re.findall(r"skipped (\d+) record\(s\) whose image cannot be decoded; (\d+) of (\d+) read",
+                         result.stdout)
+    assert counted and int(counted[-1][1]) == len(warnings)
+    assert "done at step 160" in result.stdout
+
+
+def test_more_than_1_percent_undecodable_records_stop_training(records, tmp_path):
+    pattern = damage_image(records, str(tmp_path / "damaged"), "000001")  # 4 개 중 하나
+    result = _run("train", *_train_args(pattern, str(tmp_path / "run"), "--num_steps=200"))
+    assert result.returncode == 1
+    assert re.search(r"train: error: \d+ of the \d+ records read could not be decoded \(more than 1 %\)",
+                     result.stderr), result.stderr[-3000:]
+    assert "WARNING: skipping record with image/source_id '000001'" in result.stderr
 
 
 def test_records_of_another_preset_are_refused(records, tmp_path):

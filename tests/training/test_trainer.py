@@ -164,8 +164,8 @@ def test_mirrored_strategy_on_two_cpus_matches_default(tmp_path):
 
 
 # 표본 추출이 결정적이고 (모든 앵커·후보) 가중치가 바뀌지 않는 (학습률 0) 설정: 루프 평균을 스텝별 손실과 견준다.
-FROZEN = ("train.num_steps=3,train.learning_rate=0.0,rpn.batch_size_per_image=100000,rpn.positive_fraction=1.0,"
-          "roi.num_rois=48,roi.foreground_fraction=1.0")
+FROZEN = ("train.num_steps=3,train.learning_rate=0.0,rpn.batch_size_per_image=100000,"
+          "rpn.positive_fraction=1.0,roi.num_rois=48,roi.foreground_fraction=1.0")
 
 
 def _three_batches(cfg):
@@ -194,7 +194,8 @@ def test_loop_reports_the_first_non_finite_step_and_skipped_records(tmp_path):
     subject = trainer.Trainer(cfg, 2, str(tmp_path / "run"), tf.distribute.get_strategy())
     batches = _three_batches(cfg)
     # NaN 상자 타깃 → 상자 손실 NaN (NaN 이미지는 그래프 모드 CPU ReLU 가 0 으로 바꿔 손실이 유한할 수 있다)
-    batches[1] = dict(batches[1], gt_boxes=np.where(batches[1]["gt_boxes"] >= 0, np.nan, -1.0).astype(np.float32))
+    nan_boxes = np.where(batches[1]["gt_boxes"] >= 0, np.nan, -1.0).astype(np.float32)
+    batches[1] = dict(batches[1], gt_boxes=nan_boxes)
     batches[2] = dict(batches[2], skipped_records=np.array([2, 1], np.int32))
     dataset = tf.data.Dataset.from_tensor_slices({key: tf.stack([batch[key] for batch in batches])
                                                   for key in batches[0]})
