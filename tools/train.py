@@ -6,7 +6,8 @@
 같은 명령을 다시 실행하면 마지막 체크포인트에서 이어간다 (kill -9 뒤에도). 끝난 학습은 다시 하지 않는다.
 
 용어:
-  편의 플래그: --training_mode, --num_steps, --batch_size, --backbone, --backbone_weights. params_override 뒤에
+  편의 플래그: --training_mode, --num_steps, --batch_size, --backbone, --backbone_weights, --mixed_precision,
+    --jit_compile. params_override 뒤에
     붙어 같은 키를 덮어쓴다.
   혼합 정밀도: 프로세스 전역 Keras dtype 정책이라 라이브러리가 아니라 이 바이너리가 정한다
     (GPU mixed_float16, CPU mixed_bfloat16; 변수와 체크포인트는 float32).
@@ -44,8 +45,9 @@ flags.DEFINE_string("backbone_weights", None,
                     "needs the include_top=True file (with fc1/fc2); ResNet50/MobileNetV2 take either. "
                     "Default: the preset's (vgg16_paper, vgg16_seed: imagenet; cpu_small: none), or "
                     "--backbone's.")
-flags.DEFINE_bool("mixed_precision", False, "mixed_float16 on GPU, mixed_bfloat16 on CPU.")
-flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_bool("mixed_precision", None, "mixed_float16 on GPU, mixed_bfloat16 on CPU (variables and checkpoints "
+                  "stay float32). Default: the preset's train.mixed_precision.")
+flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA. Default: the preset's train.jit_compile.")
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker", "one_device"],
                   "tf.distribute strategy. auto: MultiWorkerMirrored with TF_CONFIG, Mirrored with GPUs, "
                   "else default.")
@@ -96,7 +98,8 @@ def _overrides():
     items += [FLAGS.params_override] if FLAGS.params_override else []
     named = {"train.training_mode": FLAGS.training_mode, "train.num_steps": FLAGS.num_steps,
              "train.batch_size": FLAGS.batch_size, "backbone.name": FLAGS.backbone,
-             "backbone.weights": FLAGS.backbone_weights}
+             "backbone.weights": FLAGS.backbone_weights, "train.mixed_precision": FLAGS.mixed_precision,
+             "train.jit_compile": FLAGS.jit_compile}
     items += [f"{key}={value}" for key, value in named.items() if value is not None]
     return ",".join(items)
 
@@ -114,9 +117,9 @@ def _train():
 
     # 다중 워커 전략(TF_CONFIG)은 집합 연산 설정 때문에 다른 TF 연산보다 먼저 만들어야 한다.
     strategy = distribute.make_strategy(FLAGS.strategy)
-    if FLAGS.mixed_precision:
-        keras.mixed_precision.set_global_policy(precision.mixed_policy_name())
     config = config_lib.build_config(FLAGS.config, _overrides())
+    if config.train.mixed_precision:  # 모델을 만들기 전에
+        keras.mixed_precision.set_global_policy(precision.mixed_policy_name())
     metadata = input_pipeline.check_fingerprint(FLAGS.records, config)  # 학습 시작 (run.json) 전에
     tf.random.set_seed(config.train.seed)
 
@@ -127,8 +130,7 @@ def _train():
     bar = _ProgressBar() if FLAGS.progress else None
     try:
         return loop.train(config, FLAGS.records, FLAGS.model_dir, make_dataset, metadata["classes"],
-                          metadata["canvas_counts"], strategy, FLAGS.jit_compile, bar,
-                          bar.write if bar else print)
+                          metadata["canvas_counts"], strategy, bar, bar.write if bar else print)
     finally:
         if bar is not None:
             bar.close()

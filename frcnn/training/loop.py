@@ -35,7 +35,7 @@ MIN_RECORDS_JUDGED = 1000  # 깨진 레코드 비율 (1 %) 의 최소 분모
 
 
 def train(config, records, model_dir, make_dataset, classes, canvas_counts, strategy="auto",
-          jit_compile=False, progress=None, log=None):
+          progress=None, log=None):
     """학습한다 (재실행하면 마지막 체크포인트에서 이어간다).
 
     모델은 활성 Keras dtype 정책으로 만든다: 혼합 정밀도는 부르는 쪽이
@@ -52,7 +52,6 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
       canvas_counts: 캔버스마다 레코드 수 (`<split>.json` 의 "canvas_counts"); 루프의 캔버스를 이 비율로 고른다.
       strategy: `distribute.make_strategy` 의 이름 또는 이미 만든 전략 (다중 워커 전략은 다른 TF 연산보다
         먼저 만들어야 하므로 바이너리는 시작하자마자 만든다).
-      jit_compile: XLA 로 학습 스텝 컴파일.
       progress: None 또는 루프마다 부를 함수 (step, total, stage, losses, images_per_second)
         (`progress.ProgressLog` 참고; 진행 막대는 부르는 쪽이 그린다).
       log: None 또는 알림 한 줄 (str) 을 받는 함수 (이어 학습, 할 일 없음, 건너뛴 레코드).
@@ -67,7 +66,7 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
       OSError: 체크포인트를 쓸 수 없을 때 (디스크 가득 참 등; 이전 체크포인트는 남아 이어 학습할 수 있다).
     """
     log = log or (lambda message: None)
-    trainer = _build(config, records, model_dir, classes, strategy, jit_compile)
+    trainer = _build(config, records, model_dir, classes, strategy)
     restored = trainer.restore()
     start = int(trainer.step.numpy())
     if start >= trainer.total_steps:
@@ -80,12 +79,12 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
     return _finish(trainer, losses)
 
 
-def _build(config, records, model_dir, classes, strategy, jit_compile):
+def _build(config, records, model_dir, classes, strategy):
     """run.json 을 쓰고 (다른 설정이면 거부) 전략과 학습기를 만든다."""
     run_file.write_run_file(model_dir, config, classes, records)
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = distribute.make_strategy(strategy)
-    return trainer_lib.Trainer(config, len(classes), model_dir, strategy, jit_compile)
+    return trainer_lib.Trainer(config, len(classes), model_dir, strategy)
 
 
 class CanvasBatches:

@@ -28,6 +28,20 @@ def make_run_info(config, classes, records):
     return json.loads(json.dumps(run_info))
 
 
+# 실행 방식 키: 체크포인트와 호환되므로 이어 학습에서 달라도 된다 (run.json 에는 마지막 값을 쓴다).
+RUNTIME_KEYS = (("train", "jit_compile"), ("train", "mixed_precision"))
+
+
+def _without_runtime_keys(config):
+    """config dict 에서 RUNTIME_KEYS 를 뺀 복사본."""
+    stripped = {section: dict(values) if isinstance(values, dict) else values
+                for section, values in config.items()}
+    for section, key in RUNTIME_KEYS:
+        if isinstance(stripped.get(section), dict):
+            stripped[section].pop(key, None)
+    return stripped
+
+
 def _differing_keys(saved_config, config):
     """`section.key` 중 값이 다른 것들 (정렬)."""
     return sorted(
@@ -37,7 +51,7 @@ def _differing_keys(saved_config, config):
 
 
 def check_run_file(model_dir, run_info):
-    """같은 model_dir 에 다른 설정으로 이어 학습하지 않도록 한다.
+    """같은 model_dir 에 다른 설정으로 이어 학습하지 않도록 한다 (RUNTIME_KEYS 는 달라도 된다).
 
     Raises:
       ValueError: 기록된 설정이나 클래스가 다를 때 (다른 키를 밝힌다).
@@ -47,8 +61,10 @@ def check_run_file(model_dir, run_info):
         return
     with open(path, encoding="utf-8") as handle:
         saved = json.load(handle)
-    if saved.get("config") != run_info["config"] or saved.get("classes") != run_info["classes"]:
-        differing = _differing_keys(saved.get("config", {}), run_info["config"])
+    saved_config = _without_runtime_keys(saved.get("config", {}))
+    config = _without_runtime_keys(run_info["config"])
+    if saved_config != config or saved.get("classes") != run_info["classes"]:
+        differing = _differing_keys(saved_config, config)
         raise ValueError(f"{path}: model_dir holds a run with a different config "
                          f"({', '.join(differing) or 'classes'} differ); use a new --model_dir")
 

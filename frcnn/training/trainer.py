@@ -63,14 +63,13 @@ class Trainer:
       num_classes: 클래스 수 C (배경 제외).
       model_dir: 출력 디렉터리 (체크포인트는 `model_dir/checkpoints`).
       strategy: `tf.distribute.Strategy`.
-      jit_compile: XLA 로 복제본 스텝을 컴파일.
     """
 
-    def __init__(self, config, num_classes, model_dir, strategy, jit_compile=False):
+    def __init__(self, config, num_classes, model_dir, strategy):
         self.config = config
         self.model_dir = model_dir
         self.strategy = strategy
-        self.jit_compile = jit_compile
+        self.jit_compile = config.train.jit_compile
         self.plans = schedule.stage_plan(config.train)
         self.loss_scaling = precision.needs_loss_scaling()
         with strategy.scope():
@@ -172,7 +171,7 @@ class Trainer:
         return bool(self._finite_check())
 
     def _replica_step(self, stage):
-        """복제본 하나의 순전파·역전파·갱신 (`tf.function`, jit_compile 선택)."""
+        """복제본 하나의 순전파·역전파·갱신 (`tf.function`, `train.jit_compile` 이면 XLA)."""
         model, optimizer, train = self.model, self.optimizers[stage], self.config.train
         variables = model.stage_variables(stage)
         replicas = self.strategy.num_replicas_in_sync

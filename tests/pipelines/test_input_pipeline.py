@@ -62,7 +62,8 @@ def test_one_canvas_has_static_shapes_and_only_its_images(record_pattern, canvas
     assert spec["images"].shape == (2,) + shape + (3,)
     assert spec["anchor_matches"].shape == (2, config_lib.num_anchors(CONFIG, shape))
     ids = set()
-    dataset = input_pipeline.build_dataset(record_pattern, CONFIG, training=False, batch_size=2, canvas=canvas)
+    dataset = input_pipeline.build_dataset(record_pattern, CONFIG, training=False, batch_size=2,
+                                           canvas=canvas)
     for batch in dataset:
         ids.update(source_id.decode() for source_id in batch["source_ids"].numpy())
     assert ids == {image_id for image_id, index in CANVAS_OF.items() if index == canvas}
