@@ -45,9 +45,10 @@ flags.DEFINE_string("backbone_weights", None,
                     "needs the include_top=True file (with fc1/fc2); ResNet50/MobileNetV2 take either. "
                     "Default: the preset's (vgg16_paper, vgg16_seed: imagenet; cpu_small: none), or "
                     "--backbone's.")
-flags.DEFINE_bool("mixed_precision", None, "mixed_float16 on GPU, mixed_bfloat16 on CPU (variables and checkpoints "
-                  "stay float32). Default: the preset's train.mixed_precision.")
-flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA. Default: the preset's train.jit_compile.")
+flags.DEFINE_bool("mixed_precision", None, "mixed_float16 on GPU, mixed_bfloat16 on CPU (variables and "
+                  "checkpoints stay float32). Default: the preset's train.mixed_precision.")
+flags.DEFINE_bool("jit_compile", None,
+                  "Compile the train step with XLA. Default: the preset's train.jit_compile.")
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker", "one_device"],
                   "tf.distribute strategy. auto: MultiWorkerMirrored with TF_CONFIG, Mirrored with GPUs, "
                   "else default.")
