@@ -1,14 +1,14 @@
 """학습 스텝 벤치마크: Faster R-CNN joint 학습 스텝 전체 vs. VGG16 합성곱(conv1_1..conv5_3) 만의 순전파+역전파.
 
-vgg16_paper 프리셋(백본 가중치 none, train.batch_size=1)으로 600×800 무작위 이미지 한 장을 가로형 캔버스
-(608×1008)에 두고, 무작위 GT 박스 3개와 그 앵커 매칭 코드로 배치를 만든다. 각 함수를 한 번씩 워밍업한 뒤
+vgg16_paper 프리셋(백본 가중치 none, train.batch_size=1)으로 600×800 무작위 이미지 한 장을 그 이미지를 담는
+가장 작은 캔버스 (608×800) 에 두고, 무작위 GT 박스 3개와 그 앵커 매칭 코드로 배치를 만든다. 각 함수를 한 번씩 워밍업한 뒤
 번갈아 --num_runs 번 재고 중앙값과 비율(목표 ≤ 1.25)을 출력한다.
 
 예:
   PYTHONPATH=. .venv/bin/python -m benchmarks.bench_train_step --num_runs=3
 
 용어:
-  B 배치(=1), H·W 캔버스 (608, 1008), G 최대 GT 수 (패딩 −1), A 앵커 수.
+  B 배치(=1), H·W 캔버스 (600×800 이면 608×800), G 최대 GT 수 (패딩 −1), A 앵커 수.
   박스 형식 `[ymin, xmin, ymax, xmax]` 캔버스 픽셀.
 """
 
@@ -21,6 +21,7 @@ from absl import app, flags
 
 from benchmarks import side_by_side
 from frcnn import config as config_lib
+from frcnn.data import resize
 from frcnn.modeling import backbones
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
@@ -49,8 +50,9 @@ def random_batch(config, generator):
       dict: images [1, H, W, 3] float32, image_sizes [1, 2], scales [1], gt_boxes [1, G, 4],
         gt_classes [1, G] int32, anchor_matches [1, A] int32.
     """
-    canvas_height, canvas_width = config_lib.canvas_shape(config, landscape=True)
     height, width = FLAGS.image_height, FLAGS.image_width
+    canvas = config_lib.canvases(config)[int(resize.canvas_for_image(height, width, config))]
+    canvas_height, canvas_width = canvas
     images = np.zeros([1, canvas_height, canvas_width, 3], np.float32)
     images[0, :height, :width] = generator.integers(0, 256, [height, width, 3])
     max_boxes = config.input.max_gt_boxes
@@ -64,11 +66,12 @@ def random_batch(config, generator):
         gt_boxes[0, index] = [top, left, top + box_height, left + box_width]
         gt_classes[0, index] = generator.integers(1, NUM_CLASSES + 1)
     image_sizes = tf.constant([[height, width]], tf.float32)
-    anchor_matches = rpn_targets.label_anchors(anchors_lib.anchors_for_canvas(config),
+    anchor_matches = rpn_targets.label_anchors(anchors_lib.anchors_for_canvas(config, canvas),
                                                tf.constant(gt_boxes), image_sizes, config.rpn)
     return {"images": tf.constant(images), "image_sizes": image_sizes, "scales": tf.ones([1]),
             "gt_boxes": tf.constant(gt_boxes), "gt_classes": tf.constant(gt_classes),
-            "gt_difficult": tf.zeros(gt_classes.shape, tf.bool), "anchor_matches": anchor_matches}
+            "gt_difficult": tf.zeros(gt_classes.shape, tf.bool), "anchor_matches": anchor_matches,
+            "skipped_records": tf.zeros([1], tf.int32)}
 
 
 def vgg16_conv_step(config):
@@ -95,18 +98,22 @@ def main(argv):
     if FLAGS.num_runs < 1:
         raise app.UsageError("--num_runs must be ≥ 1")
     config = config_lib.build_config("vgg16_paper", "train.batch_size=1,backbone.weights=none")
-    canvas = config_lib.canvas_shape(config, landscape=True)
-    if FLAGS.image_height > canvas[0] or FLAGS.image_width > canvas[1]:
-        raise app.UsageError(f"image {FLAGS.image_height}×{FLAGS.image_width} does not fit canvas {canvas}")
+    _, resized = resize.resize_scale(FLAGS.image_height, FLAGS.image_width, 600, 1000)
+    if resized.numpy().tolist() != [FLAGS.image_height, FLAGS.image_width]:
+        raise app.UsageError(f"image {FLAGS.image_height}×{FLAGS.image_width} is not a resized size "
+                             "(shorter side 600, longer ≤ 1000)")
     tf.random.set_seed(FLAGS.seed)
     batch = random_batch(config, np.random.default_rng(FLAGS.seed))
+    canvas = batch["images"].shape[1:3]
     print(f"canvas {canvas[0]}×{canvas[1]}, image {FLAGS.image_height}×{FLAGS.image_width}, "
           f"positive anchors {int(tf.reduce_sum(tf.cast(batch['anchor_matches'] > 0, tf.int32)))}")
     with tempfile.TemporaryDirectory() as model_dir:
         trainer = trainer_lib.Trainer(config, NUM_CLASSES, model_dir, tf.distribute.get_strategy())
-        joint_step = trainer.step_function("joint")
+        batches = iter(tf.data.Dataset.from_tensors(batch).repeat())
+        joint_loop = trainer.loop_function("joint")
+        one_step = tf.constant(1)
         baseline_step = vgg16_conv_step(config)
-        side_by_side.compare(("joint train step", lambda: joint_step(batch)),
+        side_by_side.compare(("joint train step", lambda: joint_loop(batches, one_step)[0]),
                              ("vgg16 conv1..conv5_3 fwd+bwd+SGD", lambda: baseline_step(batch["images"])),
                              FLAGS.num_runs, TARGET_RATIO)
 
