@@ -134,8 +134,8 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 20
-    # 실행 방식 (체크포인트와 호환되므로 이어 학습에서 바꿔도 된다; run.json 비교에서 뺀다):
-    #   jit_compile — 복제본 스텝을 XLA 로 컴파일, mixed_precision — GPU mixed_float16, CPU mixed_bfloat16.
+    # 실행 방식: jit_compile — 복제본 스텝을 XLA 로 컴파일 (이어 학습에서 바꿔도 된다),
+    #   mixed_precision — GPU mixed_float16 (손실 스케일), CPU mixed_bfloat16; 변수·체크포인트는 float32.
     jit_compile: bool = False
     mixed_precision: bool = False
     # 한 tf.function 호출로 돌릴 스텝 수 (호스트는 루프마다 한 번 손실을 읽는다; 체크포인트·단계 끝에서 자른다).

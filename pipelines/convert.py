@@ -269,13 +269,14 @@ def _batch_key(example: sources.SourceExample, config) -> tuple:
 def _write_batch(examples, labeler, writer, fingerprint, tally) -> None:
     """한 캔버스의 이미지 배치에 라벨을 붙이고 쓴다."""
     matches, flipped = labeler(examples)
+    canvas = canvas_of(examples[0], labeler.config)  # 배치는 한 캔버스
     for example, example_matches, example_flipped in zip(examples, matches, flipped):
         record = records.build_example(example, example_matches, example_flipped, fingerprint)
         writer.write(record.SerializeToString())
         tally.num_images += 1
         tally.num_objects += len(example.class_ids)
         tally.num_difficult += int(np.sum(example.difficult))
-        tally.canvas_counts[canvas_of(example, labeler.config)] += 1
+        tally.canvas_counts[canvas] += 1
 
 
 @contextlib.contextmanager

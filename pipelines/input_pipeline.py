@@ -29,7 +29,6 @@ from frcnn.data import resize
 from frcnn.ops import box_ops
 
 
-
 def matching_files(file_pattern: str) -> list:
     """TFRecord glob 에 맞는 파일 목록 (정렬). 학습 파이프라인과 평가 도구가 함께 쓴다.
 
@@ -164,11 +163,20 @@ def _decode_or_mark(parsed):
     return decoded.concatenate(one.map(_mark_undecodable)).take(1)
 
 
-def _skip_undecodable(dataset):
-    """표시 원소를 빼고, 남은 원소마다 바로 앞에서 건너뛴 수 'skipped_records' (int32) 를 붙인다."""
+def _skip_undecodable(dataset, num_records: int, what: str):
+    """표시 원소를 빼고, 남은 원소마다 바로 앞에서 건너뛴 수 'skipped_records' (int32) 를 붙인다.
+
+    반복하는 데이터셋에서 레코드가 모두 깨졌으면 좋은 원소가 영영 오지 않는다: 연달아 2 × num_records 개를
+    건너뛰면 (에포크 경계를 넘어도 좋은 레코드가 하나라도 있으면 그보다 적다) 오류로 멈춘다.
+    """
+    limit = 2 * max(num_records, 1)
+
     def count(skipped, element):
         decoded = element["decoded"]
-        return tf.where(decoded, 0, skipped + 1), dict(element, skipped_records=skipped)
+        check = tf.debugging.assert_less(
+            skipped, limit, message=f"every record of {what} has an undecodable image")
+        with tf.control_dependencies([check]):
+            return tf.where(decoded, 0, skipped + 1), dict(element, skipped_records=skipped)
 
     counted = dataset.scan(tf.constant(0, tf.int32), count)
     return counted.filter(lambda element: element["decoded"])
@@ -264,7 +272,7 @@ def build_dataset(file_pattern: str, config, training: bool, batch_size=None, fl
     num_canvases = len(config_lib.canvases(config))
     if canvas is not None and not (isinstance(canvas, int) and 0 <= canvas < num_canvases):
         raise ValueError(f"canvas must be None or a canvas index in [0, {num_canvases}), got {canvas!r}")
-    check_fingerprint(file_pattern, config)
+    metadata = check_fingerprint(file_pattern, config)
     batch_size = batch_size or config.train.batch_size
     dataset = _read_records(matching_files(file_pattern), training, seed)
     if canvas is not None:
@@ -272,9 +280,15 @@ def build_dataset(file_pattern: str, config, training: bool, batch_size=None, fl
     if training:
         dataset = dataset.shuffle(config.input.shuffle_buffer, seed=seed).repeat()
     dataset = dataset.map(lambda serialized: _parse(serialized, config), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.interleave(_decode_or_mark, cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE,
+    dataset = dataset.interleave(_decode_or_mark, cycle_length=8, num_parallel_calls=tf.data.AUTOTUNE,
                                  deterministic=not training)
-    dataset = _skip_undecodable(dataset)
+    if canvas is None:
+        dataset = _skip_undecodable(dataset, metadata.get("num_images", 0), file_pattern)
+    else:
+        counts = metadata.get("canvas_counts") or [0] * (canvas + 1)
+        shape = config_lib.canvases(config)[canvas]
+        dataset = _skip_undecodable(dataset, counts[canvas], f"canvas {canvas} ({shape[0]}×{shape[1]}) in "
+                                                             f"{file_pattern}")
     dataset = dataset.map(lambda parsed: _prepare(parsed, config, training, flip, seed, canvas),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     if canvas is not None:

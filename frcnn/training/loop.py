@@ -19,6 +19,7 @@
 
 import glob
 import os
+import re
 import shutil
 
 import numpy as np
@@ -122,6 +123,10 @@ class CanvasBatches:
         if canvas not in self._iterators:
             dataset = self._make_dataset(self._trainer.config.train.batch_size, canvas)
             dataset = dataset.map(lambda batch: {key: batch[key] for key in self.KEYS})
+            # 워커끼리는 원소로 나눈다: 파일로 나누면 레코드가 적은 캔버스가 어떤 워커에는 없을 수 있다.
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            dataset = dataset.with_options(options)
             self._iterators[canvas] = iter(self._trainer.strategy.experimental_distribute_dataset(dataset))
         return self._iterators[canvas]
 
@@ -137,29 +142,54 @@ def _run_loops(trainer, batches, start, progress, log):
     """start 부터 마지막 스텝까지 루프를 돌리고 마지막 루프의 평균 손실을 돌려준다."""
     train_config = trainer.config.train
     log_dir = distribute.worker_dir(trainer.model_dir, trainer.strategy, "train")
-    losses, step, skipped = {}, start, 0
+    losses, step, skipped, traced = {}, start, 0, set()
     with progress_lib.ProgressLog(log_dir, trainer.total_steps, train_config.batch_size,
                                   train_config.log_every, progress, start) as progress_log:
         while step < trainer.total_steps:
             plan = trainer.plan_for_step(step)
             end = _loop_end(trainer, step, plan)
-            loop_function = trainer.loop_function(plan.name)
-            outputs = loop_function(batches.iterator(batches.choose(step)), tf.constant(end - step))
+            canvas = batches.choose(step)
+            first_use = (plan.name, canvas) not in traced  # 이 루프는 추적 (XLA 면 컴파일) 을 치른다
+            traced.add((plan.name, canvas))
+            outputs = _run_loop(trainer, plan, batches, canvas, end - step)
             losses, count, first_non_finite = _read_outputs(outputs)
             _check_finite(trainer, plan, step, losses, first_non_finite)
             skipped = _count_skipped(skipped, count, (end - start) * train_config.batch_size, log)
             step = end
             trainer.step.assign(step)
             progress_log.log(step, plan.name, losses, lambda: trainer.learning_rate(plan.name),
-                             skipped_records=skipped)
+                             skipped_records=skipped, warm_up=first_use)
             _checkpoint(trainer, step, plan)
     return losses
+
+
+def _run_loop(trainer, plan, batches, canvas, num_steps):
+    """캔버스 하나의 루프를 돌린다. 레코드를 읽지 못하면 (캔버스에 레코드가 없음, 모두 깨짐) ValueError.
+
+    Raises:
+      ValueError: 반복자가 끝났거나 (이 glob 에 그 캔버스의 레코드가 없다) 파이프라인의 검사가 실패했을 때.
+    """
+    loop_function = trainer.loop_function(plan.name)
+    try:
+        return loop_function(batches.iterator(canvas), tf.constant(num_steps))
+    except tf.errors.OutOfRangeError:
+        shape = config_lib.canvases(trainer.config)[canvas]
+        raise ValueError(f"canvas {canvas} ({shape[0]}×{shape[1]}) has no records in this worker's part of "
+                         "the training records, but <split>.json counts some; use the whole split's shards "
+                         "or remake the records") from None
+    except tf.errors.InvalidArgumentError as error:
+        # 파이프라인의 검사 (모두 깨진 캔버스, 다른 지문) 는 "assertion failed: [메시지]" 로 온다
+        found = re.search(r"assertion failed: \[([^\]]*(undecodable|fingerprint)[^\]]*)\]", error.message)
+        if not found:
+            raise
+        raise ValueError(f"reading the training records failed: {found.group(1)}") from None
 
 
 def _read_outputs(outputs):
     """루프 함수의 결과를 호스트로 한 번에 읽는다: ({이름: float}, 건너뛴 수, 첫 비유한 스텝 −1/0..)."""
     losses, skipped, first_non_finite = outputs
-    return {name: float(value) for name, value in losses.items()}, int(skipped), int(first_non_finite)
+    return {name: float(value) for name, value in losses.items()}, int(round(float(skipped))), \
+        int(first_non_finite)
 
 
 def _check_finite(trainer, plan, step, losses, first_non_finite):
@@ -215,6 +245,8 @@ def _checkpoint(trainer, step, plan):
     try:
         trainer.save(step)
     except (tf.errors.OpError, OSError) as error:
+        if tf.train.latest_checkpoint(trainer.manager.directory) != previous:
+            raise  # 새 체크포인트는 써졌고 (상태 파일이 가리킨다) 오래된 것을 지우다 실패했다: 그대로 알린다
         _remove_partial_checkpoint(trainer.manager.directory, step)
         detail = getattr(error, "message", None) or str(error)
         raise OSError(

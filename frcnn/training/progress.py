@@ -51,7 +51,7 @@ class ProgressLog:
         self._images_per_second = rate if previous == 0 else 0.9 * previous + 0.1 * rate
         self._last_time = now
 
-    def log(self, step, stage, losses, learning_rate, skipped_records=0):
+    def log(self, step, stage, losses, learning_rate, skipped_records=0, warm_up=False):
         """루프 (스텝 하나 이상) 를 마친 뒤 부른다.
 
         Args:
@@ -60,9 +60,13 @@ class ProgressLog:
           losses: {이름: float} 이 루프의 평균 손실.
           learning_rate: 인자 없는 함수 → 현재 학습률 (기록하는 스텝에서만 부른다).
           skipped_records: 지금까지 건너뛴 디코딩 불가 레코드 수.
+          warm_up: 이 루프가 추적·컴파일을 치렀으면 True (처리량 평균에 넣지 않는다).
         """
         previous, self._last_step = self._last_step, step
-        self._update_throughput(step - previous)
+        if warm_up:
+            self._last_time = time.perf_counter()
+        else:
+            self._update_throughput(step - previous)
         if self._on_step:
             self._on_step(step, self._total, stage, losses, self._images_per_second)
         if step // self._log_every > previous // self._log_every or step == self._total:

@@ -29,7 +29,8 @@ def make_run_info(config, classes, records):
 
 
 # 실행 방식 키: 체크포인트와 호환되므로 이어 학습에서 달라도 된다 (run.json 에는 마지막 값을 쓴다).
-RUNTIME_KEYS = (("train", "jit_compile"), ("train", "mixed_precision"))
+# mixed_precision 은 아니다: GPU 의 mixed_float16 은 옵티마이저를 LossScaleOptimizer 로 감싸 체크포인트 모양이 바뀐다.
+RUNTIME_KEYS = (("train", "jit_compile"), ("train", "steps_per_loop"))
 
 
 def _without_runtime_keys(config):

@@ -123,7 +123,7 @@ class Trainer:
         반환한 함수 `train_loop(iterator, num_steps)` 는 분산 반복자에서 배치 num_steps (int32 텐서, ≥ 1) 개를
         꺼내 스텝을 돌리고, 호스트와 한 번만 주고받는다 (Orbit 의 steps_per_loop):
           losses: {이름: float32 스칼라} 루프 스텝들의 복제본 평균 손실의 평균 (기기에서 더한다),
-          skipped: int32 스칼라, 배치를 채우며 건너뛴 디코딩 불가 레코드 수 (모든 복제본의 합),
+          skipped: float32 스칼라, 배치를 채우며 건너뛴 디코딩 불가 레코드 수 (모든 복제본의 합),
           first_non_finite: int32 스칼라, 손실이 처음 유한하지 않았던 루프 안 스텝 번호 (0부터; 없으면 −1).
         """
         if stage not in self._loop_functions:
@@ -135,7 +135,9 @@ class Trainer:
                 per_replica = strategy.run(replica_step, args=({key: batch[key] for key in keys},))
                 losses = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
                           for name, value in per_replica.items()}
-                skipped = strategy.run(tf.reduce_sum, args=(batch["skipped_records"],))
+                # float32 로 센다: 다중 워커 GPU 집합 연산은 int32 합을 지원하지 않는다.
+                skipped = strategy.run(lambda counts: tf.reduce_sum(tf.cast(counts, tf.float32)),
+                                       args=(batch["skipped_records"],))
                 return losses, strategy.reduce(tf.distribute.ReduceOp.SUM, skipped, axis=None)
 
             def all_finite(losses):

@@ -65,13 +65,16 @@ def test_missing_or_broken_run_file(tmp_path):
         run_file.read_run_file(str(tmp_path))
 
 
-def test_jit_and_precision_may_change_on_resume(tmp_path):
-    """XLA·혼합 정밀도는 체크포인트와 호환되는 실행 방식이라 이어 학습에서 바꿔도 된다 (run.json 은 마지막 값)."""
+def test_jit_and_steps_per_loop_may_change_on_resume_but_not_precision(tmp_path):
+    """XLA·루프 길이는 체크포인트와 호환되는 실행 방식이라 이어 학습에서 바꿔도 된다 (run.json 은 마지막 값).
+    혼합 정밀도는 아니다 (GPU 에서 LossScaleOptimizer 가 체크포인트 모양을 바꾼다)."""
     model_dir = str(tmp_path)
     run_file.write_run_file(model_dir, config.build_config("cpu_small"), ["a"], "r")
-    changed = config.build_config("cpu_small", "train.jit_compile=true,train.mixed_precision=true")
+    changed = config.build_config("cpu_small", "train.jit_compile=true,train.steps_per_loop=3")
     run_file.write_run_file(model_dir, changed, ["a"], "r")
     saved, _ = run_file.read_run_file(model_dir)
-    assert saved.train.jit_compile and saved.train.mixed_precision
-    with pytest.raises(ValueError, match=r"\(train.num_steps differ\)"):
-        run_file.write_run_file(model_dir, config.build_config("cpu_small", "train.num_steps=3"), ["a"], "r")
+    assert saved.train.jit_compile and saved.train.steps_per_loop == 3
+    precision = not changed.train.mixed_precision
+    with pytest.raises(ValueError, match=r"\(train.mixed_precision differ\)"):
+        run_file.write_run_file(model_dir, config.apply_overrides(changed, f"train.mixed_precision={precision}"),
+                                ["a"], "r")
