@@ -183,8 +183,8 @@ def test_a_canvas_whose_every_image_is_undecodable_stops_instead_of_hanging(reco
     once = damage_image(record_pattern, str(tmp_path / "one"), "000001")
     both = damage_image(once, str(tmp_path / "both"), "000003")  # 캔버스 0 의 두 레코드 모두
     dataset = input_pipeline.build_dataset(both, CONFIG, training=True, batch_size=2, canvas=0)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"every record of canvas 0 \(128×176\) in \S+ has "
-                                                             r"an undecodable image"):
+    message = r"every record of canvas 0 \(128×176\) in \S+ has an undecodable image"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         next(iter(dataset))
     # 다른 캔버스는 그대로 읽힌다
     assert next(iter(input_pipeline.build_dataset(both, CONFIG, training=True, batch_size=2, canvas=2)))

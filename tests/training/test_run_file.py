@@ -76,5 +76,5 @@ def test_jit_and_steps_per_loop_may_change_on_resume_but_not_precision(tmp_path)
     assert saved.train.jit_compile and saved.train.steps_per_loop == 3
     precision = not changed.train.mixed_precision
     with pytest.raises(ValueError, match=r"\(train.mixed_precision differ\)"):
-        run_file.write_run_file(model_dir, config.apply_overrides(changed, f"train.mixed_precision={precision}"),
-                                ["a"], "r")
+        other = config.apply_overrides(changed, f"train.mixed_precision={precision}")
+        run_file.write_run_file(model_dir, other, ["a"], "r")
