@@ -93,19 +93,24 @@ def run_tool(module, args):
     return seconds
 
 
-def vgg16_seconds(batch_size):
-    """keras VGG16 합성곱부의 순전파+역전파+SGD 한 스텝: 워밍업 한 번 뒤 BASELINE_RUNS 번의 중앙값 (초)."""
+def vgg16_seconds(batch_size, policy="float32"):
+    """keras VGG16 합성곱부의 순전파+역전파+SGD 한 스텝: 워밍업 한 번 뒤 BASELINE_RUNS 번의 중앙값 (초).
+
+    policy: 모델을 만들 때의 Keras dtype 정책 (혼합 정밀도 변형은 같은 정밀도의 기준과도 견준다).
+    """
     import keras
     import tensorflow as tf
 
+    keras.mixed_precision.set_global_policy(policy)
     model = keras.applications.VGG16(weights=None, include_top=False, input_shape=BASELINE_SHAPE)
+    keras.mixed_precision.set_global_policy("float32")
     optimizer = keras.optimizers.SGD(learning_rate=0.001, momentum=0.9)
     images = tf.random.uniform((batch_size, *BASELINE_SHAPE), 0, 255)
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(images, training=True)))
+            loss = tf.reduce_mean(tf.square(tf.cast(model(images, training=True), tf.float32)))
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
@@ -132,11 +137,16 @@ def main(argv):
     print(f"config {FLAGS.config}, batch {FLAGS.batch_size}, {FLAGS.num_images} images "
           f"{FLAGS.image_height}×{FLAGS.image_width}, steps {FLAGS.short_steps} vs {FLAGS.long_steps}, "
           f"best of {FLAGS.repeats}")
-    baseline = None  # 학습 실행보다 먼저 잰다 (변형마다의 줄에 비율을 싣는다)
+    baseline, mixed_baseline = None, None  # 학습 실행보다 먼저 잰다 (변형마다의 줄에 비율을 싣는다)
     if FLAGS.baseline and FLAGS.config == "vgg16_paper":
         baseline = vgg16_seconds(FLAGS.batch_size)
         print(f"baseline: keras VGG16 (include_top=False) fwd+bwd+SGD on [{FLAGS.batch_size}, 600, 800, 3]: "
               f"{baseline:.3f} s (median of {BASELINE_RUNS})")
+        if any("mixed" in variant for variant in FLAGS.variants):
+            from frcnn.training import precision
+            mixed_baseline = vgg16_seconds(FLAGS.batch_size, precision.mixed_policy_name())
+            print(f"baseline under {precision.mixed_policy_name()}: {mixed_baseline:.3f} s "
+                  f"(median of {BASELINE_RUNS})")
     with tempfile.TemporaryDirectory() as temporary:
         work_dir = FLAGS.work_dir or temporary
         voc_dir, records_dir = os.path.join(work_dir, "VOC2007"), os.path.join(work_dir, "records")
@@ -162,6 +172,8 @@ def main(argv):
             results[variant] = (walls[0], walls[1], per_step)
             ratio = (f"; ratio {per_step / baseline:.2f} vs VGG16 fwd+bwd {baseline:.2f} s"
                      if baseline else "")
+            if mixed_baseline and "mixed" in variant:
+                ratio += f", {per_step / mixed_baseline:.2f} vs mixed VGG16 {mixed_baseline:.2f} s"
             print(f"variant {variant}: per-step {per_step:.2f} s ({FLAGS.short_steps} steps "
                   f"{walls[0]:.1f} s, {FLAGS.long_steps} steps {walls[1]:.1f} s){ratio}", flush=True)
             if FLAGS.repeats > 1:
