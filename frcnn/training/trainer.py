@@ -4,7 +4,9 @@
   단계(stage): `schedule.stage_plan` 의 구간 하나. 단계마다 자기 SGD 옵티마이저를 가진다 (논문 구현의
     단계별 solver). 전역 스텝 하나가 단계를 이어 세므로 재실행하면 그 단계의 그 스텝에서 이어간다.
   전역 배치: 모든 복제본(replica)을 합친 배치. 손실은 복제본 수로 나눠 합쳐진 기울기가 전역 평균이 되게 한다.
-  가중치 감쇠: 커널에 0.5·wd·‖w‖² (Caffe 의 weight_decay 와 같은 기울기 wd·w).
+  가중치 감쇠: 커널에 0.5·wd·‖w‖² (Caffe 의 weight_decay 와 같은 기울기 wd·w). 기울기는 테이프를 거치지 않고
+    커널 기울기에 wd·w 를 바로 더한다 (`weight_decay_gradients`: 같은 값, fc6/fc7 의 1억 개 넘는 가중치에 대한
+    제곱합 역전파 패스를 아낀다); 손실 값은 보고용으로만 계산한다.
   편향 학습률 2배 (`train.double_bias_lr`): Conv2D·Dense 의 편향(변수 이름 'bias') 기울기를 2배로 한다.
     모멘텀 SGD 에서 이것은 그 변수들의 학습률 2배와 정확히 같다 (py-faster-rcnn 의 편향 lr_mult: 2).
     편향에는 감쇠가 없다 (감쇠는 커널만: Caffe 의 decay_mult: 0 과 같다). BatchNorm 의 beta·gamma 는 Caffe 의
@@ -38,10 +40,30 @@ def build_model(config, num_classes):
 
 def weight_decay_loss(variables, weight_decay):
     """커널 변수의 0.5·wd·Σ‖w‖² (스칼라 float32)."""
-    kernels = [v for v in variables if "kernel" in v.name]
+    kernels = [v for v in variables if _is_kernel(v)]
     if not kernels or weight_decay <= 0:
         return tf.constant(0.0)
     return 0.5 * weight_decay * tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in kernels])
+
+
+def _is_kernel(variable):
+    return "kernel" in variable.name
+
+
+def weight_decay_gradients(gradients, variables, weight_decay, scale=1.0):
+    """커널 기울기에 scale·wd·w 를 더한 목록 (= scale·0.5·wd·Σ‖w‖² 의 기울기를 더한 것; 나머지는 그대로).
+
+    Args:
+      gradients: 변수마다 기울기 (None 이면 그대로).
+      variables: 변수들.
+      weight_decay: wd.
+      scale: 손실에 곱한 배율 (복제본 수로 나눔, 손실 스케일).
+    """
+    if weight_decay <= 0:
+        return list(gradients)
+    return [gradient + tf.cast(scale * weight_decay, gradient.dtype) * tf.cast(variable, gradient.dtype)
+            if gradient is not None and _is_kernel(variable) else gradient
+            for gradient, variable in zip(gradients, variables)]
 
 
 def is_bias(variable):
@@ -183,12 +205,15 @@ class Trainer:
         def replica_step(batch):
             with tf.GradientTape() as tape:
                 losses = model.compute_losses(batch, stage)
-                decay = weight_decay_loss(variables, train.weight_decay)
-                total = losses["total_loss"] + decay
-                scaled = total / replicas
+                scaled = losses["total_loss"] / replicas
                 if loss_scaling:
                     scaled = optimizer.scale_loss(scaled)
-            gradients = tape.gradient(scaled, variables)
+            # 감쇠 wd·w 는 테이프 밖에서 같은 배율로 더한다 (자르기 전: 감쇠도 기울기 노름에 든다).
+            scale = (optimizer.dynamic_scale if loss_scaling else 1.0) / replicas
+            gradients = weight_decay_gradients(tape.gradient(scaled, variables), variables,
+                                               train.weight_decay, scale)
+            decay = weight_decay_loss(variables, train.weight_decay)
+            total = losses["total_loss"] + decay
             if train.gradient_clip_norm > 0:
                 # 스케일된 기울기라면 한도도 같은 배율로 키운다.
                 clip_norm = train.gradient_clip_norm * (optimizer.dynamic_scale if loss_scaling else 1.0)

@@ -202,3 +202,19 @@ def test_loop_reports_the_first_non_finite_step_and_skipped_records(tmp_path):
     losses, skipped, first_non_finite = subject.loop_function("joint")(iter(dataset), tf.constant(3))
     assert int(first_non_finite) == 1 and not np.isfinite(float(losses["total_loss"]))
     assert int(skipped) == 3
+
+
+def test_weight_decay_gradients_equal_the_gradient_of_the_decay_loss():
+    """테이프 밖에서 더하는 wd·w 가 0.5·wd·Σ‖w‖² 의 기울기와 같다 (커널만; 편향·BN 은 그대로)."""
+    kernel = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="kernel")
+    bias = tf.Variable(np.ones(3, np.float32), name="bias")
+    variables = [kernel, bias]
+    with tf.GradientTape() as tape:
+        loss = 0.25 * trainer.weight_decay_loss(variables, 0.1) + tf.reduce_sum(kernel) + tf.reduce_sum(bias)
+    expected = tape.gradient(loss, variables)
+    ones = [tf.ones_like(kernel), tf.ones_like(bias)]
+    added = trainer.weight_decay_gradients(ones, variables, 0.1, scale=0.25)
+    np.testing.assert_allclose(added[0], 1.0 + 0.25 * 0.1 * kernel.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(added[0], expected[0], rtol=1e-6)
+    np.testing.assert_allclose(added[1], expected[1])
+    assert trainer.weight_decay_gradients(ones, variables, 0.0)[0] is ones[0]
