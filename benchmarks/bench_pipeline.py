@@ -26,11 +26,14 @@ flags.DEFINE_integer("batch_size", None, "Batch size (default: the preset's trai
 flags.DEFINE_integer("num_batches", 200, "Batches to time after the warm-up.")
 flags.DEFINE_integer("warmup_batches", 10, "Batches read before timing (fills shuffle buffer and prefetch).")
 flags.DEFINE_integer("synthetic_images", 300, "Synthetic images when --records is empty.")
+flags.DEFINE_integer("canvas", None, "Canvas index (the training loop's one-canvas datasets); default: all "
+                     "canvases, batched per canvas.")
 
 
-def measure(pattern: str, config, batch_size, num_batches: int, warmup_batches: int) -> float:
+def measure(pattern: str, config, batch_size, num_batches: int, warmup_batches: int, canvas=None) -> float:
     """학습 모드 데이터셋에서 배치를 꺼내는 속도 (images/s)."""
-    iterator = iter(input_pipeline.build_dataset(pattern, config, training=True, batch_size=batch_size))
+    iterator = iter(input_pipeline.build_dataset(pattern, config, training=True, batch_size=batch_size,
+                                                 canvas=canvas))
     for _ in range(warmup_batches):
         next(iterator)
     start = time.perf_counter()
@@ -51,8 +54,9 @@ def main(argv):
                                              params_override=FLAGS.params_override)
             convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config, options)
             pattern = os.path.join(work_dir, "records", "trainval-*.tfrecord")
-        rate = measure(pattern, config, batch_size, FLAGS.num_batches, FLAGS.warmup_batches)
-    print(f"build_dataset(training=True) preset {config.name}, batch {batch_size}: {rate:.1f} images/s "
+        rate = measure(pattern, config, batch_size, FLAGS.num_batches, FLAGS.warmup_batches, FLAGS.canvas)
+    print(f"build_dataset(training=True, canvas={FLAGS.canvas}) preset {config.name}, batch {batch_size}: "
+          f"{rate:.1f} images/s "
           f"on {os.cpu_count()} CPU cores")
 
 
