@@ -91,6 +91,14 @@ class AnchorLabeler:
                      tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None], tf.int32),
                      tf.TensorSpec([None], tf.int32)]
         self._label = tf.function(self._label_batch, input_signature=signature)
+        # 캔버스 번호: 이미지마다 부르므로 그래프 하나로 (즉시 실행의 연산 여러 개보다 빠르다)
+        self._canvas_for_image = tf.function(
+            lambda height, width: resize.canvas_for_image(height, width, config),
+            input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)])
+
+    def canvas_of(self, example: sources.SourceExample) -> int:
+        """이미지가 들어갈 캔버스 번호 k (학습 파이프라인과 같은 `resize.canvas_for_image`)."""
+        return int(self._canvas_for_image(example.height, example.width))
 
     def anchors(self, canvas: int):
         """캔버스 번호 k 의 앵커 [A, 4]."""
@@ -124,7 +132,7 @@ class AnchorLabeler:
         Returns:
           (anchor_matches [B, A] int16, anchor_matches_flipped [B, A] int16) numpy; A 는 그 캔버스의 앵커 수.
         """
-        canvas = canvas_of(examples[0], self.config)
+        canvas = self.canvas_of(examples[0])
         max_objects = max(1, max(len(example.class_ids) for example in examples))
         # [B, G, 4] −1 패딩한 정규화 GT
         padded = np.full((len(examples), max_objects, 4), -1.0, np.float32)
@@ -252,24 +260,19 @@ def _check_example(item: sources.SourceItem, max_gt_boxes: int) -> sources.Sourc
     return item
 
 
-def canvas_of(example: sources.SourceExample, config) -> int:
-    """이미지가 들어갈 캔버스 번호 k (학습 파이프라인과 같은 `resize.canvas_for_image`)."""
-    return int(resize.canvas_for_image(example.height, example.width, config))
-
-
-def _batch_key(example: sources.SourceExample, config) -> tuple:
+def _batch_key(example: sources.SourceExample, labeler: AnchorLabeler) -> tuple:
     """라벨 배치 묶음 키: (캔버스 번호, 물체 수를 2의 거듭제곱으로 올린 값).
 
     같은 캔버스끼리, 그리고 비슷한 물체 수끼리 묶어 G 패딩에 드는 IoU 계산을 줄인다.
     """
     num_objects = max(1, len(example.class_ids))
-    return canvas_of(example, config), 1 << (num_objects - 1).bit_length()
+    return labeler.canvas_of(example), 1 << (num_objects - 1).bit_length()
 
 
 def _write_batch(examples, labeler, writer, fingerprint, tally) -> None:
     """한 캔버스의 이미지 배치에 라벨을 붙이고 쓴다."""
     matches, flipped = labeler(examples)
-    canvas = canvas_of(examples[0], labeler.config)  # 배치는 한 캔버스
+    canvas = labeler.canvas_of(examples[0])  # 배치는 한 캔버스
     for example, example_matches, example_flipped in zip(examples, matches, flipped):
         record = records.build_example(example, example_matches, example_flipped, fingerprint)
         writer.write(record.SerializeToString())
@@ -306,7 +309,7 @@ def _write_all(source: sources.Source, config, writer: _ShardWriter, options: Co
                     raise ConversionError(item.path, item.problem) from None
                 tally.skipped.append({"file": item.path, "reason": item.problem})
                 continue
-            batch = pending[_batch_key(item, config)]
+            batch = pending[_batch_key(item, labeler)]
             batch.append(item)
             if len(batch) == LABEL_BATCH_SIZE:
                 _write_batch(batch, labeler, writer, fingerprint, tally)
