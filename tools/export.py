@@ -1,4 +1,4 @@
-"""학습된 체크포인트를 SavedModel 로 내보내는 바이너리 (RoI pooling 까지 그래프 안에).
+"""학습된 체크포인트를 SavedModel (와 LiteRT·ONNX) 로 내보내는 바이너리 (RoI pooling 까지 그래프 안에).
 
 예:
   python -m tools.export --model_dir=workspace/runs/cpu_small --export_dir=workspace/exports/cpu_small
@@ -21,6 +21,13 @@ flags.DEFINE_string("fc_svd_ranks", None, "Truncated SVD of the fc6,fc7 head (Fa
                     "detection.fc_svd_ranks set uses its ranks). Faster, slightly less accurate; no "
                     "reference evaluates this way.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.")
+flags.DEFINE_list("formats", ["saved_model"],
+                  "Comma list of saved_model, tflite, onnx. tflite and onnx write model.tflite / model.onnx "
+                  "and labels.txt beside the SavedModel: images uint8 [1, H, W, 3] of any size in, "
+                  "detection_boxes/scores/classes and num_detections out; LiteRT built-in ops only. "
+                  "They need the deploy extra: pip install -e '.[deploy]'.")
+flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic_int8"],
+                  "Quantize the TFLite weights (float16 halves the file, dynamic_int8 quarters it).")
 FLAGS = flags.FLAGS
 
 
@@ -42,14 +49,21 @@ def main(argv):
         model, config, classes, checkpoint = trainer.load_trained_model(FLAGS.model_dir, FLAGS.checkpoint)
         config = saved_model.with_detection_overrides(config, FLAGS.score_threshold, FLAGS.max_detections,
                                                       ranks)
-        compressed = saved_model.export_saved_model(model, config, classes, FLAGS.export_dir, FLAGS.overwrite)
+        compressed = saved_model.export_saved_model(
+            model, config, classes, FLAGS.export_dir, FLAGS.overwrite, tuple(FLAGS.formats),
+            None if FLAGS.quantize == "none" else FLAGS.quantize)
+    except ImportError as error:
+        print(f"export: error: --formats={','.join(FLAGS.formats)} needs {error.name or error}: install the "
+              "deploy extra: pip install -e '.[deploy]'", file=sys.stderr)
+        sys.exit(1)
     except (ValueError, OSError) as error:
         print(f"export: error: {error}", file=sys.stderr)
         sys.exit(1)
     if config.detection.fc_svd_ranks and not compressed:
         print(f"export: note: the {config.backbone.name} head has no fc6/fc7; fc_svd_ranks not used")
     svd = ", ".join(f"{name} rank {rank}" for name, rank in compressed.items() if rank)
-    print(f"export: wrote {FLAGS.export_dir} from {checkpoint} ({len(classes)} classes"
+    print(f"export: wrote {FLAGS.export_dir} ({', '.join(FLAGS.formats)}) from {checkpoint} "
+          f"({len(classes)} classes"
           f"{', truncated SVD: ' + svd if svd else ''})")
 
 

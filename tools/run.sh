@@ -15,7 +15,7 @@ fi
 if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ]; then
   echo "[run] installing frcnn and its dependencies (a few minutes the first time)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  "$VENV/bin/python" -m pip install -q -e ".[test,deploy]"
   touch "$STAMP"
 fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}

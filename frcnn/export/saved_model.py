@@ -117,7 +117,8 @@ def with_detection_overrides(config, score_threshold=None, max_detections=None, 
     return dataclasses.replace(config, detection=detection)
 
 
-def export_saved_model(model, config, classes, export_dir, overwrite=False):
+def export_saved_model(model, config, classes, export_dir, overwrite=False, formats=("saved_model",),
+                       quantize=None):
     """학습된 모델의 가중치로 추론 모델을 새로 만들어 SavedModel 로 원자적으로 쓴다.
 
     `config.detection.fc_svd_ranks` 가 있으면 추론 모델의 검출기 몸통은 절단 SVD 다. `model` 은 바꾸지 않는다.
@@ -128,14 +129,21 @@ def export_saved_model(model, config, classes, export_dir, overwrite=False):
       classes: 클래스 이름들 (1..C).
       export_dir: SavedModel 디렉터리.
       overwrite: 이미 있는 export_dir 을 바꾼다.
+      formats: 'saved_model', 'tflite', 'onnx' 중 쓸 것들 (tflite·onnx 는 `portable` 의 model.tflite,
+        model.onnx 와 labels.txt). 하나라도 실패하면 export_dir 에 아무것도 남기지 않는다.
+      quantize: None 또는 'float16' / 'dynamic_int8' (TFLite 만).
 
     Returns:
       {층 이름: 쓴 특잇값 수 또는 None}; 절단 SVD 를 쓰지 않았으면 {}
         (`inference_model.build_inference_model`).
 
     Raises:
-      ValueError: export_dir 이 이미 있고 overwrite 가 아닐 때.
+      ValueError: export_dir 이 이미 있고 overwrite 가 아닐 때, 모르는 형식, TFLite·ONNX 로 바꿀 수 없을 때.
+      ImportError: tflite·onnx 에 필요한 변환기가 없을 때.
     """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"unknown export formats {unknown} (expected some of {', '.join(FORMATS)})")
     if os.path.exists(export_dir) and not overwrite:
         raise ValueError(f"{export_dir}: already exists (use --overwrite)")
     inference, compressed = inference_model.build_inference_model(model, config)
@@ -146,5 +154,13 @@ def export_saved_model(model, config, classes, export_dir, overwrite=False):
         "serve_examples": module.serve_examples,
     }
     with fileio.atomic_directory(export_dir) as staging:
-        tf.saved_model.save(module, staging, signatures=signatures)
+        if "saved_model" in formats:
+            tf.saved_model.save(module, staging, signatures=signatures)
+        portable_formats = [name for name in formats if name != "saved_model"]
+        if portable_formats:
+            from frcnn.export import portable  # 순환 가져오기를 피한다 (portable 이 이 모듈을 가져온다)
+            portable.write_portable(inference, config, classes, staging, portable_formats, quantize)
     return compressed
+
+
+FORMATS = ("saved_model", "tflite", "onnx")

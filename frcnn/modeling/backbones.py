@@ -26,7 +26,7 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 def caffe_normalize(images):
     """RGB 0–255 → BGR − 평균 (Keras `preprocess_input(mode='caffe')` 와 같다)."""
-    return images[..., ::-1] - tf.constant(CAFFE_MEAN_BGR, images.dtype)
+    return tf.reverse(images, axis=[-1]) - tf.constant(CAFFE_MEAN_BGR, images.dtype)
 
 
 def symmetric_normalize(images):
@@ -77,6 +77,8 @@ class Backbone(keras.Model):
         평균을 뺀 뒤 패딩하는 것과 같다): 어떤 값으로 패딩했든 특징이 같다.
         """
         normalized = self.normalize(tf.cast(images, self.compute_dtype))
+        # 채널 수는 늘 3: 동적 크기 그래프 (LiteRT 변환) 에서도 합성곱의 입력 채널이 정적이게.
+        normalized.set_shape([None, None, None, 3])
         if image_sizes is not None:
             mask = inside_mask(tf.shape(images)[1:3], image_sizes)
             normalized = normalized * tf.cast(mask, normalized.dtype)

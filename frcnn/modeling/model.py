@@ -70,23 +70,26 @@ class FasterRCNN(keras.Model):
         return anchors_lib.generate_anchors(height, width, self.config.anchors.stride,
                                             self.config.anchors.sizes, self.config.anchors.aspect_ratios)
 
-    def proposals(self, features, inputs, training):
+    def proposals(self, features, inputs, training, portable=False):
         """RPN 출력과 제안. 반환: (objectness_logits, box_deltas, anchors, (proposals, scores, valid))."""
         # [B, A], [B, A, 4]
         objectness_logits, box_deltas = self.rpn_head(features)
         anchors = self.anchors(features)
         proposals = rpn.generate_proposals(objectness_logits, box_deltas, anchors, inputs["image_sizes"],
-                                           inputs["scales"], self.config.rpn, training)
+                                           inputs["scales"], self.config.rpn, training, portable)
         return objectness_logits, box_deltas, anchors, proposals
 
     # ---- (RoI 타깃은 학습에서만: `_detector_losses`) → RoI pooling → 검출기 헤드 ----
-    def detector(self, features, rois, training):
-        """[B, Hf, Wf, Cf] 특징과 [B, R, 4] RoI → (class_logits [B·R, C+1], box_deltas [B·R, C+1, 4])."""
+    def detector(self, features, rois, training, portable=False):
+        """[B, Hf, Wf, Cf] 특징과 [B, R, 4] RoI → (class_logits [B·R, C+1], box_deltas [B·R, C+1, 4]).
+
+        portable: 추론도 RoIAlign 을 matmul 로 (LiteRT 내장 연산·ONNX 로 옮길 수 있는 형태; crop_and_resize 없음).
+        """
         output_size = self.config.roi.pool_size * self.backbone.roi_size_multiplier
         stride = self.config.anchors.stride
         # RoIAlign: 학습은 XLA 로 컴파일되고 역전파가 빠른 matmul, 추론은 순전파가 빠른 crop_and_resize (같은 값).
         # RoI max pooling: 둘 다 같은 정확한 bin 최댓값 — 추론의 동적 특징맵은 긴 변 상한 ⌈max_size / stride⌉ 칸.
-        implementation = "matmul" if training else "crop_and_resize"
+        implementation = "matmul" if training or portable else "crop_and_resize"
         # [B·R, P, P, Cf] RoI 특징
         pooled = roi_ops.roi_features(features, rois, stride, output_size, self.config.roi.op, implementation,
                                       max_feature_size=-(-self.config.input.max_size // stride))
@@ -169,23 +172,25 @@ class FasterRCNN(keras.Model):
         return variables
 
     # ---- 후처리 (추론) ----
-    def detect(self, images, image_sizes, scales):
+    def detect(self, images, image_sizes, scales, portable=False):
         """검출: 백본 → RPN → 제안 → RoI pooling → 헤드 → 클래스별 NMS.
 
         Args:
           images: [B, H, W, 3] float32 0–255, 리사이즈 후 stride 배수로만 패딩된 이미지.
           image_sizes: [B, 2] float32 리사이즈된 (높이, 너비).
           scales: [B] float32 리사이즈 배율.
+          portable: LiteRT 내장 연산·ONNX 로 옮길 수 있는 그래프 (B = 1; matmul RoIAlign, 클래스 오프셋 NMS).
 
         Returns:
           `postprocess.detect` 의 dict (정규화 좌표).
         """
         inputs = {"image_sizes": image_sizes, "scales": scales}
         features = self.backbone(images, training=False, image_sizes=self._padding_mask_sizes(image_sizes))
-        _, _, _, (proposals, _, valid) = self.proposals(features, inputs, False)
-        class_logits, box_deltas = self.detector(features, proposals, training=False)
+        _, _, _, (proposals, _, valid) = self.proposals(features, inputs, False, portable)
+        class_logits, box_deltas = self.detector(features, proposals, training=False, portable=portable)
         return postprocess.detect(proposals, valid, class_logits, box_deltas, image_sizes,
-                                  self.config.detection, self.config.roi)
+                                  self.config.detection, self.config.roi,
+                                  nms="class_offset" if portable else "combined")
 
     def call(self, images, training=False):
         """Keras 호환 진입점: 캔버스 전체를 이미지로 보고 검출한다."""

@@ -38,7 +38,7 @@ class RpnHead(keras.layers.Layer):
 
 
 def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scales, rpn_config,
-                       training):
+                       training, portable=False):
     """앵커와 RPN 출력으로 제안을 만든다: top-k → 디코딩 → 자르기 → 작은 박스 제거 → NMS → 고정 개수.
 
     Args:
@@ -49,6 +49,7 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
       scales: [B] float32 리사이즈 배율 (최소 크기는 원본 픽셀 기준).
       rpn_config: `config.RpnConfig`.
       training: Python bool, 학습/시험 개수 선택.
+      portable: B = 1 그래프의 NMS 를 NonMaxSuppressionV5 한 번으로 (LiteRT 내장 연산·ONNX; 같은 결과).
 
     Returns:
       proposals: [B, P, 4] float32 (기울기 없음).
@@ -77,9 +78,16 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
     min_size = rpn_config.min_box_size * scales[:, None]
     big_enough = ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
     scores = tf.where(big_enough & top_inside, tf.sigmoid(top_logits), -1.0)
-    selected, num_valid = tf.image.non_max_suppression_padded(
-        boxes, scores, max_output_size=post_nms, iou_threshold=rpn_config.nms_iou,
-        score_threshold=0.0, pad_to_max_output_size=True, sorted_input=True)
+    if portable:
+        selected, _, num_valid = tf.raw_ops.NonMaxSuppressionV5(
+            boxes=boxes[0], scores=scores[0], max_output_size=post_nms, iou_threshold=rpn_config.nms_iou,
+            score_threshold=0.0, soft_nms_sigma=0.0, pad_to_max_output_size=True)
+        selected.set_shape([post_nms])
+        selected, num_valid = selected[None], num_valid[None]
+    else:
+        selected, num_valid = tf.image.non_max_suppression_padded(
+            boxes, scores, max_output_size=post_nms, iou_threshold=rpn_config.nms_iou,
+            score_threshold=0.0, pad_to_max_output_size=True, sorted_input=True)
     valid = tf.range(post_nms)[None, :] < num_valid[:, None]
     proposals = tf.gather(boxes, selected, batch_dims=1)
     proposal_scores = tf.gather(scores, selected, batch_dims=1)

@@ -167,10 +167,10 @@ def _bin_cells(start, end, size, output_size, max_level):
     high = tf.maximum(tf.cast(tf.math.ceil(edges[..., 1:] - BIN_EPSILON), tf.int32), low + 1)
     low, high = tf.maximum(low, 0), tf.minimum(high, size)
     count = tf.maximum(high - low, 1)
-    # ⌊log2 n⌋ 를 정수 비교로: n ≥ 2, 4, …, 2^L 인 개수.
-    powers = tf.bitwise.left_shift(1, tf.range(1, max_level + 1))
-    level = tf.reduce_sum(tf.cast(count[..., None] >= powers, tf.int32), axis=-1)
-    second = high - tf.bitwise.left_shift(1, level)
+    # ⌊log2 n⌋ 를 정수 비교로: n ≥ 2, 4, …, 2^L 인 개수. 2^k 는 상수 표에서 (LeftShift 는 LiteRT 내장 연산이 아니다)
+    powers = _powers_of_two(max_level)  # [L+1] 1, 2, …, 2^L
+    level = tf.reduce_sum(tf.cast(count[..., None] >= powers[1:], tf.int32), axis=-1)
+    second = high - tf.gather(powers, level)
     last_cell = tf.cast(size, tf.int32) - 1
     return (level, tf.clip_by_value(low, 0, last_cell), tf.clip_by_value(second, 0, last_cell),
             high > low)
@@ -178,7 +178,12 @@ def _bin_cells(start, end, size, output_size, max_level):
 
 def _level_lengths(size, max_level):
     """희소 표 한 축의 수준 k = 0..L 조각 길이 (유효한 시작 위치 수) max(n − 2^k + 1, 0): [L+1] int32."""
-    return tf.maximum(size - tf.bitwise.left_shift(1, tf.range(max_level + 1)) + 1, 0)
+    return tf.maximum(size - _powers_of_two(max_level) + 1, 0)
+
+
+def _powers_of_two(max_level):
+    """[L+1] int32 상수 2^0 … 2^L."""
+    return tf.constant([1 << level for level in range(max_level + 1)], tf.int32)
 
 
 def _table_indices(boxes, stride, output_size, extents):

@@ -1,0 +1,194 @@
+"""LiteRT·ONNX 내보내기 테스트: `tools/export --formats=saved_model,tflite,onnx` 의 model.tflite 와 model.onnx 를
+TensorFlow 를 가져올 수 없는 subprocess 에서 ai-edge-litert / onnxruntime 으로 돌려, 같은 디렉터리의 SavedModel
+`serving_default` 와 같은 검출을 내는지 본다 (여러 크기, 두 방향). TFLite 는 내장 연산만, 메타데이터에 클래스 이름.
+
+작은 학습 결과 (conftest 의 `tiny_config`, RoIAlign 과 RoI max pooling 둘 다) 를 만든다.
+용어: N 최대 검출 수 (10); 박스는 정규화 [ymin, xmin, ymax, xmax].
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
+
+from frcnn.export import portable
+from frcnn.training import loop
+from tests.conftest import REPO_ROOT, make_batches, tiny_config
+
+pytestmark = pytest.mark.slow  # tools.export 와 런타임을 subprocess 로 돌린다
+MAX_DETECTIONS = 10
+# (높이, 너비): 정사각, 가로형, 세로형, 어중간한 크기
+SIZES = [(64, 64), (48, 80), (90, 54), (37, 101)]
+
+RUNTIME_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    for name in ("tensorflow", "keras", "frcnn", "pipelines"):
+        sys.modules[name] = None  # 이 프로세스에서는 가져올 수 없다
+    kind, model_path, images_path = sys.argv[1:4]
+    images = np.load(images_path)
+    results = {}
+    if kind == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+        runner = Interpreter(model_path=model_path).get_signature_runner("serving_default")
+        for key in images.files:
+            results[key] = {name: value.tolist() for name, value in runner(images=images[key]).items()}
+    else:
+        import onnxruntime
+        session = onnxruntime.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+        names = [output.name for output in session.get_outputs()]
+        for key in images.files:
+            outputs = session.run(None, {"images": images[key]})
+            results[key] = {name: value.tolist() for name, value in zip(names, outputs)}
+    print(json.dumps(results))
+""")
+
+
+def _image(height, width, seed):
+    """밝은 사각형 두 개가 있는 uint8 [1, H, W, 3] 이미지 (학습 데이터와 비슷하게)."""
+    rng = np.random.default_rng(seed)
+    image = np.full([height, width, 3], 40, np.uint8)
+    image[height // 6:height // 2, width // 8:width // 2] = 230
+    image[height * 2 // 3:height - 2, width // 2:width * 5 // 6] = [200, 30, 30]
+    return np.clip(image.astype(np.int16) + rng.integers(-10, 10, image.shape), 0, 255).astype(np.uint8)[None]
+
+
+def _export(*args):
+    return subprocess.run([sys.executable, "-m", "tools.export", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module", params=["align", "pool"])
+def exported(request, tmp_path_factory):
+    """(model_dir, export_dir): roi.op 마다 6 스텝 학습한 작은 모델과 세 형식의 내보내기."""
+    root = tmp_path_factory.mktemp(f"portable_{request.param}")
+    model_dir, export_dir = str(root / "run"), str(root / "export")
+    cfg = tiny_config(f"train.num_steps=6,roi.op={request.param}")
+    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1])
+    result = _export(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--score_threshold=0.001",
+                     f"--max_detections={MAX_DETECTIONS}", "--formats=saved_model,tflite,onnx")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir, export_dir
+
+
+def _run_without_tensorflow(kind, model_path, tmp_path):
+    images = {f"{height}x{width}": _image(height, width, seed) for seed, (height, width) in enumerate(SIZES)}
+    images_path = str(tmp_path / "images.npz")
+    np.savez(images_path, **images)
+    script = tmp_path / "runtime.py"
+    script.write_text(RUNTIME_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), kind, model_path, images_path],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return images, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("kind, file_name", [("tflite", portable.TFLITE_FILE), ("onnx", portable.ONNX_FILE)])
+def test_each_format_runs_without_tensorflow_and_matches_the_saved_model(exported, tmp_path, kind,
+                                                                         file_name):
+    _, export_dir = exported
+    images, results = _run_without_tensorflow(kind, os.path.join(export_dir, file_name), tmp_path)
+    serving = tf.saved_model.load(export_dir).signatures["serving_default"]
+    found_any = False
+    for key, image in images.items():
+        expected = {name: value.numpy() for name, value in serving(images=tf.constant(image)).items()}
+        got = {name: np.asarray(value) for name, value in results[key].items()}
+        assert got["detection_boxes"].shape == (1, MAX_DETECTIONS, 4)
+        count = int(expected["num_detections"][0])
+        assert int(got["num_detections"][0]) == count, key
+        found_any |= count > 0
+        np.testing.assert_array_equal(got["detection_classes"], expected["detection_classes"], err_msg=key)
+        np.testing.assert_allclose(got["detection_boxes"], expected["detection_boxes"], atol=1e-3,
+                                   err_msg=key)
+        np.testing.assert_allclose(got["detection_scores"], expected["detection_scores"], atol=1e-4,
+                                   err_msg=key)
+    assert found_any  # 비교할 검출이 있었다
+
+
+def test_tflite_holds_only_builtin_ops_and_the_class_names(exported):
+    _, export_dir = exported
+    with open(os.path.join(export_dir, portable.TFLITE_FILE), "rb") as handle:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(handle.read()), 0)
+    for code in model.operatorCodes:
+        assert max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.CUSTOM
+        assert not code.customCode  # Flex 연산 (SELECT_TF_OPS) 도 사용자 정의 연산으로 적힌다
+    metadata = {_text(entry.name): bytes(model.buffers[entry.buffer].data) for entry in model.metadata}
+    assert json.loads(metadata[portable.LABELS_KEY]) == ["", "a", "b"]
+    signature = model.signatureDefs[0]
+    assert [_text(tensor.name) for tensor in signature.inputs] == ["images"]
+    assert sorted(_text(tensor.name) for tensor in signature.outputs) == sorted(portable.OUTPUT_NAMES)
+    onnx_model = onnx.load(os.path.join(export_dir, portable.ONNX_FILE))
+    properties = {entry.key: entry.value for entry in onnx_model.metadata_props}
+    assert json.loads(properties[portable.LABELS_KEY]) == ["", "a", "b"]
+    with open(os.path.join(export_dir, portable.LABELS_FILE)) as handle:
+        assert handle.read() == "a\nb\n"  # k 번째 줄 = 클래스 k
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def test_float16_quantization_halves_the_file_and_still_detects(exported, tmp_path):
+    model_dir, export_dir = exported
+    quantized_dir = str(tmp_path / "float16")
+    result = _export(f"--model_dir={model_dir}", f"--export_dir={quantized_dir}", "--score_threshold=0.001",
+                     f"--max_detections={MAX_DETECTIONS}", "--formats=tflite", "--quantize=float16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(os.listdir(quantized_dir)) == [portable.LABELS_FILE, portable.TFLITE_FILE]
+    size = os.path.getsize(os.path.join(quantized_dir, portable.TFLITE_FILE))
+    # 작은 모델은 그래프가 파일의 큰 몫이라 절반까지는 줄지 않는다
+    assert size < 0.7 * os.path.getsize(os.path.join(export_dir, portable.TFLITE_FILE))
+    _, results = _run_without_tensorflow("tflite", os.path.join(quantized_dir, portable.TFLITE_FILE),
+                                         tmp_path)
+    assert all(np.asarray(outputs["detection_boxes"]).shape == (1, MAX_DETECTIONS, 4)
+               for outputs in results.values())
+
+
+def test_a_model_that_cannot_be_converted_fails_and_leaves_nothing(exported, tmp_path):
+    model_dir, _ = exported
+    copied = str(tmp_path / "run")
+    shutil.copytree(model_dir, copied)
+    run_path = os.path.join(copied, "run.json")
+    with open(run_path) as handle:
+        run_info = json.load(handle)
+    run_info["config"]["detection"]["max_detections_per_class"] = 3  # 클래스 오프셋 NMS 로는 같은 결과를 못 낸다
+    with open(run_path, "w") as handle:
+        json.dump(run_info, handle)
+    export_dir = str(tmp_path / "export")
+    result = _export(f"--model_dir={copied}", f"--export_dir={export_dir}", "--formats=saved_model,tflite")
+    assert result.returncode == 1
+    assert ("export: error: cannot export tflite: class-offset NMS needs detection.max_detections_per_class "
+            "(3) ≥ detection.max_detections (100); export with --max_detections=3") in result.stderr
+    assert not os.path.exists(export_dir) and not [name for name in os.listdir(tmp_path) if "export" in name]
+    # SavedModel 만이면 그대로 된다
+    assert _export(f"--model_dir={copied}", f"--export_dir={export_dir}").returncode == 0
+
+
+MISSING_CONVERTER_SCRIPT = textwrap.dedent("""
+    import runpy, sys
+    sys.modules["tf2onnx"] = None  # deploy 추가 설치가 없는 것처럼
+    sys.argv = ["export"] + sys.argv[1:]
+    runpy.run_module("tools.export", run_name="__main__")
+""")
+
+
+def test_a_missing_converter_names_the_extra(exported, tmp_path):
+    model_dir, _ = exported
+    script = tmp_path / "missing.py"
+    script.write_text(MISSING_CONVERTER_SCRIPT)
+    export_dir = str(tmp_path / "export")
+    result = subprocess.run([sys.executable, str(script), f"--model_dir={model_dir}",
+                             f"--export_dir={export_dir}", "--formats=saved_model,onnx"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert result.returncode == 1
+    assert "needs tf2onnx: install the deploy extra: pip install -e '.[deploy]'" in result.stderr
+    assert not os.path.exists(export_dir)
