@@ -19,12 +19,16 @@ from tqdm import tqdm
 
 from frcnn.data import voc
 from frcnn.eval import report, runner
+from frcnn.export import runtimes
 from pipelines import input_pipeline
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("saved_model", None, "SavedModel directory (tools/export output); its 'serve_bytes' "
-                    "signature is called with batches of JPEG/PNG bytes.")
+                    "signature is called with batches of JPEG/PNG bytes. Also takes a model.tflite or "
+                    "model.onnx from tools/export --formats (run image by image with ai-edge-litert or "
+                    "onnxruntime: the deploy extra).")
+flags.DEFINE_alias("model", "saved_model")
 flags.DEFINE_string("voc_dir", None, "VOC root with Annotations/, JPEGImages/, ImageSets/Main/ (e.g. "
                     ".../VOC2007). Give either --voc_dir or --records.")
 flags.DEFINE_string("split", "test", "Split name under ImageSets/Main/ used with --voc_dir.")
@@ -51,8 +55,11 @@ flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
 def _validate():
     """플래그 조합을 검사한다. 틀리면 app.UsageError."""
     if not FLAGS.saved_model:
-        raise app.UsageError("--saved_model is required")
-    if not os.path.isdir(FLAGS.saved_model):
+        raise app.UsageError("--saved_model (or --model) is required")
+    if runtimes.kind_of(FLAGS.saved_model):
+        if not os.path.isfile(FLAGS.saved_model):
+            raise app.UsageError(f"--model={FLAGS.saved_model}: file not found")
+    elif not os.path.isdir(FLAGS.saved_model):
         raise app.UsageError(f"--saved_model={FLAGS.saved_model}: directory not found")
     if bool(FLAGS.voc_dir) == bool(FLAGS.records):
         raise app.UsageError("give exactly one of --voc_dir or --records")
@@ -114,7 +121,7 @@ def main(argv):
     try:
         with tqdm(desc="evaluate", unit="img", file=sys.stderr, disable=not FLAGS.progress) as progress_bar:
             evaluation_report = _evaluate(_progress_callback(progress_bar))
-    except (voc.VocError, ValueError, OSError, tf.errors.OpError) as error:
+    except (voc.VocError, ValueError, OSError, ImportError, tf.errors.OpError) as error:
         print(f"evaluate: error: {error}", file=sys.stderr)
         sys.exit(1)
     print(report.format_table(evaluation_report))

@@ -26,6 +26,7 @@ import tensorflow as tf
 from frcnn.data import classes, records, voc
 from frcnn.eval import coco_ap, report, voc_ap
 from frcnn.export import loader
+from frcnn.export import runtimes
 
 
 @dataclasses.dataclass
@@ -75,10 +76,11 @@ def normalized_to_voc(normalized_boxes, height, width):
 
 
 def load_detect_fn(saved_model_dir):
-    """SavedModel 의 serve_bytes 서명을 `detect_fn(image_bytes)` 로 감싼다.
+    """SavedModel 의 serve_bytes 서명 (또는 .tflite / .onnx 파일) 을 `detect_fn(image_bytes)` 로 감싼다.
 
     Args:
-      saved_model_dir: tf.saved_model.save 로 쓴 디렉터리.
+      saved_model_dir: tf.saved_model.save 로 쓴 디렉터리, 또는 `tools/export --formats=tflite,onnx` 의
+        model.tflite / model.onnx (이미지를 하나씩 디코딩해 돌리고 배치로 쌓는다).
 
     Returns:
       image_bytes [B] tf.string 을 받아 출력 dict 를 돌려주는 함수.
@@ -87,6 +89,8 @@ def load_detect_fn(saved_model_dir):
       ValueError: `<경로>: <문제>` — SavedModel 이 아니거나 불러올 수 없거나 serve_bytes 서명이 없을 때
         (frcnn.export.loader).
     """
+    if runtimes.kind_of(saved_model_dir):
+        return _portable_detect_fn(runtimes.PortableRunner(saved_model_dir))
     model = loader.load_saved_model(saved_model_dir, required_signatures=("serve_bytes",))
     signature = model.signatures["serve_bytes"]
 
@@ -95,6 +99,16 @@ def load_detect_fn(saved_model_dir):
         return signature(image_bytes=image_bytes)
 
     detect_fn.saved_model = model  # 서명이 모델보다 먼저 사라지지 않게 참조를 잡아 둔다.
+    return detect_fn
+
+
+def _portable_detect_fn(run):
+    """LiteRT·ONNX 실행기를 serve_bytes 와 같은 꼴의 `detect_fn(image_bytes)` 로 감싼다."""
+    def detect_fn(image_bytes):
+        per_image = [run(tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()[None])
+                     for encoded in image_bytes]
+        return {name: np.concatenate([outputs[name] for outputs in per_image]) for name in per_image[0]}
+
     return detect_fn
 
 

@@ -19,9 +19,11 @@ import pytest
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
+from frcnn.eval import runner
 from frcnn.export import portable
+from frcnn.export import runtimes
 from frcnn.training import loop
-from tests.conftest import REPO_ROOT, make_batches, tiny_config
+from tests.conftest import REPO_ROOT, make_batches, tiny_config, write_voc_dir
 
 pytestmark = pytest.mark.slow  # tools.export 와 런타임을 subprocess 로 돌린다
 MAX_DETECTIONS = 10
@@ -192,3 +194,28 @@ def test_a_missing_converter_names_the_extra(exported, tmp_path):
     assert result.returncode == 1
     assert "needs tf2onnx: install the deploy extra: pip install -e '.[deploy]'" in result.stderr
     assert not os.path.exists(export_dir)
+
+
+@pytest.mark.parametrize("file_name", [portable.TFLITE_FILE, portable.ONNX_FILE])
+def test_evaluation_collects_the_same_detections_from_every_format(exported, tmp_path, file_name):
+    """tools/evaluate 의 수집 (`runner.load_detect_fn`) 은 .tflite·.onnx 도 받고, SavedModel 과 같은 검출을 모은다."""
+    _, export_dir = exported
+    voc_dir = write_voc_dir(tmp_path)
+    reference = runner.collect_from_voc(voc_dir, "trainval", runner.load_detect_fn(export_dir), batch_size=4)
+    portable_fn = runner.load_detect_fn(os.path.join(export_dir, file_name))
+    collected = runner.collect_from_voc(voc_dir, "trainval", portable_fn, batch_size=4)
+    assert sum(len(detections.boxes) for detections in reference.detections) > 0
+    for expected, got in zip(reference.detections, collected.detections):
+        np.testing.assert_array_equal(got.classes, expected.classes)
+        np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-2)  # VOC 픽셀
+        np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)
+
+
+def test_runner_refuses_a_wrong_input(exported):
+    _, export_dir = exported
+    run = runtimes.PortableRunner(os.path.join(export_dir, portable.TFLITE_FILE))
+    assert run.class_names == ["", "a", "b"]
+    with pytest.raises(ValueError, match=r"expects uint8 images \[1, H, W, 3\], got float32 \[1, 8, 8, 3\]"):
+        run(np.zeros([1, 8, 8, 3], np.float32))
+    with pytest.raises(ValueError, match=r"got uint8 \[2, 8, 8, 3\]"):
+        run(np.zeros([2, 8, 8, 3], np.uint8))

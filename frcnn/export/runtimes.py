@@ -1,0 +1,99 @@
+"""내보낸 LiteRT (.tflite)·ONNX (.onnx) 파일을 불러와 돌린다 (평가·그리기 도구가 SavedModel 대신 쓴다).
+
+용어:
+  실행기(runner): uint8 [1, H, W, 3] numpy 이미지 → `portable.OUTPUT_NAMES` 의 numpy dict. 런타임 (ai-edge-litert,
+    onnxruntime) 은 `[deploy]` 추가 설치에 있다; 없으면 그 이름을 밝히는 ImportError 한 줄.
+  클래스 이름: 파일 메타데이터의 `portable.LABELS_KEY` (0 번은 빈 이름 = 패딩).
+"""
+
+import json
+import os
+
+import numpy as np
+
+from frcnn.export import portable
+
+SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
+
+
+def kind_of(path):
+    """경로의 형식: 'tflite', 'onnx' 또는 None (SavedModel 디렉터리 등)."""
+    return SUFFIXES.get(os.path.splitext(str(path))[1].lower())
+
+
+class PortableRunner:
+    """.tflite 또는 .onnx 검출기 하나.
+
+    Raises:
+      ImportError: 런타임이 없을 때 (메시지가 `[deploy]` 를 말한다).
+      ValueError: 파일이 없거나 읽을 수 없을 때, 메타데이터에 클래스 이름이 없을 때.
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.kind = kind_of(path)
+        if self.kind is None or not os.path.isfile(self.path):
+            raise ValueError(f"{self.path}: not a .tflite or .onnx file")
+        try:
+            loaded = self._load_tflite() if self.kind == "tflite" else self._load_onnx()
+            self._run, self.class_names = loaded
+        except ImportError as error:
+            raise ImportError(f"{self.path}: running a .{self.kind} model needs {error.name}: install the "
+                              f"deploy extra: {portable.DEPLOY_HINT}", name=error.name) from None
+
+    def _load_tflite(self):
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=self.path)
+        runner = interpreter.get_signature_runner("serving_default")
+        names = json.loads(_tflite_metadata(self.path)[portable.LABELS_KEY])
+        return (lambda images: runner(images=images)), names
+
+    def _load_onnx(self):
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+        outputs = [output.name for output in session.get_outputs()]
+        properties = session.get_modelmeta().custom_metadata_map
+        if portable.LABELS_KEY not in properties:
+            raise ValueError(f"{self.path}: no class names in the metadata (not made by tools/export)")
+
+        def run(images):
+            return dict(zip(outputs, session.run(None, {"images": images})))
+
+        return run, json.loads(properties[portable.LABELS_KEY])
+
+    def __call__(self, images):
+        """uint8 [1, H, W, 3] → 출력 dict (numpy; detection_class_names 포함).
+
+        Raises:
+          ValueError: uint8 [1, H, W, 3] 이 아닐 때.
+        """
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != 1 or images.shape[-1] != 3:
+            raise ValueError(f"{self.path}: expects uint8 images [1, H, W, 3], got {images.dtype} "
+                             f"{list(images.shape)}")
+        outputs = {name: np.asarray(value) for name, value in self._run(images).items()}
+        names = np.array(self.class_names, dtype=object)
+        outputs["detection_class_names"] = names[outputs["detection_classes"].astype(np.int64)]
+        return outputs
+
+
+def _tflite_metadata(path):
+    """.tflite 의 metadata 항목 {이름: 바이트} (ai-edge-litert 의 TFLite 스키마로 읽는다; TensorFlow 없이).
+
+    Raises:
+      ValueError: 클래스 이름 항목이 없을 때.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    with open(path, "rb") as handle:
+        model = schema.Model.GetRootAs(handle.read(), 0)
+    entries = {}
+    for index in range(model.MetadataLength()):
+        entry = model.Metadata(index)
+        data = model.Buffers(entry.Buffer()).DataAsNumpy()
+        entries[entry.Name().decode()] = bytes(data) if not isinstance(data, int) else b""
+    if portable.LABELS_KEY not in entries:
+        raise ValueError(f"{path}: no class names in the metadata (not made by tools/export)")
+    return entries
