@@ -72,11 +72,16 @@ def main(argv):
     if FLAGS.params_override:
         train.append(f"--params_override={FLAGS.params_override}")
     _run("train", train, timings)
-    _run("export", ["tools.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--overwrite"],
-         timings)
+    _run("export", ["tools.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--overwrite",
+                    "--formats=saved_model,tflite,onnx"], timings)
     _run("evaluate", ["tools.evaluate", f"--saved_model={export_dir}", f"--voc_dir={voc_dir}", "--split=test",
                       f"--output={os.path.join(root, 'eval', FLAGS.config, 'report.json')}",
                       f"--plot_dir={os.path.join(root, 'eval', FLAGS.config, 'pr_curves')}"], timings)
+    # 같은 모델을 LiteRT 로도 (TensorFlow 없이 돌 수 있는 내장 연산만의 model.tflite): mAP 가 같아야 한다
+    tflite_report = os.path.join(root, "eval", FLAGS.config, "report_tflite.json")
+    _run("evaluate model.tflite", ["tools.evaluate", f"--model={os.path.join(export_dir, 'model.tflite')}",
+                                   f"--voc_dir={voc_dir}", "--split=test", "--noprogress",
+                                   f"--output={tflite_report}"], timings)
     with open(os.path.join(voc_dir, "ImageSets", "Main", "test.txt")) as handle:
         image_ids = [line.strip() for line in handle if line.strip()][:FLAGS.num_detect_images]
     images = ",".join(os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg")
