@@ -24,7 +24,9 @@ flags.DEFINE_string(
     "saved_model", None,
     "Directory of a SavedModel exported by tools/export. It must have a `serve_bytes` "
     "signature (string [B] JPEG/PNG bytes -> detection_boxes, detection_scores, "
-    "detection_classes, detection_class_names, num_detections).")
+    "detection_classes, detection_class_names, num_detections). Also takes a model.tflite or "
+    "model.onnx from tools/export --formats (run with ai-edge-litert / onnxruntime: the deploy extra).")
+flags.DEFINE_alias("model", "saved_model")
 flags.DEFINE_string(
     "images", None,
     "Images to run on: one file, a comma-separated list, a directory (every .jpg/.jpeg/.png "

@@ -26,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from frcnn import fileio
+from frcnn.export import runtimes
 from frcnn.export.loader import OUTPUT_KEYS, first_error_line, load_saved_model
 from frcnn.viz import draw
 
@@ -105,16 +106,32 @@ def check_unique_outputs(image_paths, image_format):
 
 
 def load_serve_bytes(saved_model_dir):
-    """SavedModel 을 `frcnn.export.loader` 로 읽고 `serve_bytes` 시그니처 함수를 돌려준다.
+    """SavedModel 을 `frcnn.export.loader` 로 읽고 `serve_bytes` 시그니처 함수를 돌려준다. model.tflite /
+    model.onnx 파일이면 같은 꼴의 함수 (한 장씩 디코딩해 `runtimes.PortableRunner` 로 돌린다) 를 돌려준다.
 
     Raises:
-        DetectionInputError: 디렉터리가 없거나, SavedModel 이 아니거나, 시그니처가 없을 때.
+        DetectionInputError: 디렉터리가 없거나, SavedModel 이 아니거나, 시그니처가 없을 때; 런타임이 없거나
+            읽을 수 없는 .tflite / .onnx 일 때.
     """
+    if runtimes.kind_of(saved_model_dir):
+        try:
+            return _portable_serve_bytes(runtimes.PortableRunner(saved_model_dir))
+        except (ValueError, ImportError) as error:
+            raise DetectionInputError(str(error)) from error
     try:
         model = load_saved_model(saved_model_dir, required_signatures=(SIGNATURE_NAME,))
     except ValueError as error:
         raise DetectionInputError(str(error)) from error
     return model.signatures[SIGNATURE_NAME]
+
+
+def _portable_serve_bytes(run):
+    """LiteRT·ONNX 실행기를 `serve_bytes(image_bytes=[1] string)` 꼴로 감싼다 (출력은 tf 텐서 dict)."""
+    def serve_bytes(image_bytes):
+        image = tf.io.decode_image(image_bytes[0], channels=3, expand_animations=False).numpy()[None]
+        return {key: tf.constant(value) for key, value in run(image).items()}
+
+    return serve_bytes
 
 
 def read_image(image_path):

@@ -16,6 +16,7 @@ import textwrap
 import numpy as np
 import onnx
 import pytest
+from PIL import Image
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
@@ -219,3 +220,24 @@ def test_runner_refuses_a_wrong_input(exported):
         run(np.zeros([1, 8, 8, 3], np.float32))
     with pytest.raises(ValueError, match=r"got uint8 \[2, 8, 8, 3\]"):
         run(np.zeros([2, 8, 8, 3], np.uint8))
+
+
+@pytest.mark.parametrize("file_name", [portable.TFLITE_FILE, portable.ONNX_FILE])
+def test_detect_tool_draws_with_every_format(exported, tmp_path, file_name):
+    """tools/detect 도 .tflite·.onnx 를 받는다: 기록된 검출이 SavedModel 의 것과 같다."""
+    _, export_dir = exported
+    image_path = str(tmp_path / "image.png")
+    Image.fromarray(_image(90, 54, 3)[0]).save(image_path)
+    reports = {}
+    for name, model in (("saved_model", export_dir), ("portable", os.path.join(export_dir, file_name))):
+        result = subprocess.run([sys.executable, "-m", "tools.detect", f"--model={model}",
+                                 f"--images={image_path}", f"--output_dir={tmp_path / name}",
+                                 "--score_threshold=0.0"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with open(tmp_path / name / "detections.json") as handle:
+            reports[name] = json.load(handle)["images"][0]["detections"]
+    assert reports["portable"] and len(reports["portable"]) == len(reports["saved_model"])
+    for got, expected in zip(reports["portable"], reports["saved_model"]):
+        assert got["class_name"] == expected["class_name"]
+        np.testing.assert_allclose(got["box_normalized"], expected["box_normalized"], atol=1e-3)
