@@ -115,7 +115,7 @@ def load_serve_bytes(saved_model_dir):
     """
     if runtimes.kind_of(saved_model_dir):
         try:
-            return _portable_serve_bytes(runtimes.PortableRunner(saved_model_dir))
+            return _as_tensors(runtimes.PortableRunner(saved_model_dir).serve_bytes)
         except (ValueError, ImportError) as error:
             raise DetectionInputError(str(error)) from error
     try:
@@ -125,13 +125,12 @@ def load_serve_bytes(saved_model_dir):
     return model.signatures[SIGNATURE_NAME]
 
 
-def _portable_serve_bytes(run):
-    """LiteRT·ONNX 실행기를 `serve_bytes(image_bytes=[1] string)` 꼴로 감싼다 (출력은 tf 텐서 dict)."""
-    def serve_bytes(image_bytes):
-        image = tf.io.decode_image(image_bytes[0], channels=3, expand_animations=False).numpy()[None]
-        return {key: tf.constant(value) for key, value in run(image).items()}
+def _as_tensors(serve_bytes):
+    """numpy 를 돌려주는 LiteRT·ONNX serve_bytes 를 SavedModel 시그니처처럼 tf 텐서 dict 를 돌려주게 감싼다."""
+    def signature(image_bytes):
+        return {key: tf.constant(value) for key, value in serve_bytes(image_bytes.numpy()).items()}
 
-    return serve_bytes
+    return signature
 
 
 def read_image(image_path):

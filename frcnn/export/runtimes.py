@@ -78,6 +78,21 @@ class PortableRunner:
         outputs["detection_class_names"] = names[outputs["detection_classes"].astype(np.int64)]
         return outputs
 
+    def serve_bytes(self, image_bytes):
+        """SavedModel 의 serve_bytes 와 같은 꼴: JPEG/PNG 바이트 B 개 → 출력 dict (numpy, 앞 차원 B).
+
+        이미지마다 제 크기로 디코딩해 한 장씩 돌린다 (파일의 배치는 1). 디코딩은 SavedModel 과 같은
+        ``tf.io.decode_image`` 라 검출이 같다.
+
+        Raises:
+          tf.errors.InvalidArgumentError: 디코딩할 수 없는 바이트일 때.
+        """
+        import tensorflow as tf
+
+        per_image = [self(tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()[None])
+                     for encoded in image_bytes]
+        return {name: np.concatenate([outputs[name] for outputs in per_image]) for name in per_image[0]}
+
 
 def _tflite_metadata(path):
     """.tflite 의 metadata 항목 {이름: 바이트} (ai-edge-litert 의 TFLite 스키마로 읽는다; TensorFlow 없이).

@@ -95,7 +95,7 @@ def inside_mask(canvas_size, image_sizes):
     image_sizes = tf.cast(image_sizes, tf.int32)
     rows = tf.range(canvas_size[0])[None, :, None] < image_sizes[:, 0, None, None]
     cols = tf.range(canvas_size[1])[None, None, :] < image_sizes[:, 1, None, None]
-    return (rows & cols)[..., None]
+    return tf.expand_dims(rows & cols, -1)  # bool 의 StridedSlice 는 TFLite 내장 연산에 없다
 
 
 # ---- ImageNet 망 (keras.applications): 가중치는 Keras 가 내려받거나 로컬 파일에서 ----

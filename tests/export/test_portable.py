@@ -20,6 +20,7 @@ from PIL import Image
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
+from frcnn import config as config_lib
 from frcnn.eval import runner
 from frcnn.export import portable
 from frcnn.export import runtimes
@@ -30,6 +31,10 @@ pytestmark = pytest.mark.slow  # tools.export 와 런타임을 subprocess 로 �
 MAX_DETECTIONS = 10
 # (높이, 너비): 정사각, 가로형, 세로형, 어중간한 크기
 SIZES = [(64, 64), (48, 80), (90, 54), (37, 101)]
+VGG_TINY = ("backbone.weights=none,backbone.fc_units=32,train.batch_size=2,train.num_steps=4,"
+            "train.checkpoint_every=4,train.warmup_steps=0,input.min_size=64,input.max_size=64,"
+            "anchors.sizes=(16,32),rpn.pre_nms_top_k=200,rpn.post_nms_top_k=32,rpn.test_pre_nms_top_k=200,"
+            "rpn.test_post_nms_top_k=32,roi.num_rois=16")
 
 RUNTIME_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -94,10 +99,21 @@ def _run_without_tensorflow(kind, model_path, tmp_path):
     return images, json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("kind, file_name", [("tflite", portable.TFLITE_FILE), ("onnx", portable.ONNX_FILE)])
-def test_each_format_runs_without_tensorflow_and_matches_the_saved_model(exported, tmp_path, kind,
-                                                                         file_name):
-    _, export_dir = exported
+@pytest.fixture(scope="module")
+def vgg_exported(tmp_path_factory):
+    """vgg16_seed 와 같은 구조 (VGG16 합성곱, Caffe 정규화, RoI max pooling 7×7, fc 헤드) 를 64 px·fc 32 로 줄인 모델."""
+    root = tmp_path_factory.mktemp("portable_vgg16")
+    model_dir, export_dir = str(root / "run"), str(root / "export")
+    cfg = config_lib.build_config("vgg16_seed", VGG_TINY)
+    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1])
+    result = _export(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--score_threshold=0.001",
+                     f"--max_detections={MAX_DETECTIONS}", "--formats=saved_model,tflite,onnx")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir, export_dir
+
+
+def _assert_same_detections(export_dir, kind, file_name, tmp_path):
+    """TensorFlow 없는 프로세스의 kind 실행 결과가 SavedModel serving_default 와 같은지 (여러 크기, 두 방향)."""
     images, results = _run_without_tensorflow(kind, os.path.join(export_dir, file_name), tmp_path)
     serving = tf.saved_model.load(export_dir).signatures["serving_default"]
     found_any = False
@@ -116,13 +132,34 @@ def test_each_format_runs_without_tensorflow_and_matches_the_saved_model(exporte
     assert found_any  # 비교할 검출이 있었다
 
 
-def test_tflite_holds_only_builtin_ops_and_the_class_names(exported):
-    _, export_dir = exported
-    with open(os.path.join(export_dir, portable.TFLITE_FILE), "rb") as handle:
+FORMATS = [("tflite", portable.TFLITE_FILE), ("onnx", portable.ONNX_FILE)]
+
+
+@pytest.mark.parametrize("kind, file_name", FORMATS)
+def test_each_format_runs_without_tensorflow_and_matches_the_saved_model(exported, tmp_path, kind,
+                                                                         file_name):
+    _assert_same_detections(exported[1], kind, file_name, tmp_path)
+
+
+@pytest.mark.parametrize("kind, file_name", FORMATS)
+def test_a_vgg16_seed_like_model_matches_in_every_format(vgg_exported, tmp_path, kind, file_name):
+    _assert_same_detections(vgg_exported[1], kind, file_name, tmp_path)
+    _assert_builtin_ops_only(os.path.join(vgg_exported[1], portable.TFLITE_FILE))
+
+
+def _assert_builtin_ops_only(tflite_path):
+    """TFLite 파일의 연산이 모두 내장 연산인지 보고, 풀어 읽은 모델을 돌려준다."""
+    with open(tflite_path, "rb") as handle:
         model = schema.ModelT.InitFromPackedBuf(bytearray(handle.read()), 0)
     for code in model.operatorCodes:
         assert max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.CUSTOM
         assert not code.customCode  # Flex 연산 (SELECT_TF_OPS) 도 사용자 정의 연산으로 적힌다
+    return model
+
+
+def test_tflite_holds_only_builtin_ops_and_the_class_names(exported):
+    _, export_dir = exported
+    model = _assert_builtin_ops_only(os.path.join(export_dir, portable.TFLITE_FILE))
     metadata = {_text(entry.name): bytes(model.buffers[entry.buffer].data) for entry in model.metadata}
     assert json.loads(metadata[portable.LABELS_KEY]) == ["", "a", "b"]
     signature = model.signatureDefs[0]
