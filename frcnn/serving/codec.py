@@ -1,4 +1,4 @@
-"""TF Serving REST API 의 JSON ↔ numpy 텐서 변환.
+"""TF Serving API 의 요청·응답 ↔ numpy 텐서 변환: REST JSON 과 gRPC TensorProto, SignatureDef 메타데이터.
 
 TF Serving 의 REST 형식을 그대로 따른다:
 
@@ -23,19 +23,41 @@ import json
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 
 BINARY_KEY = "b64"
 BINARY_OUTPUT_SUFFIX = "_bytes"
 METHOD_NAME = "tensorflow/serving/predict"
 
 
+# HTTP 상태 → TF Serving (gRPC) 상태 코드 이름. 나머지는 INTERNAL.
+STATUS_CODES = {200: "OK", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "UNIMPLEMENTED",
+                408: "DEADLINE_EXCEEDED", 413: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+
+
+def status_code_name(http_status):
+    """HTTP 상태 코드에 맞는 TF Serving 상태 코드 이름 (예: 404 → "NOT_FOUND")."""
+    return STATUS_CODES.get(http_status, "INTERNAL")
+
+
 class RequestError(ValueError):
-    """클라이언트 잘못으로 생긴 오류. ``status`` 는 돌려줄 HTTP 상태 코드."""
+    """클라이언트 잘못 (또는 일시적 과부하) 으로 생긴 오류.
+
+    Attributes:
+      status: int, 돌려줄 HTTP 상태 코드.
+      code: str, 같은 뜻의 TF Serving (gRPC) 상태 코드 이름.
+    """
 
     def __init__(self, message, status=400):
         super().__init__(message)
         self.status = status
+
+    @property
+    def code(self):
+        return status_code_name(self.status)
 
 
 def parse_json_body(body):
@@ -70,38 +92,51 @@ def output_specs(signature):
     return dict(sorted(signature.structured_outputs.items()))
 
 
+def message_to_json(message):
+    """프로토 메시지를 TF Serving REST 가 돌려주는 JSON 모양으로 (필드 이름 그대로, 기본값 필드까지)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
 def _tensor_info(spec, tensor_name):
-    """TensorSpec 하나를 TF Serving 이 출력하는 TensorInfo JSON 으로 바꾼다."""
-    dims = [{"size": str(-1 if size is None else size), "name": ""} for size in spec.shape.as_list()]
-    return {
-        "dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum),
-        "tensor_shape": {"dim": dims, "unknown_rank": False},
-        "name": tensor_name,
-    }
+    """TensorSpec 하나를 SignatureDef 의 TensorInfo 프로토로 바꾼다."""
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=-1 if size is None else size)
+             for size in spec.shape.as_list()])
+    return meta_graph_pb2.TensorInfo(name=tensor_name, dtype=spec.dtype.as_datatype_enum, tensor_shape=shape)
 
 
-def signature_def_json(signature_name, signature):
-    """시그니처 하나를 TF Serving 메타데이터의 SignatureDef JSON 으로 만든다.
+def signature_def_proto(signature_name, inputs, outputs):
+    """시그니처 하나를 TF Serving 메타데이터의 SignatureDef 프로토로 만든다 (gRPC 와 REST 가 함께 쓴다).
 
     텐서 이름은 TF2 ``tf.saved_model.save`` 가 쓰는 규칙
     (입력 ``<시그니처>_<입력>:0``, 출력 ``StatefulPartitionedCall:<이름 순 번호>``)을 따른다.
 
     Args:
       signature_name: str, 시그니처 키.
-      signature: 불러온 SavedModel 의 ConcreteFunction.
+      inputs: dict, 입력 이름 → tf.TensorSpec.
+      outputs: dict, 출력 이름 → tf.TensorSpec.
 
     Returns:
-      dict, ``{"inputs": ..., "outputs": ..., "method_name": ...}``.
+      meta_graph_pb2.SignatureDef.
     """
-    inputs = {
-        name: _tensor_info(spec, f"{signature_name}_{name}:0")
-        for name, spec in input_specs(signature).items()
-    }
-    outputs = {
-        name: _tensor_info(spec, f"StatefulPartitionedCall:{index}")
-        for index, (name, spec) in enumerate(output_specs(signature).items())
-    }
-    return {"inputs": inputs, "outputs": outputs, "method_name": METHOD_NAME}
+    signature_def = meta_graph_pb2.SignatureDef(method_name=METHOD_NAME)
+    for name, spec in sorted(inputs.items()):
+        signature_def.inputs[name].CopyFrom(_tensor_info(spec, f"{signature_name}_{name}:0"))
+    for index, (name, spec) in enumerate(sorted(outputs.items())):
+        signature_def.outputs[name].CopyFrom(_tensor_info(spec, f"StatefulPartitionedCall:{index}"))
+    return signature_def
+
+
+def signature_def_json(signature_name, inputs, outputs):
+    """``signature_def_proto`` 의 JSON (TF Serving REST 메타데이터의 SignatureDef 하나).
+
+    Returns:
+      dict, ``{"inputs": ..., "outputs": ..., "method_name": ...}`` (TF Serving 에 없는 ``defaults`` 는 뺀다).
+    """
+    document = message_to_json(signature_def_proto(signature_name, inputs, outputs))
+    document.pop("defaults", None)
+    return document
 
 
 def _string_leaf(value, where):
@@ -327,3 +362,41 @@ def outputs_to_columnar(outputs):
     if len(columns) == 1:
         return next(iter(columns.values()))
     return columns
+
+
+def _dtype_name(enum):
+    """DataType 열거값의 이름 (모르는 값이면 그 숫자)."""
+    try:
+        return types_pb2.DataType.Name(enum)
+    except ValueError:
+        return str(enum)
+
+
+def tensor_proto_to_array(proto, spec, name):
+    """gRPC 입력 TensorProto 하나를 spec 의 dtype 을 가진 numpy 배열로 바꾼다.
+
+    Args:
+      proto: tensor_pb2.TensorProto.
+      spec: tf.TensorSpec, 그 입력의 명세.
+      name: str, 입력 이름 (오류 메시지용).
+
+    Returns:
+      np.ndarray, 문자열이면 bytes 를 담은 object 배열.
+
+    Raises:
+      RequestError: dtype 이 다르거나, 값을 읽을 수 없거나, 모양이 맞지 않을 때 (400).
+    """
+    if proto.dtype != spec.dtype.as_datatype_enum:
+        raise RequestError(f"input '{name}': expects {_dtype_name(spec.dtype.as_datatype_enum)} but "
+                           f"{_dtype_name(proto.dtype)} is provided")
+    try:
+        array = tf.make_ndarray(proto)
+    except (ValueError, TypeError) as error:
+        raise RequestError(f"input '{name}': cannot read the TensorProto: {error}") from error
+    _check_shape(array, spec, name)
+    return array
+
+
+def array_to_tensor_proto(array):
+    """출력 배열 하나를 TensorProto 로 (문자열은 bytes 그대로)."""
+    return tf.make_tensor_proto(array)

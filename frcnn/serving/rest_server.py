@@ -1,258 +1,285 @@
-"""TF Serving 호환 REST 서버 (표준 라이브러리 ``http.server`` 만 사용).
+"""TF Serving 호환 REST 서버: Starlette 앱을 uvicorn (ASGI 서버) 이 돌린다.
+
+왜 Starlette + uvicorn 인가: uvicorn 은 asyncio 이벤트 루프 하나로 모든 연결을 다뤄, 아무것도 보내지 않는
+연결이나 느린 클라이언트가 스레드를 붙잡지 않는다 (``http.server`` 는 연결마다 스레드 하나). 모델 (TensorFlow,
+블로킹 호출) 은 Starlette 의 스레드 풀 (``run_in_threadpool``) 에서 돌아 루프를 막지 않고, 한 프로세스가 모델
+하나를 모든 요청·gRPC 와 함께 쓴다 (gunicorn 처럼 프로세스마다 모델을 따로 불러 메모리가 몇 배가 되지 않는다).
+uvicorn 은 keep-alive 시간 제한과 우아한 종료 (새 연결 거절, 쉬는 연결 닫기, 처리 중 요청 마무리) 를 갖췄고,
+여기서는 두 가지를 더한다: 연결 뒤 (또는 응답 뒤) ``request_timeout`` 안에 요청 머리가 오지 않으면 닫고,
+본문이 그 시간 안에 다 오지 않으면 408, ``max_body_bytes`` 를 넘으면 413 (둘 다 연결을 닫는다).
 
 경로 (TF Serving REST API 와 같음):
-  GET  /v1/models/NAME[/versions/N]            모델 상태
-  GET  /v1/models/NAME[/versions/N]/metadata   시그니처 메타데이터
-  POST /v1/models/NAME[/versions/N]:predict    예측 (행 ``instances`` / 열 ``inputs`` 형식)
-  GET  /healthz                                 헬스 체크 ``{"status": "ok"}``
+  GET  /v1/models/NAME[/versions/N | /labels/L]            모델 상태
+  GET  /v1/models/NAME[/versions/N | /labels/L]/metadata   시그니처 메타데이터
+  POST /v1/models/NAME[/versions/N | /labels/L]:predict    예측 (행 ``instances`` / 열 ``inputs`` 형식)
+  GET  /monitoring/prometheus/metrics                      Prometheus 지표
+  GET  /healthz                                            헬스 체크 ``{"status": "ok"}``
 오류는 모두 ``{"error": "..."}`` JSON 과 4xx/5xx 상태로 답하고 서버는 계속 돈다.
-요청 하나의 인스턴스들은 한 배치로 모델에 들어간다. 스레드마다 연결 하나를 처리하고,
-``graceful_shutdown`` 은 새 연결을 받지 않고 처리 중인 요청을 끝낸 뒤 멈춘다 (SIGTERM/SIGINT 처리는 ``tools/serve``).
 
 용어:
-  B 배치(요청 하나의 인스턴스 수), N 검출 수.
-  박스는 ``[ymin, xmin, ymax, xmax]`` 정규화 [0, 1] 좌표 (모델 출력 그대로).
+  루프(loop): uvicorn 의 asyncio 이벤트 루프 (서버 스레드 하나).
+  B 배치(요청 하나의 인스턴스 수); 박스는 ``[ymin, xmin, ymax, xmax]`` 정규화 [0, 1] 좌표.
 """
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
-from frcnn.serving.codec import RequestError, parse_json_body
-from frcnn.serving.service import ModelService
+import h11
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from frcnn.serving.codec import RequestError
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-DEFAULT_DRAIN_TIMEOUT_SECONDS = 30.0
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
+DEFAULT_KEEP_ALIVE_SECONDS = 15
+# 동시 연결·요청의 상한 (넘으면 uvicorn 이 503): 본문을 읽어 둔 채 기다리는 요청이 메모리를 끝없이 쓰지 않게.
+MAX_CONCURRENCY = 1024
 HEALTH_PATH = "/healthz"
-# /v1/models/NAME[/versions/N][/metadata | :predict]
+METRICS_PATH = "/monitoring/prometheus/metrics"
+METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+# /v1/models/NAME[/versions/N | /labels/L][/metadata | :predict]
 MODEL_PATH_PATTERN = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>predict))?$")
 
 logger = logging.getLogger(__name__)
 
 
-class RestServer(ThreadingHTTPServer):
-    """모델 하나를 서빙하는 스레드 HTTP 서버. 처리 중 요청 수를 세어 우아한 종료를 돕는다.
+class MethodNotAllowed(RequestError):
+    """405: 경로는 맞지만 메서드가 다르다 (``allow`` 는 Allow 헤더 값)."""
+
+    def __init__(self, method, path, allow):
+        super().__init__(f"Method {method} not allowed for {path}; use {allow}", status=405)
+        self.allow = allow
+
+
+def _json_response(status, payload, headers=None):
+    body = json.dumps(payload).encode("utf-8")
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def build_app(service, tracker, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
+              request_timeout=DEFAULT_REQUEST_TIMEOUT_SECONDS):
+    """TF Serving REST 경로를 ModelService 로 잇는 Starlette 앱.
 
     Args:
-      address: (host, port) 튜플. port 0 이면 빈 포트를 고른다.
       service: ModelService.
-      max_body_bytes: int, 이보다 큰 요청 본문은 413 으로 거절한다.
-    """
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address, service, max_body_bytes=DEFAULT_MAX_BODY_BYTES):
-        super().__init__(address, RestRequestHandler)
-        self.service = service
-        self.max_body_bytes = max_body_bytes
-        self.shutting_down = False
-        self._in_flight = 0
-        self._in_flight_changed = threading.Condition()
-        self._serving = threading.Event()
-        self._open_connections = set()
-
-    @property
-    def url(self):
-        """서버의 기본 URL (예: ``http://127.0.0.1:8501``)."""
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def in_flight(self):
-        """지금 처리 중인 요청 수."""
-        with self._in_flight_changed:
-            return self._in_flight
-
-    def serve_forever(self, poll_interval=0.5):
-        """``socketserver`` 의 serve_forever 에 '시작됨' 표시를 더한다."""
-        self._serving.set()
-        super().serve_forever(poll_interval)
-
-    def process_request(self, request, client_address):
-        """연결 소켓을 기억해 두었다가 종료 때 쉬고 있는 keep-alive 연결을 닫는다."""
-        with self._in_flight_changed:
-            self._open_connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):
-        with self._in_flight_changed:
-            self._open_connections.discard(request)
-        super().shutdown_request(request)
-
-    def request_started(self):
-        with self._in_flight_changed:
-            self._in_flight += 1
-
-    def request_finished(self):
-        with self._in_flight_changed:
-            self._in_flight -= 1
-            self._in_flight_changed.notify_all()
-
-    def graceful_shutdown(self, drain_timeout=DEFAULT_DRAIN_TIMEOUT_SECONDS):
-        """새 연결을 그만 받고, 처리 중인 요청이 끝나기를 기다린 뒤 소켓을 닫는다.
-
-        serve_forever 를 도는 스레드가 아닌 다른 스레드에서 불러야 한다.
-
-        Args:
-          drain_timeout: float, 처리 중 요청을 기다릴 최대 초.
-
-        Returns:
-          bool, 시간 안에 모든 요청이 끝났으면 True.
-        """
-        self.shutting_down = True
-        if self._serving.is_set():
-            self.shutdown()
-        with self._in_flight_changed:
-            drained = self._in_flight_changed.wait_for(lambda: self._in_flight == 0, timeout=drain_timeout)
-            idle_connections = list(self._open_connections)
-        for connection in idle_connections:
-            _close_quietly(connection)
-        self.server_close()
-        logger.info("server stopped (%s)", "drained" if drained else "drain timed out")
-        return drained
-
-
-def _close_quietly(connection):
-    """쉬고 있는 keep-alive 연결의 읽기를 끊어 그 스레드를 끝낸다."""
-    try:
-        connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class RestRequestHandler(BaseHTTPRequestHandler):
-    """TF Serving REST 경로를 ModelService 호출로 잇는 요청 처리기."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "frcnn-serving/1.0"
-    timeout = 120  # 쉬는 keep-alive 연결을 닫기까지의 초
-
-    def do_GET(self):
-        self._handle("GET")
-
-    def do_POST(self):
-        self._handle("POST")
-
-    def do_PUT(self):
-        self._handle("PUT")
-
-    def do_DELETE(self):
-        self._handle("DELETE")
-
-    def do_PATCH(self):
-        self._handle("PATCH")
-
-    def log_request(self, code="-", size="-"):
-        """기본 접근 로그 대신 ``_handle`` 이 요청마다 한 줄을 남긴다."""
-
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler 의 이름
-        logger.debug("%s - %s", self.address_string(), format % args)
-
-    def _handle(self, method):
-        """요청 하나를 처리하고 JSON 으로 답한 뒤 로그 한 줄을 남긴다."""
-        start = time.monotonic()
-        self.server.request_started()
-        try:
-            status, payload = self._route(method)
-        except RequestError as error:
-            status, payload = error.status, {"error": str(error)}
-        except Exception as error:  # 서버는 어떤 요청 뒤에도 계속 돈다.
-            logger.exception("internal error on %s %s", method, self.path)
-            status, payload = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}
-        try:
-            self._send_json(status, payload, method)
-        finally:
-            self.server.request_finished()
-            logger.info("%s %s %d %.1fms", method, self.path, status, 1000 * (time.monotonic() - start))
-
-    def _route(self, method):
-        """경로와 메서드를 보고 (상태 코드, 응답 문서) 를 만든다."""
-        path = urlsplit(self.path).path
-        if path == HEALTH_PATH:
-            self._require_method(method, "GET")
-            return 200, {"status": "ok"}
-        match = MODEL_PATH_PATTERN.match(path)
-        if match is None:
-            raise RequestError(f"Malformed request: {method} {path}", status=404)
-        service = self.server.service
-        service.check_servable(match["name"], match["version"])
-        if match["verb"] == "predict":
-            self._require_method(method, "POST")
-            return 200, service.predict_json(parse_json_body(self._read_body()))
-        self._require_method(method, "GET")
-        return 200, service.metadata_json() if match["metadata"] else service.status_json()
-
-    def _require_method(self, method, allowed):
-        if method != allowed:
-            self._allowed_method = allowed
-            raise RequestError(f"Method {method} not allowed for {urlsplit(self.path).path}; use {allowed}",
-                               status=405)
-
-    def _read_body(self):
-        """Content-Length 만큼 본문을 읽는다. 너무 크면 413 (연결은 닫는다)."""
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            self.close_connection = True
-            raise RequestError("Content-Length header is required", status=411)
-        try:
-            length = int(length_header)
-        except ValueError:
-            self.close_connection = True
-            raise RequestError(f"invalid Content-Length: {length_header!r}") from None
-        if length < 0 or length > self.server.max_body_bytes:
-            # 읽지 않은 본문이 다음 요청으로 읽히지 않게 연결을 닫는다.
-            self.close_connection = True
-            raise RequestError(f"request body of {length} bytes exceeds the limit of "
-                               f"{self.server.max_body_bytes} bytes (--max_body_bytes)", status=413)
-        return self.rfile.read(length)
-
-    def _send_json(self, status, payload, method):
-        """JSON 응답을 보낸다. 종료 중이면 keep-alive 를 끊는다."""
-        body = json.dumps(payload).encode("utf-8")
-        if self.server.shutting_down:
-            self.close_connection = True
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if status == 405:
-            self.send_header("Allow", getattr(self, "_allowed_method", "GET"))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-
-def make_server(model, model_name="frcnn", host="127.0.0.1", port=8501,
-                max_body_bytes=DEFAULT_MAX_BODY_BYTES, model_version=1, warmup=True):
-    """SavedModel 을 서빙할 RestServer 를 만든다 (아직 serve_forever 는 부르지 않는다).
-
-    Args:
-      model: SavedModel 디렉터리 경로 또는 ``tf.saved_model.load`` 로 불러온 객체.
-      model_name: str, URL 의 모델 이름.
-      host: str, 바인드할 주소.
-      port: int, 바인드할 포트 (0 이면 빈 포트).
-      max_body_bytes: int, 요청 본문 최대 바이트 (넘으면 413).
-      model_version: int, 상태/메타데이터에 알릴 버전.
-      warmup: bool, True 면 시작 전에 각 시그니처를 한 번 실행한다.
+      tracker: service.RequestTracker (처리 중 요청 수, 종료 중 여부).
+      max_body_bytes: int, 이보다 큰 본문은 413.
+      request_timeout: float, 본문을 다 받을 때까지의 최대 초 (넘으면 408).
 
     Returns:
-      RestServer, ``server.url`` 로 주소를 알 수 있다.
+      Starlette 앱 (ASGI).
+    """
+
+    async def endpoint(request):
+        start = time.monotonic()
+        tracker.started()
+        headers = {}
+        try:
+            response = await _dispatch(request, service, max_body_bytes, request_timeout)
+        except RequestError as error:
+            if isinstance(error, MethodNotAllowed):
+                headers["Allow"] = error.allow
+            if error.status in (408, 413):
+                headers["Connection"] = "close"  # 읽지 않은 본문이 다음 요청으로 읽히지 않게
+            response = _json_response(error.status, {"error": str(error)}, headers)
+        except Exception as error:  # 서버는 어떤 요청 뒤에도 계속 돈다.
+            logger.exception("internal error on %s %s", request.method, request.url.path)
+            response = _json_response(500, {"error": f"Internal error: {type(error).__name__}: {error}"})
+        finally:
+            tracker.finished()
+        if tracker.shutting_down:
+            response.headers["Connection"] = "close"
+        logger.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
+                    1000 * (time.monotonic() - start))
+        return response
+
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)])
+
+
+async def _dispatch(request, service, max_body_bytes, request_timeout):
+    """경로와 메서드를 보고 응답을 만든다 (모델 호출은 스레드 풀에서)."""
+    method, path = request.method, request.url.path
+    if path == HEALTH_PATH:
+        _require_method(method, path, "GET")
+        return _json_response(200, {"status": "ok"})
+    if path == METRICS_PATH and service.metrics is not None:
+        _require_method(method, path, "GET")
+        body, content_type = service.metrics.exposition()
+        return Response(body, media_type=content_type)
+    match = MODEL_PATH_PATTERN.match(path)
+    if match is None:
+        raise RequestError(f"Malformed request: {method} {path}", status=404)
+    name, label = match["name"], match["label"]
+    version = int(match["version"]) if match["version"] else None
+    if match["verb"] == "predict":
+        _require_method(method, path, "POST")
+        body = await _read_body(request, max_body_bytes, request_timeout)
+        payload = await run_in_threadpool(_encoded_prediction, service, body, name, version, label)
+        return Response(payload, media_type="application/json")
+    _require_method(method, path, "GET")
+    if match["metadata"]:
+        return _json_response(200, await run_in_threadpool(service.metadata_json, name, version, label))
+    if label is not None:
+        service.servable(name, version, label)  # 라벨은 status 에 없다: 없는 라벨은 404
+    return _json_response(200, service.status_json(name, version))
+
+
+def _encoded_prediction(service, body, name, version, label):
+    """predict 한 번과 응답 JSON 인코딩 (둘 다 스레드 풀에서: 루프를 막지 않게)."""
+    return json.dumps(service.predict_json(body, name, version, label)).encode("utf-8")
+
+
+def _require_method(method, path, allowed):
+    if method != allowed:
+        raise MethodNotAllowed(method, path, allowed)
+
+
+async def _read_body(request, max_body_bytes, request_timeout):
+    """본문을 한도·시간 제한 안에서 읽는다.
 
     Raises:
-      ValueError: 모델을 불러올 수 없거나 max_body_bytes 가 양수가 아닐 때.
-      OSError: 주소에 바인드할 수 없을 때.
+      RequestError: 한도를 넘으면 413, 시간 안에 다 오지 않으면 408.
     """
-    if max_body_bytes <= 0:
-        raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
-    service = ModelService(model, model_name, model_version)
-    if warmup:
-        service.warmup()
-    return RestServer((host, port), service, max_body_bytes)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        raise _too_large(int(declared), max_body_bytes)
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(request_timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_body_bytes:
+                    raise _too_large(size, max_body_bytes)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(f"request body not received within {request_timeout:g} s "
+                           "(--request_timeout_seconds)", status=408) from None
+    return b"".join(chunks)
+
+
+def _too_large(size, limit):
+    return RequestError(f"request body of {size} bytes exceeds the limit of {limit} bytes (--max_body_bytes)",
+                        status=413)
+
+
+def _protocol_class(request_timeout):
+    """uvicorn 의 h11 프로토콜에 요청 머리 시간 제한과 JSON 400 응답을 더한 클래스."""
+
+    class TimedH11Protocol(H11Protocol):
+        """연결 뒤 (또는 응답 뒤) request_timeout 안에 요청 머리가 다 오지 않으면 연결을 닫는다."""
+
+        _head_deadline = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm_head_deadline()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            self._arm_head_deadline()
+
+        def connection_lost(self, exc):
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm_head_deadline(self):
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+            if not self.transport.is_closing():
+                self._head_deadline = self.loop.call_later(request_timeout, self._close_if_waiting)
+
+        def _close_if_waiting(self):
+            waiting = self.cycle is None or self.cycle.response_complete
+            if waiting and not self.transport.is_closing():
+                self.transport.close()
+
+        def send_400_response(self, msg):
+            """uvicorn 의 text/plain 400 대신 다른 오류들과 같은 ``{"error": ...}`` JSON."""
+            body = json.dumps({"error": msg}).encode("utf-8")
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return TimedH11Protocol
+
+
+class _Server(uvicorn.Server):
+    """신호 처리기를 설치하지 않는 uvicorn 서버 (신호는 ``tools/serve`` 가 다룬다)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def bind_socket(host, port):
+    """듣기 소켓을 만든다 (port 0 이면 빈 포트).
+
+    프로토콜을 IPPROTO_TCP 로 밝히고 TCP_NODELAY 를 켠다: asyncio 는 proto 가 0 인 소켓에는 TCP_NODELAY 를 켜지
+    않아, 응답 머리와 본문이 따로 나가면 Nagle 과 클라이언트의 지연 ACK 가 만나 응답마다 ≈ 40 ms 가 붙는다.
+
+    Raises:
+      OSError: 바인드할 수 없을 때.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class RestServer:
+    """uvicorn 으로 Starlette 앱을 돌리는 REST 서버 하나 (소켓은 만들 때 바인드한다).
+
+    Args:
+      app: ASGI 앱 (``build_app``).
+      host, port: 바인드할 주소.
+      keep_alive_seconds: int, 쉬는 keep-alive 연결을 닫기까지의 초.
+      request_timeout: float, 요청 머리를 기다리는 최대 초.
+    """
+
+    def __init__(self, app, host, port, keep_alive_seconds=DEFAULT_KEEP_ALIVE_SECONDS,
+                 request_timeout=DEFAULT_REQUEST_TIMEOUT_SECONDS):
+        self.socket = bind_socket(host, port)
+        config = uvicorn.Config(app, http=_protocol_class(request_timeout), lifespan="off", log_config=None,
+                                access_log=False, timeout_keep_alive=keep_alive_seconds,
+                                limit_concurrency=MAX_CONCURRENCY)
+        self._server = _Server(config)
+
+    @property
+    def server_address(self):
+        return self.socket.getsockname()
+
+    def serve(self):
+        """종료를 부탁받을 때까지 돌린다 (이 스레드가 이벤트 루프를 돈다)."""
+        self._server.run(sockets=[self.socket])
+
+    def stop(self, drain_timeout):
+        """새 연결을 그만 받고, 처리 중 요청을 drain_timeout 초까지 기다린 뒤 ``serve`` 가 돌아오게 한다."""
+        self._server.config.timeout_graceful_shutdown = drain_timeout
+        self._server.should_exit = True
+
+    def close(self):
+        """한 번도 돌지 않은 서버의 소켓을 닫는다."""
+        self.socket.close()

@@ -1,211 +1,271 @@
-"""SavedModel 하나를 TF Serving REST 요청/응답(JSON 문서) 단위로 다루는 서비스.
+"""모델 하나를 TF Serving API 단위로 다루는 서비스: REST 와 gRPC 가 함께 쓰는 한 곳.
 
-HTTP 와 무관한 부분만 둔다: 모델 상태, 메타데이터, predict(행/열 형식), 워밍업.
-HTTP 서버는 ``rest_server.py`` 에 있다.
+HTTP/gRPC 와 무관한 부분만 둔다: 이름·버전으로 servable 고르기, 상태 (GetModelStatus), 메타데이터
+(GetModelMetadata), predict (REST 의 JSON 문서와 gRPC 의 PredictRequest), 배처 거치기, 지표 세기.
+오류는 ``RequestError`` (HTTP 상태와 TF Serving 상태 코드 이름을 가진다) 로 알린다.
 
 용어:
-  B 배치(요청 하나의 인스턴스 수), N 검출 수, H/W 이미지 높이/너비.
-  박스는 ``[ymin, xmin, ymax, xmax]`` 정규화 [0, 1] 좌표 (모델 출력 그대로).
+  servable: 불러온 모델 한 버전 (``servable.py``). 버전은 ``versions.VersionManager`` 가 고른다.
+  B 배치(요청 하나의 인스턴스 수), N 검출 수; 박스는 ``[ymin, xmin, ymax, xmax]`` 정규화 [0, 1] 좌표.
 """
 
-import logging
-import os
+import contextlib
+import threading
 import time
 
-import numpy as np
-import tensorflow as tf
+from google.protobuf import any_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import status_pb2
 
-from frcnn.data import records
-from frcnn.export import loader
 from frcnn.serving import codec
 from frcnn.serving.codec import RequestError
+from frcnn.serving.servable import DEFAULT_SIGNATURE
 
-DEFAULT_SIGNATURE = "serving_default"
-WARMUP_IMAGE_SIZE = 32
-# 모델이 이렇게 알리는 오류는 입력 탓이므로 400 으로 돌려준다.
-CLIENT_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, tf.errors.FailedPreconditionError)
-
-logger = logging.getLogger(__name__)
+SIGNATURE_DEF_FIELD = "signature_def"
 
 
-def load_model(model):
-    """경로면 frcnn.export.loader 로 불러오고, 이미 불러온 객체면 시그니처만 확인해 그대로 돌려준다.
+def _requested(model_name, version, label):
+    """TF Serving 오류 문구의 요청 표기: Latest(NAME), Specific(NAME, N)."""
+    if version is not None:
+        return f"Specific({model_name}, {version})"
+    return f"Latest({model_name})" if label is None else f"Label({model_name}, {label})"
 
-    Args:
-      model: str/os.PathLike (SavedModel 디렉터리) 또는 ``signatures`` 속성을 가진 불러온 객체.
 
-    Returns:
-      ``signatures`` 를 가진 불러온 SavedModel.
+class RequestTracker:
+    """REST 와 gRPC 가 함께 세는 처리 중 요청 수와 종료 중 표시 (우아한 종료가 기다린다)."""
 
-    Raises:
-      ValueError: 경로에 SavedModel 이 없거나 불러올 수 없거나, 모델에 시그니처가 없을 때.
-    """
-    if isinstance(model, (str, os.PathLike)):
-        return loader.load_saved_model(model)
-    if not getattr(model, "signatures", None):
-        raise ValueError("the model has no serving signatures")
-    return model
+    def __init__(self):
+        self.shutting_down = False
+        self._count = 0
+        self._changed = threading.Condition()
+
+    @property
+    def in_flight(self):
+        with self._changed:
+            return self._count
+
+    def started(self):
+        with self._changed:
+            self._count += 1
+
+    def finished(self):
+        with self._changed:
+            self._count -= 1
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout):
+        """처리 중 요청이 0 이 되기를 timeout 초까지 기다린다 (되면 True)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout=timeout)
 
 
 class ModelService:
-    """불러온 SavedModel 하나의 TF Serving REST 동작 (상태, 메타데이터, predict).
+    """이름 붙은 모델 하나 (여러 버전) 의 TF Serving 동작.
 
     Args:
-      model: SavedModel 경로 또는 불러온 객체 (``load_model`` 참고).
-      model_name: str, URL 의 모델 이름 (``/v1/models/<model_name>``).
-      model_version: int, 알릴 버전 번호 (TF Serving 의 버전 디렉터리에 해당).
+      versions: versions.VersionManager.
+      model_name: str, 모델 이름 (``/v1/models/<model_name>``, gRPC ``model_spec.name``).
+      batcher: batching.Batcher 또는 None (배칭 없이 요청마다 모델을 부른다).
+      metrics: metrics.ServingMetrics 또는 None.
     """
 
-    def __init__(self, model, model_name, model_version=1):
-        self.model = load_model(model)
+    def __init__(self, versions, model_name, batcher=None, metrics=None):
+        self.versions = versions
         self.model_name = model_name
-        self.model_version = str(model_version)
-        self.signatures = dict(self.model.signatures)
-        self.input_specs = {name: codec.input_specs(fn) for name, fn in self.signatures.items()}
+        self.batcher = batcher
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch_versions(model_name, versions.statuses)
 
-    def check_servable(self, model_name, version):
-        """요청 URL 의 모델 이름/버전이 이 서비스인지 확인한다.
+    @property
+    def signatures(self):
+        """서빙 중인 버전의 시그니처 이름들."""
+        current = self.versions.current()
+        return sorted(current.signatures) if current is not None else []
+
+    def servable(self, model_name, version=None, label=None):
+        """요청의 모델 이름/버전/라벨에 맞는 서빙 중 servable.
 
         Raises:
-          RequestError: 다른 이름이나 버전이면 404 (TF Serving 과 같은 문구).
+          RequestError: 없는 모델, 버전이나 라벨이면 404 (TF Serving 과 같은 문구).
         """
-        if version is None and model_name != self.model_name:
-            raise RequestError(f"Servable not found for request: Latest({model_name})", status=404)
-        if version is not None and (model_name != self.model_name or version != self.model_version):
-            raise RequestError(f"Servable not found for request: Specific({model_name}, {version})",
+        if label is not None:
+            raise RequestError(f"Unrecognized servable version label: {label}", status=404)
+        servable = self.versions.current(version) if model_name == self.model_name else None
+        if servable is None:
+            raise RequestError(f"Servable not found for request: {_requested(model_name, version, label)}",
                                status=404)
+        return servable
 
-    def status_json(self):
-        """``GET /v1/models/NAME`` 의 응답 문서."""
-        return {"model_version_status": [{
-            "version": self.model_version,
-            "state": "AVAILABLE",
-            "status": {"error_code": "OK", "error_message": ""},
-        }]}
+    # ---- 상태, 메타데이터 ----
 
-    def metadata_json(self):
-        """``GET /v1/models/NAME/metadata`` 의 응답 문서 (TF Serving 의 SignatureDefMap 모양)."""
-        signature_defs = {name: codec.signature_def_json(name, fn)
-                          for name, fn in sorted(self.signatures.items())}
+    def status(self, model_name, version=None):
+        """GetModelStatus 응답 (버전이 주어지면 그 버전만).
+
+        Raises:
+          RequestError: 없는 모델이나 버전이면 404.
+        """
+        if model_name != self.model_name:
+            raise RequestError(f"Could not find any versions of model {model_name}", status=404)
+        statuses = [status for status in self.versions.statuses() if version in (None, status.version)]
+        if not statuses:
+            raise RequestError(f"Could not find version {version} of model {model_name}", status=404)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for status in statuses:
+            entry = response.model_version_status.add(version=status.version)
+            entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
+            entry.status.error_code = _error_code_number(status.error_code)
+            entry.status.error_message = status.error_message
+        return response
+
+    def status_json(self, model_name, version=None):
+        """``GET /v1/models/NAME[/versions/N]`` 의 응답 문서."""
+        return codec.message_to_json(self.status(model_name, version))
+
+    def metadata(self, model_name, version=None, label=None):
+        """GetModelMetadata 응답 (``signature_def`` 항목: SignatureDefMap 을 담은 Any)."""
+        servable = self.servable(model_name, version, label)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, (inputs, outputs) in servable.signatures.items():
+            signature_map.signature_def[name].CopyFrom(codec.signature_def_proto(name, inputs, outputs))
+        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=self._model_spec(servable))
+        packed = any_pb2.Any()
+        packed.Pack(signature_map)
+        response.metadata[SIGNATURE_DEF_FIELD].CopyFrom(packed)
+        return response
+
+    def metadata_json(self, model_name, version=None, label=None):
+        """``GET /v1/models/NAME[/versions/N]/metadata`` 의 응답 문서 (TF Serving 의 SignatureDefMap 모양)."""
+        servable = self.servable(model_name, version, label)
+        signature_defs = {name: codec.signature_def_json(name, inputs, outputs)
+                          for name, (inputs, outputs) in servable.signatures.items()}
         return {
-            "model_spec": {"name": self.model_name, "signature_name": "", "version": self.model_version},
-            "metadata": {"signature_def": {"signature_def": signature_defs}},
+            "model_spec": codec.message_to_json(self._model_spec(servable)),
+            "metadata": {SIGNATURE_DEF_FIELD: {SIGNATURE_DEF_FIELD: signature_defs}},
         }
 
-    def _signature(self, document):
-        """요청 문서의 ``signature_name`` (기본 serving_default) 으로 시그니처를 고른다."""
-        name = document.get("signature_name", DEFAULT_SIGNATURE)
-        if not isinstance(name, str) or name not in self.signatures:
-            raise RequestError(f'Serving signature name: "{name}" not found in signature def '
-                               f"(available: {sorted(self.signatures)})")
-        return name
+    def _model_spec(self, servable, signature_name=""):
+        spec = model_pb2.ModelSpec(name=self.model_name, signature_name=signature_name)
+        spec.version.value = servable.version
+        return spec
 
-    def run_signature(self, signature_name, inputs):
-        """시그니처를 한 배치로 실행한다.
+    # ---- predict ----
 
-        Args:
-          signature_name: str, 시그니처 키.
-          inputs: dict, 입력 이름 → np.ndarray [B, ...] (문자열이면 bytes object 배열).
+    def run(self, servable, signature_name, inputs):
+        """시그니처를 돌린다: 배처가 있으면 다른 요청들과 함께, 없으면 곧바로."""
+        if self.batcher is not None:
+            return self.batcher.run(servable, signature_name, inputs)
+        return servable.run(signature_name, inputs)
 
-        Returns:
-          dict, 출력 이름 → np.ndarray [B, ...].
+    @contextlib.contextmanager
+    def observed(self, protocol):
+        """predict 요청 하나를 지표에 남긴다. ``record["signature"]`` 는 안에서 채운다."""
+        record = {"signature": ""}
+        start = time.monotonic()
+        code = "INTERNAL"
+        try:
+            yield record
+            code = "OK"
+        except RequestError as error:
+            code = error.code
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe_request(self.model_name, record["signature"], protocol, code,
+                                             time.monotonic() - start)
+
+    def _signature(self, servable, name):
+        """시그니처 이름 (빈 문자열이면 serving_default) 을 확인한다.
 
         Raises:
-          RequestError: 모델이 입력을 거부했을 때 (예: 이미지가 아닌 바이트, 400).
+          RequestError: 없는 시그니처면 400.
         """
-        specs = self.input_specs[signature_name]
-        tensors = {name: tf.constant(array, dtype=specs[name].dtype) for name, array in inputs.items()}
-        try:
-            outputs = self.signatures[signature_name](**tensors)
-        except CLIENT_ERRORS as error:
-            raise RequestError(f"{type(error).__name__}: {short_error_message(error.message)}") from error
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+        name = name or DEFAULT_SIGNATURE
+        if not isinstance(name, str) or name not in servable.signatures:
+            raise RequestError(f'Serving signature name: "{name}" not found in signature def '
+                               f"(available: {sorted(servable.signatures)})")
+        return name
 
-    def predict_json(self, document):
-        """``POST /v1/models/NAME:predict`` 의 요청 문서를 처리한다.
+    def predict_json(self, body, model_name, version=None, label=None):
+        """``POST /v1/models/NAME[/versions/N]:predict`` 의 요청 본문을 처리한다.
 
         Args:
-          document: dict, ``signature_name`` 과 ``instances`` 또는 ``inputs`` 중 하나.
+          body: bytes, JSON 요청 본문 (``signature_name`` 과 ``instances`` 또는 ``inputs`` 중 하나).
+          model_name, version, label: URL 의 모델 이름, 버전 번호 (int 또는 None), 라벨.
 
         Returns:
           dict, ``{"predictions": [...]}`` (행 형식) 또는 ``{"outputs": ...}`` (열 형식).
 
         Raises:
-          RequestError: 요청이 잘못되었을 때 (400).
+          RequestError: 요청이 잘못되었을 때 (400), 없는 모델/버전 (404), 큐가 찼을 때 (503).
         """
-        signature_name = self._signature(document)
-        has_instances, has_inputs = "instances" in document, "inputs" in document
-        if has_instances == has_inputs:
-            raise RequestError("JSON Value: request must have exactly one of 'instances' (row format) "
-                               "or 'inputs' (columnar format)")
-        specs = self.input_specs[signature_name]
-        if has_instances:
-            inputs = codec.instances_to_inputs(document["instances"], specs)
-            return {"predictions": codec.outputs_to_predictions(self.run_signature(signature_name, inputs))}
-        inputs = codec.columnar_to_inputs(document["inputs"], specs)
-        return {"outputs": codec.outputs_to_columnar(self.run_signature(signature_name, inputs))}
+        with self.observed("rest") as record:
+            servable = self.servable(model_name, version, label)
+            document = codec.parse_json_body(body)
+            signature_name = self._signature(servable, document.get("signature_name"))
+            record["signature"] = signature_name
+            has_instances, has_inputs = "instances" in document, "inputs" in document
+            if has_instances == has_inputs:
+                raise RequestError("JSON Value: request must have exactly one of 'instances' (row format) "
+                                   "or 'inputs' (columnar format)")
+            specs = servable.input_specs(signature_name)
+            if has_instances:
+                inputs = codec.instances_to_inputs(document["instances"], specs)
+                outputs = self.run(servable, signature_name, inputs)
+                return {"predictions": codec.outputs_to_predictions(outputs)}
+            inputs = codec.columnar_to_inputs(document["inputs"], specs)
+            return {"outputs": codec.outputs_to_columnar(self.run(servable, signature_name, inputs))}
 
-    def warmup(self):
-        """각 시그니처를 작은 입력으로 한 번 실행해 커널 로딩을 미리 끝낸다.
+    def predict_proto(self, request):
+        """gRPC ``PredictionService/Predict``.
 
-        입력을 만들 수 없는 시그니처는 건너뛰고, 실패는 경고로만 남긴다.
+        Args:
+          request: predict_pb2.PredictRequest.
+
+        Returns:
+          predict_pb2.PredictResponse (``output_filter`` 가 있으면 그 출력만).
+
+        Raises:
+          RequestError: 400 (시그니처, 입력 이름, dtype, 모양, 디코딩할 수 없는 이미지), 404, 503.
         """
-        for name, specs in sorted(self.input_specs.items()):
-            start = time.monotonic()
-            inputs = {input_name: warmup_array(input_name, spec) for input_name, spec in specs.items()}
-            if any(array is None for array in inputs.values()):
-                logger.info("warm-up of '%s' skipped: no sample input for %s", name, specs)
-                continue
-            try:
-                self.run_signature(name, inputs)
-            except (RequestError, tf.errors.OpError) as error:
-                logger.warning("warm-up of '%s' failed: %s", name, error)
-                continue
-            logger.info("warmed up '%s' in %.0f ms", name, 1000 * (time.monotonic() - start))
+        with self.observed("grpc") as record:
+            spec = request.model_spec
+            choice = spec.WhichOneof("version_choice")
+            servable = self.servable(spec.name, spec.version.value if choice == "version" else None,
+                                     spec.version_label if choice == "version_label" else None)
+            signature_name = self._signature(servable, spec.signature_name)
+            record["signature"] = signature_name
+            specs = servable.input_specs(signature_name)
+            if set(request.inputs) != set(specs):
+                raise RequestError(f"input names {sorted(request.inputs)} do not match the signature "
+                                   f"'{signature_name}' inputs {sorted(specs)}")
+            inputs = {name: codec.tensor_proto_to_array(request.inputs[name], specs[name], name)
+                      for name in specs}
+            outputs = self._filtered(self.run(servable, signature_name, inputs), request.output_filter,
+                                     servable.output_specs(signature_name))
+            response = predict_pb2.PredictResponse(model_spec=self._model_spec(servable, signature_name))
+            for name, array in outputs.items():
+                response.outputs[name].CopyFrom(codec.array_to_tensor_proto(array))
+            return response
+
+    @staticmethod
+    def _filtered(outputs, output_filter, output_specs):
+        """``output_filter`` 의 출력만 (비었으면 모두).
+
+        Raises:
+          RequestError: 시그니처에 없는 출력 이름이면 400.
+        """
+        unknown = sorted(set(output_filter) - set(output_specs))
+        if unknown:
+            raise RequestError(f"output tensor alias not found in signature: {unknown[0]} "
+                               f"Outputs expected to be in the set {sorted(output_specs)}")
+        return {name: outputs[name] for name in (output_filter or outputs)}
 
 
-def short_error_message(message):
-    """TF 런타임 오류 메시지에서 그래프 위치/스택 줄을 빼고 원인 줄만 남긴다.
-
-    Args:
-      message: str, ``tf.errors.OpError.message``.
-
-    Returns:
-      str, 예: ``"Unknown image file format. One of JPEG, PNG, ... required."``.
-    """
-    noise_prefixes = ("Graph execution error", "Detected at node", "<stack traces", "[[")
-    lines = [line.strip() for line in message.splitlines()]
-    useful = [line for line in lines if line and not line.startswith(noise_prefixes)]
-    return useful[-1] if useful else message.strip()
-
-
-def _warmup_png():
-    """워밍업용 회색 PNG 바이트 (WARMUP_IMAGE_SIZE 정사각형)."""
-    image = tf.fill([WARMUP_IMAGE_SIZE, WARMUP_IMAGE_SIZE, 3], tf.constant(128, tf.uint8))
-    return tf.io.encode_png(image).numpy()
-
-
-def _warmup_example():
-    """워밍업용 직렬화 tf.Example (이미지 특징만, frcnn.data.records.image_example)."""
-    example = records.image_example(_warmup_png(), "png", WARMUP_IMAGE_SIZE, WARMUP_IMAGE_SIZE)
-    return example.SerializeToString()
-
-
-def warmup_array(input_name, spec):
-    """입력 명세에 맞는 배치 1 짜리 워밍업 입력. 만들 수 없으면 None.
-
-    Args:
-      input_name: str, 입력 이름 (``examples`` 면 tf.Example, 다른 문자열 입력이면 PNG).
-      spec: tf.TensorSpec, 입력 명세.
-
-    Returns:
-      np.ndarray 또는 None.
-    """
-    shape = spec.shape.as_list()
-    if spec.dtype == tf.string and len(shape) == 1:
-        sample = _warmup_example() if input_name == "examples" else _warmup_png()
-        return np.array([sample], dtype=object)
-    if spec.dtype == tf.uint8 and len(shape) == 4 and shape[3] in (None, 3):
-        fixed = [size or WARMUP_IMAGE_SIZE for size in shape[1:3]]
-        return np.full([1] + fixed + [3], 128, dtype=np.uint8)
-    return None
+def _error_code_number(name):
+    """TF Serving 상태 코드 이름 → StatusProto.error_code 의 숫자 (tensorflow.error.Code)."""
+    codes = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
+    return codes.values_by_name[name].number

@@ -90,7 +90,8 @@ def test_signature_def_json_matches_the_saved_model_proto(saved_signature):
                                          preserving_proto_field_name=True,
                                          always_print_fields_with_no_presence=True)
     expected.pop("defaults", None)  # TF Serving 의 SignatureDef 에는 없는 새 필드
-    assert codec.signature_def_json("sig", signature) == expected
+    inputs, outputs = codec.input_specs(signature), codec.output_specs(signature)
+    assert codec.signature_def_json("sig", inputs, outputs) == expected
 
 
 # ---- 요청 본문 ----

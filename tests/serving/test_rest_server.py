@@ -10,6 +10,7 @@
 import base64
 import http.client
 import json
+import socket
 import threading
 import time
 
@@ -98,7 +99,7 @@ def _call(server, method, path, document=None, body=None, headers=None):
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         payload = json.loads(response.read().decode("utf-8"))
-        return response.status, payload, dict(response.getheaders())
+        return response.status, payload, response.headers  # 헤더 이름은 대소문자를 가리지 않는다
     finally:
         connection.close()
 
@@ -342,3 +343,15 @@ def test_graceful_shutdown_finishes_in_flight_request(loaded_model):
     assert outcome == {"drained": True} and not serve_thread.is_alive()
     with pytest.raises(ConnectionRefusedError):
         http.client.HTTPConnection(host, port, timeout=5).connect()
+
+
+def test_listening_socket_is_tcp_with_nodelay():
+    """asyncio 는 proto 가 IPPROTO_TCP 인 소켓에만 TCP_NODELAY 를 켠다: 없으면 응답마다 Nagle·지연 ACK 지연."""
+    from frcnn.serving.rest_server import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        sock.close()

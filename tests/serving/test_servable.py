@@ -1,4 +1,4 @@
-"""frcnn.serving.service 테스트: 모델 불러오기, 워밍업 입력, TF 오류 메시지 줄이기, 워밍업 실행.
+"""frcnn.serving.servable 테스트: 모델 불러오기, 워밍업 입력, TF 오류 메시지 줄이기, 워밍업 실행.
 
 용어: SavedModel 은 conftest.py 의 작은 검출기 (세 시그니처). 워밍업 이미지는 32×32 회색 (값 128).
 """
@@ -10,22 +10,22 @@ import pytest
 import tensorflow as tf
 
 from frcnn.data import records
-from frcnn.serving import service
+from frcnn.serving import servable
 
 
 def test_load_model_from_path_and_object(saved_model_dir, loaded_model):
-    model = service.load_model(saved_model_dir)
+    model = servable.load_model(saved_model_dir)
     assert sorted(model.signatures) == ["serve_bytes", "serve_examples", "serving_default"]
-    assert service.load_model(loaded_model) is loaded_model
+    assert servable.load_model(loaded_model) is loaded_model
 
 
 def test_load_model_errors(tmp_path):
     with pytest.raises(ValueError, match=r"not a SavedModel directory \(no saved_model.pb\)"):
-        service.load_model(str(tmp_path))
+        servable.load_model(str(tmp_path))
     with pytest.raises(ValueError, match="SavedModel directory not found"):
-        service.load_model(tmp_path / "missing")
+        servable.load_model(tmp_path / "missing")
     with pytest.raises(ValueError, match="the model has no serving signatures"):
-        service.load_model(tf.Module())
+        servable.load_model(tf.Module())
 
 
 def _decoded(image_bytes):
@@ -33,19 +33,19 @@ def _decoded(image_bytes):
 
 
 def test_warmup_array_for_each_input_kind():
-    size = service.WARMUP_IMAGE_SIZE
+    size = servable.WARMUP_IMAGE_SIZE
     gray = np.full([size, size, 3], 128, np.uint8)
-    image_bytes = service.warmup_array("image_bytes", tf.TensorSpec([None], tf.string))
+    image_bytes = servable.warmup_array("image_bytes", tf.TensorSpec([None], tf.string))
     assert image_bytes.shape == (1,)
     np.testing.assert_array_equal(_decoded(image_bytes[0]), gray)
-    examples = service.warmup_array("examples", tf.TensorSpec([None], tf.string))
+    examples = servable.warmup_array("examples", tf.TensorSpec([None], tf.string))
     values = records.read_example_numpy(examples[0])
     assert (values["format"], values["height"], values["width"]) == ("png", size, size)
     np.testing.assert_array_equal(_decoded(values["image_bytes"]), gray)
-    images = service.warmup_array("images", tf.TensorSpec([None, None, 48, 3], tf.uint8))
+    images = servable.warmup_array("images", tf.TensorSpec([None, None, 48, 3], tf.uint8))
     assert images.shape == (1, size, 48, 3) and images.dtype == np.uint8 and (images == 128).all()
-    assert service.warmup_array("features", tf.TensorSpec([None, 4], tf.float32)) is None
-    assert service.warmup_array("images", tf.TensorSpec([None, None, None, 1], tf.uint8)) is None
+    assert servable.warmup_array("features", tf.TensorSpec([None, 4], tf.float32)) is None
+    assert servable.warmup_array("images", tf.TensorSpec([None, None, None, 1], tf.uint8)) is None
 
 
 def test_short_error_message_keeps_the_cause_line():
@@ -53,14 +53,13 @@ def test_short_error_message_keeps_the_cause_line():
                "<stack traces unavailable>\nUnknown image file format. One of JPEG, PNG, GIF, BMP required.\n"
                "\t [[{{node DecodeImage}}]] [Op:__inference_serve_bytes_123]")
     expected = "Unknown image file format. One of JPEG, PNG, GIF, BMP required."
-    assert service.short_error_message(message) == expected
-    assert service.short_error_message("  plain  ") == "plain"
+    assert servable.short_error_message(message) == expected
+    assert servable.short_error_message("  plain  ") == "plain"
 
 
 def test_warmup_runs_every_signature(loaded_model, caplog):
-    model_service = service.ModelService(loaded_model, "tiny")
-    with caplog.at_level(logging.INFO, logger=service.logger.name):
-        model_service.warmup()
+    with caplog.at_level(logging.INFO, logger=servable.logger.name):
+        servable.SavedModelServable(loaded_model).warmup()
     warmed = sorted(record.getMessage().split("'")[1] for record in caplog.records
                     if record.getMessage().startswith("warmed up"))
     assert warmed == ["serve_bytes", "serve_examples", "serving_default"]

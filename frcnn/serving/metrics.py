@@ -1,0 +1,74 @@
+"""서버 지표 (Prometheus 텍스트 형식, ``prometheus_client``): ``GET /monitoring/prometheus/metrics``.
+
+서버마다 자기 레지스트리를 가진다 (한 프로세스의 여러 서버, 테스트가 서로 섞이지 않게).
+
+지표:
+  frcnn_serving_requests_total{model, signature, protocol, status}   predict 요청 수 (status: OK, NOT_FOUND, …)
+  frcnn_serving_request_latency_seconds{model, signature, protocol}  predict 지연 히스토그램
+  frcnn_serving_batch_size                                          모델에 들어간 배치의 인스턴스 수 히스토그램
+  frcnn_serving_queue_length                                        배치 큐에서 기다리는 요청 수
+  frcnn_serving_model_version{model, version, state}                버전마다 1 (state: AVAILABLE, END, LOADING)
+
+용어: protocol 은 "rest" 또는 "grpc".
+"""
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class _VersionCollector:
+    """긁을 때마다 버전 상태를 읽어 내는 수집기."""
+
+    def __init__(self, model_name, statuses):
+        self.model_name = model_name
+        self.statuses = statuses
+
+    def collect(self):
+        family = GaugeMetricFamily("frcnn_serving_model_version",
+                                   "Model versions and their state (1 per version)",
+                                   labels=["model", "version", "state"])
+        for status in self.statuses():
+            family.add_metric([self.model_name, str(status.version), status.state], 1)
+        yield family
+
+
+class ServingMetrics:
+    """서버 하나의 지표."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self._requests = Counter("frcnn_serving_requests",
+                                 "Predict requests by signature, protocol and status",
+                                 ["model", "signature", "protocol", "status"], registry=self.registry)
+        self._latency = Histogram("frcnn_serving_request_latency_seconds", "Predict request latency",
+                                  ["model", "signature", "protocol"], buckets=LATENCY_BUCKETS,
+                                  registry=self.registry)
+        self._batch_size = Histogram("frcnn_serving_batch_size", "Instances per batch run by the model",
+                                     buckets=BATCH_SIZE_BUCKETS, registry=self.registry)
+        self._queue_length = Gauge("frcnn_serving_queue_length", "Requests waiting in the batching queue",
+                                   registry=self.registry)
+
+    def observe_request(self, model, signature, protocol, status, seconds):
+        """predict 요청 하나를 센다 (status: TF Serving 의 상태 코드 이름)."""
+        self._requests.labels(model, signature, protocol, status).inc()
+        self._latency.labels(model, signature, protocol).observe(seconds)
+
+    def observe_batch(self, size):
+        """모델에 들어간 배치 하나의 인스턴스 수."""
+        self._batch_size.observe(size)
+
+    def watch_queue(self, queue_length):
+        """큐 길이를 긁을 때마다 queue_length() 로 읽는다."""
+        self._queue_length.set_function(queue_length)
+
+    def watch_versions(self, model_name, statuses):
+        """버전 상태를 긁을 때마다 statuses() (VersionStatus 목록) 로 읽는다."""
+        self.registry.register(_VersionCollector(model_name, statuses))
+
+    def exposition(self):
+        """(본문 바이트, Content-Type) — Prometheus 텍스트 형식."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
