@@ -70,7 +70,8 @@ def random_batch(config, generator):
                                                tf.constant(gt_boxes), image_sizes, config.rpn)
     return {"images": tf.constant(images), "image_sizes": image_sizes, "scales": tf.ones([1]),
             "gt_boxes": tf.constant(gt_boxes), "gt_classes": tf.constant(gt_classes),
-            "gt_difficult": tf.zeros(gt_classes.shape, tf.bool), "anchor_matches": anchor_matches,
+            "gt_difficult": tf.zeros(gt_classes.shape, tf.bool),
+            "gt_crowd": tf.zeros(gt_classes.shape, tf.bool), "anchor_matches": anchor_matches,
             "skipped_records": tf.zeros([1], tf.int32)}
 
 

@@ -146,6 +146,8 @@ class TrainConfig:
     seed: int = 0
     # 편향의 학습률 2배 (py-faster-rcnn prototxt 의 편향 lr_mult: 2). 편향에는 가중치 감쇠도 없다 (decay_mult: 0).
     double_bias_lr: bool = False
+    # 검증 평가 주기 (스텝, `tools/train --eval_records`): 이 배수와 마지막 스텝에서 평가한다; 0 이면 마지막에만.
+    eval_every: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,6 +346,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         (len(config.train.stage_steps) in (0, 4), "train.stage_steps needs 4 values (or none)"),
         (config.train.steps_per_loop > 0 and config.train.checkpoint_every > 0 and config.train.log_every > 0,
          "train.steps_per_loop, train.checkpoint_every and train.log_every must be > 0"),
+        (config.train.eval_every >= 0, "train.eval_every must be ≥ 0"),
         (len(config.detection.fc_svd_ranks) in (0, 2) and min(config.detection.fc_svd_ranks, default=0) >= 0,
          "detection.fc_svd_ranks needs 2 values ≥ 0 (fc6, fc7) or none"),
         (len(config.rpn.box_weights) == 4 and len(config.roi.box_weights) == 4,

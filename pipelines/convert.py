@@ -2,7 +2,8 @@
 
 흐름:
   1. 출력 검사 (기존 결과가 있으면 --overwrite 없이는 오류).
-  2. 소스 열기 (`frcnn.data.sources.open_voc_source`, `frcnn.data.tfds_source.open_tfds_source`): 소스가
+  2. 소스 열기 (`frcnn.data.sources.open_voc_source`, `frcnn.data.tfds_source.open_tfds_source`,
+     `frcnn.data.coco.open_coco_source`): 소스가
      이미지·주석을 검사해 `SourceExample` 을 차례로 낸다.
   3. 같은 방향(가로/세로)·비슷한 물체 수의 이미지를 `LABEL_BATCH_SIZE` 장씩 모아 `tf.function` 한 번으로 원본과
      좌우 뒤집은 GT 의 앵커 매칭 코드를 함께 계산한다 (이미지별 즉시 실행 TF 호출 없음).
@@ -35,6 +36,7 @@ from frcnn import fileio
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.data import sources
+from frcnn.modeling import crowd
 from frcnn.modeling import difficult
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
@@ -91,6 +93,9 @@ class AnchorLabeler:
                      tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None], tf.int32),
                      tf.TensorSpec([None], tf.int32)]
         self._label = tf.function(self._label_batch, input_signature=signature)
+        # crowd 가 있는 배치만 (COCO) crowd 규칙이 든 그래프로: VOC 배치는 IoA 를 계산하지 않는다
+        self._label_with_crowd = tf.function(
+            self._label_batch, input_signature=signature + [tf.TensorSpec([None, None], tf.bool)])
         # 캔버스 번호: 이미지마다 부르므로 그래프 하나로 (즉시 실행의 연산 여러 개보다 빠르다)
         self._canvas_for_image = tf.function(
             lambda height, width: resize.canvas_for_image(height, width, config),
@@ -107,9 +112,10 @@ class AnchorLabeler:
             self._anchors[canvas] = anchors_lib.anchors_for_canvas(self.config, shape)
         return self._anchors[canvas]
 
-    def _label_batch(self, anchors, normalized_boxes, is_difficult, heights, widths):
-        """[A, 4] 앵커, [B, G, 4] 정규화 GT, [B, G] difficult, [B] H, [B] W → ([B, A], [B, A]) int16 원본·뒤집기
-        코드. difficult 물체는 `input.difficult` 대로 뺀다 (`modeling.difficult`)."""
+    def _label_batch(self, anchors, normalized_boxes, is_difficult, heights, widths, is_crowd=None):
+        """[A, 4] 앵커, [B, G, 4] 정규화 GT, [B, G] difficult, [B] H, [B] W, 선택 [B, G] crowd → ([B, A], [B, A])
+        int16 원본·뒤집기 코드. difficult 물체는 `input.difficult` 대로 (`modeling.difficult`), crowd 물체는
+        `modeling.crowd` 대로 뺀다."""
         config = self.config
         gt_boxes, image_sizes = resize.canvas_boxes(normalized_boxes, heights, widths, config)
         # [B, G, 4] 리사이즈된 너비 w 안에서 뒤집은 GT
@@ -119,8 +125,13 @@ class AnchorLabeler:
         both_sizes = tf.concat([image_sizes, image_sizes], axis=0)
         target_boxes, ignore_boxes = difficult.training_boxes(both_boxes, both_difficult,
                                                               config.input.difficult)
+        crowd_boxes = None
+        if is_crowd is not None:
+            both_crowd = tf.concat([is_crowd, is_crowd], axis=0)
+            target_boxes, crowd_boxes = crowd.split_crowd(target_boxes, both_boxes, both_crowd)
         # [2B, A] 매칭 코드
-        matches = _label_used_anchors(anchors, target_boxes, both_sizes, config.rpn, ignore_boxes)
+        matches = _label_used_anchors(anchors, target_boxes, both_sizes, config.rpn, ignore_boxes,
+                                      crowd_boxes)
         return tf.split(tf.cast(matches, tf.int16), 2, axis=0)
 
     def __call__(self, examples: Sequence[sources.SourceExample]):
@@ -137,16 +148,22 @@ class AnchorLabeler:
         # [B, G, 4] −1 패딩한 정규화 GT
         padded = np.full((len(examples), max_objects, 4), -1.0, np.float32)
         is_difficult = np.zeros((len(examples), max_objects), bool)
+        is_crowd = np.zeros((len(examples), max_objects), bool)
         for index, example in enumerate(examples):
             padded[index, :len(example.class_ids)] = example.normalized_boxes
             is_difficult[index, :len(example.class_ids)] = example.difficult
+            is_crowd[index, :len(example.class_ids)] = records.crowd_flags(example)
         heights = np.array([example.height for example in examples], np.int32)
         widths = np.array([example.width for example in examples], np.int32)
-        matches, flipped = self._label(self.anchors(canvas), padded, is_difficult, heights, widths)
+        arguments = (self.anchors(canvas), padded, is_difficult, heights, widths)
+        if is_crowd.any():
+            matches, flipped = self._label_with_crowd(*arguments, is_crowd)
+        else:
+            matches, flipped = self._label(*arguments)
         return matches.numpy(), flipped.numpy()
 
 
-def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None):
+def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None, crowd_boxes=None):
     """`rpn_targets.label_anchors` 와 같은 결과를, 배치의 어느 이미지에도 들어가지 않는 앵커를 빼고 계산한다.
 
     경계를 넘는 앵커를 무시하는 설정(논문)에서는 배치의 가장 큰 (h, w) 밖으로 나가는 앵커가 모든
@@ -160,17 +177,19 @@ def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes
       image_sizes: [B, 2] float32 리사이즈된 (h, w).
       rpn_config: `config.RpnConfig`.
       ignore_boxes: 선택, [B, G, 4] 무시 박스 (`rpn_targets.label_anchors`).
+      crowd_boxes: 선택, [B, G, 4] crowd 상자 (`rpn_targets.label_anchors`).
 
     Returns:
       [B, A] int32 매칭 코드.
     """
     if rpn_config.allow_cross_boundary:
-        return rpn_targets.label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes)
+        return rpn_targets.label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes,
+                                         crowd_boxes)
     largest_size = tf.reduce_max(image_sizes, axis=0, keepdims=True)  # [1, 2]
     # [K] 배치의 어떤 이미지 안에 들어갈 수 있는 앵커의 번호
     used_indices = tf.where(box_ops.inside_image(anchors, largest_size)[0])
     used_matches = rpn_targets.label_anchors(tf.gather_nd(anchors, used_indices), gt_boxes,
-                                             image_sizes, rpn_config, ignore_boxes)  # [B, K]
+                                             image_sizes, rpn_config, ignore_boxes, crowd_boxes)  # [B, K]
     # [A, B] 쓰지 않은 앵커는 무시(−1)
     ignored = tf.fill([tf.shape(anchors)[0], tf.shape(gt_boxes)[0]], rpn_targets.IGNORE_CODE)
     scattered = tf.tensor_scatter_nd_update(ignored, used_indices, tf.transpose(used_matches))
@@ -247,6 +266,7 @@ class _Tally:
     num_images: int = 0
     num_objects: int = 0
     num_difficult: int = 0
+    num_crowd: int = 0
     skipped: list = dataclasses.field(default_factory=list)
     canvas_counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # 번호 → 수
 
@@ -279,6 +299,7 @@ def _write_batch(examples, labeler, writer, fingerprint, tally) -> None:
         tally.num_images += 1
         tally.num_objects += len(example.class_ids)
         tally.num_difficult += int(np.sum(example.difficult))
+        tally.num_crowd += int(np.sum(records.crowd_flags(example)))
         tally.canvas_counts[canvas] += 1
 
 
@@ -334,9 +355,11 @@ def _metadata(source: sources.Source, config, options: ConvertOptions, tally: _T
         "num_images": tally.num_images,
         "num_objects": tally.num_objects,
         "num_difficult": tally.num_difficult,
+        "num_crowd": tally.num_crowd,
         "difficult": config.input.difficult,
         "num_shards": num_shards,
         "source": source.name,
+        **source.metadata,
         "skipped": tally.skipped,
         "params_override": options.params_override,
         "created_by": CREATED_BY,

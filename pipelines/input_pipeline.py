@@ -209,6 +209,7 @@ def _prepare(parsed, config, training, flip, seed, canvas):
         "gt_boxes": gt_boxes,
         "gt_classes": _pad_objects(parsed["classes"], max_gt_boxes, -1),
         "gt_difficult": _pad_objects(parsed["difficult"], max_gt_boxes, False),
+        "gt_crowd": _pad_objects(parsed["is_crowd"], max_gt_boxes, False),
         "anchor_matches": records.decode_anchor_matches(matches_bytes, num_anchors),
         "source_ids": parsed["source_id"],
         "skipped_records": parsed["skipped_records"],
@@ -263,6 +264,7 @@ def build_dataset(file_pattern: str, config, training: bool, batch_size=None, fl
       원소 dict: 'images' [B, Hc, Wc, 3] float32 (0–255), 'image_sizes' [B, 2] float32 (h, w),
       'original_sizes' [B, 2] int32 (H, W), 'scales' [B] float32, 'gt_boxes' [B, G, 4] float32
       캔버스 픽셀 (−1 패딩), 'gt_classes' [B, G] int32 (1부터, −1 패딩), 'gt_difficult' [B, G] bool,
+      'gt_crowd' [B, G] bool (COCO iscrowd; is_crowd 특징이 없는 레코드는 False),
       'anchor_matches' [B, A] int32, 'source_ids' [B] string, 'skipped_records' [B] int32 (각 이미지 바로
       앞에서 건너뛴 디코딩 불가 레코드 수).
 

@@ -2,6 +2,7 @@
 
 도우미(여러 테스트 파일이 함께 쓰는 것)는 여기 한 곳에 둔다; 테스트 파일끼리는 서로 가져오지 않는다.
   - 손으로 쓴 작은 VOC 디렉터리(`write_voc_dir`, `VOC_IMAGES`)와 그 변환(`convert_voc`, `read_records`).
+  - 손으로 쓴 작은 COCO JSON 과 이미지(`write_coco_dir`, `COCO_JSON`).
   - 아주 작은 cpu_small 설정(`tiny_config`)과 합성 배치(`make_batches`).
   - 세 시그니처를 가진 작은 검출기 SavedModel (`TinyDetector`, 픽스처 `saved_model_dir`): 밝은 픽셀의 경계 상자
     하나를 검출로 내고 점수는 평균 밝기, 클래스 1 "thing", N=3 패딩. 서버·서빙 도구 테스트가 쓴다.
@@ -9,6 +10,7 @@
 
 import glob
 import io
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -80,6 +82,49 @@ def write_voc_dir(root, images=None, split="trainval"):
     return voc_dir
 
 
+# 손으로 쓴 COCO instances: 범주 id 가 연속이 아니고 순서도 섞였다 (라벨: dog 3 → 1, cat 7 → 2, person 12 → 3),
+# crowd 두 개, 물체 없는 PNG 이미지 하나, 1 픽셀 안으로 벗어나 잘리는 박스 하나 (id 5 → [0, 0, 48, 32]).
+COCO_JSON = {
+    "images": [
+        {"id": 10, "file_name": "a.jpg", "width": 40, "height": 30},
+        {"id": 11, "file_name": "sub/b.jpg", "width": 24, "height": 36},
+        {"id": 12, "file_name": "c.png", "width": 32, "height": 32},
+        {"id": 13, "file_name": "d.jpg", "width": 48, "height": 32},
+    ],
+    "annotations": [
+        {"id": 1, "image_id": 10, "category_id": 3, "bbox": [4, 3, 16.5, 21.25], "area": 300.5, "iscrowd": 0},
+        {"id": 2, "image_id": 10, "category_id": 7, "bbox": [10.5, 2.25, 28.25, 27.75], "area": 700.0,
+         "iscrowd": 0},
+        {"id": 3, "image_id": 10, "category_id": 3, "bbox": [0, 0, 20, 15], "area": 150.0, "iscrowd": 1},
+        {"id": 4, "image_id": 11, "category_id": 12, "bbox": [1, 2, 18, 31], "area": 500.0, "iscrowd": 0},
+        {"id": 5, "image_id": 13, "category_id": 7, "bbox": [-0.5, 0, 48.8, 32.5], "area": 1400.0,
+         "iscrowd": 0},
+        {"id": 6, "image_id": 13, "category_id": 12, "bbox": [30, 10, 15, 10], "area": 120.0, "iscrowd": 1},
+    ],
+    "categories": [{"id": 12, "name": "person"}, {"id": 3, "name": "dog"}, {"id": 7, "name": "cat"}],
+}
+
+
+def write_coco_dir(root, dataset=None):
+    """COCO_JSON (또는 dataset) 과 그 이미지 (JPEG, .png 는 PNG) 를 쓰고 (JSON 경로, 이미지 디렉터리) 를 돌려준다."""
+    dataset = COCO_JSON if dataset is None else dataset
+    images_dir = os.path.join(str(root), "images")
+    for seed, image in enumerate(dataset["images"]):
+        path = os.path.join(images_dir, image["file_name"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if path.endswith(".png"):
+            shape = (image["height"], image["width"], 3)
+            pixels = np.random.default_rng(seed).integers(0, 256, shape, np.uint8)
+            Image.fromarray(pixels).save(path, format="PNG")
+        else:
+            with open(path, "wb") as handle:
+                handle.write(jpeg_bytes(image["width"], image["height"], seed))
+    annotations_path = os.path.join(str(root), "instances.json")
+    with open(annotations_path, "w") as handle:
+        json.dump(dataset, handle)
+    return annotations_path, images_dir
+
+
 def read_records(pattern):
     """샤드의 모든 레코드를 parse_example 결과(numpy) 목록으로, source_id 로 정렬해 읽는다."""
     parsed = []
@@ -144,6 +189,7 @@ def make_batches(cfg, count=None):
                                         tf.constant(sizes), cfg.rpn)
     batch = {"images": images, "image_sizes": sizes, "scales": np.ones([2], np.float32),
              "gt_boxes": gt_boxes, "gt_classes": gt_classes, "gt_difficult": np.zeros_like(gt_classes, bool),
+             "gt_crowd": np.zeros_like(gt_classes, bool),
              "anchor_matches": matches.numpy(), "skipped_records": np.zeros([2], np.int32)}
     dataset = tf.data.Dataset.from_tensors(batch)
     return dataset.repeat(count) if count else dataset.repeat()

@@ -1,4 +1,5 @@
-"""한 명령 데모: 합성 VOC → TFRecord → cpu_small 학습 → SavedModel 내보내기 → 평가(mAP 표) → 검출 그림.
+"""한 명령 데모: 합성 VOC → TFRecord → cpu_small 학습 (test 분할로 검증하며) → 검증 곡선 그림 → SavedModel
+내보내기 → 평가(mAP 표) → 검출 그림.
 
 각 단계는 문서에 적힌 도구 명령(`python -m tools.X ...`)을 그대로 실행하므로, 출력과 진행 막대도 같다.
 다시 실행하면 끝난 단계(데이터, 레코드, 학습)는 건너뛰고 이어간다 (앵커 지문이 다른 옛 레코드는 다시 만든다).
@@ -24,6 +25,8 @@ flags.DEFINE_integer("num_trainval", 400, "Synthetic trainval images.")
 flags.DEFINE_integer("num_test", 200, "Synthetic test images.")
 flags.DEFINE_integer("seed", 0, "Synthetic dataset seed.")
 flags.DEFINE_integer("num_detect_images", 8, "How many test images to draw detections on.")
+flags.DEFINE_integer("eval_every", 150, "Validate on the test split every N training steps (TensorBoard "
+                     "eval/, checkpoints/best/, eval/<preset>/validation_map.png).")
 FLAGS = flags.FLAGS
 
 
@@ -68,10 +71,17 @@ def main(argv):
                   f"--output_dir={records}", f"--config={FLAGS.config}",
                   f"--params_override={FLAGS.params_override}"], timings)
     train = ["tools.train", f"--records={records}/trainval-*.tfrecord", f"--model_dir={model_dir}",
-             f"--config={FLAGS.config}"]
+             f"--config={FLAGS.config}", f"--eval_records={records}/test-*.tfrecord",
+             f"--eval_every={FLAGS.eval_every}"]
     if FLAGS.params_override:
         train.append(f"--params_override={FLAGS.params_override}")
     _run("train", train, timings)
+    if os.path.isdir(os.path.join(model_dir, "eval")):
+        curve = os.path.join(root, "eval", FLAGS.config, "validation_map.png")
+        _run("plot_validation", ["tools.plot_validation", f"--model_dir={model_dir}", f"--output={curve}"],
+             timings)
+    else:  # 검증 없이 끝난 옛 실행: 다시 학습하지 않는다
+        print(f"demo: note: {model_dir} was trained without validation; remove it to retrain with the curve")
     _run("export", ["tools.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--overwrite",
                     "--formats=saved_model,tflite,onnx"], timings)
     _run("evaluate", ["tools.evaluate", f"--saved_model={export_dir}", f"--voc_dir={voc_dir}", "--split=test",

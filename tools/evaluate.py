@@ -1,8 +1,10 @@
-"""SavedModel 을 VOC 분할 또는 TFRecord 에서 평가한다: VOC07 / VOC12 mAP 와 COCO AP 표를 출력한다.
+"""SavedModel 을 VOC 분할, COCO JSON 또는 TFRecord 에서 평가한다: VOC07 / VOC12 mAP 와 COCO AP 표를 출력한다.
 
 예:
   python -m tools.evaluate --saved_model=exports/cpu_small --voc_dir=data/VOCdevkit/VOC2007 \\
       --split=test --output=runs/eval/report.json --plot_dir=runs/eval/pr
+  python -m tools.evaluate --saved_model=exports/cpu_small --coco_annotations=instances_val.json \\
+      --coco_images_dir=images/val
 
 용어:
   serve_bytes: SavedModel 의 서명, 인코딩된 JPEG/PNG 바이트 배치 [B] → 검출.
@@ -30,10 +32,15 @@ flags.DEFINE_string("saved_model", None, "SavedModel directory (tools/export out
                     "onnxruntime: the deploy extra).")
 flags.DEFINE_alias("model", "saved_model")
 flags.DEFINE_string("voc_dir", None, "VOC root with Annotations/, JPEGImages/, ImageSets/Main/ (e.g. "
-                    ".../VOC2007). Give either --voc_dir or --records.")
+                    ".../VOC2007). Give one of --voc_dir, --records or --coco_annotations.")
 flags.DEFINE_string("split", "test", "Split name under ImageSets/Main/ used with --voc_dir.")
 flags.DEFINE_string("records", None, "Glob of TFRecord files in TF Object Detection API format "
-                    "(feature names as in frcnn/data/records.py). Give either --voc_dir or --records.")
+                    "(feature names as in frcnn/data/records.py). Give one of --voc_dir, --records or "
+                    "--coco_annotations.")
+flags.DEFINE_string("coco_annotations", None, "COCO instances JSON whose images and boxes are the ground "
+                    "truth (crowd objects as pycocotools handles them; the VOC metrics ignore them like "
+                    "'difficult'). Needs --coco_images_dir.")
+flags.DEFINE_string("coco_images_dir", None, "Directory the 'file_name' of each COCO image is relative to.")
 flags.DEFINE_list("metrics", list(report.ALL_METRICS), "Comma-separated metrics: voc07 (11-point devkit "
                   "AP), voc12 (all-point devkit AP), coco (pycocotools AP@[.5:.95], AP50, AP75, "
                   "APs/APm/APl).")
@@ -46,7 +53,8 @@ flags.DEFINE_integer("batch_size", 8, "Images per serve_bytes call (images of di
 flags.DEFINE_integer("max_images", None, "Evaluate only the first N images (quick runs).")
 flags.DEFINE_string("classes", None, "Class list, ids 1..C in order: 'a,b,c' or a text file with one name "
                     "per line. Default: the model's detection_class_names, with VOC directories the VOC 20 "
-                    "classes when all annotated names are VOC classes (else the sorted annotated names).")
+                    "classes when all annotated names are VOC classes (else the sorted annotated names); "
+                    "with --coco_annotations the categories in id order (--classes picks them by name).")
 flags.DEFINE_float("iou_threshold", 0.5, "VOC matching threshold: a detection matches when IoU > this value.")
 flags.DEFINE_boolean("coco_verbose", False, "Show pycocotools' own printed output.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
@@ -61,8 +69,10 @@ def _validate():
             raise app.UsageError(f"--model={FLAGS.saved_model}: file not found")
     elif not os.path.isdir(FLAGS.saved_model):
         raise app.UsageError(f"--saved_model={FLAGS.saved_model}: directory not found")
-    if bool(FLAGS.voc_dir) == bool(FLAGS.records):
-        raise app.UsageError("give exactly one of --voc_dir or --records")
+    if [bool(FLAGS.voc_dir), bool(FLAGS.records), bool(FLAGS.coco_annotations)].count(True) != 1:
+        raise app.UsageError("give exactly one of --voc_dir, --records or --coco_annotations")
+    if bool(FLAGS.coco_annotations) != bool(FLAGS.coco_images_dir):
+        raise app.UsageError("--coco_annotations and --coco_images_dir go together")
     if FLAGS.voc_dir and not os.path.isdir(FLAGS.voc_dir):
         raise app.UsageError(f"--voc_dir={FLAGS.voc_dir}: directory not found")
     unknown = [metric for metric in FLAGS.metrics if metric not in report.ALL_METRICS]
@@ -95,6 +105,7 @@ def _evaluate(progress):
     detect_fn = runner.load_detect_fn(FLAGS.saved_model)
     return runner.evaluate(
         detect_fn, voc_dir=FLAGS.voc_dir, split=FLAGS.split, record_paths=_record_paths(),
+        coco_annotations=FLAGS.coco_annotations or None, coco_images_dir=FLAGS.coco_images_dir or None,
         metrics=tuple(FLAGS.metrics), output_path=FLAGS.output, plot_dir=FLAGS.plot_dir,
         batch_size=FLAGS.batch_size, max_images=FLAGS.max_images, classes_flag=FLAGS.classes,
         iou_threshold=FLAGS.iou_threshold, coco_verbose=FLAGS.coco_verbose, progress=progress,

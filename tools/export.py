@@ -11,7 +11,9 @@ from absl import flags
 
 flags.DEFINE_string("model_dir", None, "tools/train output directory (run.json + checkpoints/).")
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
-flags.DEFINE_string("checkpoint", None, "A specific checkpoint prefix; default: the latest in model_dir.")
+flags.DEFINE_string("checkpoint", None, "A specific checkpoint prefix, or 'best': the one with the "
+                    "highest validation VOC07 mAP (checkpoints/best/, kept by tools/train --eval_records); "
+                    "default: the latest in model_dir.")
 flags.DEFINE_float("score_threshold", None, "Minimum detection score; default: the preset's (0.05).")
 flags.DEFINE_integer("max_detections", None, "Detections per image N; default: the preset's (100).")
 flags.DEFINE_string("fc_svd_ranks", None, "Truncated SVD of the fc6,fc7 head (Fast R-CNN sec. 3.1), an "

@@ -1,8 +1,10 @@
-"""VOC(또는 tfds voc/2007) 한 분할을 앵커 라벨이 미리 계산된 샤드 TFRecord 로 바꾸는 도구.
+"""VOC (또는 tfds voc/2007, COCO JSON) 한 분할을 앵커 라벨이 미리 계산된 샤드 TFRecord 로 바꾸는 도구.
 
 사용 예:
     python -m tools.make_tfrecords --voc_dir=data/VOCdevkit/VOC2007 --split=trainval \\
         --output_dir=records --config=vgg16_paper
+    python -m tools.make_tfrecords --source=coco --coco_annotations=instances_train.json \\
+        --coco_images_dir=images/train --split=train --output_dir=records --config=cpu_small
 
 `<output_dir>/<split>-NNNNN-of-MMMMM.tfrecord` 와 `<output_dir>/<split>.json` (클래스 이름, 프리셋,
 앵커 지문, 개수, 건너뛴 파일) 을 쓴다. 모두 임시 이름으로 쓴 뒤 성공하면 이름을 바꾸므로, 실패하면
@@ -17,6 +19,7 @@ from absl import app, flags
 from tqdm import tqdm
 
 from frcnn import config as config_lib
+from frcnn.data import coco
 from frcnn.data import sources
 from frcnn.data import tfds_source
 from pipelines import convert
@@ -30,8 +33,8 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "split", "trainval",
     "Split to convert: ImageSets/Main/<split>.txt with --source=voc; a tfds split "
-    "('train', 'validation', 'test', 'train+validation') with --source=tfds. Also the "
-    "prefix of the output file names.")
+    "('train', 'validation', 'test', 'train+validation') with --source=tfds; with --source=coco "
+    "only a name. Also the prefix of the output file names.")
 flags.DEFINE_string(
     "output_dir", None,
     "Directory (created if needed) for <split>-NNNNN-of-MMMMM.tfrecord shards and <split>.json.")
@@ -46,7 +49,9 @@ flags.DEFINE_string(
     "classes", None,
     "Class names in id order 1..C: a comma-separated list or a text file with one name per "
     "line. Objects of other classes are errors (or skipped with --skip_invalid). Default: "
-    "the 20 VOC classes when every name is a VOC class, else the sorted names found.")
+    "the 20 VOC classes when every name is a VOC class, else the sorted names found. With "
+    "--source=coco: the category names to keep (labels 1..C in this order; annotations of other "
+    "categories are left out); default: every category, labels in category-id order.")
 flags.DEFINE_enum(
     "difficult", None, list(config_lib.DIFFICULT_MODES),
     "How VOC 'difficult' objects enter the precomputed anchor labels (and training): 'drop' "
@@ -61,12 +66,19 @@ flags.DEFINE_integer(
     "Number of output shards; default: one per ~500 images, at least 1.", lower_bound=1)
 flags.DEFINE_bool(
     "skip_invalid", False,
-    "Skip images with bad annotations or image files instead of failing; they are listed "
-    "under 'skipped' in <split>.json.")
+    "Skip images with bad annotations or image files instead of failing (with --source=coco also "
+    "annotations of unknown image ids); they are listed under 'skipped' in <split>.json.")
 flags.DEFINE_enum(
-    "source", "voc", ["voc", "tfds"],
+    "source", "voc", ["voc", "tfds", "coco"],
     "Where the data comes from: 'voc' reads --voc_dir; 'tfds' reads the TensorFlow Datasets "
-    "'voc/2007' dataset (already downloaded into --tfds_data_dir).")
+    "'voc/2007' dataset (already downloaded into --tfds_data_dir); 'coco' reads a COCO-format "
+    "instances JSON (--coco_annotations) and its images (--coco_images_dir).")
+flags.DEFINE_string(
+    "coco_annotations", None,
+    "COCO instances JSON (images, annotations with bbox [x, y, w, h] in pixels and iscrowd, "
+    "categories) for --source=coco, as CVAT, Label Studio or Roboflow export it.")
+flags.DEFINE_string(
+    "coco_images_dir", None, "Directory the 'file_name' of each COCO image is relative to (--source=coco).")
 flags.DEFINE_string(
     "tfds_data_dir", None, "TensorFlow Datasets data directory for --source=tfds (default: tfds's own).")
 flags.DEFINE_bool(
@@ -84,6 +96,9 @@ def _open_source():
     """플래그가 고른 소스를 여는 함수 (출력 검사 뒤에 불린다)."""
     if FLAGS.source == "tfds":
         return functools.partial(tfds_source.open_tfds_source, FLAGS.split, FLAGS.tfds_data_dir,
+                                 FLAGS.classes)
+    if FLAGS.source == "coco":
+        return functools.partial(coco.open_coco_source, FLAGS.coco_annotations, FLAGS.coco_images_dir,
                                  FLAGS.classes)
     return functools.partial(sources.open_voc_source, FLAGS.voc_dir, FLAGS.split, FLAGS.classes)
 
@@ -123,6 +138,8 @@ def main(argv):
         raise app.UsageError("--output_dir is required")
     if FLAGS.source == "voc" and not FLAGS.voc_dir:
         raise app.UsageError("--voc_dir is required with --source=voc")
+    if FLAGS.source == "coco" and not (FLAGS.coco_annotations and FLAGS.coco_images_dir):
+        raise app.UsageError("--coco_annotations and --coco_images_dir are required with --source=coco")
     params_override = _params_override()
     try:
         config = config_lib.build_config(FLAGS.config, params_override)
@@ -137,8 +154,9 @@ def main(argv):
             summary = convert.convert(_open_source(), config, options)
     except convert.ConversionError as error:
         _fail(str(error))
+    crowd = f"; {summary['num_crowd']} crowd" if summary["num_crowd"] else ""
     print(f"make_tfrecords: {summary['num_images']} images, {summary['num_objects']} objects "
-          f"({summary['num_difficult']} difficult, {config.input.difficult}), "
+          f"({summary['num_difficult']} difficult, {config.input.difficult}{crowd}), "
           f"{len(summary['skipped'])} skipped, "
           f"{summary['num_shards']} shards in {FLAGS.output_dir} for preset '{config.name}', "
           f"{summary['images_per_second']:.1f} images/s")

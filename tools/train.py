@@ -4,10 +4,12 @@
   python -m tools.train --records='workspace/records/trainval-*.tfrecord' \\
       --model_dir=workspace/runs/cpu_small --config=cpu_small
 같은 명령을 다시 실행하면 마지막 체크포인트에서 이어간다 (kill -9 뒤에도). 끝난 학습은 다시 하지 않는다.
+검증하며 학습: --eval_records='workspace/records/test-*.tfrecord' --eval_every=250 (model_dir/eval 의 TensorBoard
+`eval/` 스칼라·이미지, checkpoints/best/, run.json 의 "best").
 
 용어:
   편의 플래그: --training_mode, --num_steps, --batch_size, --backbone, --backbone_weights, --mixed_precision,
-    --jit_compile. params_override 뒤에
+    --jit_compile, --eval_every. params_override 뒤에
     붙어 같은 키를 덮어쓴다.
   혼합 정밀도: 프로세스 전역 Keras dtype 정책이라 라이브러리가 아니라 이 바이너리가 정한다
     (GPU mixed_float16, CPU mixed_bfloat16; 변수와 체크포인트는 float32).
@@ -52,6 +54,14 @@ flags.DEFINE_bool("jit_compile", None,
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker", "one_device"],
                   "tf.distribute strategy. auto: MultiWorkerMirrored with TF_CONFIG, Mirrored with GPUs, "
                   "else default.")
+flags.DEFINE_string("eval_records", None,
+                    "Validation TFRecord glob made by make_tfrecords (same classes), e.g. "
+                    "'records/test-*.tfrecord': evaluated in the training process every --eval_every steps "
+                    "and at the end (TensorBoard eval/ scalars and drawn detections in model_dir/eval); the "
+                    "checkpoint with the best VOC07 mAP is kept in checkpoints/best/ (tools/export "
+                    "--checkpoint=best), its step and mAP in run.json.")
+flags.DEFINE_integer("eval_every", None, "Validation interval in steps (needs --eval_records; 0 = only at "
+                     "the end). Default: the preset's train.eval_every.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 FLAGS = flags.FLAGS
 
@@ -100,7 +110,7 @@ def _overrides():
     named = {"train.training_mode": FLAGS.training_mode, "train.num_steps": FLAGS.num_steps,
              "train.batch_size": FLAGS.batch_size, "backbone.name": FLAGS.backbone,
              "backbone.weights": FLAGS.backbone_weights, "train.mixed_precision": FLAGS.mixed_precision,
-             "train.jit_compile": FLAGS.jit_compile}
+             "train.jit_compile": FLAGS.jit_compile, "train.eval_every": FLAGS.eval_every}
     items += [f"{key}={value}" for key, value in named.items() if value is not None]
     return ",".join(items)
 
@@ -128,13 +138,39 @@ def _train():
         return input_pipeline.build_dataset(FLAGS.records, config, training=True, batch_size=batch_size,
                                             canvas=canvas)
 
+    make_validator = _validator_factory(config, metadata["classes"]) if FLAGS.eval_records else None
     bar = _ProgressBar() if FLAGS.progress else None
     try:
         return loop.train(config, FLAGS.records, FLAGS.model_dir, make_dataset, metadata["classes"],
-                          metadata["canvas_counts"], strategy, bar, bar.write if bar else print)
+                          metadata["canvas_counts"], strategy, bar, bar.write if bar else print,
+                          FLAGS.eval_records, make_validator)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _validator_factory(config, classes):
+    """검증 레코드를 확인하고 (같은 클래스) `loop.train` 의 make_validator 를 돌려준다.
+
+    Raises:
+      ValueError: 레코드가 없거나, 메타데이터를 읽을 수 없거나, 클래스가 학습 레코드와 다를 때.
+    """
+    from frcnn.eval import validation
+    from frcnn.training import distribute
+    from frcnn.viz import draw
+    from pipelines import input_pipeline
+
+    eval_classes = input_pipeline.read_metadata(FLAGS.eval_records).get("classes")
+    if list(eval_classes or ()) != list(classes):
+        raise ValueError(f"{FLAGS.eval_records}: validation records have classes {eval_classes}, but the "
+                         f"training records have {list(classes)}; make them with the same --classes")
+    paths = input_pipeline.matching_files(FLAGS.eval_records)
+
+    def make_validator(model, strategy):
+        log_dir = distribute.worker_dir(FLAGS.model_dir, strategy, "eval")
+        return validation.Validator(model, config, classes, paths, log_dir, draw.draw_detections)
+
+    return make_validator
 
 
 def main(argv):
@@ -142,6 +178,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.records or not FLAGS.model_dir:
         raise app.UsageError("--records and --model_dir are required")
+    if FLAGS.eval_every is not None and not FLAGS.eval_records:
+        raise app.UsageError("--eval_every needs --eval_records")
     try:
         result = _train()
     except (ValueError, FloatingPointError, OSError) as error:

@@ -5,6 +5,7 @@
   classes      --classes 값과 자동 규칙으로 클래스 목록(id 1..C)을 정하고 이름 → id.
   sources      변환 소스의 공통 형식(`SourceExample`)과 VOC 디렉터리 소스.
   tfds_source  tfds `voc/2007` 소스.
+  coco         COCO instances JSON 읽기와 검사 (pycocotools), COCO 소스 (평가기도 쓴다).
   resize       리사이즈·캔버스 패딩 정책과 정규화 박스 → 캔버스 픽셀.
   records      TFRecord 특징 이름·쓰기·파싱 (특징 이름 문자열이 있는 유일한 곳).
 가져오는 것: frcnn.ops, frcnn.config, frcnn.fileio 만 (modeling·pipelines·tools 는 가져오지 않는다).

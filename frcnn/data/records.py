@@ -1,6 +1,7 @@
 """TFRecord 형식의 유일한 집: 특징 이름·dtype, tf.Example 쓰기, 한 예제 파싱, 앵커 매칭 코드의 바이트 변환.
 
 TF Object Detection API 의 특징 이름을 그대로 써서 기존 TF 도구가 레코드를 읽을 수 있다.
+`image/object/is_crowd` (COCO iscrowd) 가 없는 옛 레코드 (VOC) 는 모든 물체가 crowd 가 아닌 것으로 읽는다.
 이 프로젝트가 더하는 특징은 미리 계산한 RPN 앵커 매칭 코드 두 벌(원본·좌우 뒤집기)과 그 지문이다.
 특징 이름 문자열("image/...")은 이 모듈에만 있다. 쓰는 곳:
   쓰기: `build_example` (make_tfrecords), `image_example` (서버 워밍업).
@@ -38,6 +39,7 @@ CLASS_LABEL = "image/object/class/label"
 CLASS_TEXT = "image/object/class/text"
 DIFFICULT = "image/object/difficult"
 TRUNCATED = "image/object/truncated"
+IS_CROWD = "image/object/is_crowd"
 ANCHOR_MATCHES = "image/anchor_matches"
 ANCHOR_MATCHES_FLIPPED = "image/anchor_matches_flipped"
 ANCHOR_FINGERPRINT = "image/anchor_fingerprint"
@@ -129,7 +131,7 @@ def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint):
     Args:
       example: `frcnn.data.sources.SourceExample` (image_bytes, image_format, filename, image_id, height,
         width, normalized_boxes [G, 4] float32 [ymin, xmin, ymax, xmax], class_ids [G],
-        class_names [G], difficult [G] bool, truncated [G] bool).
+        class_names [G], difficult [G] bool, truncated [G] bool, is_crowd [G] bool 또는 None = 모두 False).
       anchor_matches: [A] 정수, 원본 이미지의 앵커 매칭 코드.
       anchor_matches_flipped: [A] 정수, 좌우 뒤집은 이미지의 앵커 매칭 코드.
       fingerprint: str, `config.anchor_fingerprint`.
@@ -150,11 +152,19 @@ def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint):
         CLASS_TEXT: _bytes_feature([name.encode() for name in example.class_names]),
         DIFFICULT: _int64_feature(np.asarray(example.difficult, bool)),
         TRUNCATED: _int64_feature(np.asarray(example.truncated, bool)),
+        IS_CROWD: _int64_feature(crowd_flags(example)),
         ANCHOR_MATCHES: _bytes_feature([encode_anchor_matches(anchor_matches)]),
         ANCHOR_MATCHES_FLIPPED: _bytes_feature([encode_anchor_matches(anchor_matches_flipped)]),
         ANCHOR_FINGERPRINT: _bytes_feature([fingerprint.encode()]),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def crowd_flags(example):
+    """SourceExample 의 [G] bool crowd 표시 (is_crowd 가 None 이면 모두 False)."""
+    if example.is_crowd is None:
+        return np.zeros(len(example.class_ids), bool)
+    return np.asarray(example.is_crowd, bool)
 
 
 def parsing_spec():
@@ -176,6 +186,7 @@ def parsing_spec():
         CLASS_TEXT: tf.io.VarLenFeature(tf.string),
         DIFFICULT: tf.io.VarLenFeature(tf.int64),
         TRUNCATED: tf.io.VarLenFeature(tf.int64),
+        IS_CROWD: tf.io.VarLenFeature(tf.int64),
         ANCHOR_MATCHES: scalar_string,
         ANCHOR_MATCHES_FLIPPED: scalar_string,
         ANCHOR_FINGERPRINT: scalar_string,
@@ -193,7 +204,7 @@ def parse_example(serialized):
         'anchor_matches_bytes', 'anchor_matches_flipped_bytes' (string 스칼라),
         'height', 'width' (int32 스칼라), 'boxes' [G, 4] float32 정규화 [ymin, xmin, ymax, xmax],
         'classes' [G] int32 (1부터), 'class_names' [G] string, 'difficult' [G] bool,
-        'truncated' [G] bool.
+        'truncated' [G] bool, 'is_crowd' [G] bool (특징이 없는 레코드는 모두 False).
     """
     features = tf.io.parse_single_example(serialized, parsing_spec())
     dense = {key: tf.sparse.to_dense(value) if isinstance(value, tf.sparse.SparseTensor) else value
@@ -212,10 +223,16 @@ def parse_example(serialized):
         "class_names": dense[CLASS_TEXT],
         "difficult": dense[DIFFICULT] > 0,
         "truncated": dense[TRUNCATED] > 0,
+        "is_crowd": _pad_to(dense[IS_CROWD] > 0, tf.shape(boxes)[0]),
         "anchor_matches_bytes": dense[ANCHOR_MATCHES],
         "anchor_matches_flipped_bytes": dense[ANCHOR_MATCHES_FLIPPED],
         "anchor_fingerprint": dense[ANCHOR_FINGERPRINT],
     }
+
+
+def _pad_to(flags, num_objects):
+    """[G'] bool 표시를 [G] 로 뒤를 False 로 채운다 (특징이 없는 옛 레코드: G' = 0)."""
+    return tf.pad(flags, [[0, num_objects - tf.shape(flags)[0]]], constant_values=False)
 
 
 def parse_image_bytes(serialized_examples):
@@ -280,7 +297,7 @@ def read_example_numpy(serialized: bytes) -> dict:
     """직렬화된 tf.Example 하나를 numpy·파이썬 값으로 읽는다 (그래프 밖, 평가기용).
 
     다른 도구가 만든 TF OD API 레코드도 받는다: 앵커 특징은 읽지 않고, 클래스 이름·difficult·
-    truncated·source_id·filename·format 이 없으면 빈 값으로 채운다.
+    truncated·is_crowd·source_id·filename·format 이 없으면 빈 값으로 채운다.
 
     Args:
       serialized: bytes, 직렬화된 tf.train.Example.
@@ -293,7 +310,7 @@ def read_example_numpy(serialized: bytes) -> dict:
         'boxes': [G, 4] float32 정규화 [ymin, xmin, ymax, xmax].
         'classes': [G] int64, image/object/class/label (레코드 그대로, 보통 1부터).
         'class_names': 길이 G 의 str 목록 (없거나 개수가 다르면 모두 '').
-        'difficult', 'truncated': [G] bool (없거나 개수가 다르면 모두 False).
+        'difficult', 'truncated', 'is_crowd': [G] bool (없거나 개수가 다르면 모두 False).
         'source_id', 'filename': str ('' 이면 없음).
 
     Raises:
@@ -320,6 +337,7 @@ def read_example_numpy(serialized: bytes) -> dict:
         "class_names": _per_object(texts, num_objects, ""),
         "difficult": np.array(_per_object(_values(features, DIFFICULT), num_objects, 0), bool),
         "truncated": np.array(_per_object(_values(features, TRUNCATED), num_objects, 0), bool),
+        "is_crowd": np.array(_per_object(_values(features, IS_CROWD), num_objects, 0), bool),
         "source_id": _text((_values(features, SOURCE_ID) or [b""])[0]),
         "filename": _text((_values(features, FILENAME) or [b""])[0]),
     }

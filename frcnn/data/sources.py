@@ -1,4 +1,5 @@
-"""변환 소스: 검사된 이미지·주석을 `SourceExample` 로 차례로 내는 것 (VOC 디렉터리; tfds 는 `tfds_source`).
+"""변환 소스: 검사된 이미지·주석을 `SourceExample` 로 차례로 내는 것 (VOC 디렉터리; tfds 는 `tfds_source`,
+COCO JSON 은 `coco`).
 
 소스는 레코드 한 개가 될 값을 모두 검사해 넘긴다. 앵커 라벨과 샤드 쓰기는 `pipelines.convert` 가 한다.
 이미지는 스레드 풀(`NUM_WORKERS`)에서 끝까지 디코딩해 검사한다 (PIL 과 expat 의 C 코드가 GIL 을 놓는다).
@@ -45,6 +46,7 @@ class SourceExample:
       class_names: [G] 클래스 이름.
       difficult: [G] bool.
       truncated: [G] bool.
+      is_crowd: [G] bool (COCO iscrowd), 또는 None (crowd 개념이 없는 소스: 모두 False).
     """
 
     image_id: str
@@ -59,6 +61,7 @@ class SourceExample:
     class_names: tuple
     difficult: np.ndarray
     truncated: np.ndarray
+    is_crowd: Optional[np.ndarray] = None
 
 
 SourceItem = Union[SourceExample, SourceError]
@@ -69,16 +72,18 @@ class Source:
     """열린 변환 소스.
 
     Attributes:
-      name: 'voc' 또는 'tfds'.
+      name: 'voc', 'tfds' 또는 'coco'.
       classes: 클래스 이름 (id 1..C 순서).
-      num_examples: 예상 이미지 수 (건너뛴 것 포함, 진행 표시·샤드 수용).
+      num_examples: 예상 항목 수 (건너뛴 것 포함, 진행 표시·샤드 수용).
       items: 순서대로 SourceExample 또는 (건너뛸 수 있는) SourceError 를 내는 반복자.
+      metadata: `<split>.json` 에 더할 소스 고유의 값 (예: COCO 범주 id ↔ 라벨).
     """
 
     name: str
     classes: tuple
     num_examples: int
     items: Iterator[SourceItem]
+    metadata: dict = dataclasses.field(default_factory=dict)
 
 
 def parallel_map(function: Callable, items) -> Iterator:

@@ -183,16 +183,32 @@ def read_image_checked(annotation: VocAnnotation) -> bytes:
       VocError: 파일 없음/읽기 실패, 손상되거나 잘린 이미지, JPEG/PNG 가 아님,
         디코딩한 크기가 XML 크기와 다를 때.
     """
-    image_path = annotation.image_path
+    stated = f"the XML <size> {annotation.width}x{annotation.height} in {annotation.xml_path}"
+    return read_image_file_checked(annotation.image_path, annotation.width, annotation.height, stated)
+
+
+def read_image_file_checked(image_path: str, width: int, height: int, stated: str) -> bytes:
+    """이미지 파일을 읽어 끝까지 디코딩하고 크기가 주석이 적은 (width, height) 와 같은지 검사한다.
+
+    Args:
+      image_path: 이미지 파일 경로.
+      width: 주석의 너비 W.
+      height: 주석의 높이 H.
+      stated: 크기가 다를 때 메시지에 쓸 주석 쪽 설명 (예 "the XML <size> 40x30 in …").
+
+    Returns:
+      파일의 원래 바이트 (다시 인코딩하지 않음).
+
+    Raises:
+      VocError: 파일 없음/읽기 실패, 손상되거나 잘린 이미지, JPEG/PNG 가 아님, 크기가 다를 때.
+    """
     image_bytes = _read_bytes(image_path, what="image file")
-    image_format, (width, height) = decode_image_checked(image_path, image_bytes)
+    image_format, (decoded_width, decoded_height) = decode_image_checked(image_path, image_bytes)
     if image_format not in ACCEPTED_IMAGE_FORMATS:
         raise VocError(image_path, f"unsupported image format {image_format} (expected JPEG or PNG)")
-    if (width, height) != (annotation.width, annotation.height):
-        raise VocError(
-            image_path,
-            f"decoded image size {width}x{height} (WxH) differs from the XML <size> "
-            f"{annotation.width}x{annotation.height} in {annotation.xml_path}")
+    if (decoded_width, decoded_height) != (width, height):
+        raise VocError(image_path, f"decoded image size {decoded_width}x{decoded_height} (WxH) differs from "
+                                   f"{stated}")
     return image_bytes
 
 

@@ -5,6 +5,7 @@
   coco_ap: COCO AP@[.5:.95] / AP50 / AP75 / APs·APm·APl (pycocotools, 메모리 안 dict).
   report: 콘솔 표, JSON 보고서, 클래스별 precision–recall PNG.
   runner: VOC 디렉터리 또는 TFRecord → 검출 함수 (SavedModel serve_bytes) → 지표 → 보고서.
+  validation: 학습 중 검증 — 학습 모델을 내보내기와 같은 그래프로 검출 → runner 의 지표 → TensorBoard eval/.
 
 용어:
   C: 클래스 수 (id 1..C, 0 = 배경/패딩). G: 이미지당 GT 수. N: 이미지당 검출 수.

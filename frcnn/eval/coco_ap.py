@@ -4,7 +4,9 @@ VOC 와 다른 점 (의도된 것):
   - COCO 는 IoU ≥ 임계값이면 매칭, VOC 는 > 0.5.
   - COCO 박스는 0-based 연속 픽셀 [x, y, w, h]: VOC (xmin, ymin, xmax, ymax) →
     [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]. 그래서 IoU 값은 VOC +1 규약과 같다.
-  - difficult GT 는 iscrowd=0 으로 두고 area = -1 로 표시해 모든 넓이 범위 밖 ("무시") 이 되게 한다.
+  - crowd GT (COCO iscrowd=1) 는 그대로 iscrowd=1 로 넘긴다: pycocotools 가 무시하고, 검출 넓이에 대한 겹침
+    (IoA) 으로 여러 검출과 매칭한다. 넓이는 GT 의 areas (COCO 주석 넓이) 가 있으면 그것, 없으면 박스 넓이.
+  - (crowd 가 아닌) difficult GT 는 iscrowd=0 으로 두고 area = -1 로 표시해 모든 넓이 범위 밖 ("무시") 이 되게 한다.
     COCOeval 은 무시 GT 에 매칭된 검출을 TP/FP 어느 쪽에도 세지 않는다. 단 VOC 와 달리 무시 GT 하나는
     검출 하나와만 매칭되므로, 같은 difficult 물체의 두 번째 검출은 FP 가 된다.
   - 이미지당 점수 상위 100 개 검출만 본다 (COCO maxDets=100), 101점 recall 보간.
@@ -62,11 +64,13 @@ def _ground_truth_dataset(ground_truths, num_classes):
     annotations = []
     for image_index, ground_truth in enumerate(ground_truths):
         coco_boxes = voc_to_coco_boxes(ground_truth.boxes)
-        for box, class_id, difficult in zip(coco_boxes, ground_truth.classes, ground_truth.difficult):
+        areas = coco_boxes[:, 2] * coco_boxes[:, 3] if ground_truth.areas is None else ground_truth.areas
+        flags = zip(ground_truth.classes, ground_truth.difficult, ground_truth.is_crowd, areas)
+        for box, (class_id, difficult, crowd, area) in zip(coco_boxes, flags):
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_index + 1, "category_id": int(class_id),
-                "bbox": [float(value) for value in box], "iscrowd": 0,
-                "area": IGNORED_AREA if difficult else float(box[2] * box[3]),
+                "bbox": [float(value) for value in box], "iscrowd": int(crowd),
+                "area": IGNORED_AREA if difficult and not crowd else float(area),
             })
     return {
         "images": [{"id": image_index + 1} for image_index in range(len(ground_truths))],

@@ -1,11 +1,12 @@
-"""평가 실행: VOC 디렉터리 또는 TFRecord 를 읽어 검출 함수를 배치로 부르고, 지표와 보고서를 만든다.
+"""평가 실행: VOC 디렉터리, COCO JSON 또는 TFRecord 를 읽어 검출 함수를 배치로 부르고, 지표와 보고서를 만든다.
 
 흐름: (이미지 바이트, GT) 읽기 → `detect_fn(image_bytes [B] string)` → 정규화 박스를 이미지별 VOC 픽셀로 →
 클래스 이름으로 GT 와 검출의 클래스 id 를 맞춤 → voc07 / voc12 / coco 지표 → 표, JSON, PR 그림.
 
 클래스 맞추기: 검출과 GT 는 클래스 **이름** 으로 짝짓는다 (모델의 id 순서를 몰라도 된다).
   클래스 목록 (id 1..C 순서) = `classes_flag` 인자 (--classes 값: 쉼표 목록 또는 파일, frcnn.data.classes)
-  가 있으면 그것, 없으면 VOC 디렉터리는 `frcnn.data.classes.resolve_classes` 의 자동 규칙, TFRecord 는
+  가 있으면 그것, 없으면 VOC 디렉터리는 `frcnn.data.classes.resolve_classes` 의 자동 규칙, COCO JSON 은
+  범주 이름 (라벨 순서, `frcnn.data.coco`; --classes 는 고를 범주), TFRecord 는
   (label, text) 와 모델의 (detection_classes, detection_class_names) 쌍에서 id 순서로 모은 것.
   이름이 빈 검출은 id 로 목록에서 이름을 찾는다. 목록에 없는 검출 클래스 이름은 목록 끝에 붙는다
   (GT 가 없으니 AP 는 null).
@@ -15,6 +16,8 @@
   H, W: 원본 이미지 높이·너비 (픽셀).
   정규화 박스: [ymin, xmin, ymax, xmax] ∈ [0, 1] (모델 출력, TFRecord).
   연속 박스: 정규화 × [H, W, H, W]. VOC 박스: frcnn.data.voc.boxes_to_voc 로 바꾼 (xmin, ymin, xmax, ymax).
+  crowd GT (COCO iscrowd, 레코드의 image/object/is_crowd): COCO 지표는 pycocotools 대로 crowd 로 다루고,
+    VOC 지표는 difficult 처럼 무시한다 (ImageGroundTruth.difficult 에 더한다).
 """
 
 import dataclasses
@@ -23,7 +26,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from frcnn.data import classes, records, voc
+from frcnn.data import classes, coco, records, sources, voc
 from frcnn.eval import coco_ap, report, voc_ap
 from frcnn.export import loader
 from frcnn.export import runtimes
@@ -37,7 +40,9 @@ class _RawImage:
     gt_boxes: np.ndarray          # [G, 4] VOC 픽셀
     gt_class_names: list          # [G] str, 모르면 ""
     gt_class_ids: np.ndarray      # [G] int64, 모르면 0
-    difficult: np.ndarray         # [G] bool
+    difficult: np.ndarray         # [G] bool (crowd 포함)
+    is_crowd: np.ndarray = None   # [G] bool, 없으면 모두 False
+    areas: np.ndarray = None      # [G] COCO 주석 넓이, 없으면 박스 넓이
     det_boxes: np.ndarray = None  # [N, 4] VOC 픽셀
     det_scores: np.ndarray = None  # [N] float
     det_class_ids: np.ndarray = None  # [N] int64
@@ -90,7 +95,7 @@ def load_detect_fn(saved_model_dir):
         (frcnn.export.loader).
     """
     if runtimes.kind_of(saved_model_dir):
-        return _portable_detect_fn(runtimes.PortableRunner(saved_model_dir))
+        return runtimes.PortableRunner(saved_model_dir).serve_bytes
     model = loader.load_saved_model(saved_model_dir, required_signatures=("serve_bytes",))
     signature = model.signatures["serve_bytes"]
 
@@ -99,16 +104,6 @@ def load_detect_fn(saved_model_dir):
         return signature(image_bytes=image_bytes)
 
     detect_fn.saved_model = model  # 서명이 모델보다 먼저 사라지지 않게 참조를 잡아 둔다.
-    return detect_fn
-
-
-def _portable_detect_fn(run):
-    """LiteRT·ONNX 실행기를 serve_bytes 와 같은 꼴의 `detect_fn(image_bytes)` 로 감싼다."""
-    def detect_fn(image_bytes):
-        per_image = [run(tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()[None])
-                     for encoded in image_bytes]
-        return {name: np.concatenate([outputs[name] for outputs in per_image]) for name in per_image[0]}
-
     return detect_fn
 
 
@@ -231,6 +226,48 @@ def collect_from_voc(voc_dir, split, detect_fn, batch_size=8, max_images=None, c
     return _resolve_classes(base_names, raw_images)
 
 
+def _coco_examples(annotations_path, images):
+    """COCO 이미지마다 (검사한 이미지 바이트, (H, W), _RawImage) 를 낸다 (crowd 는 VOC 지표에서 difficult)."""
+    for image in images:
+        image_bytes = coco.read_image_checked(annotations_path, image)
+        raw_image = _RawImage(
+            image_id=str(image.image_id),
+            gt_boxes=voc.boxes_to_voc(image.boxes).astype(np.float64),
+            gt_class_names=list(image.class_names),
+            gt_class_ids=np.zeros(len(image.class_names), dtype=np.int64),
+            difficult=image.is_crowd.copy(), is_crowd=image.is_crowd, areas=image.areas)
+        yield image_bytes, (image.height, image.width), raw_image
+
+
+def collect_from_coco(annotations_path, images_dir, detect_fn, batch_size=8, max_images=None,
+                      classes_flag=None, progress=None):
+    """COCO JSON 의 이미지들을 검출하고 GT 와 함께 돌려준다.
+
+    Args:
+      annotations_path: COCO instances JSON 경로.
+      images_dir: 이미지 'file_name' 의 기준 디렉터리.
+      detect_fn: image_bytes [B] tf.string → 출력 dict.
+      batch_size: 한 번에 보낼 이미지 수.
+      max_images: 앞에서부터 이만큼만 (None 이면 전부).
+      classes_flag: None (모든 범주) 또는 --classes 값 (고를 범주 이름; frcnn.data.coco).
+      progress: None 또는 `progress(done, total)` 콜백 (이미지 수).
+
+    Returns:
+      EvaluationInputs (클래스 목록 = 범주 이름, 라벨 순서).
+
+    Raises:
+      frcnn.data.sources.SourceError: JSON·주석·이미지 파일의 첫 문제 (모르는 이미지 id 의 주석 포함).
+    """
+    dataset = coco.read_coco(annotations_path, images_dir, classes_flag)
+    images = dataset.images if max_images is None else dataset.images[:max_images]
+    problems = dataset.orphans + [item for item in images if isinstance(item, sources.SourceError)]
+    if problems:
+        raise problems[0]
+    raw_images = _run_batches(_coco_examples(annotations_path, images), detect_fn, batch_size, len(images),
+                              progress)
+    return _resolve_classes(dataset.class_names, raw_images)
+
+
 def _record_example(path, serialized):
     """TF Object Detection API 형식 tf.Example 하나를 (바이트, (H, W), _RawImage) 로 읽는다.
 
@@ -247,7 +284,8 @@ def _record_example(path, serialized):
         gt_boxes=normalized_to_voc(values["boxes"], height, width),
         gt_class_names=values["class_names"],
         gt_class_ids=values["classes"],
-        difficult=values["difficult"])
+        difficult=values["difficult"] | values["is_crowd"],
+        is_crowd=values["is_crowd"])
     return values["image_bytes"], (height, width), raw_image
 
 
@@ -329,7 +367,7 @@ def _resolve_classes(base_names, raw_images):
     for raw_image in raw_images:
         ground_truths.append(voc_ap.ImageGroundTruth(
             raw_image.gt_boxes, to_ids(raw_image.gt_class_ids, raw_image.gt_class_names),
-            raw_image.difficult, raw_image.image_id))
+            raw_image.difficult, raw_image.image_id, raw_image.is_crowd, raw_image.areas))
         detections.append(voc_ap.ImageDetections(
             raw_image.det_boxes, raw_image.det_scores,
             to_ids(raw_image.det_class_ids, raw_image.det_class_names), raw_image.image_id))
@@ -360,16 +398,19 @@ def compute_metrics(inputs, metrics, iou_threshold=voc_ap.DEFAULT_IOU_THRESHOLD,
     return voc_results, coco_result
 
 
-def evaluate(detect_fn, *, voc_dir=None, split="test", record_paths=None, metrics=report.ALL_METRICS,
-             output_path=None, plot_dir=None, batch_size=8, max_images=None, classes_flag=None,
-             iou_threshold=voc_ap.DEFAULT_IOU_THRESHOLD, coco_verbose=False, progress=None, source_info=None):
+def evaluate(detect_fn, *, voc_dir=None, split="test", record_paths=None, coco_annotations=None,
+             coco_images_dir=None, metrics=report.ALL_METRICS, output_path=None, plot_dir=None,
+             batch_size=8, max_images=None, classes_flag=None, iou_threshold=voc_ap.DEFAULT_IOU_THRESHOLD,
+             coco_verbose=False, progress=None, source_info=None):
     """검출 함수를 한 데이터 분할에서 평가하고 보고서를 만든다 (JSON·그림은 모든 계산이 끝난 뒤에 쓴다).
 
     Args:
       detect_fn: image_bytes [B] tf.string → SavedModel 출력 키의 dict.
-      voc_dir: VOC 루트. record_paths 와 둘 중 하나만.
+      voc_dir: VOC 루트. voc_dir, record_paths, coco_annotations 중 하나만.
       split: VOC 분할 이름.
       record_paths: TFRecord 파일 경로 목록 (비어 있으면 안 된다).
+      coco_annotations: COCO instances JSON 경로 (coco_images_dir 와 함께).
+      coco_images_dir: COCO 이미지 디렉터리.
       metrics: 계산할 지표 ("voc07", "voc12", "coco") 목록.
       output_path: JSON 보고서 경로 (None 이면 쓰지 않음).
       plot_dir: PR 곡선 PNG 디렉터리 (None 이면 그리지 않음; voc 지표가 하나라도 있어야 함).
@@ -386,20 +427,25 @@ def evaluate(detect_fn, *, voc_dir=None, split="test", record_paths=None, metric
 
     Raises:
       ValueError: 인자 조합이 틀렸거나, 이미지가 하나도 없거나, 레코드가 잘못됐을 때.
-      frcnn.data.voc.VocError: VOC 파일 문제.
+      frcnn.data.voc.VocError: VOC·COCO 파일 문제 (COCO 는 그 하위 클래스 SourceError).
     """
-    _check_arguments(voc_dir, record_paths, metrics, batch_size, max_images)
+    _check_arguments(voc_dir, record_paths, coco_annotations, coco_images_dir, metrics, batch_size,
+                     max_images)
     start_time = time.perf_counter()
     source = dict(source_info or {})
     if voc_dir is not None:
         source.update(voc_dir=voc_dir, split=split)
         inputs = collect_from_voc(voc_dir, split, detect_fn, batch_size, max_images, classes_flag, progress)
+    elif coco_annotations is not None:
+        source.update(coco_annotations=coco_annotations, coco_images_dir=coco_images_dir)
+        inputs = collect_from_coco(coco_annotations, coco_images_dir, detect_fn, batch_size, max_images,
+                                   classes_flag, progress)
     else:
         source.update(records=list(record_paths))
         inputs = collect_from_records(record_paths, detect_fn, batch_size, max_images, classes_flag,
                                       progress)
     if not inputs.ground_truths:
-        raise ValueError(f"{voc_dir or ', '.join(record_paths)}: no images to evaluate")
+        raise ValueError(f"{voc_dir or coco_annotations or ', '.join(record_paths)}: no images to evaluate")
     voc_results, coco_result = compute_metrics(inputs, metrics, iou_threshold, coco_verbose)
     evaluation_report = report.build_report(
         inputs.class_names, inputs.ground_truths, inputs.detections, voc_results, coco_result,
@@ -417,10 +463,13 @@ def _write_outputs(evaluation_report, class_names, voc_results, output_path, plo
         report.write_json_report(evaluation_report, output_path)
 
 
-def _check_arguments(voc_dir, record_paths, metrics, batch_size, max_images):
+def _check_arguments(voc_dir, record_paths, coco_annotations, coco_images_dir, metrics, batch_size,
+                     max_images):
     """evaluate 인자 조합을 검사한다. 틀리면 ValueError."""
-    if (voc_dir is None) == (record_paths is None):
-        raise ValueError("give exactly one of voc_dir or record_paths")
+    if [voc_dir, record_paths, coco_annotations].count(None) != 2:
+        raise ValueError("give exactly one of voc_dir, record_paths or coco_annotations")
+    if (coco_annotations is None) != (coco_images_dir is None):
+        raise ValueError("coco_annotations and coco_images_dir go together")
     if record_paths is not None and not record_paths:
         raise ValueError("record_paths is empty")
     unknown = [metric for metric in metrics if metric not in report.ALL_METRICS]

@@ -45,21 +45,32 @@ class ImageGroundTruth:
     Attributes:
       boxes: [G, 4] float64 VOC 픽셀 (xmin, ymin, xmax, ymax).
       classes: [G] int64 클래스 id 1..C.
-      difficult: [G] bool, VOC difficult 표시.
+      difficult: [G] bool, VOC difficult 표시 (VOC 지표가 무시하는 GT; crowd GT 도 여기 True 로 둔다).
       image_id: 이미지 이름 (보고용).
+      is_crowd: [G] bool, COCO iscrowd (None 이면 모두 False; COCO 지표만 쓴다).
+      areas: [G] float64, COCO 주석 넓이 (None 이면 박스 넓이; COCO 지표의 넓이 범위에만 쓴다).
     """
 
     boxes: np.ndarray
     classes: np.ndarray
     difficult: np.ndarray
     image_id: str = ""
+    is_crowd: np.ndarray = None
+    areas: np.ndarray = None
 
     def __post_init__(self):
         """배열로 바꾸고 모양·길이를 검사한다."""
         object.__setattr__(self, "boxes", _as_array(self.boxes, np.float64, (4,), "boxes"))
         object.__setattr__(self, "classes", _as_array(self.classes, np.int64, (), "classes"))
         object.__setattr__(self, "difficult", _as_array(self.difficult, bool, (), "difficult"))
-        _check_lengths(self.image_id, boxes=self.boxes, classes=self.classes, difficult=self.difficult)
+        is_crowd = np.zeros(len(self.boxes), bool) if self.is_crowd is None else self.is_crowd
+        object.__setattr__(self, "is_crowd", _as_array(is_crowd, bool, (), "is_crowd"))
+        optional = {}
+        if self.areas is not None:
+            object.__setattr__(self, "areas", _as_array(self.areas, np.float64, (), "areas"))
+            optional["areas"] = self.areas
+        _check_lengths(self.image_id, boxes=self.boxes, classes=self.classes, difficult=self.difficult,
+                       is_crowd=self.is_crowd, **optional)
 
 
 @dataclasses.dataclass(frozen=True)

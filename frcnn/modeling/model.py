@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from frcnn.modeling import backbones
+from frcnn.modeling import crowd
 from frcnn.modeling import difficult
 from frcnn.modeling import heads
 from frcnn.modeling import losses
@@ -40,7 +41,7 @@ class FasterRCNN(keras.Model):
 
     # 학습 스텝이 쓰는 배치 키 (파이프라인의 문자열 source_ids 등은 XLA 로 넘기지 않는다).
     TRAINING_KEYS = ("images", "image_sizes", "scales", "gt_boxes", "gt_classes", "gt_difficult",
-                     "anchor_matches")
+                     "gt_crowd", "anchor_matches")
 
     def __init__(self, config, num_classes, separate_rpn_backbone=False, box_head=None, **kwargs):
         """모델을 만든다 (변수는 `build_all` 에서).
@@ -101,7 +102,8 @@ class FasterRCNN(keras.Model):
 
         Args:
           batch: 파이프라인 dict — images [B, H, W, 3], image_sizes [B, 2], scales [B],
-            gt_boxes [B, G, 4], gt_classes [B, G], gt_difficult [B, G], anchor_matches [B, A].
+            gt_boxes [B, G, 4], gt_classes [B, G], gt_difficult [B, G], gt_crowd [B, G] bool,
+            anchor_matches [B, A].
           stage: `STAGES` 중 하나 (Python 문자열).
           seed: 선택, stateless 씨앗.
 
@@ -139,11 +141,13 @@ class FasterRCNN(keras.Model):
         """제안 → RoI 타깃 (샘플링) → RoI pooling → 헤드 → 검출기 손실.
 
         difficult 물체는 `input.difficult` 대로 전경 GT 에서 빠지거나 (drop, ignore) 배경도 막는다 (ignore).
+        crowd 물체는 전경 GT 에서 빠지고 그 안에 드는 후보의 배경도 막는다 (`crowd`).
         """
         target_boxes, ignore_boxes = difficult.training_boxes(batch["gt_boxes"], batch["gt_difficult"],
                                                               self.config.input.difficult)
+        target_boxes, crowd_boxes = crowd.split_crowd(target_boxes, batch["gt_boxes"], batch["gt_crowd"])
         targets = roi_targets.sample_rois(proposals, proposal_valid, target_boxes, batch["gt_classes"],
-                                          self.config.roi, seed, ignore_boxes)
+                                          self.config.roi, seed, ignore_boxes, crowd_boxes)
         class_logits, box_deltas = self.detector(features, targets["rois"], training=True)
         class_loss, box_loss = losses.detector_losses(class_logits, box_deltas, targets, self.config.roi)
         return {"detector_class_loss": class_loss, "detector_box_loss": box_loss}

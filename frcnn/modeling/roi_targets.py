@@ -5,11 +5,13 @@
   전경: IoU ≥ 0.5 (R 의 25 % 까지), 배경: IoU ∈ [0, 0.5), 나머지 칸은 무효 (가중치 0).
   뽑기는 RPN 손실과 같은 균형 샘플러 (`ops.sampler`) 다: 전경이 상한보다 적으면 배경으로 채운다.
   무시 박스 (`input.difficult=ignore`): 그와 IoU ≥ 0.5 인 후보는 (보통 GT 의 전경이 아니면) 배경이 아니다.
+  crowd 상자 (COCO iscrowd): 넓이의 70 % 넘게 그 안에 드는 (IoA > 0.7) 후보도 배경이 아니다 (`crowd`).
   박스 타깃은 매칭된 GT 를 RoI 에 대해 (10, 10, 5, 5) 가중치로 인코딩한 델타.
 """
 
 import tensorflow as tf
 
+from frcnn.modeling import crowd
 from frcnn.modeling import difficult
 from frcnn.ops import box_coder
 from frcnn.ops import box_ops
@@ -17,7 +19,8 @@ from frcnn.ops import matcher
 from frcnn.ops import sampler
 
 
-def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, seed=None, ignore_boxes=None):
+def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, seed=None, ignore_boxes=None,
+                crowd_boxes=None):
     """RoI 를 뽑고 타깃을 만든다.
 
     Args:
@@ -28,6 +31,8 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, see
       roi_config: `config.RoiConfig`.
       seed: 선택, [2] int32 stateless 난수 씨앗.
       ignore_boxes: 선택, [B, G', 4] float32 −1 패딩 — 덮는 후보가 배경이 되지 않는 박스.
+      crowd_boxes: 선택, [B, G', 4] float32 −1 패딩 — 그 안에 드는 후보가 배경이 되지 않는 crowd 상자
+        (`crowd.split_crowd`; gt_boxes 에서는 빠져 있어야 한다).
 
     Returns:
       dict:
@@ -45,6 +50,9 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, see
     if ignore_boxes is not None:
         near_ignored = difficult.covers_ignored(candidates, ignore_boxes, roi_config.background_iou_high)
         labels = tf.where((labels == matcher.NEGATIVE) & near_ignored, matcher.IGNORE, labels)
+    if crowd_boxes is not None:
+        in_crowd = crowd.covers_crowd(candidates, crowd_boxes)
+        labels = tf.where((labels == matcher.NEGATIVE) & in_crowd, matcher.IGNORE, labels)
     positive, negative = sampler.sample_balanced(labels, roi_config.num_rois, roi_config.foreground_fraction,
                                                  seed)
     # [B, R] 뽑힌 후보 (전경 먼저, 그다음 배경, 남는 칸은 무효)

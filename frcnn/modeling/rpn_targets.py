@@ -6,11 +6,13 @@
     −1 무시 (애매한 IoU 이거나 이미지 경계를 넘는 앵커), 0 음성, k ≥ 1 양성이며 GT k−1 에 매칭.
   규칙 (논문): IoU > 0.7 양성, 각 GT 의 최고 IoU 앵커도 양성, IoU < 0.3 음성, 경계를 넘는 앵커는 무시.
   무시 박스 (`input.difficult=ignore` 의 difficult 물체): 그와 IoU ≥ 0.3 인 음성 앵커는 무시 (`difficult`).
+  crowd 상자 (COCO iscrowd): 넓이의 70 % 넘게 그 안에 드는 (IoA > 0.7) 음성 앵커는 무시 (`crowd`).
   박스 형식 `[ymin, xmin, ymax, xmax]`, 캔버스 픽셀.
 """
 
 import tensorflow as tf
 
+from frcnn.modeling import crowd
 from frcnn.modeling import difficult
 from frcnn.ops import box_coder
 from frcnn.ops import box_ops
@@ -20,7 +22,7 @@ IGNORE_CODE = -1
 NEGATIVE_CODE = 0
 
 
-def label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None):
+def label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None, crowd_boxes=None):
     """앵커마다 매칭 코드를 계산한다.
 
     Args:
@@ -29,6 +31,8 @@ def label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None)
       image_sizes: [B, 2] float32 리사이즈된 이미지 (높이, 너비) — 경계 판정용.
       rpn_config: `config.RpnConfig`.
       ignore_boxes: 선택, [B, G', 4] float32 −1 패딩 — 덮는 앵커가 음성이 되지 않는 박스.
+      crowd_boxes: 선택, [B, G', 4] float32 −1 패딩 — 그 안에 드는 앵커가 음성이 되지 않는 crowd 상자
+        (`crowd.split_crowd`; gt_boxes 에서는 빠져 있어야 한다).
 
     Returns:
       [B, A] int32 매칭 코드.
@@ -48,6 +52,9 @@ def label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None)
     if ignore_boxes is not None:
         near_ignored = difficult.covers_ignored(anchors[None], ignore_boxes, rpn_config.negative_iou)
         labels = tf.where((labels == matcher_lib.NEGATIVE) & near_ignored, matcher_lib.IGNORE, labels)
+    if crowd_boxes is not None:
+        in_crowd = crowd.covers_crowd(anchors[None], crowd_boxes)
+        labels = tf.where((labels == matcher_lib.NEGATIVE) & in_crowd, matcher_lib.IGNORE, labels)
     return tf.where(labels == matcher_lib.POSITIVE, matched_gt_indices + 1,
                     tf.where(labels == matcher_lib.NEGATIVE, NEGATIVE_CODE, IGNORE_CODE))
 

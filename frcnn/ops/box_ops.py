@@ -1,4 +1,4 @@
-"""박스 연산: 좌표 변환, 쌍별 IoU, 자르기, 뒤집기. 모두 배치 단위, 정적 모양.
+"""박스 연산: 좌표 변환, 쌍별 IoU·IoA, 자르기, 뒤집기. 모두 배치 단위, 정적 모양.
 
 용어:
   B 배치, N·M 박스 수, G 최대 GT 수.
@@ -30,6 +30,22 @@ def area(boxes):
     return tf.maximum(ymax - ymin, 0.0) * tf.maximum(xmax - xmin, 0.0)
 
 
+def _pairwise_intersection(boxes1, boxes2):
+    """[B, N, 4] × [B, M, 4] → [B, N, M] 교집합 넓이."""
+    # [B, N, 1] / [B, 1, M] 좌표
+    y1a, x1a, y2a, x2a = [c[:, :, None] for c in tf.unstack(boxes1, axis=-1)]
+    y1b, x1b, y2b, x2b = [c[:, None, :] for c in tf.unstack(boxes2, axis=-1)]
+    inter_h = tf.maximum(tf.minimum(y2a, y2b) - tf.maximum(y1a, y1b), 0.0)
+    inter_w = tf.maximum(tf.minimum(x2a, x2b) - tf.maximum(x1a, x1b), 0.0)
+    return inter_h * inter_w
+
+
+def _mark_padding(values, boxes1, boxes2):
+    """[B, N, M] 값에서 한쪽이라도 패딩인 쌍을 −1 로."""
+    padded = is_padding(boxes1)[:, :, None] | is_padding(boxes2)[:, None, :]
+    return tf.where(padded, PADDING_VALUE, values)
+
+
 def pairwise_iou(boxes1, boxes2):
     """쌍별 IoU.
 
@@ -40,17 +56,24 @@ def pairwise_iou(boxes1, boxes2):
     Returns:
       [B, N, M] float32. 한쪽이라도 패딩이면 −1.
     """
-    # [B, N, 1] / [B, 1, M] 좌표
-    y1a, x1a, y2a, x2a = [c[:, :, None] for c in tf.unstack(boxes1, axis=-1)]
-    y1b, x1b, y2b, x2b = [c[:, None, :] for c in tf.unstack(boxes2, axis=-1)]
-    inter_h = tf.maximum(tf.minimum(y2a, y2b) - tf.maximum(y1a, y1b), 0.0)
-    inter_w = tf.maximum(tf.minimum(x2a, x2b) - tf.maximum(x1a, x1b), 0.0)
     # [B, N, M] 교집합 넓이
-    intersection = inter_h * inter_w
+    intersection = _pairwise_intersection(boxes1, boxes2)
     union = area(boxes1)[:, :, None] + area(boxes2)[:, None, :] - intersection
-    iou = tf.math.divide_no_nan(intersection, union)
-    padded = is_padding(boxes1)[:, :, None] | is_padding(boxes2)[:, None, :]
-    return tf.where(padded, PADDING_VALUE, iou)
+    return _mark_padding(tf.math.divide_no_nan(intersection, union), boxes1, boxes2)
+
+
+def pairwise_ioa(boxes1, boxes2):
+    """쌍별 IoA (intersection over area): 교집합 / boxes1 의 넓이 (pycocotools 가 crowd GT 에 쓰는 값).
+
+    Args:
+      boxes1: [B, N, 4] float32 (넓이로 나누는 쪽: 앵커·RoI 후보).
+      boxes2: [B, M, 4] float32, −1 패딩 허용.
+
+    Returns:
+      [B, N, M] float32. 한쪽이라도 패딩이면 −1, 넓이 0 인 boxes1 은 0.
+    """
+    intersection = _pairwise_intersection(boxes1, boxes2)
+    return _mark_padding(tf.math.divide_no_nan(intersection, area(boxes1)[:, :, None]), boxes1, boxes2)
 
 
 def clip_boxes(boxes, image_sizes):

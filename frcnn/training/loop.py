@@ -5,8 +5,11 @@
   이어 학습(resume): 같은 model_dir 로 다시 부르면 마지막 체크포인트의 스텝에서 이어간다; 이미 끝난
     학습이면 아무것도 하지 않는다.
   체크포인트 시점: checkpoint_every 의 배수, 각 단계의 끝, 마지막 스텝.
-  루프(loop): 한 `tf.function` 호출로 도는 스텝들 (`train.steps_per_loop` 개, 다음 체크포인트 시점·단계 끝에서
-    자른다). 손실은 기기에서 평균하고 호스트는 루프마다 한 번 읽는다 (진행 막대, TensorBoard, 유한성 검사).
+  검증 시점: 검증기가 있으면 eval_every 의 배수 (0 이면 없음) 와 마지막 스텝. 체크포인트를 쓴 뒤 같은 프로세스·
+    같은 가중치로 평가하고 (`make_validator`), VOC07 mAP 가 최고면 `best_checkpoint` 에 따로 둔다. 학습은
+    평가하는 동안만 멈춘다. 체크포인트와 평가 사이에 죽으면 이어 학습은 그 평가를 다시 하지 않는다.
+  루프(loop): 한 `tf.function` 호출로 도는 스텝들 (`train.steps_per_loop` 개, 다음 체크포인트·검증 시점과
+    단계 끝에서 자른다). 손실은 기기에서 평균하고 호스트는 루프마다 한 번 읽는다 (진행 막대, TensorBoard, 유한성 검사).
   캔버스 고르기: 루프마다 캔버스 하나를 레코드 수에 비례해 고른다 (seed 와 스텝으로 정해지므로 워커끼리,
     이어 학습에서도 같다). 캔버스마다 데이터셋·반복자·추적이 하나씩이라 모든 배치 모양이 정적이다.
   깨진 레코드: 디코딩할 수 없는 이미지는 파이프라인이 경고 한 줄과 함께 건너뛰고, 루프가 그 수를 센다.
@@ -27,6 +30,7 @@ import tensorflow as tf
 
 from frcnn import config as config_lib
 from frcnn.modeling import model as model_lib
+from frcnn.training import best_checkpoint
 from frcnn.training import distribute
 from frcnn.training import progress as progress_lib
 from frcnn.training import run_file
@@ -36,7 +40,7 @@ MIN_RECORDS_JUDGED = 1000  # 깨진 레코드 비율 (1 %) 의 최소 분모
 
 
 def train(config, records, model_dir, make_dataset, classes, canvas_counts, strategy="auto",
-          progress=None, log=None):
+          progress=None, log=None, eval_records=None, make_validator=None):
     """학습한다 (재실행하면 마지막 체크포인트에서 이어간다).
 
     모델은 활성 Keras dtype 정책으로 만든다: 혼합 정밀도는 부르는 쪽이
@@ -55,7 +59,10 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
         먼저 만들어야 하므로 바이너리는 시작하자마자 만든다).
       progress: None 또는 루프마다 부를 함수 (step, total, stage, losses, images_per_second)
         (`progress.ProgressLog` 참고; 진행 막대는 부르는 쪽이 그린다).
-      log: None 또는 알림 한 줄 (str) 을 받는 함수 (이어 학습, 할 일 없음, 건너뛴 레코드).
+      log: None 또는 알림 한 줄 (str) 을 받는 함수 (이어 학습, 할 일 없음, 건너뛴 레코드, 검증 결과).
+      eval_records: 검증 레코드 glob (run.json 의 최고 기록에 남긴다); make_validator 와 함께 준다.
+      make_validator: None 또는 함수 (model, strategy) → 검증기. 검증기는 `validate(step)` → {"voc07_map": float,
+        …, "seconds": float} 로 지금 가중치를 평가한다 (`frcnn.eval.validation.Validator`).
 
     Returns:
       dict: step (마지막 전역 스텝), losses (마지막 손실들; 할 일이 없었으면 빈 dict), checkpoint (경로).
@@ -76,7 +83,11 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
     if restored:
         log(f"resuming from {restored} at step {start}/{trainer.total_steps}")
     batches = CanvasBatches(trainer, make_dataset, canvas_counts)
-    losses = _run_loops(trainer, batches, start, progress, log)
+    validation = None
+    if make_validator is not None:
+        validation = (make_validator(trainer.model, trainer.strategy),
+                      best_checkpoint.BestCheckpoint(trainer, eval_records, log))
+    losses = _run_loops(trainer, batches, start, progress, log, validation)
     return _finish(trainer, losses)
 
 
@@ -131,14 +142,19 @@ class CanvasBatches:
         return self._iterators[canvas]
 
 
+def _next_multiple(step, every):
+    """step 보다 큰 every 의 가장 작은 배수 (every 가 0 이면 무한대)."""
+    return (step // every + 1) * every if every else float("inf")
+
+
 def _loop_end(trainer, step, plan):
-    """스텝 `step` 다음 루프가 끝나는 스텝: steps_per_loop 뒤, 다음 체크포인트 시점, 단계의 끝 중 가장 이른 것."""
-    every = trainer.config.train.checkpoint_every
-    next_checkpoint = (step // every + 1) * every
-    return min(step + trainer.config.train.steps_per_loop, next_checkpoint, plan.end, trainer.total_steps)
+    """스텝 `step` 다음 루프가 끝나는 스텝: steps_per_loop 뒤, 다음 체크포인트·검증 시점, 단계의 끝 중 가장 이른 것."""
+    train_config = trainer.config.train
+    return min(step + train_config.steps_per_loop, _next_multiple(step, train_config.checkpoint_every),
+               _next_multiple(step, train_config.eval_every), plan.end, trainer.total_steps)
 
 
-def _run_loops(trainer, batches, start, progress, log):
+def _run_loops(trainer, batches, start, progress, log, validation):
     """start 부터 마지막 스텝까지 루프를 돌리고 마지막 루프의 평균 손실을 돌려준다."""
     train_config = trainer.config.train
     log_dir = distribute.worker_dir(trainer.model_dir, trainer.strategy, "train")
@@ -160,6 +176,8 @@ def _run_loops(trainer, batches, start, progress, log):
             progress_log.log(step, plan.name, losses, lambda: trainer.learning_rate(plan.name),
                              skipped_records=skipped, warm_up=first_use)
             _checkpoint(trainer, step, plan)
+            if _validate(trainer, validation, step, log):
+                progress_log.restart_clock()
     return losses
 
 
@@ -253,6 +271,28 @@ def _checkpoint(trainer, step, plan):
             f"cannot write the checkpoint for step {step} in {trainer.manager.directory} ({detail.strip()}); "
             f"the previous checkpoint {previous or '(none)'} is still usable: free space and rerun the same "
             "command to resume from it") from None
+
+
+def _validate(trainer, validation, step, log):
+    """검증 시점이면 (eval_every 의 배수, 마지막 스텝) 평가하고, 최고면 따로 저장하고, 결과를 한 줄 알린다.
+
+    Args:
+      validation: None 또는 (검증기, `best_checkpoint.BestCheckpoint`).
+
+    Returns:
+      평가했으면 True.
+    """
+    every = trainer.config.train.eval_every
+    if validation is None or not ((every and step % every == 0) or step == trainer.total_steps):
+        return False
+    validate, best = validation
+    metrics = validate(step)
+    improved = best.update(step, metrics)
+    values = " ".join(f"{name}={value:.4f}" for name, value in metrics.items() if name != "seconds")
+    best_note = "new best" if improved else (f"best {best.best[best_checkpoint.METRIC]:.4f} at step "
+                                             f"{best.best['step']}" if best.best else "no best yet")
+    log(f"validation at step {step}: {values} ({metrics.get('seconds', 0.0):.1f} s); {best_note}")
+    return True
 
 
 def _remove_partial_checkpoint(directory, step):

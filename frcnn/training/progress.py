@@ -44,6 +44,10 @@ class ProgressLog:
     def close(self):
         self._writer.flush()
 
+    def restart_clock(self):
+        """지금부터 다음 루프의 시간을 잰다 (루프 사이의 검증 시간을 처리량에 넣지 않는다)."""
+        self._last_time = time.perf_counter()
+
     def _update_throughput(self, steps):
         now = time.perf_counter()
         rate = self._batch_size * steps / max(now - self._last_time, 1e-9)

@@ -1,11 +1,14 @@
-"""실행 기록 `model_dir/run.json`: 해석된 설정, 클래스 이름, 레코드 glob, 앵커 지문.
+"""실행 기록 `model_dir/run.json`: 해석된 설정, 클래스 이름, 레코드 glob, 앵커 지문, 최고 체크포인트.
 
 용어:
   실행 기록(run file): 학습이 시작할 때 쓰는 `run.json`. 내보내기·평가가 이것으로 같은 모델을 다시 만든다.
   이어 학습(resume): 같은 model_dir 로 다시 실행하는 것. 기록된 설정·클래스와 다르면 거부한다
-    (다른 설정의 체크포인트를 섞지 않도록).
+    (다른 설정의 체크포인트를 섞지 않도록). 이어 학습에서 다시 쓸 때도 "best" 는 그대로 둔다.
+  최고 기록(best): 검증 VOC07 mAP 가 가장 높았던 평가 (`best_checkpoint`): 스텝, mAP, 체크포인트 경로,
+    검증 레코드 glob. 검증하지 않은 실행에는 없다.
 
-형식 (JSON): {"config": `config.to_dict`, "classes": [이름, ...], "records": glob, "anchor_fingerprint": hex}.
+형식 (JSON): {"config": `config.to_dict`, "classes": [이름, ...], "records": glob, "anchor_fingerprint": hex,
+  "best": {"step": int, "voc07_map": float, "checkpoint": 경로, "eval_records": glob} (선택)}.
 """
 
 import json
@@ -30,7 +33,9 @@ def make_run_info(config, classes, records):
 
 # 실행 방식 키: 체크포인트와 호환되므로 이어 학습에서 달라도 된다 (run.json 에는 마지막 값을 쓴다).
 # mixed_precision 은 아니다: GPU 의 mixed_float16 은 옵티마이저를 LossScaleOptimizer 로 감싸 체크포인트 모양이 바뀐다.
-RUNTIME_KEYS = (("train", "jit_compile"), ("train", "steps_per_loop"))
+# eval_every 는 언제 검증할지일 뿐이다.
+RUNTIME_KEYS = (("train", "jit_compile"), ("train", "steps_per_loop"), ("train", "eval_every"))
+BEST_KEY = "best"
 
 
 def _without_runtime_keys(config):
@@ -71,7 +76,8 @@ def check_run_file(model_dir, run_info):
 
 
 def write_run_file(model_dir, config, classes, records):
-    """해석된 설정과 클래스 이름을 model_dir/run.json 에 원자적으로 쓴다 (export 가 읽는다).
+    """해석된 설정과 클래스 이름을 model_dir/run.json 에 원자적으로 쓴다 (export 가 읽는다). 이어 학습이면
+    기록된 최고 기록 ("best") 을 그대로 둔다.
 
     Raises:
       ValueError: model_dir 에 다른 설정의 기록이 있을 때.
@@ -79,7 +85,34 @@ def write_run_file(model_dir, config, classes, records):
     os.makedirs(model_dir, exist_ok=True)
     run_info = make_run_info(config, classes, records)
     check_run_file(model_dir, run_info)
+    best = read_best(model_dir)
+    if best is not None:
+        run_info[BEST_KEY] = best
     fileio.write_json(run_file_path(model_dir), run_info)
+
+
+def read_best(model_dir):
+    """run.json 의 최고 기록 dict (없거나 run.json 이 없으면 None)."""
+    path = run_file_path(model_dir)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle).get(BEST_KEY)
+
+
+def write_best(model_dir, best):
+    """run.json 의 최고 기록을 `best` (dict) 로 바꿔 원자적으로 다시 쓴다 (나머지는 그대로).
+
+    Raises:
+      ValueError: run.json 이 없을 때 (학습이 먼저 쓴다).
+    """
+    path = run_file_path(model_dir)
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: not found — write_run_file first")
+    with open(path, encoding="utf-8") as handle:
+        run_info = json.load(handle)
+    run_info[BEST_KEY] = best
+    fileio.write_json(path, run_info)
 
 
 def read_run_file(model_dir):

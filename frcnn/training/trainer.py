@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from frcnn import config as config_lib
 from frcnn.modeling import model as model_lib
+from frcnn.training import best_checkpoint
 from frcnn.training import distribute
 from frcnn.training import precision
 from frcnn.training import run_file
@@ -232,7 +233,8 @@ def load_trained_model(model_dir, checkpoint=None):
 
     Args:
       model_dir: `tools/train` 의 출력 디렉터리.
-      checkpoint: 체크포인트 경로; None 이면 model_dir/checkpoints 의 최신.
+      checkpoint: 체크포인트 경로; None 이면 model_dir/checkpoints 의 최신, "best" 면 검증 mAP 가 가장 높았던
+        것 (`best_checkpoint`, model_dir/checkpoints/best).
 
     Returns:
       (model, config, classes, checkpoint_path).
@@ -246,6 +248,8 @@ def load_trained_model(model_dir, checkpoint=None):
     if policy != "float32":
         raise ValueError(f"{model_dir}: load_trained_model builds a float32 model, but the active Keras "
                          f"dtype policy is '{policy}'; set it to 'float32' first")
+    if checkpoint == "best":
+        checkpoint = best_checkpoint.best_checkpoint_path(model_dir)
     path = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if not path:
         raise ValueError(f"{model_dir}: no checkpoint found (train first, or pass --checkpoint)")

@@ -228,8 +228,10 @@ def test_evaluate_records_source_lists_the_paths(voc_dir, tmp_path):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({}, "exactly one of voc_dir or record_paths"),
-    ({"voc_dir": "x", "record_paths": ["y"]}, "exactly one of voc_dir or record_paths"),
+    ({}, "exactly one of voc_dir, record_paths or coco_annotations"),
+    ({"voc_dir": "x", "record_paths": ["y"]}, "exactly one of voc_dir, record_paths or coco_annotations"),
+    ({"voc_dir": "x", "coco_annotations": "y", "coco_images_dir": "z"}, "exactly one of voc_dir"),
+    ({"coco_annotations": "y"}, "coco_annotations and coco_images_dir go together"),
     ({"record_paths": []}, "record_paths is empty"),
     ({"voc_dir": "x", "metrics": ("voc07", "map")}, "unknown or empty metrics"),
     ({"voc_dir": "x", "batch_size": 0}, "batch_size must be >= 1"),

@@ -60,6 +60,7 @@ def _synthetic_batch():
         "gt_boxes": tf.constant(gt_boxes),
         "gt_classes": tf.constant(gt_classes),
         "gt_difficult": tf.zeros(gt_classes.shape, tf.bool),
+        "gt_crowd": tf.zeros(gt_classes.shape, tf.bool),
         "anchor_matches": anchor_matches,
     }
 

@@ -10,6 +10,7 @@ MultiWorkerMirroredStrategy 학습.
 용어: 스텝 = 전역 학습 스텝; 체크포인트 ckpt-k 는 스텝 k 뒤의 상태.
 """
 
+import glob
 import json
 import os
 import re
@@ -271,7 +272,8 @@ def _free_ports(count):
 
 
 def test_multi_worker_strategy_from_tf_config(records, tmp_path):
-    """워커 2개 (localhost, TF_CONFIG) 가 MultiWorkerMirroredStrategy 로 함께 학습; 체크포인트는 chief 것만 남는다."""
+    """워커 2개 (localhost, TF_CONFIG) 가 MultiWorkerMirroredStrategy 로 함께 학습하며 검증한다; 체크포인트·검증 기록·
+    best/ 는 chief 것만 남는다."""
     model_dir = str(tmp_path / "run")
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     processes = []
@@ -279,7 +281,8 @@ def test_multi_worker_strategy_from_tf_config(records, tmp_path):
         environment = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
                                                              "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
-            _command("train", *_train_args(records, model_dir, "--num_steps=3", "--strategy=auto")),
+            _command("train", *_train_args(records, model_dir, "--num_steps=3", "--strategy=auto",
+                                           f"--eval_records={records}", "--eval_every=2")),
             cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = []
     try:
@@ -293,7 +296,76 @@ def test_multi_worker_strategy_from_tf_config(records, tmp_path):
         assert "done at step 3" in stdout
     assert _latest_step(model_dir) == 3
     assert sorted(name for name in os.listdir(model_dir) if not name.startswith("run.json")) == [
-        "checkpoints", "train"]  # 워커 1 의 임시 디렉터리는 지워졌다
+        "checkpoints", "eval", "train"]  # 워커 1 의 임시 디렉터리는 지워졌다
+    # 두 워커가 같은 가중치로 같은 검증 결과를 내고 같은 최고를 고른다 (스텝 2, 3)
+    validations = [re.findall(r"validation at step \d+: [^(]*", stdout) for stdout, _ in outputs]  # 초는 빼고
+    assert len(validations[0]) == 2 and validations[0] == validations[1]
+    assert os.listdir(os.path.join(model_dir, "checkpoints", "best"))
     # 두 워커가 같은 손실을 보고한다 (복제본 평균)
     totals = [re.search(r"total_loss=([\d.]+)", stdout).group(1) for stdout, _ in outputs]
     assert totals[0] == totals[1]
+
+
+def _eval_scalars(log_dir):
+    """이벤트 파일을 직접 읽어 {태그: [(스텝, 값)]} (eval/ 스칼라만)."""
+    scalars = {}
+    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    value_at_step = (event.step, float(tf.make_ndarray(value.tensor)))
+                    scalars.setdefault(value.tag, []).append(value_at_step)
+    return scalars
+
+
+def test_validation_while_training_keeps_the_best_checkpoint_for_export(records, tmp_path):
+    """--eval_every=2 로 5 스텝: 스텝 2, 4, 5 에 eval/ 스칼라; best/ 와 run.json 이 가장 높은 (같으면 먼저) mAP 의
+    스텝을 가리키고, --checkpoint=best 로 내보낸 모델을 tools/evaluate 로 재면 그 mAP 가 나온다 (float32)."""
+    model_dir = str(tmp_path / "run")
+    result = _run("train", *_train_args(records, model_dir, "--num_steps=5", "--eval_every=2",
+                                        f"--eval_records={records}", "--nomixed_precision",
+                                        extra_overrides="detection.score_threshold=0.0"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = re.findall(r"validation at step (\d+): voc07_map=([\d.]+)", result.stdout)
+    scalars = _eval_scalars(os.path.join(model_dir, "eval"))
+    voc07 = scalars["eval/voc07_map"]
+    assert [step for step, _ in voc07] == [2, 4, 5] == [int(step) for step, _ in printed]
+    assert [f"{value:.4f}" for _, value in voc07] == [value for _, value in printed]
+    assert {"eval/coco_ap", "eval/coco_ap50", "eval/seconds"} <= set(scalars)
+    best_step, best_map = max(voc07, key=lambda item: (item[1], -item[0]))
+    with open(os.path.join(model_dir, "run.json")) as handle:
+        best = json.load(handle)["best"]
+    assert (best["step"], best["eval_records"]) == (best_step, records)
+    assert best["voc07_map"] == pytest.approx(best_map, rel=1e-6)
+    assert best["checkpoint"].endswith(os.path.join("checkpoints", "best", f"ckpt-{best_step}"))
+    export_dir = str(tmp_path / "export")
+    exported = _run("export", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--checkpoint=best")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert f"from {best['checkpoint']} " in exported.stdout
+    report_path = str(tmp_path / "report.json")
+    evaluated = _run("evaluate", f"--saved_model={export_dir}", f"--records={records}", "--metrics=voc07",
+                     f"--output={report_path}", "--noprogress")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    with open(report_path) as handle:
+        assert json.load(handle)["map"]["voc07"] == pytest.approx(best_map, abs=1e-6)
+    plotted = _run("plot_validation", f"--model_dir={model_dir}", f"--output={tmp_path / 'curve.png'}")
+    assert plotted.returncode == 0, plotted.stderr[-3000:]
+    assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
+    assert [line.split()[0] for line in plotted.stdout.splitlines()[1:4]] == ["2", "4", "5"]
+
+
+def test_eval_every_needs_eval_records_and_the_same_classes(records, tmp_path):
+    result = _run("train", *_train_args(records, str(tmp_path / "run"), "--eval_every=2"))
+    assert result.returncode != 0 and "--eval_every needs --eval_records" in result.stderr
+    other = tmp_path / "other"
+    voc_dir = write_voc_dir(other, {"000009": (32, 32, [("widget", ("2", "2", "20", "20"), "0", "0")])})
+    made = _run("make_tfrecords", f"--voc_dir={voc_dir}", f"--output_dir={other / 'records'}",
+                "--config=cpu_small", f"--params_override={OVERRIDES}", "--noprogress")
+    assert made.returncode == 0, made.stderr[-3000:]
+    pattern = str(other / "records" / "trainval-*.tfrecord")
+    result = _run("train", *_train_args(records, str(tmp_path / "run"), "--num_steps=1",
+                                        f"--eval_records={pattern}"))
+    assert result.returncode == 1
+    assert re.search(r"train: error: \S+trainval-\*\.tfrecord: validation records have classes \['widget'\], "
+                     r"but the training records have \['aeroplane', ", result.stderr), result.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "run")

@@ -78,3 +78,17 @@ def test_jit_and_steps_per_loop_may_change_on_resume_but_not_precision(tmp_path)
     with pytest.raises(ValueError, match=r"\(train.mixed_precision differ\)"):
         other = config.apply_overrides(changed, f"train.mixed_precision={precision}")
         run_file.write_run_file(model_dir, other, ["a"], "r")
+
+
+def test_resume_may_change_eval_every_and_keeps_the_best_record(tmp_path):
+    """검증 주기는 실행 방식이다; 이어 학습이 run.json 을 다시 써도 최고 기록 ("best") 은 남는다."""
+    model_dir = str(tmp_path)
+    run_file.write_run_file(model_dir, config.build_config("cpu_small"), ["a"], "r")
+    assert run_file.read_best(model_dir) is None
+    best = {"step": 4, "voc07_map": 0.5, "checkpoint": "c/best/ckpt-4", "eval_records": "v-*"}
+    run_file.write_best(model_dir, best)
+    run_file.write_run_file(model_dir, config.build_config("cpu_small", "train.eval_every=7"), ["a"], "r")
+    saved, _ = run_file.read_run_file(model_dir)
+    assert saved.train.eval_every == 7 and run_file.read_best(model_dir) == best
+    with pytest.raises(ValueError, match=r"run.json: not found"):
+        run_file.write_best(str(tmp_path / "missing"), best)
