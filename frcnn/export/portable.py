@@ -15,6 +15,8 @@ NonMaxSuppressionV5 한 번 (클래스별은 클래스 오프셋; CombinedNonMax
     `metadata_props` 에 넣는다. `labels.txt` 는 k 번째 줄 = 클래스 k (0 번 줄은 빈 줄 없이 1 번부터).
 """
 
+import ctypes
+import gc
 import json
 import os
 import tempfile
@@ -148,6 +150,15 @@ def onnx_model(signature, classes):
     return proto.SerializeToString()
 
 
+def _release_memory():
+    """쓰레기를 모으고, glibc 면 malloc_trim 으로 비어 있는 힙을 운영체제에 돌려준다 (변환 사이의 최고 메모리를 낮춘다)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # glibc 가 아닌 곳 (macOS, musl)
+        pass
+
+
 def write_portable(inference, config, classes, directory, formats, quantize=None):
     """추론 모델을 directory 에 model.tflite / model.onnx 와 labels.txt 로 쓴다.
 
@@ -171,11 +182,15 @@ def write_portable(inference, config, classes, directory, formats, quantize=None
                          f"--max_detections={detection.max_detections_per_class}")
     module = PortableModule(inference, config, classes)
     signature = frozen_signature(module)
-    if "tflite" in formats:
-        with open(os.path.join(directory, TFLITE_FILE), "wb") as handle:
-            handle.write(tflite_model(signature, classes, quantize))
+    # 큰 모델 (vgg16_paper) 은 변환마다 최고 20 GiB 남짓을 쓴다: ONNX 를 먼저 (tf2onnx 의 큰 numpy 배열은 곧
+    # 운영체제로 돌아간다), 그 뒤 glibc 가 쥔 메모리를 돌려주고 TFLite 를 바꾼다.
     if "onnx" in formats:
         with open(os.path.join(directory, ONNX_FILE), "wb") as handle:
             handle.write(onnx_model(signature, classes))
+        _release_memory()
+    if "tflite" in formats:
+        with open(os.path.join(directory, TFLITE_FILE), "wb") as handle:
+            handle.write(tflite_model(signature, classes, quantize))
+        _release_memory()
     with open(os.path.join(directory, LABELS_FILE), "w", encoding="utf-8") as handle:
         handle.write("".join(f"{name}\n" for name in classes))

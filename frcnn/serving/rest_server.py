@@ -101,8 +101,8 @@ def build_app(service, tracker, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
             tracker.finished()
         if tracker.shutting_down:
             response.headers["Connection"] = "close"
-        logger.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
-                    1000 * (time.monotonic() - start))
+        logger.debug("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
+                     1000 * (time.monotonic() - start))
         return response
 
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)])
@@ -155,15 +155,19 @@ async def _read_body(request, max_body_bytes, request_timeout):
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
         raise _too_large(int(declared), max_body_bytes)
-    chunks, size = [], 0
+    chunks = []
+
+    async def read_all():  # asyncio.timeout 은 Python 3.11 부터라 3.10 에서도 되는 wait_for 를 쓴다
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise _too_large(size, max_body_bytes)
+            chunks.append(chunk)
+
     try:
-        async with asyncio.timeout(request_timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_body_bytes:
-                    raise _too_large(size, max_body_bytes)
-                chunks.append(chunk)
-    except TimeoutError:
+        await asyncio.wait_for(read_all(), request_timeout)
+    except asyncio.TimeoutError:
         raise RequestError(f"request body not received within {request_timeout:g} s "
                            "(--request_timeout_seconds)", status=408) from None
     return b"".join(chunks)

@@ -16,13 +16,10 @@ import logging
 import os
 import threading
 
-import tensorflow as tf
 
 from frcnn.serving import servable as servable_lib
 
 logger = logging.getLogger(__name__)
-
-LOAD_ERRORS = (ValueError, ImportError, OSError, tf.errors.OpError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +128,7 @@ class VersionManager:
             servable = self._load(versions[aspired], aspired)
             if self._warmup:
                 servable.warmup()
-        except LOAD_ERRORS as error:
+        except Exception as error:  # 깨진 버전은 어떤 오류든 END 로 알리고 이전 버전을 계속 쓴다
             self._failed[aspired] = fingerprint
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             self._set_status(VersionStatus(aspired, "END", "UNKNOWN", message))
