@@ -101,8 +101,8 @@ def build_app(service, tracker, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
             tracker.finished()
         if tracker.shutting_down:
             response.headers["Connection"] = "close"
-        logger.debug("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
-                     1000 * (time.monotonic() - start))
+        logger.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
+                    1000 * (time.monotonic() - start))
         return response
 
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)])
