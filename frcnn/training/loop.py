@@ -77,16 +77,17 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
     trainer = _build(config, records, model_dir, classes, strategy)
     restored = trainer.restore()
     start = int(trainer.step.numpy())
-    if start >= trainer.total_steps:
-        log(f"already trained: {model_dir} is at step {start}/{trainer.total_steps}; nothing to do")
-        return {"step": start, "losses": {}, "checkpoint": restored}
-    if restored:
-        log(f"resuming from {restored} at step {start}/{trainer.total_steps}")
-    batches = CanvasBatches(trainer, make_dataset, canvas_counts)
     validation = None
     if make_validator is not None:
         validation = (make_validator(trainer.model, trainer.strategy),
                       best_checkpoint.BestCheckpoint(trainer, eval_records, log))
+    if start >= trainer.total_steps:
+        log(f"already trained: {model_dir} is at step {start}/{trainer.total_steps}; nothing to do")
+        _validate_final(trainer, validation, start, log)
+        return {"step": start, "losses": {}, "checkpoint": restored}
+    if restored:
+        log(f"resuming from {restored} at step {start}/{trainer.total_steps}")
+    batches = CanvasBatches(trainer, make_dataset, canvas_counts)
     losses = _run_loops(trainer, batches, start, progress, log, validation)
     return _finish(trainer, losses)
 
@@ -271,6 +272,21 @@ def _checkpoint(trainer, step, plan):
             f"cannot write the checkpoint for step {step} in {trainer.manager.directory} ({detail.strip()}); "
             f"the previous checkpoint {previous or '(none)'} is still usable: free space and rerun the same "
             "command to resume from it") from None
+
+
+def _validate_final(trainer, validation, step, log):
+    """다 학습한 실행을 검증과 함께 다시 부르면, 최고 기록이 마지막 스텝이 아닐 때 마지막 가중치를 한 번 평가한다.
+
+    마지막 체크포인트와 그 검증 사이에 멈춘 실행도 마지막 평가와 최고 체크포인트 판단을 받는다 (이미 평가했다면
+    같은 가중치라 최고가 바뀌지 않는다).
+    """
+    if validation is None:
+        return
+    best = validation[1].best
+    if best is None or best["step"] != step:
+        log(f"evaluating the final weights of step {step} (the run may have stopped before its last "
+            "validation)")
+        _validate(trainer, validation, step, log)
 
 
 def _validate(trainer, validation, step, log):

@@ -110,3 +110,18 @@ def test_best_needs_a_validated_run(tmp_path):
     assert "best" not in _run_info(model_dir)
     with pytest.raises(ValueError, match=r"checkpoints/best: no best checkpoint; train with --eval_records"):
         trainer.load_trained_model(model_dir, "best")
+
+
+def test_a_finished_run_gets_its_final_validation(tmp_path):
+    # 마지막 체크포인트 뒤 검증 전에 멈춘 실행처럼: 검증 없이 끝까지 학습한 뒤 검증과 함께 다시 부르면 마지막
+    # 가중치를 한 번 평가해 best/ 에 둔다; 한 번 더 부르면 (최고가 마지막 스텝이라) 평가하지 않는다.
+    cfg = tiny_config("train.num_steps=4,train.eval_every=2,train.checkpoint_every=2")
+    model_dir = str(tmp_path / "run")
+    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1])
+    calls, messages = [], []
+    result = _train(cfg, model_dir, {4: 0.3}, calls, messages=messages)
+    assert result["step"] == 4 and [step for step, _, _ in calls] == [4]
+    assert messages[-1] == "validation at step 4: voc07_map=0.3000 coco_ap=0.0000 (0.0 s); new best"
+    assert _run_info(model_dir)["best"]["step"] == 4 and _best_files(model_dir) == ["ckpt-4.index"]
+    _train(cfg, model_dir, {4: 0.3}, calls)
+    assert len(calls) == 1
