@@ -278,3 +278,18 @@ def test_detect_tool_draws_with_every_format(exported, tmp_path, file_name):
     for got, expected in zip(reports["portable"], reports["saved_model"]):
         assert got["class_name"] == expected["class_name"]
         np.testing.assert_allclose(got["box_normalized"], expected["box_normalized"], atol=1e-3)
+
+
+@pytest.mark.parametrize("file_name, module", [(portable.TFLITE_FILE, "ai_edge_litert"),
+                                               (portable.ONNX_FILE, "onnxruntime")])
+def test_a_missing_runtime_names_the_extra(exported, monkeypatch, file_name, module):
+    """런타임이 없는 프로세스: 어느 추가 설치인지 밝히는 ImportError 한 줄 (도구는 이것을 그대로 알린다)."""
+    for name in [name for name in sys.modules if name == module or name.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # 설치되지 않은 것처럼
+    with pytest.raises(ImportError) as raised:
+        runtimes.PortableRunner(os.path.join(exported[1], file_name))
+    message = str(raised.value)
+    assert message.startswith(os.path.join(exported[1], file_name) + ": running a ")
+    assert f"needs {module}" in message and "install the deploy extra: pip install -e '.[deploy]'" in message
+    assert "\n" not in message
