@@ -174,50 +174,57 @@ class _NoDelayConnection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def rest_client(port, bodies, tickets, deadline, latencies, failures):
-    """요청표가 남고 시간 안이면 REST 요청을 보내 지연을 기록한다 (keep-alive 연결 하나)."""
-    connection = _NoDelayConnection("127.0.0.1", port, timeout=120)
-    headers = {"Content-Type": "application/json"}
+def _drain(tickets, deadline, send, latencies, failures):
+    """요청표가 남고 시간 안이면 send(ticket) 을 불러 지연과 실패 (send 가 돌려준 상태, None 이면 성공) 를 적는다."""
     while time.monotonic() < deadline:
         try:
             ticket = tickets.pop()
         except IndexError:
             break
         start = time.monotonic()
-        try:
-            connection.request("POST", f"/v1/models/{MODEL_NAME}:predict", body=bodies[ticket % len(bodies)],
-                               headers=headers)
-            response = connection.getresponse()
-            response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException) as error:
-            status = type(error).__name__
-            connection.close()
-            connection = _NoDelayConnection("127.0.0.1", port, timeout=120)
+        failure = send(ticket)
         latencies.append(time.monotonic() - start)
-        if status != 200:
-            failures.append(status)
-    connection.close()
+        if failure is not None:
+            failures.append(failure)
+
+
+def rest_client(port, bodies, tickets, deadline, latencies, failures):
+    """REST 요청을 보내 지연을 기록한다 (keep-alive 연결 하나; 끊기면 새로 연다)."""
+    headers = {"Content-Type": "application/json"}
+    connections = [_NoDelayConnection("127.0.0.1", port, timeout=120)]
+
+    def send(ticket):
+        try:
+            connections[0].request("POST", f"/v1/models/{MODEL_NAME}:predict",
+                                   body=bodies[ticket % len(bodies)], headers=headers)
+            response = connections[0].getresponse()
+            response.read()
+            return None if response.status == 200 else response.status
+        except (OSError, http.client.HTTPException) as error:
+            connections[0].close()
+            connections[0] = _NoDelayConnection("127.0.0.1", port, timeout=120)
+            return type(error).__name__
+
+    _drain(tickets, deadline, send, latencies, failures)
+    connections[0].close()
 
 
 def grpc_client(port, requests, tickets, deadline, latencies, failures):
-    """요청표가 남고 시간 안이면 gRPC Predict 를 보내 지연을 기록한다 (채널 하나)."""
+    """gRPC Predict 를 보내 지연을 기록한다 (채널 하나)."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                ticket = tickets.pop()
-            except IndexError:
-                break
-            start = time.monotonic()
+
+        def send(ticket):
             try:
                 stub.Predict(requests[ticket % len(requests)], timeout=120)
+                return None
             except grpc.RpcError as error:
-                failures.append(error.code().name)
-            latencies.append(time.monotonic() - start)
+                return error.code().name
+
+        _drain(tickets, deadline, send, latencies, failures)
 
 
 def run_clients(client, port, payloads, num_clients, num_requests):

@@ -99,7 +99,8 @@ class Servable:
             raise RequestError(f"{type(error).__name__}: {short_error_message(error.message)}") from error
 
     def _call(self, signature_name, inputs):
-        raise NotImplementedError
+        """하위 클래스 (SavedModelServable, PortableServable) 가 모델을 실제로 부르는 곳 (추상 메서드)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _call")
 
     def warmup(self):
         """각 시그니처를 작은 입력으로 한 번 실행해 커널 로딩을 미리 끝낸다.
