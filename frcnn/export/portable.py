@@ -3,7 +3,7 @@
 SavedModel 의 `serving_default` 와 같은 리사이즈·검출을 하되, LiteRT 내장 연산과 ONNX 로 옮겨지지 않는 연산을
 피한다: RoIAlign 은 학습에서 쓰는 matmul 쌍선형 표본 (CropAndResize 없음), RPN 과 클래스별 NMS 는
 NonMaxSuppressionV5 한 번 (클래스별은 클래스 오프셋; CombinedNonMaxSuppression·while 루프 NMS 없음) —
-`postprocess`, `rpn.generate_proposals(portable=True)` 참고. 가중치는 상수로 얼려 넣는다 (변환기가 자원 변수로
+`postprocess`, `rpn._inference_nms` 참고. 가중치는 상수로 얼려 넣는다 (변환기가 자원 변수로
 남기면 LiteRT 에서 초기화되지 않은 변수를 읽는다).
 
 용어:

@@ -71,13 +71,13 @@ class FasterRCNN(keras.Model):
         return anchors_lib.generate_anchors(height, width, self.config.anchors.stride,
                                             self.config.anchors.sizes, self.config.anchors.aspect_ratios)
 
-    def proposals(self, features, inputs, training, portable=False):
+    def proposals(self, features, inputs, training):
         """RPN 출력과 제안. 반환: (objectness_logits, box_deltas, anchors, (proposals, scores, valid))."""
         # [B, A], [B, A, 4]
         objectness_logits, box_deltas = self.rpn_head(features)
         anchors = self.anchors(features)
         proposals = rpn.generate_proposals(objectness_logits, box_deltas, anchors, inputs["image_sizes"],
-                                           inputs["scales"], self.config.rpn, training, portable)
+                                           inputs["scales"], self.config.rpn, training)
         return objectness_logits, box_deltas, anchors, proposals
 
     # ---- (RoI 타깃은 학습에서만: `_detector_losses`) → RoI pooling → 검출기 헤드 ----
@@ -190,7 +190,7 @@ class FasterRCNN(keras.Model):
         """
         inputs = {"image_sizes": image_sizes, "scales": scales}
         features = self.backbone(images, training=False, image_sizes=self._padding_mask_sizes(image_sizes))
-        _, _, _, (proposals, _, valid) = self.proposals(features, inputs, False, portable)
+        _, _, _, (proposals, _, valid) = self.proposals(features, inputs, False)
         class_logits, box_deltas = self.detector(features, proposals, training=False, portable=portable)
         return postprocess.detect(proposals, valid, class_logits, box_deltas, image_sizes,
                                   self.config.detection, self.config.roi,
