@@ -36,6 +36,8 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("saved_model", None, "벤치마크할 SavedModel 디렉터리.")
 flags.DEFINE_string("images", None, "보낼 JPEG 파일 glob. 없으면 --image_size 크기의 무작위 JPEG 를 만든다.")
+flags.DEFINE_list("server_flags", [], "새 서버 (new, new+batching) 에 더 줄 tools.serve 플래그 "
+                  "(예: --tensorflow_intra_op_parallelism=0).")
 flags.DEFINE_integer("image_size", 320, "합성 JPEG 의 한 변 픽셀 수 (--images 가 없을 때).")
 flags.DEFINE_integer("num_images", 16, "합성하거나 glob 에서 쓸 이미지 수의 상한.")
 flags.DEFINE_list("clients", ["1", "8", "32"], "동시 클라이언트 수들.")
@@ -119,7 +121,7 @@ class ServerProcess:
         command = [sys.executable, "-m", "tools.serve", f"--saved_model={os.path.abspath(FLAGS.saved_model)}",
                    "--port=0", f"--model_name={MODEL_NAME}"]
         if variant != "old":
-            command.append("--grpc_port=0")
+            command += ["--grpc_port=0"] + FLAGS.server_flags
         if variant == "new+batching":
             command += ["--enable_batching", f"--max_batch_size={FLAGS.max_batch_size}",
                         f"--batch_timeout_micros={FLAGS.batch_timeout_micros}",

@@ -14,6 +14,7 @@
 """
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -46,6 +47,18 @@ flags.DEFINE_float("request_timeout_seconds", 30.0, "요청 머리·본문을 �
 flags.DEFINE_integer("keep_alive_seconds", 15, "쉬는 HTTP keep-alive 연결을 닫기까지의 초.")
 flags.DEFINE_integer("grpc_max_threads", 64, "동시에 처리할 gRPC 호출 수.")
 flags.DEFINE_float("drain_timeout", 30.0, "SIGTERM/SIGINT 뒤 처리 중 요청을 기다릴 최대 초.")
+# 스레드 기본값은 동시 요청 처리량에 맞춘다: 연산 하나는 스레드 하나로, 요청들이 코어를 나눠 쓴다. cpu_small,
+# 8 클라이언트에서 intra 1 이 TF 기본 (코어 수) 보다 1.2× 빠르다 (benchmarks/serve_results.md). 클라이언트가
+# 하나뿐이고 모델이 크면 (vgg16_paper) --tensorflow_intra_op_parallelism=0 이 한 요청의 지연을 줄인다.
+flags.DEFINE_integer("tensorflow_intra_op_parallelism", 1,
+                     "한 TF 연산 안에서 쓸 스레드 수 (TF Serving 과 같은 이름). 0 이면 TF 가 정한다 (코어 수): "
+                     "동시 요청이 적고 모델이 클 때 한 요청이 빨라진다. SavedModel 만.")
+flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0,
+                     "서로 다른 TF 연산 (동시 요청들) 을 함께 돌릴 스레드 수 (TF Serving 과 같은 이름; 0 이면 TF 가 "
+                     "정한다: 코어 수). SavedModel 만.")
+flags.DEFINE_integer("max_concurrent_predictions", 0,
+                     "배칭이 없을 때 모델을 동시에 도는 요청 수; 넘는 요청은 온 순서대로 기다린다 (꼬리 지연이 "
+                     "짧아진다). 0 이면 2 × 코어 수.")
 flags.DEFINE_boolean("warmup", True, "버전마다 서빙 전에 각 시그니처를 작은 입력으로 한 번 실행해 첫 요청 지연을 없앤다.")
 
 
@@ -103,8 +116,17 @@ def _check_flags():
                  "grpc_max_threads"):
         if getattr(FLAGS, name) <= 0:
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be positive")
+    for name in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
+                 "max_concurrent_predictions"):
+        if getattr(FLAGS, name) < 0:
+            raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be >= 0 (0: the default)")
     if FLAGS.batch_timeout_micros < 0:
         raise app.UsageError(f"--batch_timeout_micros={FLAGS.batch_timeout_micros}: must be >= 0")
+
+
+def _num_cpus():
+    """이 프로세스가 쓸 수 있는 CPU 수."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def main(argv):
@@ -114,7 +136,10 @@ def main(argv):
     _check_flags()
     logging.getLogger("frcnn.serving").setLevel(logging.INFO)
     # tensorflow 를 늦게 불러 --help 를 빠르게.
+    import tensorflow as tf
     from frcnn.serving import BatchingOptions, make_server
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.tensorflow_intra_op_parallelism)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.tensorflow_inter_op_parallelism)
     batching = None
     if FLAGS.enable_batching:
         batching = BatchingOptions(FLAGS.max_batch_size, FLAGS.batch_timeout_micros,
@@ -127,7 +152,8 @@ def main(argv):
                              poll_seconds=FLAGS.file_system_poll_wait_seconds, grpc_port=FLAGS.grpc_port,
                              batching=batching, request_timeout=FLAGS.request_timeout_seconds,
                              keep_alive_seconds=FLAGS.keep_alive_seconds,
-                             grpc_max_threads=FLAGS.grpc_max_threads)
+                             grpc_max_threads=FLAGS.grpc_max_threads,
+                             max_concurrent_predictions=FLAGS.max_concurrent_predictions or 2 * _num_cpus())
     except (ValueError, ImportError) as error:
         raise app.UsageError(f"{source}: {error}") from error
     except OSError as error:

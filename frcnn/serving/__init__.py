@@ -5,6 +5,7 @@
   servable     모델 한 버전: SavedModel 또는 .tflite/.onnx (시그니처, run, 워밍업)
   versions     번호 버전 디렉터리의 최신 버전 서빙, 폴링, 바꿔 끼우기, 버전 상태
   batching     요청들을 한 배치로 (max_batch_size, batch_timeout_micros, 묶인 큐)
+  gate         배칭이 없을 때 모델을 동시에 도는 요청 수를 묶는 FIFO 관문
   metrics      Prometheus 지표
   service      모델 하나의 TF Serving 동작 (상태, 메타데이터, predict) — REST 와 gRPC 가 함께 쓴다
   rest_server  Starlette 앱과 uvicorn 서버

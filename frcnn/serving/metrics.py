@@ -6,7 +6,7 @@
   frcnn_serving_requests_total{model, signature, protocol, status}   predict 요청 수 (status: OK, NOT_FOUND, …)
   frcnn_serving_request_latency_seconds{model, signature, protocol}  predict 지연 히스토그램
   frcnn_serving_batch_size                                          모델에 들어간 배치의 인스턴스 수 히스토그램
-  frcnn_serving_queue_length                                        배치 큐에서 기다리는 요청 수
+  frcnn_serving_queue_length                                        모델을 기다리는 요청 수 (배치 큐 또는 관문의 줄)
   frcnn_serving_model_version{model, version, state}                버전마다 1 (state: AVAILABLE, END, LOADING)
 
 용어: protocol 은 "rest" 또는 "grpc".
@@ -49,7 +49,8 @@ class ServingMetrics:
                                   registry=self.registry)
         self._batch_size = Histogram("frcnn_serving_batch_size", "Instances per batch run by the model",
                                      buckets=BATCH_SIZE_BUCKETS, registry=self.registry)
-        self._queue_length = Gauge("frcnn_serving_queue_length", "Requests waiting in the batching queue",
+        self._queue_length = Gauge("frcnn_serving_queue_length",
+                                   "Requests waiting for the model (batching queue or model gate)",
                                    registry=self.registry)
 
     def observe_request(self, model, signature, protocol, status, seconds):

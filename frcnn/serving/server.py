@@ -14,6 +14,7 @@ import threading
 from frcnn.serving import rest_server
 from frcnn.serving import servable as servable_lib
 from frcnn.serving.batching import Batcher
+from frcnn.serving.gate import ModelGate
 from frcnn.serving.grpc_server import DEFAULT_MAX_THREADS, GrpcServer
 from frcnn.serving.metrics import ServingMetrics
 from frcnn.serving.service import ModelService, RequestTracker
@@ -128,7 +129,7 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
                 model_base_path=None, poll_seconds=1.0, grpc_port=None, batching=None,
                 request_timeout=rest_server.DEFAULT_REQUEST_TIMEOUT_SECONDS,
                 keep_alive_seconds=rest_server.DEFAULT_KEEP_ALIVE_SECONDS,
-                grpc_max_threads=DEFAULT_MAX_THREADS):
+                grpc_max_threads=DEFAULT_MAX_THREADS, max_concurrent_predictions=None):
     """모델을 불러와 REST (와 gRPC) 서버를 만든다 (아직 serve_forever 는 부르지 않는다).
 
     Args:
@@ -145,6 +146,8 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
       request_timeout: float, 요청 머리·본문을 기다리는 최대 초.
       keep_alive_seconds: int, 쉬는 keep-alive 연결을 닫기까지의 초.
       grpc_max_threads: int, 동시에 처리할 gRPC 호출 수.
+      max_concurrent_predictions: int 또는 None — 배칭이 없을 때 모델을 동시에 도는 요청 수
+        (``gate.ModelGate``; 넘는 요청은 온 순서대로 기다린다). None 이면 묶지 않는다. 배칭이면 쓰지 않는다.
 
     Returns:
       ServingServer.
@@ -159,9 +162,14 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
     versions = load_versions(model, model_base_path, model_version, poll_seconds, warmup)
     metrics = ServingMetrics()
     batcher = Batcher(batching, metrics.observe_batch) if batching is not None else None
+    gate = None
+    if batcher is None and max_concurrent_predictions is not None:
+        gate = ModelGate(max_concurrent_predictions)
     if batcher is not None:
         metrics.watch_queue(lambda: batcher.queue_length)
-    service = ModelService(versions, model_name, batcher, metrics)
+    elif gate is not None:
+        metrics.watch_queue(lambda: gate.waiting)
+    service = ModelService(versions, model_name, batcher, metrics, gate)
     tracker = RequestTracker()
     app = rest_server.build_app(service, tracker, max_body_bytes, request_timeout)
     rest = rest_server.RestServer(app, host, port, keep_alive_seconds, request_timeout)

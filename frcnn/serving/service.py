@@ -70,12 +70,14 @@ class ModelService:
       model_name: str, 모델 이름 (``/v1/models/<model_name>``, gRPC ``model_spec.name``).
       batcher: batching.Batcher 또는 None (배칭 없이 요청마다 모델을 부른다).
       metrics: metrics.ServingMetrics 또는 None.
+      gate: gate.ModelGate 또는 None — 배칭이 없을 때 모델을 동시에 도는 요청 수를 묶는다 (None 이면 묶지 않음).
     """
 
-    def __init__(self, versions, model_name, batcher=None, metrics=None):
+    def __init__(self, versions, model_name, batcher=None, metrics=None, gate=None):
         self.versions = versions
         self.model_name = model_name
         self.batcher = batcher
+        self.gate = gate
         self.metrics = metrics
         if metrics is not None:
             metrics.watch_versions(model_name, versions.statuses)
@@ -155,10 +157,13 @@ class ModelService:
     # ---- predict ----
 
     def run(self, servable, signature_name, inputs):
-        """시그니처를 돌린다: 배처가 있으면 다른 요청들과 함께, 없으면 곧바로."""
+        """시그니처를 돌린다: 배처가 있으면 다른 요청들과 함께, 없으면 관문 (있으면) 의 차례에 혼자."""
         if self.batcher is not None:
             return self.batcher.run(servable, signature_name, inputs)
-        return servable.run(signature_name, inputs)
+        if self.gate is None:
+            return servable.run(signature_name, inputs)
+        with self.gate.slot():
+            return servable.run(signature_name, inputs)
 
     @contextlib.contextmanager
     def observed(self, protocol):

@@ -64,3 +64,11 @@ def test_serve_tool_rejects_a_directory_without_saved_model(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 1
     assert f"--saved_model: {tmp_path}: not a SavedModel directory (no saved_model.pb)" in result.stderr
+
+
+def test_serve_tool_rejects_negative_thread_and_concurrency_flags(tmp_path):
+    for flag in ("tensorflow_intra_op_parallelism", "max_concurrent_predictions"):
+        result = subprocess.run(_serve_command(f"--saved_model={tmp_path}", f"--{flag}=-1"), cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1
+        assert f"--{flag}=-1: must be >= 0" in result.stderr
