@@ -36,6 +36,9 @@ flags.DEFINE_integer("port", 8501, "REST 포트 (TF Serving REST 기본값 8501)
 flags.DEFINE_integer("grpc_port", None, "gRPC 포트 (TF Serving 기본값 8500). 주지 않으면 gRPC 없이, 0 이면 빈 포트.")
 flags.DEFINE_integer("max_body_bytes", 32 * 1024 * 1024,
                      "REST 본문·gRPC 메시지 최대 바이트. 넘으면 413 / RESOURCE_EXHAUSTED.")
+flags.DEFINE_list("version_labels", [], "버전 라벨 LABEL=N 들 (TF Serving 모델 설정의 version_labels): "
+                  "/v1/models/NAME/labels/LABEL, gRPC model_spec.version_label 이 버전 N 을 고른다. 예: "
+                  "stable=1,canary=2. 모르는 라벨은 400 / INVALID_ARGUMENT, 아직 없는 버전의 라벨은 404 / NOT_FOUND.")
 flags.DEFINE_integer("model_version", 1, "--saved_model 로 서빙할 때 알릴 버전 (/versions/N).")
 flags.DEFINE_boolean("enable_batching", False, "요청들을 한 배치로 모아 모델에 넣는다 (같은 시그니처·같은 입력 모양).")
 flags.DEFINE_integer("max_batch_size", 8, "배칭: 한 배치의 최대 인스턴스 수.")
@@ -124,6 +127,23 @@ def _check_flags():
         raise app.UsageError(f"--batch_timeout_micros={FLAGS.batch_timeout_micros}: must be >= 0")
 
 
+def parse_version_labels(items):
+    """["stable=1", …] → {"stable": 1, …}.
+
+    Raises:
+      app.UsageError: LABEL=N 꼴이 아니거나, N 이 음이 아닌 정수가 아니거나, 라벨이 겹칠 때.
+    """
+    labels = {}
+    for item in items:
+        label, separator, version = item.partition("=")
+        if not separator or not label or not version.isdigit():
+            raise app.UsageError(f"--version_labels: '{item}' is not LABEL=N with N a version number")
+        if label in labels:
+            raise app.UsageError(f"--version_labels: label '{label}' given twice")
+        labels[label] = int(version)
+    return labels
+
+
 def _num_cpus():
     """이 프로세스가 쓸 수 있는 CPU 수."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -134,6 +154,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _check_flags()
+    version_labels = parse_version_labels(FLAGS.version_labels)
     logging.getLogger("frcnn.serving").setLevel(logging.INFO)
     # tensorflow 를 늦게 불러 --help 를 빠르게.
     import tensorflow as tf
@@ -153,7 +174,8 @@ def main(argv):
                              batching=batching, request_timeout=FLAGS.request_timeout_seconds,
                              keep_alive_seconds=FLAGS.keep_alive_seconds,
                              grpc_max_threads=FLAGS.grpc_max_threads,
-                             max_concurrent_predictions=FLAGS.max_concurrent_predictions or 2 * _num_cpus())
+                             max_concurrent_predictions=FLAGS.max_concurrent_predictions or 2 * _num_cpus(),
+                             version_labels=version_labels)
     except (ValueError, ImportError) as error:
         raise app.UsageError(f"{source}: {error}") from error
     except OSError as error:

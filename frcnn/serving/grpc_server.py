@@ -82,9 +82,8 @@ class ModelStatusServicer(_Answering, model_service_pb2_grpc.ModelServiceService
 
     def _status(self, request):
         version, label = _version_of(request.model_spec)
-        if label is not None:
-            self.service.servable(request.model_spec.name, version, label)  # 라벨이 없다: 404
-        return self.service.status(request.model_spec.name, version)
+        name = request.model_spec.name
+        return self.service.status(name, self.service.resolve_label(name, version, label))
 
 
 class GrpcServer:

@@ -131,9 +131,7 @@ async def _dispatch(request, service, max_body_bytes, request_timeout):
     _require_method(method, path, "GET")
     if match["metadata"]:
         return _json_response(200, await run_in_threadpool(service.metadata_json, name, version, label))
-    if label is not None:
-        service.servable(name, version, label)  # 라벨은 status 에 없다: 없는 라벨은 404
-    return _json_response(200, service.status_json(name, version))
+    return _json_response(200, service.status_json(name, service.resolve_label(name, version, label)))
 
 
 def _encoded_prediction(service, body, name, version, label):

@@ -129,7 +129,8 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
                 model_base_path=None, poll_seconds=1.0, grpc_port=None, batching=None,
                 request_timeout=rest_server.DEFAULT_REQUEST_TIMEOUT_SECONDS,
                 keep_alive_seconds=rest_server.DEFAULT_KEEP_ALIVE_SECONDS,
-                grpc_max_threads=DEFAULT_MAX_THREADS, max_concurrent_predictions=None):
+                grpc_max_threads=DEFAULT_MAX_THREADS, max_concurrent_predictions=None,
+                version_labels=None):
     """모델을 불러와 REST (와 gRPC) 서버를 만든다 (아직 serve_forever 는 부르지 않는다).
 
     Args:
@@ -148,6 +149,7 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
       grpc_max_threads: int, 동시에 처리할 gRPC 호출 수.
       max_concurrent_predictions: int 또는 None — 배칭이 없을 때 모델을 동시에 도는 요청 수
         (``gate.ModelGate``; 넘는 요청은 온 순서대로 기다린다). None 이면 묶지 않는다. 배칭이면 쓰지 않는다.
+      version_labels: {라벨: 버전 번호} 또는 None — ``/labels/L``, gRPC ``version_label`` 이 가리키는 버전.
 
     Returns:
       ServingServer.
@@ -169,7 +171,7 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
         metrics.watch_queue(lambda: batcher.queue_length)
     elif gate is not None:
         metrics.watch_queue(lambda: gate.waiting)
-    service = ModelService(versions, model_name, batcher, metrics, gate)
+    service = ModelService(versions, model_name, batcher, metrics, gate, version_labels)
     tracker = RequestTracker()
     app = rest_server.build_app(service, tracker, max_body_bytes, request_timeout)
     rest = rest_server.RestServer(app, host, port, keep_alive_seconds, request_timeout)

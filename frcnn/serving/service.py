@@ -27,11 +27,9 @@ from frcnn.serving.servable import DEFAULT_SIGNATURE
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
-def _requested(model_name, version, label):
-    """TF Serving 오류 문구의 요청 표기: Latest(NAME), Specific(NAME, N)."""
-    if version is not None:
-        return f"Specific({model_name}, {version})"
-    return f"Latest({model_name})" if label is None else f"Label({model_name}, {label})"
+def _requested(model_name, version):
+    """TF Serving 오류 문구의 요청 표기: Latest(NAME), Specific(NAME, N) (라벨은 버전으로 바꾼 뒤)."""
+    return f"Specific({model_name}, {version})" if version is not None else f"Latest({model_name})"
 
 
 class RequestTracker:
@@ -71,11 +69,14 @@ class ModelService:
       batcher: batching.Batcher 또는 None (배칭 없이 요청마다 모델을 부른다).
       metrics: metrics.ServingMetrics 또는 None.
       gate: gate.ModelGate 또는 None — 배칭이 없을 때 모델을 동시에 도는 요청 수를 묶는다 (None 이면 묶지 않음).
+      version_labels: {라벨: 버전 번호} 또는 None (TF Serving 모델 설정의 ``version_labels``). 라벨이 가리키는
+        버전이 아직 없으면 그 라벨의 요청은 404 (그 버전이 들어오면 곧바로 답한다).
     """
 
-    def __init__(self, versions, model_name, batcher=None, metrics=None, gate=None):
+    def __init__(self, versions, model_name, batcher=None, metrics=None, gate=None, version_labels=None):
         self.versions = versions
         self.model_name = model_name
+        self.version_labels = dict(version_labels or {})
         self.batcher = batcher
         self.gate = gate
         self.metrics = metrics
@@ -88,17 +89,29 @@ class ModelService:
         current = self.versions.current()
         return sorted(current.signatures) if current is not None else []
 
+    def resolve_label(self, model_name, version, label):
+        """라벨이 있으면 그 버전 번호를, 없으면 version 을 그대로 돌려준다.
+
+        Raises:
+          RequestError: 모르는 라벨이면 400 INVALID_ARGUMENT (TF Serving 과 같은 코드·문구).
+        """
+        if label is None:
+            return version
+        if model_name != self.model_name or label not in self.version_labels:
+            raise RequestError(f"Unrecognized servable version label: {label}")
+        return self.version_labels[label]
+
     def servable(self, model_name, version=None, label=None):
         """요청의 모델 이름/버전/라벨에 맞는 서빙 중 servable.
 
         Raises:
-          RequestError: 없는 모델, 버전이나 라벨이면 404 (TF Serving 과 같은 문구).
+          RequestError: 모르는 라벨이면 400, 없는 모델·버전 (라벨이 가리키는 버전이 없을 때도) 이면 404
+            (TF Serving 과 같은 문구).
         """
-        if label is not None:
-            raise RequestError(f"Unrecognized servable version label: {label}", status=404)
+        version = self.resolve_label(model_name, version, label)
         servable = self.versions.current(version) if model_name == self.model_name else None
         if servable is None:
-            raise RequestError(f"Servable not found for request: {_requested(model_name, version, label)}",
+            raise RequestError(f"Servable not found for request: {_requested(model_name, version)}",
                                status=404)
         return servable
 

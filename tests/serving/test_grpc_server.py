@@ -51,7 +51,8 @@ def _start(server):
 
 @pytest.fixture(scope="module")
 def server(saved_model_dir):
-    serving = make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0, grpc_port=0, request_timeout=1.0)
+    serving = make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0, grpc_port=0, request_timeout=1.0,
+                          version_labels={"stable": 1, "canary": 2})
     thread = _start(serving)
     yield serving
     assert serving.graceful_shutdown(drain_timeout=10)
@@ -169,8 +170,11 @@ ERROR_CASES = [
      grpc.StatusCode.NOT_FOUND, "Latest(other)"),
     ("unknown_version", lambda: _request("serve_bytes", version=7, image_bytes=[ENCODED[0]]),
      grpc.StatusCode.NOT_FOUND, "Specific(tiny, 7)"),
-    ("unknown_label", lambda: _with_spec(_request("serve_bytes", image_bytes=[ENCODED[0]]), label="stable"),
-     grpc.StatusCode.NOT_FOUND, "label"),
+    ("unknown_label", lambda: _with_spec(_request("serve_bytes", image_bytes=[ENCODED[0]]), label="nope"),
+     grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable version label: nope"),
+    ("label_of_a_missing_version", lambda: _with_spec(_request("serve_bytes", image_bytes=[ENCODED[0]]),
+                                                      label="canary"),
+     grpc.StatusCode.NOT_FOUND, "Specific(tiny, 2)"),
     ("bad_signature", lambda: _request("nope", image_bytes=[ENCODED[0]]),
      grpc.StatusCode.INVALID_ARGUMENT, '"nope"'),
     ("wrong_input_name", lambda: _request("serve_bytes", pictures=[ENCODED[0]]),
@@ -198,6 +202,19 @@ def test_errors_answer_tf_serving_codes_and_server_keeps_serving(channel, make_r
     assert message in caught.value.details()
     response = _predict(channel, _request("serve_bytes", image_bytes=[ENCODED[0]]))
     assert _outputs(response)["num_detections"].tolist() == [1]
+
+
+def test_version_label_chooses_its_version(channel):
+    request = _with_spec(_request("serve_bytes", image_bytes=[ENCODED[0]]), label="stable")
+    response = _predict(channel, request)
+    assert response.model_spec.version.value == 1 and _outputs(response)["num_detections"].tolist() == [1]
+    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+        _with_spec(get_model_status_pb2.GetModelStatusRequest(), label="stable"), timeout=30)
+    assert [entry.version for entry in status.model_version_status] == [1]
+    metadata = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
+        _with_spec(get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"]),
+                   label="stable"), timeout=30)
+    assert metadata.model_spec.version.value == 1
 
 
 def test_status_and_metadata_errors(channel):

@@ -82,7 +82,8 @@ def _start(server):
 
 @pytest.fixture(scope="module")
 def server(saved_model_dir):
-    rest_server = make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0)
+    rest_server = make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0,
+                              version_labels={"stable": 1, "canary": 2})
     thread = _start(rest_server)
     yield rest_server
     assert rest_server.graceful_shutdown(drain_timeout=10)
@@ -175,6 +176,25 @@ def test_predict_named_instances_and_version_path(server):
                                 "instances": [{"image_bytes": {"b64": _b64(_png(IMAGES[1]))}}]},
                        path=f"/v1/models/{MODEL_NAME}/versions/1:predict")
     _assert_prediction(payload["predictions"][0], IMAGES[1])
+
+
+def test_version_labels_choose_their_version(server):
+    labelled = f"/v1/models/{MODEL_NAME}/labels/stable"
+    payload = _predict(server, {"signature_name": "serve_bytes",
+                                "instances": [{"image_bytes": {"b64": _b64(_png(IMAGES[1]))}}]},
+                       path=f"{labelled}:predict")
+    _assert_prediction(payload["predictions"][0], IMAGES[1])
+    status, document, _ = _call(server, "GET", labelled)
+    assert status == 200 and [entry["version"] for entry in document["model_version_status"]] == ["1"]
+    status, document, _ = _call(server, "GET", f"{labelled}/metadata")
+    assert status == 200 and document["model_spec"]["version"] == "1"
+    # 라벨이 가리키는 버전 2 는 없다: 404; 모르는 라벨: 400 (TF Serving 의 INVALID_ARGUMENT)
+    status, document, _ = _call(server, "POST", f"/v1/models/{MODEL_NAME}/labels/canary:predict",
+                                {"instances": [[[[0, 0, 0]]]]})
+    assert status == 404 and "Specific(tiny, 2)" in document["error"]
+    status, document, _ = _call(server, "GET", f"/v1/models/{MODEL_NAME}/labels/nope")
+    assert status == 400 and document["error"] == "Unrecognized servable version label: nope"
+    _assert_alive(server)
 
 
 def test_predict_nested_arrays_default_signature(server, loaded_model):

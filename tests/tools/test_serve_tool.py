@@ -72,3 +72,15 @@ def test_serve_tool_rejects_negative_thread_and_concurrency_flags(tmp_path):
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 1
         assert f"--{flag}=-1: must be >= 0" in result.stderr
+
+
+@pytest.mark.parametrize("labels, message", [
+    ("stable", "'stable' is not LABEL=N"),
+    ("stable=one", "'stable=one' is not LABEL=N"),
+    ("stable=1,stable=2", "label 'stable' given twice"),
+])
+def test_serve_tool_rejects_malformed_version_labels(tmp_path, labels, message):
+    result = subprocess.run(_serve_command(f"--saved_model={tmp_path}", f"--version_labels={labels}"),
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"--version_labels: {message}" in result.stderr
