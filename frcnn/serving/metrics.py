@@ -9,15 +9,51 @@
   frcnn_serving_queue_length                                        모델을 기다리는 요청 수 (배치 큐 또는 관문의 줄)
   frcnn_serving_model_version{model, version, state}                버전마다 1 (state: AVAILABLE, END, LOADING)
 
+TF Serving 과 같은 이름의 지표도 낸다 (TF Serving 용 대시보드·경보가 그대로 돈다):
+  :tensorflow:serving:request_count{model_name, status}
+      predict 요청 수 (TF Serving 처럼 ``_total`` 접미사 없이, 그래서 형식은 untyped)
+  :tensorflow:serving:request_latency{model_name, API, entrypoint}
+      predict 지연 히스토그램, 마이크로초 (API "predict", entrypoint "REST"/"GRPC", 구간은 TF Serving 의 10 × 1.8^k)
+
 용어: protocol 은 "rest" 또는 "grpc".
 """
 
+import threading
+
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, UnknownMetricFamily
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+# TF Serving 의 request_latency 구간: 10 µs 부터 1.8 배씩 33 개 (약 10⁹ µs 까지)
+TF_SERVING_LATENCY_BUCKETS_USEC = tuple(10 * 1.8 ** power for power in range(33))
+TF_SERVING_ENTRYPOINTS = {"rest": "REST", "grpc": "GRPC"}
+
+
+class _TfServingRequestCount:
+    """``:tensorflow:serving:request_count`` — TF Serving 처럼 ``_total`` 없는 이름 (prometheus_client 의 Counter
+    는 접미사를 붙이므로 직접 센다)."""
+
+    NAME = ":tensorflow:serving:request_count"
+
+    def __init__(self):
+        self._counts = {}
+        self._lock = threading.Lock()
+
+    def inc(self, model_name, status):
+        with self._lock:
+            self._counts[(model_name, status)] = self._counts.get((model_name, status), 0) + 1
+
+    def collect(self):
+        family = UnknownMetricFamily(self.NAME, "Number of predict requests (TF Serving's name)",
+                                     labels=["model_name", "status"])
+        with self._lock:
+            counts = sorted(self._counts.items())
+        for labels, count in counts:
+            family.add_metric(list(labels), count)
+        yield family
 
 
 class _VersionCollector:
@@ -49,6 +85,12 @@ class ServingMetrics:
                                   registry=self.registry)
         self._batch_size = Histogram("frcnn_serving_batch_size", "Instances per batch run by the model",
                                      buckets=BATCH_SIZE_BUCKETS, registry=self.registry)
+        self._tf_serving_requests = _TfServingRequestCount()
+        self.registry.register(self._tf_serving_requests)
+        self._tf_serving_latency = Histogram(":tensorflow:serving:request_latency",
+                                             "Predict request latency in microseconds (TF Serving's name)",
+                                             ["model_name", "API", "entrypoint"],
+                                             buckets=TF_SERVING_LATENCY_BUCKETS_USEC, registry=self.registry)
         self._queue_length = Gauge("frcnn_serving_queue_length",
                                    "Requests waiting for the model (batching queue or model gate)",
                                    registry=self.registry)
@@ -57,6 +99,9 @@ class ServingMetrics:
         """predict 요청 하나를 센다 (status: TF Serving 의 상태 코드 이름)."""
         self._requests.labels(model, signature, protocol, status).inc()
         self._latency.labels(model, signature, protocol).observe(seconds)
+        self._tf_serving_requests.inc(model, status)
+        entrypoint = TF_SERVING_ENTRYPOINTS[protocol]
+        self._tf_serving_latency.labels(model, "predict", entrypoint).observe(1e6 * seconds)
 
     def observe_batch(self, size):
         """모델에 들어간 배치 하나의 인스턴스 수."""
