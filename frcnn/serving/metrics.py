@@ -7,6 +7,7 @@
   frcnn_serving_request_latency_seconds{model, signature, protocol}  predict 지연 히스토그램
   frcnn_serving_batch_size                                          모델에 들어간 배치의 인스턴스 수 히스토그램
   frcnn_serving_queue_length                                        모델을 기다리는 요청 수 (배치 큐 또는 관문의 줄)
+  frcnn_serving_request_body_bytes_in_flight                        REST 본문 예산에 잡힌 바이트
   frcnn_serving_model_version{model, version, state}                버전마다 1 (state: AVAILABLE, END, LOADING)
 
 TF Serving 과 같은 이름의 지표도 낸다 (TF Serving 용 대시보드·경보가 그대로 돈다):
@@ -94,6 +95,11 @@ class ServingMetrics:
         self._queue_length = Gauge("frcnn_serving_queue_length",
                                    "Requests waiting for the model (batching queue or model gate)",
                                    registry=self.registry)
+
+    def watch_body_bytes(self, body_bytes):
+        """REST 본문 예산에 잡힌 바이트를 긁을 때마다 body_bytes() 로 읽는다."""
+        Gauge("frcnn_serving_request_body_bytes_in_flight", "Bytes of REST request bodies in flight (budget)",
+              registry=self.registry).set_function(body_bytes)
 
     def observe_request(self, model, signature, protocol, status, seconds):
         """predict 요청 하나를 센다 (status: TF Serving 의 상태 코드 이름)."""

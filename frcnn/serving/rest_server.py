@@ -6,7 +6,9 @@
 하나를 모든 요청·gRPC 와 함께 쓴다 (gunicorn 처럼 프로세스마다 모델을 따로 불러 메모리가 몇 배가 되지 않는다).
 uvicorn 은 keep-alive 시간 제한과 우아한 종료 (새 연결 거절, 쉬는 연결 닫기, 처리 중 요청 마무리) 를 갖췄고,
 여기서는 두 가지를 더한다: 연결 뒤 (또는 응답 뒤) ``request_timeout`` 안에 요청 머리가 오지 않으면 닫고,
-본문이 그 시간 안에 다 오지 않으면 408, ``max_body_bytes`` 를 넘으면 413 (둘 다 연결을 닫는다).
+본문이 그 시간 안에 다 오지 않으면 408, ``max_body_bytes`` 를 넘으면 413 (둘 다 연결을 닫는다). 처리 중인
+predict 본문들은 합쳐 ``BODY_BUDGET_BODIES × max_body_bytes`` 바이트까지만 받는다 (본문 예산; 넘으면 본문을 읽기
+전에 503 — 동시 연결 수 × 본문 한도만큼 메모리가 늘지 않게).
 
 경로 (TF Serving REST API 와 같음):
   GET  /v1/models/NAME[/versions/N | /labels/L]            모델 상태
@@ -44,6 +46,8 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
 DEFAULT_KEEP_ALIVE_SECONDS = 15
 # 동시 연결·요청의 상한 (넘으면 uvicorn 이 503): 본문을 읽어 둔 채 기다리는 요청이 메모리를 끝없이 쓰지 않게.
 MAX_CONCURRENCY = 1024
+# 처리 중 predict 본문들이 함께 쓸 수 있는 바이트 = 이 수 × max_body_bytes (기본 16 × 32 MiB = 512 MiB).
+BODY_BUDGET_BODIES = 16
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -61,6 +65,37 @@ class MethodNotAllowed(RequestError):
     def __init__(self, method, path, allow):
         super().__init__(f"Method {method} not allowed for {path}; use {allow}", status=405)
         self.allow = allow
+
+
+class BodyBudget:
+    """처리 중 predict 본문의 바이트 예산 (루프 스레드에서만 쓴다).
+
+    요청 머리의 Content-Length (없으면 본문 한도) 만큼을 본문을 읽기 전에 잡고, 응답을 만든 뒤 돌려준다.
+
+    Args:
+      limit: int, 함께 잡을 수 있는 최대 바이트.
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.used = 0
+
+    @contextlib.contextmanager
+    def reserved(self, size):
+        """size 바이트를 잡고 블록을 돈다.
+
+        Raises:
+          RequestError: 예산이 모자라면 503 (UNAVAILABLE).
+        """
+        if self.used + size > self.limit:
+            raise RequestError(f"server busy: {self.used} bytes of request bodies are in flight and this one "
+                               f"needs {size} more (limit {self.limit} = {BODY_BUDGET_BODIES} × "
+                               "--max_body_bytes); retry later", status=503)
+        self.used += size
+        try:
+            yield
+        finally:
+            self.used -= size
 
 
 def _json_response(status, payload, headers=None):
@@ -81,17 +116,20 @@ def build_app(service, tracker, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
     Returns:
       Starlette 앱 (ASGI).
     """
+    budget = BodyBudget(BODY_BUDGET_BODIES * max_body_bytes)
+    if service.metrics is not None:
+        service.metrics.watch_body_bytes(lambda: budget.used)
 
     async def endpoint(request):
         start = time.monotonic()
         tracker.started()
         headers = {}
         try:
-            response = await _dispatch(request, service, max_body_bytes, request_timeout)
+            response = await _dispatch(request, service, max_body_bytes, request_timeout, budget)
         except RequestError as error:
             if isinstance(error, MethodNotAllowed):
                 headers["Allow"] = error.allow
-            if error.status in (408, 413):
+            if error.status in (408, 413, 503):
                 headers["Connection"] = "close"  # 읽지 않은 본문이 다음 요청으로 읽히지 않게
             response = _json_response(error.status, {"error": str(error)}, headers)
         except Exception as error:  # 서버는 어떤 요청 뒤에도 계속 돈다.
@@ -108,7 +146,7 @@ def build_app(service, tracker, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)])
 
 
-async def _dispatch(request, service, max_body_bytes, request_timeout):
+async def _dispatch(request, service, max_body_bytes, request_timeout, budget):
     """경로와 메서드를 보고 응답을 만든다 (모델 호출은 스레드 풀에서)."""
     method, path = request.method, request.url.path
     if path == HEALTH_PATH:
@@ -125,8 +163,9 @@ async def _dispatch(request, service, max_body_bytes, request_timeout):
     version = int(match["version"]) if match["version"] else None
     if match["verb"] == "predict":
         _require_method(method, path, "POST")
-        body = await _read_body(request, max_body_bytes, request_timeout)
-        payload = await run_in_threadpool(_encoded_prediction, service, body, name, version, label)
+        with budget.reserved(_declared_size(request, max_body_bytes)):
+            body = await _read_body(request, max_body_bytes, request_timeout)
+            payload = await run_in_threadpool(_encoded_prediction, service, body, name, version, label)
         return Response(payload, media_type="application/json")
     _require_method(method, path, "GET")
     if match["metadata"]:
@@ -142,6 +181,14 @@ def _encoded_prediction(service, body, name, version, label):
 def _require_method(method, path, allowed):
     if method != allowed:
         raise MethodNotAllowed(method, path, allowed)
+
+
+def _declared_size(request, max_body_bytes):
+    """본문 예산에 잡을 바이트: Content-Length (한도로 자른다), 없거나 잘못되었으면 한도."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return max_body_bytes
+    return min(int(declared), max_body_bytes)
 
 
 async def _read_body(request, max_body_bytes, request_timeout):

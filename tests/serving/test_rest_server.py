@@ -307,6 +307,52 @@ def test_oversized_body_answers_413(loaded_model):
         thread.join(timeout=5)
 
 
+def _metrics_text(server):
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+    try:
+        connection.request("GET", "/monitoring/prometheus/metrics")
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
+def _held_request(server, content_length):
+    """predict 요청 머리와 본문 앞부분만 보내고 멈춘 연결 (본문 예산을 잡고 있다)."""
+    connection = socket.create_connection(server.server_address[:2], timeout=30)
+    connection.sendall(f"POST /v1/models/{MODEL_NAME}:predict HTTP/1.1\r\nHost: x\r\n"
+                       f"Content-Length: {content_length}\r\n\r\n{{".encode())
+    return connection
+
+
+def test_bodies_in_flight_share_a_budget_and_the_overflow_gets_503(loaded_model):
+    budget_server = make_server(loaded_model, MODEL_NAME, "127.0.0.1", 0, max_body_bytes=1024, warmup=False)
+    thread = _start(budget_server)
+    body_size = 1000  # 예산 16 × 1024 = 16384 바이트: 이런 본문 16 개까지
+    held = []
+    try:
+        for _ in range(16):
+            held.append(_held_request(budget_server, body_size))
+        deadline = time.monotonic() + 30  # 서버가 16 개의 머리를 읽고 예산을 잡을 때까지
+        while "frcnn_serving_request_body_bytes_in_flight 16000.0" not in _metrics_text(budget_server):
+            assert time.monotonic() < deadline, "the held requests never reserved their bodies"
+            time.sleep(0.01)
+        overflow = json.dumps({"signature_name": "serve_bytes", "instances": []}).ljust(body_size)
+        status, payload, headers = _call(budget_server, "POST", f"/v1/models/{MODEL_NAME}:predict",
+                                         body=overflow.encode())
+        assert status == 503 and "server busy" in payload["error"] and headers["Connection"] == "close"
+        # 잡힌 본문 하나를 마저 보내면 (JSON 이 아니라 400) 그 바이트가 풀려 다음 요청이 들어간다
+        held[0].sendall(b"x" * (body_size - 1))
+        assert b" 400 " in held[0].recv(4096).split(b"\r\n")[0] + b" "
+        small_image = {"b64": _b64(_png(_bright_image(2, 2, (0, 0, 1, 1))))}
+        payload = _predict(budget_server, {"signature_name": "serve_bytes", "instances": [small_image]})
+        assert payload["predictions"][0]["num_detections"] == 1
+    finally:
+        for connection in held:
+            connection.close()
+        budget_server.graceful_shutdown(drain_timeout=5)
+        thread.join(timeout=5)
+
+
 def test_concurrent_clients_get_their_own_answers(server):
     images = [_bright_image(16, 16, (index, 1, index + 4, 2 + index)) for index in range(8)]
     results, errors = {}, []
