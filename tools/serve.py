@@ -14,6 +14,7 @@
 """
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -119,10 +120,11 @@ def _check_flags():
                  "grpc_max_threads"):
         if getattr(FLAGS, name) <= 0:
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be positive")
-    for name in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
-                 "max_concurrent_predictions"):
+    for name, zero in (("tensorflow_intra_op_parallelism", "TensorFlow decides"),
+                       ("tensorflow_inter_op_parallelism", "TensorFlow decides"),
+                       ("max_concurrent_predictions", "2 × the CPUs")):
         if getattr(FLAGS, name) < 0:
-            raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be >= 0 (0: the default)")
+            raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be >= 0 (0: {zero})")
     if FLAGS.batch_timeout_micros < 0:
         raise app.UsageError(f"--batch_timeout_micros={FLAGS.batch_timeout_micros}: must be >= 0")
 
@@ -136,7 +138,7 @@ def parse_version_labels(items):
     labels = {}
     for item in items:
         label, separator, version = item.partition("=")
-        if not separator or not label or not version.isdigit():
+        if not separator or not label or not (version.isascii() and version.isdigit()):
             raise app.UsageError(f"--version_labels: '{item}' is not LABEL=N with N a version number")
         if label in labels:
             raise app.UsageError(f"--version_labels: label '{label}' given twice")
@@ -145,8 +147,16 @@ def parse_version_labels(items):
 
 
 def _num_cpus():
-    """이 프로세스가 쓸 수 있는 CPU 수."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """이 프로세스가 쓸 수 있는 CPU 수: 친화성 마스크, 그리고 컨테이너의 cgroup v2 CPU 할당 (cpu.max) 중 작은 것."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as handle:
+            quota, period = handle.read().split()[:2]
+    except (OSError, ValueError):
+        return count
+    if quota == "max":
+        return count
+    return max(1, min(count, math.ceil(int(quota) / int(period))))
 
 
 def main(argv):

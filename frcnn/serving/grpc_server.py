@@ -81,9 +81,9 @@ class ModelStatusServicer(_Answering, model_service_pb2_grpc.ModelServiceService
         return self._answer(context, self._status, request)
 
     def _status(self, request):
-        version, label = _version_of(request.model_spec)
-        name = request.model_spec.name
-        return self.service.status(name, self.service.resolve_label(name, version, label))
+        # TF Serving 처럼 version 만 본다: version_label 이 있어도 모든 버전의 상태
+        version, _ = _version_of(request.model_spec)
+        return self.service.status(request.model_spec.name, version)
 
 
 class GrpcServer:

@@ -14,7 +14,8 @@ TF Serving 과 같은 이름의 지표도 낸다 (TF Serving 용 대시보드·�
   :tensorflow:serving:request_count{model_name, status}
       predict 요청 수 (TF Serving 처럼 ``_total`` 접미사 없이, 그래서 형식은 untyped)
   :tensorflow:serving:request_latency{model_name, API, entrypoint}
-      predict 지연 히스토그램, 마이크로초 (API "predict", entrypoint "REST"/"GRPC", 구간은 TF Serving 의 10 × 1.8^k)
+      predict 지연 히스토그램, 마이크로초 (API "Predict", entrypoint "REST"/"GRPC", 구간은 TF Serving 의 10 × 1.8^k;
+      TF Serving 과 달리 실패한 요청도 넣는다 — 상태별 수는 request_count 에)
 
 용어: protocol 은 "rest" 또는 "grpc".
 """
@@ -107,7 +108,7 @@ class ServingMetrics:
         self._latency.labels(model, signature, protocol).observe(seconds)
         self._tf_serving_requests.inc(model, status)
         entrypoint = TF_SERVING_ENTRYPOINTS[protocol]
-        self._tf_serving_latency.labels(model, "predict", entrypoint).observe(1e6 * seconds)
+        self._tf_serving_latency.labels(model, "Predict", entrypoint).observe(1e6 * seconds)
 
     def observe_batch(self, size):
         """모델에 들어간 배치 하나의 인스턴스 수."""

@@ -7,8 +7,8 @@
 uvicorn 은 keep-alive 시간 제한과 우아한 종료 (새 연결 거절, 쉬는 연결 닫기, 처리 중 요청 마무리) 를 갖췄고,
 여기서는 두 가지를 더한다: 연결 뒤 (또는 응답 뒤) ``request_timeout`` 안에 요청 머리가 오지 않으면 닫고,
 본문이 그 시간 안에 다 오지 않으면 408, ``max_body_bytes`` 를 넘으면 413 (둘 다 연결을 닫는다). 처리 중인
-predict 본문들은 합쳐 ``BODY_BUDGET_BODIES × max_body_bytes`` 바이트까지만 받는다 (본문 예산; 넘으면 본문을 읽기
-전에 503 — 동시 연결 수 × 본문 한도만큼 메모리가 늘지 않게).
+predict 본문들은 합쳐 ``BODY_BUDGET_BODIES × max_body_bytes`` 바이트까지만 받는다 (본문 예산, 도착한 바이트로
+센다; 넘치게 하는 요청은 503 을 받고 연결이 닫힌다 — 동시 연결 수 × 본문 한도만큼 메모리가 늘지 않게).
 
 경로 (TF Serving REST API 와 같음):
   GET  /v1/models/NAME[/versions/N | /labels/L]            모델 상태
@@ -35,6 +35,7 @@ import h11
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -67,10 +68,16 @@ class MethodNotAllowed(RequestError):
         self.allow = allow
 
 
+class BodyNotRead(RequestError):
+    """본문을 다 읽기 전에 답하는 오류 (408, 413, 본문 예산의 503): 남은 본문이 다음 요청으로 읽히지 않게
+    연결을 닫는다."""
+
+
 class BodyBudget:
     """처리 중 predict 본문의 바이트 예산 (루프 스레드에서만 쓴다).
 
-    요청 머리의 Content-Length (없으면 본문 한도) 만큼을 본문을 읽기 전에 잡고, 응답을 만든 뒤 돌려준다.
+    도착한 바이트만큼 잡으므로 아무것도 보내지 않는 느린 연결은 예산을 쓰지 않는다. 잡은 바이트는 그 요청의
+    응답을 만든 뒤 돌려준다.
 
     Args:
       limit: int, 함께 잡을 수 있는 최대 바이트.
@@ -81,21 +88,22 @@ class BodyBudget:
         self.used = 0
 
     @contextlib.contextmanager
-    def reserved(self, size):
-        """size 바이트를 잡고 블록을 돈다.
+    def account(self):
+        """요청 하나의 계정: ``take(n)`` 으로 잡은 바이트를 블록이 끝날 때 (예외여도) 돌려준다."""
+        taken = [0]
 
-        Raises:
-          RequestError: 예산이 모자라면 503 (UNAVAILABLE).
-        """
-        if self.used + size > self.limit:
-            raise RequestError(f"server busy: {self.used} bytes of request bodies are in flight and this one "
-                               f"needs {size} more (limit {self.limit} = {BODY_BUDGET_BODIES} × "
-                               "--max_body_bytes); retry later", status=503)
-        self.used += size
+        def take(size):
+            if self.used + size > self.limit:
+                raise BodyNotRead(f"server busy: {self.used} bytes of request bodies are in flight (limit "
+                                  f"{self.limit} = {BODY_BUDGET_BODIES} × --max_body_bytes); retry later",
+                                  status=503)
+            self.used += size
+            taken[0] += size
+
         try:
-            yield
+            yield take
         finally:
-            self.used -= size
+            self.used -= taken[0]
 
 
 def _json_response(status, payload, headers=None):
@@ -129,8 +137,9 @@ def build_app(service, tracker, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
         except RequestError as error:
             if isinstance(error, MethodNotAllowed):
                 headers["Allow"] = error.allow
-            if error.status in (408, 413, 503):
+            if isinstance(error, BodyNotRead):
                 headers["Connection"] = "close"  # 읽지 않은 본문이 다음 요청으로 읽히지 않게
+                service.count_rejection("rest", error.code)
             response = _json_response(error.status, {"error": str(error)}, headers)
         except Exception as error:  # 서버는 어떤 요청 뒤에도 계속 돈다.
             logger.exception("internal error on %s %s", request.method, request.url.path)
@@ -163,14 +172,14 @@ async def _dispatch(request, service, max_body_bytes, request_timeout, budget):
     version = int(match["version"]) if match["version"] else None
     if match["verb"] == "predict":
         _require_method(method, path, "POST")
-        with budget.reserved(_declared_size(request, max_body_bytes)):
-            body = await _read_body(request, max_body_bytes, request_timeout)
+        with budget.account() as take:
+            body = await _read_body(request, max_body_bytes, request_timeout, take)
             payload = await run_in_threadpool(_encoded_prediction, service, body, name, version, label)
         return Response(payload, media_type="application/json")
     _require_method(method, path, "GET")
     if match["metadata"]:
         return _json_response(200, await run_in_threadpool(service.metadata_json, name, version, label))
-    return _json_response(200, service.status_json(name, service.resolve_label(name, version, label)))
+    return _json_response(200, service.status_json(name, version))  # 라벨은 보지 않는다 (TF Serving 과 같이)
 
 
 def _encoded_prediction(service, body, name, version, label):
@@ -183,19 +192,12 @@ def _require_method(method, path, allowed):
         raise MethodNotAllowed(method, path, allowed)
 
 
-def _declared_size(request, max_body_bytes):
-    """본문 예산에 잡을 바이트: Content-Length (한도로 자른다), 없거나 잘못되었으면 한도."""
-    declared = request.headers.get("content-length")
-    if declared is None or not declared.isdigit():
-        return max_body_bytes
-    return min(int(declared), max_body_bytes)
-
-
-async def _read_body(request, max_body_bytes, request_timeout):
-    """본문을 한도·시간 제한 안에서 읽는다.
+async def _read_body(request, max_body_bytes, request_timeout, take):
+    """본문을 한도·시간 제한 안에서 읽는다. 조각마다 take(바이트 수) 로 본문 예산에 잡는다.
 
     Raises:
-      RequestError: 한도를 넘으면 413, 시간 안에 다 오지 않으면 408.
+      BodyNotRead: 한도를 넘으면 413, 시간 안에 다 오지 않으면 408, 예산이 모자라면 503.
+      RequestError: 클라이언트가 본문을 다 보내기 전에 연결을 끊으면 400 (받을 사람은 없다; 로그에만).
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
@@ -208,19 +210,22 @@ async def _read_body(request, max_body_bytes, request_timeout):
             size += len(chunk)
             if size > max_body_bytes:
                 raise _too_large(size, max_body_bytes)
+            take(len(chunk))
             chunks.append(chunk)
 
     try:
         await asyncio.wait_for(read_all(), request_timeout)
     except asyncio.TimeoutError:
-        raise RequestError(f"request body not received within {request_timeout:g} s "
-                           "(--request_timeout_seconds)", status=408) from None
+        raise BodyNotRead(f"request body not received within {request_timeout:g} s "
+                          "(--request_timeout_seconds)", status=408) from None
+    except ClientDisconnect:
+        raise RequestError("client disconnected before sending the whole body") from None
     return b"".join(chunks)
 
 
 def _too_large(size, limit):
-    return RequestError(f"request body of {size} bytes exceeds the limit of {limit} bytes (--max_body_bytes)",
-                        status=413)
+    return BodyNotRead(f"request body of {size} bytes exceeds the limit of {limit} bytes (--max_body_bytes)",
+                       status=413)
 
 
 def _protocol_class(request_timeout):

@@ -10,6 +10,7 @@ HTTP/gRPC 와 무관한 부분만 둔다: 이름·버전으로 servable 고르�
 """
 
 import contextlib
+import logging
 import threading
 import time
 
@@ -25,6 +26,8 @@ from frcnn.serving.codec import RequestError
 from frcnn.serving.servable import DEFAULT_SIGNATURE
 
 SIGNATURE_DEF_FIELD = "signature_def"
+
+logger = logging.getLogger(__name__)
 
 
 def _requested(model_name, version):
@@ -77,6 +80,7 @@ class ModelService:
         self.versions = versions
         self.model_name = model_name
         self.version_labels = dict(version_labels or {})
+        self._warn_about_unserved_labels()
         self.batcher = batcher
         self.gate = gate
         self.metrics = metrics
@@ -88,6 +92,15 @@ class ModelService:
         """서빙 중인 버전의 시그니처 이름들."""
         current = self.versions.current()
         return sorted(current.signatures) if current is not None else []
+
+    def _warn_about_unserved_labels(self):
+        """서빙 중이 아닌 버전을 가리키는 라벨을 로그에 알린다 (그 라벨의 요청은 404 가 된다)."""
+        served = {status.version for status in self.versions.statuses() if status.state == "AVAILABLE"}
+        for label, version in sorted(self.version_labels.items()):
+            if version not in served:
+                logger.warning("version label '%s' points to version %d, which is not served (served: %s); "
+                               "its requests get NOT_FOUND until that version is served", label, version,
+                               sorted(served))
 
     def resolve_label(self, model_name, version, label):
         """라벨이 있으면 그 버전 번호를, 없으면 version 을 그대로 돌려준다.
@@ -194,6 +207,11 @@ class ModelService:
             if self.metrics is not None:
                 self.metrics.observe_request(self.model_name, record["signature"], protocol, code,
                                              time.monotonic() - start)
+
+    def count_rejection(self, protocol, code):
+        """모델까지 가기 전에 거절한 predict 요청 (예: REST 본문 예산의 503) 을 지표에 센다."""
+        if self.metrics is not None:
+            self.metrics.observe_request(self.model_name, "", protocol, code, 0.0)
 
     def _signature(self, servable, name):
         """시그니처 이름 (빈 문자열이면 serving_default) 을 확인한다.

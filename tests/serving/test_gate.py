@@ -36,9 +36,13 @@ def _enter(gate, name, order, release):
         release.wait(TIMEOUT)
 
 
+def _thread(gate, name, order, release):
+    return threading.Thread(target=_enter, args=(gate, name, order, release), daemon=True)
+
+
 def test_waiters_enter_in_arrival_order():
     gate, order, release = ModelGate(1), [], threading.Event()
-    threads = [threading.Thread(target=_enter, args=(gate, name, order, release)) for name in "abcd"]
+    threads = [_thread(gate, name, order, release) for name in "abcd"]
     threads[0].start()
     _wait_until(lambda: order == ["a"])
     for count, thread in enumerate(threads[1:], start=1):
@@ -52,11 +56,10 @@ def test_waiters_enter_in_arrival_order():
 
 def test_at_most_slots_run_at_once_and_a_newcomer_waits_its_turn():
     gate, order, release = ModelGate(2), [], threading.Event()
-    threads = [threading.Thread(target=_enter, args=(gate, name, order, release)) for name in "abc"]
+    threads = [_thread(gate, name, order, release) for name in "abc"]
     for thread in threads:
         thread.start()
     _wait_until(lambda: len(order) == 2 and gate.waiting == 1)  # 둘은 칸 안, 하나는 줄에
-    assert len(set(order)) == 2
     release.set()
     for thread in threads:
         thread.join(TIMEOUT)
@@ -74,10 +77,30 @@ def test_an_exception_gives_the_slot_back():
         with gate.slot():
             entered.set()
 
-    thread = threading.Thread(target=take)
+    thread = threading.Thread(target=take, daemon=True)
     thread.start()
     thread.join(TIMEOUT)
     assert entered.is_set() and gate.waiting == 0
+
+
+def test_an_abandoned_wait_leaves_no_slot_lost():
+    gate = ModelGate(1)
+    with gate.slot():
+        # 줄에 선 채 그만둔 요청은 줄에서 빠진다
+        queued = threading.Event()
+        gate._waiters.append(queued)
+        gate._abandon(queued)
+        assert gate.waiting == 0
+        # 칸을 넘겨받은 뒤 그만둔 요청은 그 칸을 돌려준다
+        handed = threading.Event()
+        gate._waiters.append(handed)
+    assert handed.is_set()  # 블록이 끝나며 칸이 handed 에 넘어갔다
+    gate._abandon(handed)
+    entered, done = [], threading.Event()
+    done.set()
+    thread = threading.Thread(target=_enter, args=(gate, "next", entered, done), daemon=True)
+    thread.start()
+    _wait_until(lambda: entered == ["next"])  # 칸이 돌아와 다음 요청이 곧바로 들어간다
 
 
 def test_slots_must_be_positive():

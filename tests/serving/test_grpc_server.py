@@ -208,9 +208,10 @@ def test_version_label_chooses_its_version(channel):
     request = _with_spec(_request("serve_bytes", image_bytes=[ENCODED[0]]), label="stable")
     response = _predict(channel, request)
     assert response.model_spec.version.value == 1 and _outputs(response)["num_detections"].tolist() == [1]
-    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
-        _with_spec(get_model_status_pb2.GetModelStatusRequest(), label="stable"), timeout=30)
-    assert [entry.version for entry in status.model_version_status] == [1]
+    for label in ("stable", "nope"):  # 상태는 TF Serving 처럼 라벨을 보지 않는다
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+            _with_spec(get_model_status_pb2.GetModelStatusRequest(), label=label), timeout=30)
+        assert [entry.version for entry in status.model_version_status] == [1]
     metadata = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
         _with_spec(get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"]),
                    label="stable"), timeout=30)

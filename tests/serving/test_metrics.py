@@ -81,9 +81,9 @@ def test_requests_are_counted_by_signature_protocol_and_status(server):
     # TF Serving 의 이름과 라벨
     assert value(":tensorflow:serving:request_count", model_name=MODEL_NAME, status="OK") == 3
     assert value(":tensorflow:serving:request_count", model_name=MODEL_NAME, status="INVALID_ARGUMENT") == 1
-    rest = {"model_name": MODEL_NAME, "API": "predict", "entrypoint": "REST"}
+    rest = {"model_name": MODEL_NAME, "API": "Predict", "entrypoint": "REST"}
     assert value(":tensorflow:serving:request_latency_count", **rest) == 3
-    assert value(":tensorflow:serving:request_latency_count", model_name=MODEL_NAME, API="predict",
+    assert value(":tensorflow:serving:request_latency_count", model_name=MODEL_NAME, API="Predict",
                  entrypoint="GRPC") == 1
     # 구간은 마이크로초: 요청이 10 µs 안에 끝날 수는 없고, 100 초 (10⁸ µs) 안에는 모두 끝났다
     assert value(":tensorflow:serving:request_latency_bucket", le="10.0", **rest) == 0

@@ -184,16 +184,18 @@ def test_version_labels_choose_their_version(server):
                                 "instances": [{"image_bytes": {"b64": _b64(_png(IMAGES[1]))}}]},
                        path=f"{labelled}:predict")
     _assert_prediction(payload["predictions"][0], IMAGES[1])
-    status, document, _ = _call(server, "GET", labelled)
-    assert status == 200 and [entry["version"] for entry in document["model_version_status"]] == ["1"]
     status, document, _ = _call(server, "GET", f"{labelled}/metadata")
     assert status == 200 and document["model_spec"]["version"] == "1"
     # 라벨이 가리키는 버전 2 는 없다: 404; 모르는 라벨: 400 (TF Serving 의 INVALID_ARGUMENT)
     status, document, _ = _call(server, "POST", f"/v1/models/{MODEL_NAME}/labels/canary:predict",
                                 {"instances": [[[[0, 0, 0]]]]})
     assert status == 404 and "Specific(tiny, 2)" in document["error"]
-    status, document, _ = _call(server, "GET", f"/v1/models/{MODEL_NAME}/labels/nope")
+    status, document, _ = _call(server, "GET", f"/v1/models/{MODEL_NAME}/labels/nope/metadata")
     assert status == 400 and document["error"] == "Unrecognized servable version label: nope"
+    # 상태는 TF Serving 처럼 라벨을 보지 않고 모든 버전을 답한다
+    for label in ("stable", "nope"):
+        status, document, _ = _call(server, "GET", f"/v1/models/{MODEL_NAME}/labels/{label}")
+        assert status == 200 and [entry["version"] for entry in document["model_version_status"]] == ["1"]
     _assert_alive(server)
 
 
@@ -316,36 +318,48 @@ def _metrics_text(server):
         connection.close()
 
 
-def _held_request(server, content_length):
-    """predict 요청 머리와 본문 앞부분만 보내고 멈춘 연결 (본문 예산을 잡고 있다)."""
+def _held_request(server, sent, content_length):
+    """predict 요청 머리와 본문 앞 sent 바이트만 보내고 멈춘 연결 (그 바이트만큼 본문 예산을 잡고 있다)."""
     connection = socket.create_connection(server.server_address[:2], timeout=30)
     connection.sendall(f"POST /v1/models/{MODEL_NAME}:predict HTTP/1.1\r\nHost: x\r\n"
-                       f"Content-Length: {content_length}\r\n\r\n{{".encode())
+                       f"Content-Length: {content_length}\r\n\r\n".encode() + b"{" * sent)
     return connection
+
+
+def _wait_for_metric(server, line):
+    deadline = time.monotonic() + 30
+    while line not in _metrics_text(server):
+        assert time.monotonic() < deadline, f"metric never reached: {line}"
+        time.sleep(0.01)
 
 
 def test_bodies_in_flight_share_a_budget_and_the_overflow_gets_503(loaded_model):
     budget_server = make_server(loaded_model, MODEL_NAME, "127.0.0.1", 0, max_body_bytes=1024, warmup=False)
     thread = _start(budget_server)
-    body_size = 1000  # 예산 16 × 1024 = 16384 바이트: 이런 본문 16 개까지
+    path = f"/v1/models/{MODEL_NAME}:predict"
     held = []
     try:
-        for _ in range(16):
-            held.append(_held_request(budget_server, body_size))
-        deadline = time.monotonic() + 30  # 서버가 16 개의 머리를 읽고 예산을 잡을 때까지
-        while "frcnn_serving_request_body_bytes_in_flight 16000.0" not in _metrics_text(budget_server):
-            assert time.monotonic() < deadline, "the held requests never reserved their bodies"
-            time.sleep(0.01)
-        overflow = json.dumps({"signature_name": "serve_bytes", "instances": []}).ljust(body_size)
-        status, payload, headers = _call(budget_server, "POST", f"/v1/models/{MODEL_NAME}:predict",
-                                         body=overflow.encode())
+        # 머리만 보낸 연결은 예산을 쓰지 않는다
+        held.append(_held_request(budget_server, 0, 1024))
+        # 예산 16 × 1024 = 16384 바이트: 1000 바이트씩 보낸 16 개가 16000 을 잡는다
+        held += [_held_request(budget_server, 1000, 1024) for _ in range(16)]
+        _wait_for_metric(budget_server, "frcnn_serving_request_body_bytes_in_flight 16000.0")
+        overflow = json.dumps({"signature_name": "serve_bytes", "instances": []}).ljust(1000)
+        status, payload, headers = _call(budget_server, "POST", path, body=overflow.encode())
         assert status == 503 and "server busy" in payload["error"] and headers["Connection"] == "close"
+        # 한도를 넘는 본문은 예산이 차 있어도 413 (다시 보내도 소용없으므로 503 이 아니다)
+        status, _, _ = _call(budget_server, "POST", path, body=b"x" * 2000)
+        assert status == 413
         # 잡힌 본문 하나를 마저 보내면 (JSON 이 아니라 400) 그 바이트가 풀려 다음 요청이 들어간다
-        held[0].sendall(b"x" * (body_size - 1))
-        assert b" 400 " in held[0].recv(4096).split(b"\r\n")[0] + b" "
+        held[1].sendall(b"x" * 24)
+        assert held[1].recv(4096).startswith(b"HTTP/1.1 400 ")
+        _wait_for_metric(budget_server, "frcnn_serving_request_body_bytes_in_flight 15000.0")
         small_image = {"b64": _b64(_png(_bright_image(2, 2, (0, 0, 1, 1))))}
         payload = _predict(budget_server, {"signature_name": "serve_bytes", "instances": [small_image]})
         assert payload["predictions"][0]["num_detections"] == 1
+        rejected = ('frcnn_serving_requests_total{model="tiny",protocol="rest",signature="",'
+                    'status="UNAVAILABLE"} 1.0')
+        assert rejected in _metrics_text(budget_server)
     finally:
         for connection in held:
             connection.close()

@@ -67,7 +67,8 @@ def test_serve_tool_rejects_a_directory_without_saved_model(tmp_path):
 
 
 def test_serve_tool_rejects_negative_thread_and_concurrency_flags(tmp_path):
-    for flag in ("tensorflow_intra_op_parallelism", "max_concurrent_predictions"):
+    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
+                 "max_concurrent_predictions"):
         result = subprocess.run(_serve_command(f"--saved_model={tmp_path}", f"--{flag}=-1"), cwd=REPO_ROOT,
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 1
@@ -77,6 +78,7 @@ def test_serve_tool_rejects_negative_thread_and_concurrency_flags(tmp_path):
 @pytest.mark.parametrize("labels, message", [
     ("stable", "'stable' is not LABEL=N"),
     ("stable=one", "'stable=one' is not LABEL=N"),
+    ("stable=²", "'stable=²' is not LABEL=N"),
     ("stable=1,stable=2", "label 'stable' given twice"),
 ])
 def test_serve_tool_rejects_malformed_version_labels(tmp_path, labels, message):
