@@ -24,6 +24,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from frcnn.serving import make_server
+from tests.serving.running import running
 
 MODEL_NAME = "tiny"
 OUTPUT_NAMES = ["detection_boxes", "detection_class_names", "detection_classes", "detection_scores",
@@ -51,12 +52,9 @@ def _start(server):
 
 @pytest.fixture(scope="module")
 def server(saved_model_dir):
-    serving = make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0, grpc_port=0, request_timeout=1.0,
-                          version_labels={"stable": 1, "canary": 2})
-    thread = _start(serving)
-    yield serving
-    assert serving.graceful_shutdown(drain_timeout=10)
-    thread.join(timeout=10)
+    with running(make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0, grpc_port=0, request_timeout=1.0,
+                             version_labels={"stable": 1, "canary": 2})) as serving:
+        yield serving
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@
 import base64
 import http.client
 import json
-import threading
 
 import grpc
 import numpy as np
@@ -19,6 +18,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from frcnn.serving import make_server
+from tests.serving.running import running
 
 MODEL_NAME = "tiny"
 PNG = tf.io.encode_png(np.zeros([6, 8, 3], np.uint8)).numpy()
@@ -26,12 +26,8 @@ PNG = tf.io.encode_png(np.zeros([6, 8, 3], np.uint8)).numpy()
 
 @pytest.fixture(scope="module")
 def server(saved_model_dir):
-    serving = make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0, grpc_port=0)
-    thread = threading.Thread(target=serving.serve_forever, daemon=True)
-    thread.start()
-    yield serving
-    assert serving.graceful_shutdown(drain_timeout=10)
-    thread.join(timeout=10)
+    with running(make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0, grpc_port=0)) as serving:
+        yield serving
 
 
 def _http(server, method, path, body=None):

@@ -8,7 +8,6 @@ SavedModel 을 직접 부른 결과와 같은지 본다 (serving_default 배치 
 import base64
 import http.client
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import tensorflow as tf
 
 from frcnn.export import portable
 from frcnn.serving import make_server
+from tests.serving.running import running
 from tests.conftest import _detect_one
 
 MODEL_NAME = "tiny"
@@ -33,12 +33,8 @@ def portable_server(request, tmp_path_factory):
     path = tmp_path_factory.mktemp("portable") / f"model.{request.param}"
     convert = portable.tflite_model if request.param == "tflite" else portable.onnx_model
     path.write_bytes(convert(_portable_signature, ["thing"]))
-    server = make_server(str(path), MODEL_NAME, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    assert server.graceful_shutdown(drain_timeout=10)
-    thread.join(timeout=10)
+    with running(make_server(str(path), MODEL_NAME, "127.0.0.1", 0)) as server:
+        yield server
 
 
 def _call(server, method, path, document=None):

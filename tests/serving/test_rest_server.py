@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from frcnn.data import records
 from frcnn.serving import make_server
+from tests.serving.running import running
 
 MODEL_NAME = "tiny"
 OUTPUT_NAMES = ["detection_boxes", "detection_class_names", "detection_classes", "detection_scores",
@@ -82,12 +83,9 @@ def _start(server):
 
 @pytest.fixture(scope="module")
 def server(saved_model_dir):
-    rest_server = make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0,
-                              version_labels={"stable": 1, "canary": 2})
-    thread = _start(rest_server)
-    yield rest_server
-    assert rest_server.graceful_shutdown(drain_timeout=10)
-    thread.join(timeout=10)
+    with running(make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0,
+                             version_labels={"stable": 1, "canary": 2})) as rest_server:
+        yield rest_server
 
 
 def _call(server, method, path, document=None, body=None, headers=None):
