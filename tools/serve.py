@@ -39,7 +39,8 @@ flags.DEFINE_integer("max_body_bytes", 32 * 1024 * 1024,
                      "REST 본문·gRPC 메시지 최대 바이트. 넘으면 413 / RESOURCE_EXHAUSTED.")
 flags.DEFINE_list("version_labels", [], "버전 라벨 LABEL=N 들 (TF Serving 모델 설정의 version_labels): "
                   "/v1/models/NAME/labels/LABEL, gRPC model_spec.version_label 이 버전 N 을 고른다. 예: "
-                  "stable=1,canary=2. 모르는 라벨은 400 / INVALID_ARGUMENT, 아직 없는 버전의 라벨은 404 / NOT_FOUND.")
+                  "stable=3. 한 번에 한 버전 (최신) 만 서빙하므로 그 버전이 서빙 중일 때만 답한다 (아니면 404 / "
+                  "NOT_FOUND); 모르는 라벨은 400 / INVALID_ARGUMENT.")
 flags.DEFINE_integer("model_version", 1, "--saved_model 로 서빙할 때 알릴 버전 (/versions/N).")
 flags.DEFINE_boolean("enable_batching", False, "요청들을 한 배치로 모아 모델에 넣는다 (같은 시그니처·같은 입력 모양).")
 flags.DEFINE_integer("max_batch_size", 8, "배칭: 한 배치의 최대 인스턴스 수.")
