@@ -23,6 +23,7 @@ from frcnn.serving import BatchingOptions, make_server
 from frcnn.serving.batching import Batcher
 from frcnn.serving.codec import RequestError
 from frcnn.serving.servable import Servable
+from tests.serving.harness import http_call, metrics_text
 
 LONG_TIMEOUT_MICROS = 60 * 1000 * 1000  # 가득 찰 때만 떠나게
 
@@ -139,7 +140,7 @@ def test_queue_full_answers_503_and_unavailable():
             with pytest.raises(grpc.RpcError) as caught:
                 prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        metrics = _metrics(server)
+        metrics = metrics_text(server)
         rejected = ('frcnn_serving_requests_total{model="sum",protocol="rest",signature="sum",'
                     'status="UNAVAILABLE"}')
         assert f"{rejected} 1.0" in metrics
@@ -154,25 +155,9 @@ def test_queue_full_answers_503_and_unavailable():
 
 
 def _rest_sum(server, rows):
-    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
-    try:
-        body = json.dumps({"signature_name": "sum", "instances": rows})
-        connection.request("POST", "/v1/models/sum:predict", body=body)
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
-
-
-def _metrics(server):
-    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
-    try:
-        connection.request("GET", "/monitoring/prometheus/metrics")
-        response = connection.getresponse()
-        assert response.status == 200 and response.getheader("Content-Type").startswith("text/plain")
-        return response.read().decode()
-    finally:
-        connection.close()
+    status, text, _ = http_call(server, "POST", "/v1/models/sum:predict",
+                                {"signature_name": "sum", "instances": rows})
+    return status, json.loads(text)
 
 
 def _bright_png(height, width, box):
@@ -207,7 +192,7 @@ def test_batched_images_of_different_sizes_equal_their_solo_detections(saved_mod
             thread.start()
         for thread in threads:
             thread.join(timeout=60)
-        metrics = _metrics(server)
+        metrics = metrics_text(server)
     finally:
         assert server.graceful_shutdown(drain_timeout=10)
         serve_thread.join(timeout=10)

@@ -5,7 +5,6 @@
 기다리고 (지표의 줄 길이 1) 둘 다 200 을 받는지 본다.
 """
 
-import http.client
 import json
 import threading
 
@@ -15,6 +14,7 @@ import tensorflow as tf
 from frcnn.serving import make_server
 from frcnn.serving.gate import ModelGate
 from frcnn.serving.servable import Servable
+from tests.serving.harness import http_call, metrics_text
 
 TIMEOUT = 30
 
@@ -129,16 +129,6 @@ class _BlockingServable(Servable):
         return {"y": inputs["x"]}
 
 
-def _request(server, path, body=None):
-    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=TIMEOUT)
-    try:
-        connection.request("POST" if body else "GET", path, body=body)
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
-
-
 def test_server_without_batching_queues_requests_beyond_the_limit():
     servable = _BlockingServable()
     server = make_server(servable, "echo", "127.0.0.1", 0, warmup=False, max_concurrent_predictions=1)
@@ -147,14 +137,13 @@ def test_server_without_batching_queues_requests_beyond_the_limit():
     results = []
     body = json.dumps({"signature_name": "echo", "instances": [1]})
     path = "/v1/models/echo:predict"
-    clients = [threading.Thread(target=lambda: results.append(_request(server, path, body)))
+    clients = [threading.Thread(target=lambda: results.append(http_call(server, "POST", path, body)[:2]))
                for _ in range(2)]
     try:
         for client in clients:
             client.start()
         _wait_until(lambda: servable.inside == 1 and server.service.gate.waiting == 1)
-        _, metrics = _request(server, "/monitoring/prometheus/metrics")
-        assert "frcnn_serving_queue_length 1.0" in metrics
+        assert "frcnn_serving_queue_length 1.0" in metrics_text(server)
         servable.release.set()
         for client in clients:
             client.join(TIMEOUT)

@@ -11,7 +11,6 @@ import base64
 import http.client
 import json
 import socket
-import threading
 
 import grpc
 import numpy as np
@@ -24,7 +23,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from frcnn.serving import make_server
-from tests.serving.running import running
+from tests.serving.harness import running
 
 MODEL_NAME = "tiny"
 OUTPUT_NAMES = ["detection_boxes", "detection_class_names", "detection_classes", "detection_scores",
@@ -42,12 +41,6 @@ def _bright_image(height, width, box):
 IMAGES = [_bright_image(8, 10, (2, 3, 5, 9)), _bright_image(12, 6, (0, 1, 12, 4)),
           np.zeros([5, 7, 3], np.uint8)]
 ENCODED = [tf.io.encode_png(image).numpy() for image in IMAGES]
-
-
-def _start(server):
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.fixture(scope="module")
@@ -232,17 +225,12 @@ def test_status_and_metadata_errors(channel):
 def test_oversized_message_is_resource_exhausted(loaded_model):
     small = make_server(loaded_model, MODEL_NAME, "127.0.0.1", 0, max_body_bytes=2048, warmup=False,
                         grpc_port=0)
-    thread = _start(small)
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{small.grpc_port}") as small_channel:
-            with pytest.raises(grpc.RpcError) as caught:
-                _predict(small_channel, _request("serve_bytes", image_bytes=[b"A" * 5000]))
-            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            response = _predict(small_channel, _request("serve_bytes", image_bytes=[ENCODED[0]]))
-            assert _outputs(response)["num_detections"].tolist() == [1]
-    finally:
-        assert small.graceful_shutdown(drain_timeout=5)
-        thread.join(timeout=5)
+    with running(small), grpc.insecure_channel(f"127.0.0.1:{small.grpc_port}") as small_channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            _predict(small_channel, _request("serve_bytes", image_bytes=[b"A" * 5000]))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        response = _predict(small_channel, _request("serve_bytes", image_bytes=[ENCODED[0]]))
+        assert _outputs(response)["num_detections"].tolist() == [1]
 
 
 def test_silent_connections_do_not_block_others_and_are_closed(server, channel):

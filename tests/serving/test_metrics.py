@@ -6,7 +6,6 @@
 """
 
 import base64
-import http.client
 import json
 
 import grpc
@@ -18,7 +17,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from frcnn.serving import make_server
-from tests.serving.running import running
+from tests.serving.harness import http_call, metrics_text, running
 
 MODEL_NAME = "tiny"
 PNG = tf.io.encode_png(np.zeros([6, 8, 3], np.uint8)).numpy()
@@ -30,20 +29,9 @@ def server(saved_model_dir):
         yield serving
 
 
-def _http(server, method, path, body=None):
-    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
-    try:
-        connection.request(method, path, body=body)
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
-
-
 def _samples(server):
     """{(샘플 이름, 정렬된 라벨 튜플): 값} — 파서가 읽은 그대로."""
-    status, text = _http(server, "GET", "/monitoring/prometheus/metrics")
-    assert status == 200
+    text = metrics_text(server)
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
@@ -52,9 +40,9 @@ def test_requests_are_counted_by_signature_protocol_and_status(server):
     good = json.dumps({"signature_name": "serve_bytes",
                        "instances": [{"b64": base64.b64encode(PNG).decode()}]})
     for _ in range(2):
-        assert _http(server, "POST", f"/v1/models/{MODEL_NAME}:predict", good)[0] == 200
+        assert http_call(server, "POST", f"/v1/models/{MODEL_NAME}:predict", good)[0] == 200
     bad = json.dumps({"signature_name": "nope", "instances": [1]})
-    assert _http(server, "POST", f"/v1/models/{MODEL_NAME}:predict", bad)[0] == 400
+    assert http_call(server, "POST", f"/v1/models/{MODEL_NAME}:predict", bad)[0] == 400
     request = predict_pb2.PredictRequest(inputs={"image_bytes": tf.make_tensor_proto([PNG])})
     request.model_spec.name, request.model_spec.signature_name = MODEL_NAME, "serve_bytes"
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:

@@ -6,7 +6,6 @@ SavedModel 을 직접 부른 결과와 같은지 본다 (serving_default 배치 
 """
 
 import base64
-import http.client
 import json
 
 import numpy as np
@@ -15,7 +14,7 @@ import tensorflow as tf
 
 from frcnn.export import portable
 from frcnn.serving import make_server
-from tests.serving.running import running
+from tests.serving.harness import http_call, running
 from tests.conftest import _detect_one
 
 MODEL_NAME = "tiny"
@@ -38,13 +37,8 @@ def portable_server(request, tmp_path_factory):
 
 
 def _call(server, method, path, document=None):
-    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
-    try:
-        connection.request(method, path, body=None if document is None else json.dumps(document))
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
+    status, text, _ = http_call(server, method, path, document)
+    return status, json.loads(text)
 
 
 def _image(height, width, box):

@@ -8,6 +8,7 @@
 """
 
 import base64
+import contextlib
 import http.client
 import json
 import socket
@@ -20,7 +21,7 @@ import tensorflow as tf
 
 from frcnn.data import records
 from frcnn.serving import make_server
-from tests.serving.running import running
+from tests.serving.harness import http_call, metrics_text, running
 
 MODEL_NAME = "tiny"
 OUTPUT_NAMES = ["detection_boxes", "detection_class_names", "detection_classes", "detection_scores",
@@ -75,12 +76,6 @@ IMAGES = [
 ]
 
 
-def _start(server):
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return thread
-
-
 @pytest.fixture(scope="module")
 def server(saved_model_dir):
     with running(make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0,
@@ -89,18 +84,10 @@ def server(saved_model_dir):
 
 
 def _call(server, method, path, document=None, body=None, headers=None):
-    """요청 하나를 보내고 (상태, JSON 응답, 헤더) 를 돌려준다."""
-    host, port = server.server_address[:2]
-    connection = http.client.HTTPConnection(host, port, timeout=30)
-    try:
-        if document is not None:
-            body = json.dumps(document).encode("utf-8")
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        payload = json.loads(response.read().decode("utf-8"))
-        return response.status, payload, response.headers  # 헤더 이름은 대소문자를 가리지 않는다
-    finally:
-        connection.close()
+    """요청 하나를 보내고 (상태, JSON 응답, 헤더) 를 돌려준다 (헤더 이름은 대소문자를 가리지 않는다)."""
+    status, text, response_headers = http_call(server, method, path, document if body is None else body,
+                                               headers)
+    return status, json.loads(text), response_headers
 
 
 def _predict(server, document, path=f"/v1/models/{MODEL_NAME}:predict"):
@@ -290,8 +277,7 @@ def test_not_found_and_wrong_method(server, method, path, status):
 
 def test_oversized_body_answers_413(loaded_model):
     small_server = make_server(loaded_model, MODEL_NAME, "127.0.0.1", 0, max_body_bytes=1024, warmup=False)
-    thread = _start(small_server)
-    try:
+    with running(small_server):
         document = {"signature_name": "serve_bytes", "instances": [{"b64": "A" * 4000}]}
         status, payload, _ = _call(small_server, "POST", f"/v1/models/{MODEL_NAME}:predict", document)
         assert status == 413 and "1024" in payload["error"]
@@ -302,18 +288,6 @@ def test_oversized_body_answers_413(loaded_model):
         small_image = {"b64": _b64(_png(_bright_image(2, 2, (0, 0, 1, 1))))}
         payload = _predict(small_server, {"signature_name": "serve_bytes", "instances": [small_image]})
         assert payload["predictions"][0]["detection_boxes"][0] == [0.0, 0.0, 0.5, 0.5]
-    finally:
-        small_server.graceful_shutdown(drain_timeout=5)
-        thread.join(timeout=5)
-
-
-def _metrics_text(server):
-    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
-    try:
-        connection.request("GET", "/monitoring/prometheus/metrics")
-        return connection.getresponse().read().decode()
-    finally:
-        connection.close()
 
 
 def _held_request(server, sent, content_length):
@@ -326,17 +300,17 @@ def _held_request(server, sent, content_length):
 
 def _wait_for_metric(server, line):
     deadline = time.monotonic() + 30
-    while line not in _metrics_text(server):
+    while line not in metrics_text(server):
         assert time.monotonic() < deadline, f"metric never reached: {line}"
         time.sleep(0.01)
 
 
 def test_bodies_in_flight_share_a_budget_and_the_overflow_gets_503(loaded_model):
     budget_server = make_server(loaded_model, MODEL_NAME, "127.0.0.1", 0, max_body_bytes=1024, warmup=False)
-    thread = _start(budget_server)
     path = f"/v1/models/{MODEL_NAME}:predict"
     held = []
-    try:
+    with running(budget_server), contextlib.ExitStack() as connections:
+        connections.callback(lambda: [connection.close() for connection in held])  # 서버를 멈추기 전에 닫는다
         # 머리만 보낸 연결은 예산을 쓰지 않는다
         held.append(_held_request(budget_server, 0, 1024))
         # 예산 16 × 1024 = 16384 바이트: 1000 바이트씩 보낸 16 개가 16000 을 잡는다
@@ -357,12 +331,7 @@ def test_bodies_in_flight_share_a_budget_and_the_overflow_gets_503(loaded_model)
         assert payload["predictions"][0]["num_detections"] == 1
         rejected = ('frcnn_serving_requests_total{model="tiny",protocol="rest",signature="",'
                     'status="UNAVAILABLE"} 1.0')
-        assert rejected in _metrics_text(budget_server)
-    finally:
-        for connection in held:
-            connection.close()
-        budget_server.graceful_shutdown(drain_timeout=5)
-        thread.join(timeout=5)
+        assert rejected in metrics_text(budget_server)
 
 
 def test_concurrent_clients_get_their_own_answers(server):
@@ -392,7 +361,8 @@ def test_concurrent_clients_get_their_own_answers(server):
 
 def test_graceful_shutdown_finishes_in_flight_request(loaded_model):
     stopping_server = make_server(loaded_model, MODEL_NAME, "127.0.0.1", 0, warmup=False)
-    serve_thread = _start(stopping_server)
+    serve_thread = threading.Thread(target=stopping_server.serve_forever, daemon=True)
+    serve_thread.start()
     host, port = stopping_server.server_address[:2]
     body = json.dumps({"signature_name": "serve_bytes", "instances": [GOOD_B64]}).encode("utf-8")
     # 헤더와 본문 절반만 보내 요청이 처리 중인 채로 멈춰 있게 한다.

@@ -24,6 +24,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from frcnn.serving import make_server
 from frcnn.serving.versions import VersionManager, directory_fingerprint, numbered_versions
+from tests.serving.harness import http_call, metrics_text
 
 MODEL_NAME = "tiny"
 IMAGE = np.zeros([6, 8, 3], np.uint8)
@@ -34,13 +35,8 @@ PREDICT_BODY = json.dumps({"signature_name": "serve_bytes",
 
 
 def _get(server, path):
-    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
+    status, text, _ = http_call(server, "GET", path)
+    return status, json.loads(text)
 
 
 def _wait_until(condition, timeout=60):
@@ -126,20 +122,12 @@ def test_new_version_swaps_in_under_load_and_broken_version_keeps_the_old(base_p
         assert grpc_versions[0] == 1 and grpc_versions[-1] == 2 and set(grpc_versions) == {1, 2}
         assert _get(server, f"/v1/models/{MODEL_NAME}/versions/2/metadata")[0] == 200
         assert _get(server, f"/v1/models/{MODEL_NAME}/versions/1/metadata")[0] == 404
-        metrics = _metrics_text(server)
+        metrics = metrics_text(server)
         assert 'frcnn_serving_model_version{model="tiny",state="AVAILABLE",version="2"} 1.0' in metrics
         assert 'frcnn_serving_model_version{model="tiny",state="END",version="3"} 1.0' in metrics
     finally:
         assert server.graceful_shutdown(drain_timeout=10)
         serve_thread.join(timeout=10)
-
-
-def _metrics_text(server):
-    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
-    connection.request("GET", "/monitoring/prometheus/metrics")
-    text = connection.getresponse().read().decode()
-    connection.close()
-    return text
 
 
 class _Loaded:
