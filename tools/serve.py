@@ -153,11 +153,9 @@ def _num_cpus():
     try:
         with open("/sys/fs/cgroup/cpu.max") as handle:
             quota, period = handle.read().split()[:2]
-    except (OSError, ValueError):
+        return count if quota == "max" else max(1, min(count, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError, ZeroDivisionError):
         return count
-    if quota == "max":
-        return count
-    return max(1, min(count, math.ceil(int(quota) / int(period))))
 
 
 def main(argv):

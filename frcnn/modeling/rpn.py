@@ -96,8 +96,8 @@ def _inference_nms(boxes, scores, count, iou_threshold):
     """추론 NMS: 이미지마다 NonMaxSuppressionV5 (C++ 커널) 한 번. 결과는 학습의 `non_max_suppression_padded`
     와 같다 (같은 탐욕 규칙, 점수 0 이하 제외).
 
-    CPU 에서 padded NMS (타일 while 루프의 작은 연산 수백 개) 보다 훨씬 싸다: cpu_small 한 장 검출이 15.6 → 9.0
-    core-ms (benchmarks/serve_results.md). 배치가 정적으로 1 이면 (이미지마다 검출하는 SavedModel·LiteRT·ONNX
+    CPU 에서 padded NMS (타일 while 루프의 작은 연산 수백 개) 보다 훨씬 싸다: cpu_small SavedModel 한 장 검출이
+    13.9 → 8.2 ms (나란히 잰 값, benchmarks/serve_results.md). 배치가 정적으로 1 이면 (이미지마다 검출하는 SavedModel·LiteRT·ONNX
     그래프) 루프 없이 연산 하나라 LiteRT 내장 연산과 ONNX NonMaxSuppression 으로 옮겨진다. XLA 로는 컴파일되지
     않으므로 학습 (`training=True`) 은 padded NMS 를 쓴다.
 

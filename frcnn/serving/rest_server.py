@@ -139,7 +139,7 @@ def build_app(service, tracker, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
                 headers["Allow"] = error.allow
             if isinstance(error, BodyNotRead):
                 headers["Connection"] = "close"  # 읽지 않은 본문이 다음 요청으로 읽히지 않게
-                service.count_rejection("rest", error.code)
+                service.count_rejection("rest", error.code, time.monotonic() - start)
             response = _json_response(error.status, {"error": str(error)}, headers)
         except Exception as error:  # 서버는 어떤 요청 뒤에도 계속 돈다.
             logger.exception("internal error on %s %s", request.method, request.url.path)

@@ -186,9 +186,7 @@ class ModelService:
         """시그니처를 돌린다: 배처가 있으면 다른 요청들과 함께, 없으면 관문 (있으면) 의 차례에 혼자."""
         if self.batcher is not None:
             return self.batcher.run(servable, signature_name, inputs)
-        if self.gate is None:
-            return servable.run(signature_name, inputs)
-        with self.gate.slot():
+        with self.gate.slot() if self.gate is not None else contextlib.nullcontext():
             return servable.run(signature_name, inputs)
 
     @contextlib.contextmanager
@@ -208,10 +206,10 @@ class ModelService:
                 self.metrics.observe_request(self.model_name, record["signature"], protocol, code,
                                              time.monotonic() - start)
 
-    def count_rejection(self, protocol, code):
-        """모델까지 가기 전에 거절한 predict 요청 (예: REST 본문 예산의 503) 을 지표에 센다."""
+    def count_rejection(self, protocol, code, seconds):
+        """모델까지 가기 전에 거절한 predict 요청 (예: REST 본문 예산의 503) 을 지표에 센다 (seconds: 걸린 초)."""
         if self.metrics is not None:
-            self.metrics.observe_request(self.model_name, "", protocol, code, 0.0)
+            self.metrics.observe_request(self.model_name, "", protocol, code, seconds)
 
     def _signature(self, servable, name):
         """시그니처 이름 (빈 문자열이면 serving_default) 을 확인한다.
