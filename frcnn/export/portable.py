@@ -3,7 +3,7 @@
 SavedModel 의 `serving_default` 와 같은 리사이즈·검출을 하되, LiteRT 내장 연산과 ONNX 로 옮겨지지 않는 연산을
 피한다: RoIAlign 은 학습에서 쓰는 matmul 쌍선형 표본 (CropAndResize 없음), RPN 과 클래스별 NMS 는
 NonMaxSuppressionV5 한 번 (클래스별은 클래스 오프셋; CombinedNonMaxSuppression·while 루프 NMS 없음) —
-`postprocess`, `rpn._inference_nms` 참고. 가중치는 상수로 얼려 넣는다 (변환기가 자원 변수로
+`frcnn/ops/nms.py` 참고. 가중치는 상수로 얼려 넣는다 (변환기가 자원 변수로
 남기면 LiteRT 에서 초기화되지 않은 변수를 읽는다).
 
 용어:
@@ -26,6 +26,7 @@ from tensorflow.python.framework import convert_to_constants
 
 from frcnn.data import resize
 from frcnn.export import saved_model
+from frcnn.ops import nms
 
 OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 INPUT_SPEC = tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")
@@ -175,11 +176,11 @@ def write_portable(inference, config, classes, directory, formats, quantize=None
       ImportError: 변환기 (tf2onnx) 가 없을 때 — `DEPLOY_HINT`.
     """
     detection = config.detection
-    if detection.max_detections_per_class < detection.max_detections:
-        raise ValueError(f"cannot export {', '.join(formats)}: class-offset NMS needs "
-                         f"detection.max_detections_per_class ({detection.max_detections_per_class}) ≥ "
-                         f"detection.max_detections ({detection.max_detections}); export with "
-                         f"--max_detections={detection.max_detections_per_class}")
+    try:
+        nms.check_class_offset(detection.max_detections_per_class, detection.max_detections)
+    except ValueError as error:
+        raise ValueError(f"cannot export {', '.join(formats)}: {error}; export with "
+                         f"--max_detections={detection.max_detections_per_class}") from error
     module = PortableModule(inference, config, classes)
     signature = frozen_signature(module)
     # 큰 모델 (vgg16_paper) 은 변환마다 최고 20 GiB 남짓을 쓴다: ONNX 를 먼저 (tf2onnx 의 큰 numpy 배열은 곧

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from frcnn.ops import box_coder
 from frcnn.ops import box_ops
+from frcnn.ops import nms
 
 
 class RpnHead(keras.layers.Layer):
@@ -48,7 +49,7 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
       image_sizes: [B, 2] float32 리사이즈된 이미지 (높이, 너비) — 패딩이 아니라 이미지에 자른다.
       scales: [B] float32 리사이즈 배율 (최소 크기는 원본 픽셀 기준).
       rpn_config: `config.RpnConfig`.
-      training: Python bool, 학습/시험 개수와 NMS 구현 선택 (`_inference_nms` 참고).
+      training: Python bool, 학습/시험 개수와 NMS 구현 선택 (`ops/nms.py`).
 
     Returns:
       proposals: [B, P, 4] float32 (기울기 없음).
@@ -77,51 +78,15 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
     min_size = rpn_config.min_box_size * scales[:, None]
     big_enough = ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
     scores = tf.where(big_enough & top_inside, tf.sigmoid(top_logits), -1.0)
-    if training:
-        # 학습: 배치째 한 번에, XLA 로 컴파일되는 NMS (`train.jit_compile`).
-        selected, num_valid = tf.image.non_max_suppression_padded(
-            boxes, scores, max_output_size=post_nms, iou_threshold=rpn_config.nms_iou,
-            score_threshold=0.0, pad_to_max_output_size=True, sorted_input=True)
-    else:
-        selected, num_valid = _inference_nms(boxes, scores, post_nms, rpn_config.nms_iou)
+    # 학습: 배치째 XLA 로 컴파일되는 NMS (`train.jit_compile`); 추론: 이미지마다 V5 (같은 결과, 훨씬 싸다).
+    nms_fn = nms.padded_nms if training else nms.per_image_nms
+    selected, num_valid = nms_fn(boxes, scores, post_nms, rpn_config.nms_iou)
     valid = tf.range(post_nms)[None, :] < num_valid[:, None]
     proposals = tf.gather(boxes, selected, batch_dims=1)
     proposal_scores = tf.gather(scores, selected, batch_dims=1)
     proposals = tf.where(valid[..., None], proposals, 0.0)
     proposal_scores = tf.where(valid, proposal_scores, 0.0)
     return tf.stop_gradient(proposals), tf.stop_gradient(proposal_scores), valid
-
-
-def _inference_nms(boxes, scores, count, iou_threshold):
-    """추론 NMS: 이미지마다 NonMaxSuppressionV5 (C++ 커널) 한 번. 결과는 학습의 `non_max_suppression_padded`
-    와 같다 (같은 탐욕 규칙, 점수 0 이하 제외).
-
-    CPU 에서 padded NMS (타일 while 루프의 작은 연산 수백 개) 보다 훨씬 싸다: cpu_small SavedModel 한 장 검출이
-    13.9 → 8.2 ms (나란히 잰 값, benchmarks/serve_results.md). 배치가 정적으로 1 이면 (이미지마다 검출하는 SavedModel·LiteRT·ONNX
-    그래프) 루프 없이 연산 하나라 LiteRT 내장 연산과 ONNX NonMaxSuppression 으로 옮겨진다. XLA 로는 컴파일되지
-    않으므로 학습 (`training=True`) 은 padded NMS 를 쓴다.
-
-    Args:
-      boxes: [B, T, 4] float32.
-      scores: [B, T] float32 (점수 순으로 정렬; 제외할 것은 −1).
-      count: 이미지당 최대 제안 수 P.
-      iou_threshold: float.
-
-    Returns:
-      selected: [B, P] int32 박스 번호 (패딩은 0), num_valid: [B] int32.
-    """
-    def one_image(inputs):
-        selected, _, num_valid = tf.raw_ops.NonMaxSuppressionV5(
-            boxes=inputs[0], scores=inputs[1], max_output_size=count, iou_threshold=iou_threshold,
-            score_threshold=0.0, soft_nms_sigma=0.0, pad_to_max_output_size=True)
-        selected.set_shape([count])
-        return selected, num_valid
-
-    if boxes.shape[0] == 1:
-        selected, num_valid = one_image((boxes[0], scores[0]))
-        return selected[None], num_valid[None]
-    return tf.map_fn(one_image, (boxes, scores),
-                     fn_output_signature=(tf.TensorSpec([count], tf.int32), tf.TensorSpec([], tf.int32)))
 
 
 # 이미지 밖 앵커의 로짓: 어떤 실제 로짓보다 작아 top-k 의 맨 뒤로 간다 (float32 에서 유한).

@@ -6,6 +6,7 @@
   anchors    셀 앵커와 캔버스 격자 앵커 (순서: 행, 열, 크기, 종횡비).
   matcher    IoU 행렬 → 매칭 (임계값, 저품질 최선 매칭).
   sampler    균형 표본 추출 (RPN 256 앵커와 RoI 128 개가 함께 쓰는 하나).
+  nms        NMS 변형 (학습 padded·XLA, 추론 이미지별 V5, 클래스별 combined·클래스 오프셋).
   roi_ops    RoI max pooling (bin 의 모든 칸 최댓값, 희소 표) / RoIAlign (학습: matmul 쌍선형, 추론: crop_and_resize).
 가져오는 것: frcnn.config 만.
 """

@@ -172,27 +172,3 @@ def test_anchors_centred_in_padding_never_become_proposals():
     for training in (True, False):
         proposals, scores, valid = _generate(anchors, logits, deltas, image_sizes, scales, training)
         assert valid[1].any() and np.all(scores[1][valid[1]] < 0.999)  # 로짓 50 (σ ≈ 1) 인 앵커는 없다
-
-
-def test_inference_nms_equals_the_batched_padded_nms_of_training():
-    """추론의 이미지별 NonMaxSuppressionV5 = 학습의 non_max_suppression_padded (점수 동률, 겹친 박스, 제외된 −1
-    점수, 정적 배치 1 과 map_fn 경로 모두)."""
-    rng = np.random.default_rng(3)
-    count, keep = 40, 30  # 빽빽한 박스: IoU 0.5 에서 16–19 개만 남는다 (keep 보다 적게)
-    corners = rng.uniform(0, 20, size=(3, count, 2)).astype(np.float32)
-    sizes = rng.uniform(10, 30, size=(3, count, 2)).astype(np.float32)
-    boxes = np.concatenate([corners, corners + sizes], axis=-1)
-    boxes[:, 5] = boxes[:, 4]  # 똑같은 박스 (IoU 1)
-    scores = np.sort(rng.choice([0.9, 0.8, 0.5, 0.3], size=(3, count)))[:, ::-1].astype(np.float32)  # 동률
-    scores[:, -6:] = -1.0  # 제외 (작은 박스, 이미지 밖 앵커)
-    expected, expected_valid = tf.image.non_max_suppression_padded(
-        boxes, scores, max_output_size=keep, iou_threshold=0.5, score_threshold=0.0,
-        pad_to_max_output_size=True, sorted_input=True)
-    for batch in (boxes, boxes[:1]):  # map_fn 경로와 정적 배치 1 경로
-        size = len(batch)
-        selected, num_valid = rpn._inference_nms(tf.constant(batch), tf.constant(scores[:size]), keep, 0.5)
-        np.testing.assert_array_equal(num_valid, expected_valid[:size])
-        assert 0 < min(num_valid) and max(num_valid) < keep
-        for image in range(size):
-            valid = int(num_valid[image])
-            np.testing.assert_array_equal(selected[image, :valid], expected[image, :valid])
