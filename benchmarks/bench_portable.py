@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import app, flags
 from PIL import Image
 
-from frcnn.export import portable
+from frcnn.export import signature
 from frcnn.export import runtimes
 
 FLAGS = flags.FLAGS
@@ -46,8 +46,8 @@ def main(argv):
     serving = tf.saved_model.load(FLAGS.export_dir).signatures["serving_default"]
     candidates = {"SavedModel": lambda image: serving(images=tf.constant(image))["num_detections"].numpy()}
     files = {"SavedModel": None}
-    for path in [os.path.join(FLAGS.export_dir, portable.TFLITE_FILE), *FLAGS.extra_tflite,
-                 os.path.join(FLAGS.export_dir, portable.ONNX_FILE)]:
+    for path in [os.path.join(FLAGS.export_dir, signature.TFLITE_FILE), *FLAGS.extra_tflite,
+                 os.path.join(FLAGS.export_dir, signature.ONNX_FILE)]:
         name = f"{runtimes.kind_of(path)} {os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}"
         candidates[name] = runtimes.PortableRunner(path)
         files[name] = path

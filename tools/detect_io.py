@@ -26,13 +26,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from frcnn import fileio
-from frcnn.export import runtimes
-from frcnn.export.loader import OUTPUT_KEYS, first_error_line, load_saved_model
+from frcnn.export import loader
+from frcnn.export import signature
 from frcnn.viz import draw
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 GLOB_CHARACTERS = "*?["
-SIGNATURE_NAME = "serve_bytes"
 JSON_NAME = "detections.json"
 PIL_FORMATS = {"png": "PNG", "jpg": "JPEG"}
 # 요약 줄에 보여줄 최고 점수 검출 수.
@@ -106,31 +105,17 @@ def check_unique_outputs(image_paths, image_format):
 
 
 def load_serve_bytes(saved_model_dir):
-    """SavedModel 을 `frcnn.export.loader` 로 읽고 `serve_bytes` 시그니처 함수를 돌려준다. model.tflite /
-    model.onnx 파일이면 같은 꼴의 함수 (한 장씩 디코딩해 `runtimes.PortableRunner` 로 돌린다) 를 돌려준다.
+    """SavedModel 디렉터리 또는 model.tflite / model.onnx 를 `frcnn.export.loader.load` 로 읽고 그 `serve_bytes`
+    (JPEG/PNG 바이트 B 개 → numpy 출력 dict) 를 돌려준다.
 
     Raises:
-        DetectionInputError: 디렉터리가 없거나, SavedModel 이 아니거나, 시그니처가 없을 때; 런타임이 없거나
+        DetectionInputError: 디렉터리가 없거나, 모델이 아니거나, 시그니처가 없을 때; 런타임이 없거나
             읽을 수 없는 .tflite / .onnx 일 때.
     """
-    if runtimes.kind_of(saved_model_dir):
-        try:
-            return _as_tensors(runtimes.PortableRunner(saved_model_dir).serve_bytes)
-        except (ValueError, ImportError) as error:
-            raise DetectionInputError(str(error)) from error
     try:
-        model = load_saved_model(saved_model_dir, required_signatures=(SIGNATURE_NAME,))
-    except ValueError as error:
+        return loader.load(saved_model_dir, required_signatures=(signature.SERVE_BYTES,)).serve_bytes
+    except (ValueError, ImportError) as error:
         raise DetectionInputError(str(error)) from error
-    return model.signatures[SIGNATURE_NAME]
-
-
-def _as_tensors(serve_bytes):
-    """numpy 를 돌려주는 LiteRT·ONNX serve_bytes 를 SavedModel 시그니처처럼 tf 텐서 dict 를 돌려주게 감싼다."""
-    def signature(image_bytes):
-        return {key: tf.constant(value) for key, value in serve_bytes(image_bytes.numpy()).items()}
-
-    return signature
 
 
 def read_image(image_path):
@@ -166,14 +151,14 @@ def run_detector(serve_bytes, image_bytes, image_path):
         DetectionInputError: 모델이 이미지를 처리하지 못했거나 출력 키가 빠졌을 때.
     """
     try:
-        outputs = serve_bytes(image_bytes=tf.constant([image_bytes]))
+        outputs = serve_bytes([image_bytes])
     except (tf.errors.InvalidArgumentError, ValueError) as error:
         raise DetectionInputError(
-            f"{image_path}: the model could not process it: {first_error_line(error)}") from error
-    missing = [key for key in OUTPUT_KEYS if key not in outputs]
+            f"{image_path}: the model could not process it: {loader.first_error_line(error)}") from error
+    missing = [key for key in signature.OUTPUT_NAMES if key not in outputs]
     if missing:
-        raise DetectionInputError(f"{SIGNATURE_NAME} outputs lack {', '.join(missing)}")
-    return {key: outputs[key].numpy()[0] for key in OUTPUT_KEYS}
+        raise DetectionInputError(f"{signature.SERVE_BYTES} outputs lack {', '.join(missing)}")
+    return {key: outputs[key][0] for key in signature.OUTPUT_NAMES}
 
 
 def detection_record(image_path, image_shape, detections, indices, image_format):
@@ -191,14 +176,14 @@ def detection_record(image_path, image_shape, detections, indices, image_format)
     """
     height, width = image_shape
     scale = np.array([height, width, height, width], dtype=np.float64)
-    scores = detections["detection_scores"]
+    scores = detections[signature.SCORES]
     indices = indices[np.argsort(-scores[indices], kind="stable")]
     records = []
     for index in indices:
-        box = detections["detection_boxes"][index].astype(np.float64)
+        box = detections[signature.BOXES][index].astype(np.float64)
         records.append({
-            "class_id": int(detections["detection_classes"][index]),
-            "class_name": draw.decode_class_name(detections["detection_class_names"][index]),
+            "class_id": int(detections[signature.CLASSES][index]),
+            "class_name": draw.decode_class_name(detections[signature.CLASS_NAMES][index]),
             "score": round(float(scores[index]), 6),
             "box_normalized": [round(value, 6) for value in box.tolist()],
             "box_pixels": [round(value, 2) for value in (box * scale).tolist()],
@@ -229,12 +214,12 @@ def detect_one(serve_bytes, image_path, score_threshold, image_format):
     image_bytes, pixels = read_image(image_path)
     detections = run_detector(serve_bytes, image_bytes, image_path)
     detection_arrays = {
-        "boxes": detections["detection_boxes"],
-        "scores": detections["detection_scores"],
-        "class_names": detections["detection_class_names"],
-        "num_detections": int(detections["num_detections"]),
+        "boxes": detections[signature.BOXES],
+        "scores": detections[signature.SCORES],
+        "class_names": detections[signature.CLASS_NAMES],
+        "num_detections": int(detections[signature.NUM_DETECTIONS]),
         "score_threshold": score_threshold,
-        "classes": detections["detection_classes"],
+        "classes": detections[signature.CLASSES],
     }
     indices = draw.select_detections(**detection_arrays)
     drawn = draw.draw_detections(pixels, **detection_arrays)

@@ -29,7 +29,7 @@ import tensorflow as tf
 from frcnn.data import classes, coco, records, sources, voc
 from frcnn.eval import coco_ap, report, voc_ap
 from frcnn.export import loader
-from frcnn.export import runtimes
+from frcnn.export import signature
 
 
 @dataclasses.dataclass
@@ -81,30 +81,16 @@ def normalized_to_voc(normalized_boxes, height, width):
 
 
 def load_detect_fn(saved_model_dir):
-    """SavedModel 의 serve_bytes 서명 (또는 .tflite / .onnx 파일) 을 `detect_fn(image_bytes)` 로 감싼다.
-
-    Args:
-      saved_model_dir: tf.saved_model.save 로 쓴 디렉터리, 또는 `tools/export --formats=tflite,onnx` 의
-        model.tflite / model.onnx (이미지를 하나씩 디코딩해 돌리고 배치로 쌓는다).
+    """SavedModel 디렉터리 (또는 .tflite / .onnx 파일) 를 `detect_fn(image_bytes)` 로: `loader.load(...).serve_bytes`.
 
     Returns:
-      image_bytes [B] tf.string 을 받아 출력 dict 를 돌려주는 함수.
+      image_bytes [B] (tf.string 텐서나 bytes 목록) 를 받아 출력 dict (numpy) 를 돌려주는 함수.
 
     Raises:
-      ValueError: `<경로>: <문제>` — SavedModel 이 아니거나 불러올 수 없거나 serve_bytes 서명이 없을 때
-        (frcnn.export.loader).
+      ValueError: `<경로>: <문제>` — 모델이 아니거나 불러올 수 없거나 serve_bytes 시그니처가 없을 때.
+      ImportError: .tflite/.onnx 런타임이 없을 때.
     """
-    if runtimes.kind_of(saved_model_dir):
-        return runtimes.PortableRunner(saved_model_dir).serve_bytes
-    model = loader.load_saved_model(saved_model_dir, required_signatures=("serve_bytes",))
-    signature = model.signatures["serve_bytes"]
-
-    def detect_fn(image_bytes):
-        """image_bytes: [B] tf.string. 출력 dict 를 그대로 돌려준다."""
-        return signature(image_bytes=image_bytes)
-
-    detect_fn.saved_model = model  # 서명이 모델보다 먼저 사라지지 않게 참조를 잡아 둔다.
-    return detect_fn
+    return loader.load(saved_model_dir, required_signatures=(signature.SERVE_BYTES,)).serve_bytes
 
 
 def _split_outputs(outputs, sizes):
@@ -121,16 +107,16 @@ def _split_outputs(outputs, sizes):
     arrays = {key: np.asarray(value) for key, value in outputs.items()}
     per_image = []
     for image_index, (height, width) in enumerate(sizes):
-        count = int(arrays["num_detections"][image_index])
-        class_ids = arrays["detection_classes"][image_index, :count].astype(np.int64)
-        if "detection_class_names" in arrays:
-            names = [_decode(name) for name in arrays["detection_class_names"][image_index, :count]]
+        count = int(arrays[signature.NUM_DETECTIONS][image_index])
+        class_ids = arrays[signature.CLASSES][image_index, :count].astype(np.int64)
+        if signature.CLASS_NAMES in arrays:
+            names = [_decode(name) for name in arrays[signature.CLASS_NAMES][image_index, :count]]
         else:
             names = [""] * count
         keep = class_ids > 0
         per_image.append((
-            normalized_to_voc(arrays["detection_boxes"][image_index, :count][keep], height, width),
-            arrays["detection_scores"][image_index, :count][keep].astype(np.float64),
+            normalized_to_voc(arrays[signature.BOXES][image_index, :count][keep], height, width),
+            arrays[signature.SCORES][image_index, :count][keep].astype(np.float64),
             class_ids[keep],
             [name for name, kept in zip(names, keep) if kept],
         ))

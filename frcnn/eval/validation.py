@@ -3,7 +3,7 @@ TensorBoard 에 쓴다 (`tools/train --eval_records`).
 
 용어:
   검증기(`Validator`): 학습 모델 (같은 변수, 같은 전략) 을 내보내기와 같은 추론 그래프
-    (`saved_model.DetectionModule.detect_encoded`: 디코딩 → 자기 크기로 리사이즈 → 검출 → 입력 이미지 기준 정규화
+    (`detection.DetectionModule.detect_encoded`: 디코딩 → 자기 크기로 리사이즈 → 검출 → 입력 이미지 기준 정규화
     박스) 로 감싼 검출 함수. 한 번 추적해 두고 평가마다 다시 쓴다. 학습 모델의 dtype 정책 (혼합 정밀도면
     bfloat16·float16 계산) 을 그대로 쓰므로, float32 로 내보낸 모델의 값과 아주 조금 다를 수 있다; 절단 SVD
     (`detection.fc_svd_ranks`) 는 내보낼 때만 쓴다.
@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from frcnn.data import records
 from frcnn.eval import runner
-from frcnn.export import saved_model
+from frcnn.export import detection
+from frcnn.export import signature
 
 NUM_IMAGES = 3  # 검출을 그려 TensorBoard 에 보일 검증 이미지 수
 DRAW_SCORE_THRESHOLD = 0.5  # 그릴 검출의 최소 점수 (tools/detect 의 기본값과 같다)
@@ -48,7 +49,7 @@ class Validator:
 
     def __init__(self, model, config, classes, record_paths, log_dir, draw=None, num_images=NUM_IMAGES,
                  batch_size=8):
-        self._module = saved_model.DetectionModule(model, config, classes)
+        self._module = detection.DetectionModule(model, config, classes)
         self.detect_fn = tf.function(self._module.detect_encoded,
                                      input_signature=[tf.TensorSpec([None], tf.string)])
         self._record_paths = list(record_paths)
@@ -88,8 +89,8 @@ class Validator:
         drawn = []
         for index, encoded in enumerate(self._image_bytes):
             image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
-            detections = [outputs[key][index] for key in ("detection_boxes", "detection_scores",
-                                                          "detection_class_names", "num_detections")]
+            detections = [outputs[key][index] for key in (signature.BOXES, signature.SCORES,
+                                                          signature.CLASS_NAMES, signature.NUM_DETECTIONS)]
             drawn.append(self._draw(image, *detections, DRAW_SCORE_THRESHOLD))
         return drawn
 

@@ -8,11 +8,9 @@ NonMaxSuppressionV5 한 번 (클래스별은 클래스 오프셋; CombinedNonMax
 
 용어:
   입력 `images`: uint8 [1, H, W, 3], H·W 는 아무 크기 (LiteRT 의 resize_tensor_input, ONNX 의 동적 축).
-  출력: `detection_boxes` [1, N, 4] float32 입력 이미지 기준 정규화 [ymin, xmin, ymax, xmax],
-    `detection_scores` [1, N] float32, `detection_classes` [1, N] int32 (1부터, 0 패딩),
-    `num_detections` [1] int32.
-  메타데이터: 클래스 이름 JSON 목록 (0 번은 빈 이름 = 패딩) 을 TFLite 의 `metadata` 항목 `LABELS_KEY` 와 ONNX 의
-    `metadata_props` 에 넣는다. `labels.txt` 는 k 번째 줄 = 클래스 k (0 번 줄은 빈 줄 없이 1 번부터).
+  출력: `signature.PORTABLE_OUTPUT_NAMES` (SavedModel 출력에서 클래스 이름을 뺀 것, 배치 1).
+  메타데이터: 클래스 이름 JSON 목록 (0 번은 빈 이름 = 패딩) 을 TFLite 의 `metadata` 항목 `signature.LABELS_KEY` 와
+    ONNX 의 `metadata_props` 에 넣는다. `labels.txt` 는 k 번째 줄 = 클래스 k (0 번 줄은 빈 줄 없이 1 번부터).
 """
 
 import ctypes
@@ -24,38 +22,11 @@ import tempfile
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 
-from frcnn.data import resize
-from frcnn.export import saved_model
+from frcnn.export import detection
+from frcnn.export import signature as signature_lib
 from frcnn.ops import nms
 
-OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
-INPUT_SPEC = tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")
-LABELS_KEY = "frcnn_labels"
-TFLITE_FILE, ONNX_FILE, LABELS_FILE = "model.tflite", "model.onnx", "labels.txt"
 QUANTIZATIONS = ("float16", "dynamic_int8")
-DEPLOY_HINT = "pip install -e '.[deploy]' (or pip install frcnn[deploy])"
-
-
-class PortableModule(saved_model.DetectionModule):
-    """한 장짜리 (B = 1) 이식 가능한 검출 그래프."""
-
-    @tf.function(input_signature=[INPUT_SPEC])
-    def detect(self, images):
-        image = images[0]  # [H, W, 3] (정적 모양만 쓴다: EnsureShape 는 LiteRT 내장 연산이 아니다)
-        resized, scale = resize.resize_image(image, self.config)
-        size = tf.shape(resized)[:2]
-        height, width = self._padded(size[0]), self._padded(size[1])
-        padded = tf.image.pad_to_bounding_box(resized, 0, 0, height, width)
-        # 채널 3 을 모양 텐서에 상수로 둔다: 변환기는 동적 패딩 뒤의 모양을 모두 잃고, 채널을 모르는 합성곱은
-        # LiteRT 내장 연산이 되지 못한다.
-        padded = tf.reshape(padded, tf.stack([1, height, width, 3]))
-        detections = self.model.detect(padded, tf.cast(size[None], tf.float32), scale[None], portable=True)
-        return {
-            "detection_boxes": detections["boxes"],
-            "detection_scores": detections["scores"],
-            "detection_classes": detections["classes"],
-            "num_detections": detections["num_detections"],
-        }
 
 
 def frozen_signature(module):
@@ -64,7 +35,7 @@ def frozen_signature(module):
     frozen = convert_to_constants.convert_variables_to_constants_v2(concrete, lower_control_flow=False)
     names = sorted(concrete.structured_outputs)  # 얼린 함수는 dict 를 키 순서로 편 목록을 돌려준다
 
-    @tf.function(input_signature=[INPUT_SPEC])
+    @tf.function(input_signature=[signature_lib.PORTABLE_INPUT_SPEC])
     def signature(images):
         return dict(zip(names, frozen(images)))
 
@@ -102,7 +73,7 @@ def _convert(converter, classes, quantize):
         blob = converter.convert()
     except Exception as error:  # 변환기는 여러 종류의 예외를 던진다: 막는 연산 줄만 남긴다
         raise ValueError(f"cannot convert to LiteRT built-in ops: {_blocking_ops(error)}") from None
-    return _with_tflite_metadata(blob, LABELS_KEY, json.dumps([""] + list(classes)).encode())
+    return _with_tflite_metadata(blob, signature_lib.LABELS_KEY, json.dumps([""] + list(classes)).encode())
 
 
 def _blocking_ops(error):
@@ -143,11 +114,12 @@ def onnx_model(signature, classes):
     import tf2onnx
 
     try:
-        proto, _ = tf2onnx.convert.from_function(signature, input_signature=[INPUT_SPEC], opset=17)
+        proto, _ = tf2onnx.convert.from_function(
+            signature, input_signature=[signature_lib.PORTABLE_INPUT_SPEC], opset=17)
     except Exception as error:  # tf2onnx 는 여러 종류의 예외를 던진다
         raise ValueError(f"cannot convert to ONNX: {str(error).strip().splitlines()[0]}") from None
     entry = proto.metadata_props.add()
-    entry.key, entry.value = LABELS_KEY, json.dumps([""] + list(classes))
+    entry.key, entry.value = signature_lib.LABELS_KEY, json.dumps([""] + list(classes))
     return proto.SerializeToString()
 
 
@@ -175,23 +147,23 @@ def write_portable(inference, config, classes, directory, formats, quantize=None
       ValueError: 바꿀 수 없는 모델, 설정 (막는 것을 밝힌다).
       ImportError: 변환기 (tf2onnx) 가 없을 때 — `DEPLOY_HINT`.
     """
-    detection = config.detection
+    limits = config.detection
     try:
-        nms.check_class_offset(detection.max_detections_per_class, detection.max_detections)
+        nms.check_class_offset(limits.max_detections_per_class, limits.max_detections)
     except ValueError as error:
         raise ValueError(f"cannot export {', '.join(formats)}: {error}; export with "
-                         f"--max_detections={detection.max_detections_per_class}") from error
-    module = PortableModule(inference, config, classes)
+                         f"--max_detections={limits.max_detections_per_class}") from error
+    module = detection.PortableDetectionModule(inference, config, classes)
     signature = frozen_signature(module)
     # 큰 모델 (vgg16_paper) 은 변환마다 최고 20 GiB 남짓을 쓴다: ONNX 를 먼저 (tf2onnx 의 큰 numpy 배열은 곧
     # 운영체제로 돌아간다), 그 뒤 glibc 가 쥔 메모리를 돌려주고 TFLite 를 바꾼다.
     if "onnx" in formats:
-        with open(os.path.join(directory, ONNX_FILE), "wb") as handle:
+        with open(os.path.join(directory, signature_lib.ONNX_FILE), "wb") as handle:
             handle.write(onnx_model(signature, classes))
         _release_memory()
     if "tflite" in formats:
-        with open(os.path.join(directory, TFLITE_FILE), "wb") as handle:
+        with open(os.path.join(directory, signature_lib.TFLITE_FILE), "wb") as handle:
             handle.write(tflite_model(signature, classes, quantize))
         _release_memory()
-    with open(os.path.join(directory, LABELS_FILE), "w", encoding="utf-8") as handle:
+    with open(os.path.join(directory, signature_lib.LABELS_FILE), "w", encoding="utf-8") as handle:
         handle.write("".join(f"{name}\n" for name in classes))

@@ -1,9 +1,9 @@
-"""내보낸 LiteRT (.tflite)·ONNX (.onnx) 파일을 불러와 돌린다 (평가·그리기 도구가 SavedModel 대신 쓴다).
+"""내보낸 LiteRT (.tflite)·ONNX (.onnx) 파일을 불러와 돌린다 (`loader.load` 가 SavedModel 과 같은 꼴로 내준다).
 
 용어:
-  실행기(runner): uint8 [1, H, W, 3] numpy 이미지 → `portable.OUTPUT_NAMES` 의 numpy dict. 런타임 (ai-edge-litert,
+  실행기(runner): uint8 [1, H, W, 3] numpy 이미지 → `signature.OUTPUT_NAMES` 의 numpy dict. 런타임 (ai-edge-litert,
     onnxruntime) 은 `[deploy]` 추가 설치에 있다; 없으면 그 이름을 밝히는 ImportError 한 줄.
-  클래스 이름: 파일 메타데이터의 `portable.LABELS_KEY` (0 번은 빈 이름 = 패딩).
+  클래스 이름: 파일 메타데이터의 `signature.LABELS_KEY` (0 번은 빈 이름 = 패딩).
 """
 
 import json
@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from frcnn.export import portable
+from frcnn.export import signature
 
 SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
 
@@ -31,6 +31,7 @@ class PortableRunner:
 
     def __init__(self, path):
         self.path = str(path)
+        self.signatures = _portable_signatures()
         self.kind = kind_of(path)
         if self.kind is None or not os.path.isfile(self.path):
             raise ValueError(f"{self.path}: not a .tflite or .onnx file")
@@ -39,14 +40,14 @@ class PortableRunner:
             self._run, self.class_names = loaded
         except ImportError as error:
             raise ImportError(f"{self.path}: running a .{self.kind} model needs {error.name}: install the "
-                              f"deploy extra: {portable.DEPLOY_HINT}", name=error.name) from None
+                              f"deploy extra: {signature.DEPLOY_HINT}", name=error.name) from None
 
     def _load_tflite(self):
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_path=self.path)
         runner = interpreter.get_signature_runner("serving_default")
-        names = json.loads(_tflite_metadata(self.path)[portable.LABELS_KEY])
+        names = json.loads(_tflite_metadata(self.path)[signature.LABELS_KEY])
         return (lambda images: runner(images=images)), names
 
     def _load_onnx(self):
@@ -55,16 +56,16 @@ class PortableRunner:
         session = onnxruntime.InferenceSession(self.path, providers=["CPUExecutionProvider"])
         outputs = [output.name for output in session.get_outputs()]
         properties = session.get_modelmeta().custom_metadata_map
-        if portable.LABELS_KEY not in properties:
+        if signature.LABELS_KEY not in properties:
             raise ValueError(f"{self.path}: no class names in the metadata (not made by tools/export)")
 
         def run(images):
             return dict(zip(outputs, session.run(None, {"images": images})))
 
-        return run, json.loads(properties[portable.LABELS_KEY])
+        return run, json.loads(properties[signature.LABELS_KEY])
 
     def __call__(self, images):
-        """uint8 [1, H, W, 3] → 출력 dict (numpy; detection_class_names 포함).
+        """uint8 [1, H, W, 3] → 출력 dict (numpy; detection_class_names 는 SavedModel 처럼 bytes).
 
         Raises:
           ValueError: uint8 [1, H, W, 3] 이 아닐 때.
@@ -74,9 +75,19 @@ class PortableRunner:
             raise ValueError(f"{self.path}: expects uint8 images [1, H, W, 3], got {images.dtype} "
                              f"{list(images.shape)}")
         outputs = {name: np.asarray(value) for name, value in self._run(images).items()}
-        names = np.array(self.class_names, dtype=object)
-        outputs["detection_class_names"] = names[outputs["detection_classes"].astype(np.int64)]
+        names = np.array([name.encode("utf-8") for name in self.class_names], dtype=object)
+        outputs[signature.CLASS_NAMES] = names[outputs[signature.CLASSES].astype(np.int64)]
         return outputs
+
+    def run(self, signature_name, inputs):
+        """`loader` 의 꼴: serving_default (images [B, H, W, 3]) 또는 serve_bytes (image_bytes [B]) → 출력 dict.
+
+        파일의 배치는 1 이라 B 장을 한 장씩 돌려 쌓는다.
+        """
+        if signature_name == signature.SERVE_BYTES:
+            return self.serve_bytes(list(inputs["image_bytes"]))
+        images = inputs["images"]
+        return _stacked([self(images[index:index + 1]) for index in range(images.shape[0])])
 
     def serve_bytes(self, image_bytes):
         """SavedModel 의 serve_bytes 와 같은 꼴: JPEG/PNG 바이트 B 개 → 출력 dict (numpy, 앞 차원 B).
@@ -89,9 +100,24 @@ class PortableRunner:
         """
         import tensorflow as tf
 
-        per_image = [self(tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()[None])
-                     for encoded in image_bytes]
-        return {name: np.concatenate([outputs[name] for outputs in per_image]) for name in per_image[0]}
+        return _stacked([self(tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()[None])
+                         for encoded in image_bytes])
+
+
+def _stacked(per_image):
+    """이미지별 출력 dict 목록 → 앞 차원으로 이어 붙인 dict."""
+    return {name: np.concatenate([outputs[name] for outputs in per_image]) for name in per_image[0]}
+
+
+def _portable_signatures():
+    """.tflite/.onnx 파일이 내는 시그니처 (SavedModel 의 serving_default, serve_bytes 와 같은 이름과 꼴)."""
+    import tensorflow as tf
+
+    outputs = dict(sorted(signature.output_specs().items()))
+    names = (signature.SERVE_BYTES, signature.SERVING_DEFAULT)
+    inputs = {name: signature.INPUT_SPECS[name] for name in names}
+    return {name: ({spec.name: tf.TensorSpec(spec.shape, spec.dtype)}, outputs)
+            for name, spec in sorted(inputs.items())}
 
 
 def _tflite_metadata(path):
@@ -109,6 +135,6 @@ def _tflite_metadata(path):
         entry = model.Metadata(index)
         data = model.Buffers(entry.Buffer()).DataAsNumpy()
         entries[entry.Name().decode()] = bytes(data) if not isinstance(data, int) else b""
-    if portable.LABELS_KEY not in entries:
+    if signature.LABELS_KEY not in entries:
         raise ValueError(f"{path}: no class names in the metadata (not made by tools/export)")
     return entries

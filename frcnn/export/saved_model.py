@@ -1,14 +1,8 @@
-"""SavedModel 내보내기: 디코딩 → 리사이즈 → 백본 → RPN → 제안 → RoI pooling → 헤드 → 클래스별 NMS →
-입력 이미지 기준 정규화 박스까지 전부 그래프 안에 넣는다. 불러오는 쪽은 frcnn·keras 없이 TF 만 있으면 된다.
+"""SavedModel 내보내기: 학습된 가중치 → 새 추론 모델 → `detection.DetectionModule` 의 세 시그니처 (그리고 원하면
+`portable` 의 model.tflite / model.onnx) 를 한 디렉터리에 원자적으로 쓴다.
 
-용어:
-  B 배치, H·W 입력 이미지 크기, h·w 리사이즈된 크기, N 최대 검출 수.
-  시그니처: serving_default(images uint8 [B, H, W, 3]), serve_bytes(image_bytes string [B]),
-    serve_examples(examples string [B] 직렬화된 tf.Example). 출력 이름은 WORKSPACE.md 의 표 그대로.
-  추론에서는 학습 캔버스까지 패딩하지 않는다: 이미지는 자기 리사이즈 크기 그대로, 백본이 필요로 하면
-    (`Backbone.pad_to_stride`) stride 배수로만 올린다 (패딩은 정규화 뒤 0, 패딩에 중심이 있는 앵커는 제안이
-    되지 않는다). VGG16 은 패딩 없이 ⌊h / 16⌋ 격자를 쓴다. 크기가 다른 이미지 배치(serve_bytes,
-    serve_examples)는 이미지마다 따로 검출하므로 한 이미지의 결과가 배치의 다른 이미지에 좌우되지 않는다.
+디코딩 → 리사이즈 → 백본 → RPN → 제안 → RoI pooling → 헤드 → 클래스별 NMS → 입력 이미지 기준 정규화 박스까지
+전부 그래프 안에 있다: 불러오는 쪽은 frcnn·keras 없이 TF 만 있으면 된다. 시그니처 이름·출력은 `signature`.
 """
 
 import dataclasses
@@ -17,90 +11,9 @@ import os
 import tensorflow as tf
 
 from frcnn import fileio
-from frcnn.data import records
-from frcnn.data import resize
+from frcnn.export import detection
 from frcnn.export import inference_model
-
-
-class DetectionModule(tf.Module):
-    """내보낼 추론 그래프."""
-
-    def __init__(self, model, config, classes):
-        super().__init__(name="frcnn")
-        self.model = model
-        self.config = config
-        # 0 번은 패딩(빈 이름), 1..C 가 데이터셋 클래스
-        self.class_names = tf.Variable([""] + list(classes), trainable=False, name="class_names")
-
-    def _padded(self, value):
-        """백본이 필요로 하면 stride 배수로 올린다 (Python int 나 int32 텐서)."""
-        if not self.model.backbone.pad_to_stride:
-            return value
-        stride = self.config.anchors.stride
-        return (value + stride - 1) // stride * stride
-
-    def _detect_resized(self, images, resized_sizes, scales):
-        """리사이즈된 배치 (크기가 다르면 가장 큰 크기까지 패딩) → 출력 dict."""
-        detections = self.model.detect(images, tf.cast(resized_sizes, tf.float32), scales)
-        classes = detections["classes"]
-        return {
-            "detection_boxes": detections["boxes"],
-            "detection_scores": detections["scores"],
-            "detection_classes": classes,
-            "detection_class_names": tf.gather(self.class_names, classes),
-            "num_detections": detections["num_detections"],
-        }
-
-    def _detect_one(self, image):
-        """[H, W, 3] 한 장 → 자기 크기로만 리사이즈 (백본이 필요하면 stride 배수로 패딩) 해 검출 → [N, ...] 출력."""
-        resized, scale = resize.resize_image(image, self.config)
-        size = tf.shape(resized)[:2]
-        padded = tf.image.pad_to_bounding_box(resized, 0, 0, self._padded(size[0]), self._padded(size[1]))
-        outputs = self._detect_resized(padded[None], size[None], scale[None])
-        return {key: value[0] for key, value in outputs.items()}
-
-    def _output_signature(self):
-        """이미지 한 장의 출력 모양 (map_fn 용)."""
-        count = self.config.detection.max_detections
-        return {
-            "detection_boxes": tf.TensorSpec([count, 4], tf.float32),
-            "detection_scores": tf.TensorSpec([count], tf.float32),
-            "detection_classes": tf.TensorSpec([count], tf.int32),
-            "detection_class_names": tf.TensorSpec([count], tf.string),
-            "num_detections": tf.TensorSpec([], tf.int32),
-        }
-
-    def detect_images(self, images):
-        """[B, H, W, 3] uint8 (같은 크기: 리사이즈·패딩이 모두 같아 배치째 한 번에) → 출력."""
-        shape = tf.shape(images)
-        scale, size = resize.resize_scale(shape[1], shape[2], self.config.input.min_size,
-                                          self.config.input.max_size)
-        resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
-        padded = tf.image.pad_to_bounding_box(resized, 0, 0, self._padded(size[0]), self._padded(size[1]))
-        sizes = tf.tile(size[None], [shape[0], 1])
-        return self._detect_resized(padded, sizes, tf.fill([shape[0]], scale))
-
-    def detect_encoded(self, image_bytes):
-        """[B] JPEG/PNG 바이트 (크기가 달라도 됨) → 출력. 이미지마다 자기 크기로 따로 검출한다 (그래프 안의
-        map_fn): 더 큰 이미지 옆에 있어도 패딩이 생기지 않아, 결과가 혼자 보낸 것과 같다."""
-        def detect(encoded):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            image.set_shape([None, None, 3])
-            return self._detect_one(image)
-
-        return tf.map_fn(detect, image_bytes, fn_output_signature=self._output_signature())
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    def serve_images(self, images):
-        return self.detect_images(images)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_bytes(self, image_bytes):
-        return self.detect_encoded(image_bytes)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_examples(self, examples):
-        return self.detect_encoded(records.parse_image_bytes(examples))
+from frcnn.export import portable
 
 
 def with_detection_overrides(config, score_threshold=None, max_detections=None, fc_svd_ranks=None):
@@ -147,18 +60,12 @@ def export_saved_model(model, config, classes, export_dir, overwrite=False, form
     if os.path.exists(export_dir) and not overwrite:
         raise ValueError(f"{export_dir}: already exists (use --overwrite)")
     inference, compressed = inference_model.build_inference_model(model, config)
-    module = DetectionModule(inference, config, classes)
-    signatures = {
-        "serving_default": module.serve_images,
-        "serve_bytes": module.serve_bytes,
-        "serve_examples": module.serve_examples,
-    }
+    module = detection.DetectionModule(inference, config, classes)
     with fileio.atomic_directory(export_dir) as staging:
         if "saved_model" in formats:
-            tf.saved_model.save(module, staging, signatures=signatures)
+            tf.saved_model.save(module, staging, signatures=module.signatures())
         portable_formats = [name for name in formats if name != "saved_model"]
         if portable_formats:
-            from frcnn.export import portable  # 순환 가져오기를 피한다 (portable 이 이 모듈을 가져온다)
             portable.write_portable(inference, config, classes, staging, portable_formats, quantize)
     return compressed
 

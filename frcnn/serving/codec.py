@@ -81,17 +81,6 @@ def parse_json_body(body):
     return document
 
 
-def input_specs(signature):
-    """시그니처의 입력 이름 → ``tf.TensorSpec`` (이름 순)."""
-    _, keyword_specs = signature.structured_input_signature
-    return dict(sorted(keyword_specs.items()))
-
-
-def output_specs(signature):
-    """시그니처의 출력 이름 → ``tf.TensorSpec`` (이름 순)."""
-    return dict(sorted(signature.structured_outputs.items()))
-
-
 def message_to_json(message):
     """프로토 메시지를 TF Serving REST 가 돌려주는 JSON 모양으로 (필드 이름 그대로, 기본값 필드까지)."""
     return json_format.MessageToDict(message, preserving_proto_field_name=True,

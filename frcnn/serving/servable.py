@@ -1,7 +1,8 @@
 """서빙할 수 있는 모델 한 버전 (servable): SavedModel 또는 LiteRT(.tflite)·ONNX(.onnx) 파일.
 
-서버의 나머지(버전 관리, 배칭, REST/gRPC)는 이 꼴만 안다: ``signatures`` (시그니처 이름 → 입력·출력 명세),
-``run(시그니처, 입력 배열들)`` → 출력 배열들, ``warmup()``. 모델이 입력 탓으로 거부하면 ``RequestError`` (400).
+불러오기는 ``frcnn.export.loader.load`` 하나. 서버의 나머지(버전 관리, 배칭, REST/gRPC)는 이 꼴만 안다:
+``signatures`` (시그니처 이름 → 입력·출력 명세), ``run(시그니처, 입력 배열들)`` → 출력 배열들, ``warmup()``.
+모델이 입력 탓으로 거부하면 ``RequestError`` (400).
 
 용어:
   servable: TF Serving 의 용어. 모델 하나의 버전 하나를 불러온 것.
@@ -18,8 +19,6 @@ import tensorflow as tf
 
 from frcnn.data import records
 from frcnn.export import loader
-from frcnn.export import runtimes
-from frcnn.serving import codec
 from frcnn.serving.codec import RequestError
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -30,49 +29,34 @@ CLIENT_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, tf.e
 logger = logging.getLogger(__name__)
 
 
-def load_model(model):
-    """경로면 frcnn.export.loader 로 불러오고, 이미 불러온 객체면 시그니처만 확인해 그대로 돌려준다.
-
-    Args:
-      model: str/os.PathLike (SavedModel 디렉터리) 또는 ``signatures`` 속성을 가진 불러온 객체.
-
-    Returns:
-      ``signatures`` 를 가진 불러온 SavedModel.
-
-    Raises:
-      ValueError: 경로에 SavedModel 이 없거나 불러올 수 없거나, 모델에 시그니처가 없을 때.
-    """
-    if isinstance(model, (str, os.PathLike)):
-        return loader.load_saved_model(model)
-    if not getattr(model, "signatures", None):
-        raise ValueError("the model has no serving signatures")
-    return model
-
-
 def load_servable(model, version=1):
-    """경로나 불러온 객체를 servable 로 만든다 (.tflite/.onnx 파일이면 PortableServable, servable 이면 그대로).
+    """경로나 불러온 객체를 servable 로 만든다 (경로는 `frcnn.export.loader.load`: SavedModel 디렉터리, .tflite,
+    .onnx; `tf.saved_model.load` 의 결과도 된다; servable 이면 그대로).
 
     Raises:
-      ValueError: 불러올 수 없을 때 (경로와 문제를 밝힌다).
+      ValueError: 불러올 수 없을 때 (경로와 문제를 밝힌다), 시그니처가 없는 객체.
       ImportError: .tflite/.onnx 런타임이 없을 때 (``[deploy]`` 추가 설치를 말한다).
     """
     if isinstance(model, Servable):
         return model
-    if isinstance(model, (str, os.PathLike)) and runtimes.kind_of(model):
-        return PortableServable(runtimes.PortableRunner(model), version)
-    return SavedModelServable(load_model(model), version)
+    if isinstance(model, (str, os.PathLike)):
+        return Servable(loader.load(model), version)
+    return Servable(loader.SavedModelDetector(model), version)
 
 
 class Servable:
-    """servable 의 공통 동작. 하위 클래스는 ``signatures`` 와 ``_call`` 을 정한다.
+    """servable 하나: 불러온 모델 (`loader.load` 의 꼴) 과 버전 번호.
 
     Attributes:
       version: int, 버전 번호.
+      model: 불러온 모델 (`loader.SavedModelDetector` 또는 `runtimes.PortableRunner`).
       signatures: dict, 시그니처 이름 → (입력 이름 → TensorSpec, 출력 이름 → TensorSpec), 이름 순.
     """
 
-    version = 1
-    signatures = {}
+    def __init__(self, model, version=1):
+        self.model = model
+        self.version = int(version)
+        self.signatures = model.signatures
 
     def input_specs(self, signature_name):
         return self.signatures[signature_name][0]
@@ -99,8 +83,8 @@ class Servable:
             raise RequestError(f"{type(error).__name__}: {short_error_message(error.message)}") from error
 
     def _call(self, signature_name, inputs):
-        """하위 클래스 (SavedModelServable, PortableServable) 가 모델을 실제로 부르는 곳 (추상 메서드)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _call")
+        """모델을 실제로 부르는 곳 (시험용 가짜 servable 이 바꾼다)."""
+        return self.model.run(signature_name, inputs)
 
     def warmup(self):
         """각 시그니처를 작은 입력으로 한 번 실행해 커널 로딩을 미리 끝낸다.
@@ -119,63 +103,6 @@ class Servable:
                 logger.warning("warm-up of '%s' failed: %s", name, error)
                 continue
             logger.info("warmed up '%s' in %.0f ms", name, 1000 * (time.monotonic() - start))
-
-
-class SavedModelServable(Servable):
-    """불러온 SavedModel 하나 (시그니처는 모델의 것 그대로)."""
-
-    def __init__(self, model, version=1):
-        self.model = model
-        self.version = int(version)
-        self._functions = dict(model.signatures)
-        self.signatures = {name: (codec.input_specs(function), codec.output_specs(function))
-                           for name, function in sorted(self._functions.items())}
-
-    def _call(self, signature_name, inputs):
-        specs = self.input_specs(signature_name)
-        tensors = {name: tf.constant(array, dtype=specs[name].dtype) for name, array in inputs.items()}
-        outputs = self._functions[signature_name](**tensors)
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
-
-
-# .tflite/.onnx 파일이 내는 시그니처 (SavedModel 의 serving_default, serve_bytes 와 같은 이름과 꼴).
-_PORTABLE_OUTPUTS = {
-    "detection_boxes": tf.TensorSpec([None, None, 4], tf.float32),
-    "detection_class_names": tf.TensorSpec([None, None], tf.string),
-    "detection_classes": tf.TensorSpec([None, None], tf.int32),
-    "detection_scores": tf.TensorSpec([None, None], tf.float32),
-    "num_detections": tf.TensorSpec([None], tf.int32),
-}
-_PORTABLE_SIGNATURES = {
-    "serve_bytes": ({"image_bytes": tf.TensorSpec([None], tf.string)}, _PORTABLE_OUTPUTS),
-    "serving_default": ({"images": tf.TensorSpec([None, None, None, 3], tf.uint8)}, _PORTABLE_OUTPUTS),
-}
-
-
-class PortableServable(Servable):
-    """``tools/export --formats=tflite,onnx`` 의 파일 하나 (``runtimes.PortableRunner``).
-
-    파일의 배치는 1 이라 serving_default 의 B 장은 한 장씩 돌린다; serve_bytes 는 이미지마다 제 크기로 돈다.
-    """
-
-    signatures = _PORTABLE_SIGNATURES
-
-    def __init__(self, runner, version=1):
-        self.runner = runner
-        self.version = int(version)
-
-    def _call(self, signature_name, inputs):
-        if signature_name == "serve_bytes":
-            outputs = self.runner.serve_bytes(list(inputs["image_bytes"]))
-        else:
-            images = inputs["images"]
-            per_image = [self.runner(images[index:index + 1]) for index in range(images.shape[0])]
-            outputs = {name: np.concatenate([result[name] for result in per_image]) for name in per_image[0]}
-        # 클래스 이름은 SavedModel 처럼 bytes (실행기는 str 을 낸다).
-        names = outputs["detection_class_names"]
-        outputs["detection_class_names"] = np.array([name.encode("utf-8") for name in names.ravel()],
-                                                    dtype=object).reshape(names.shape)
-        return outputs
 
 
 def short_error_message(message):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from frcnn.export import loader
+from frcnn.export import signature
 
 
 def test_loads_and_runs(saved_model_dir):
@@ -12,7 +13,7 @@ def test_loads_and_runs(saved_model_dir):
     images = np.zeros([1, 8, 8, 3], np.uint8)
     images[0, 2:5, 3:7] = 255
     outputs = model.signatures["serving_default"](images=images)
-    assert sorted(outputs) == sorted(loader.OUTPUT_KEYS)
+    assert sorted(outputs) == sorted(signature.OUTPUT_NAMES)
     np.testing.assert_allclose(outputs["detection_boxes"].numpy()[0, 0], [2 / 8, 3 / 8, 5 / 8, 7 / 8])
 
 

@@ -22,7 +22,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from frcnn import config as config_lib
 from frcnn.eval import runner
-from frcnn.export import portable
+from frcnn.export import signature
 from frcnn.export import runtimes
 from frcnn.training import loop
 from tests.conftest import REPO_ROOT, make_batches, tiny_config, write_voc_dir
@@ -132,7 +132,7 @@ def _assert_same_detections(export_dir, kind, file_name, tmp_path):
     assert found_any  # 비교할 검출이 있었다
 
 
-FORMATS = [("tflite", portable.TFLITE_FILE), ("onnx", portable.ONNX_FILE)]
+FORMATS = [("tflite", signature.TFLITE_FILE), ("onnx", signature.ONNX_FILE)]
 
 
 @pytest.mark.parametrize("kind, file_name", FORMATS)
@@ -144,7 +144,7 @@ def test_each_format_runs_without_tensorflow_and_matches_the_saved_model(exporte
 @pytest.mark.parametrize("kind, file_name", FORMATS)
 def test_a_vgg16_seed_like_model_matches_in_every_format(vgg_exported, tmp_path, kind, file_name):
     _assert_same_detections(vgg_exported[1], kind, file_name, tmp_path)
-    _assert_builtin_ops_only(os.path.join(vgg_exported[1], portable.TFLITE_FILE))
+    _assert_builtin_ops_only(os.path.join(vgg_exported[1], signature.TFLITE_FILE))
 
 
 def _assert_builtin_ops_only(tflite_path):
@@ -159,16 +159,17 @@ def _assert_builtin_ops_only(tflite_path):
 
 def test_tflite_holds_only_builtin_ops_and_the_class_names(exported):
     _, export_dir = exported
-    model = _assert_builtin_ops_only(os.path.join(export_dir, portable.TFLITE_FILE))
+    model = _assert_builtin_ops_only(os.path.join(export_dir, signature.TFLITE_FILE))
     metadata = {_text(entry.name): bytes(model.buffers[entry.buffer].data) for entry in model.metadata}
-    assert json.loads(metadata[portable.LABELS_KEY]) == ["", "a", "b"]
-    signature = model.signatureDefs[0]
-    assert [_text(tensor.name) for tensor in signature.inputs] == ["images"]
-    assert sorted(_text(tensor.name) for tensor in signature.outputs) == sorted(portable.OUTPUT_NAMES)
-    onnx_model = onnx.load(os.path.join(export_dir, portable.ONNX_FILE))
+    assert json.loads(metadata[signature.LABELS_KEY]) == ["", "a", "b"]
+    signature_def = model.signatureDefs[0]
+    assert [_text(tensor.name) for tensor in signature_def.inputs] == ["images"]
+    outputs = sorted(_text(tensor.name) for tensor in signature_def.outputs)
+    assert outputs == sorted(signature.PORTABLE_OUTPUT_NAMES)
+    onnx_model = onnx.load(os.path.join(export_dir, signature.ONNX_FILE))
     properties = {entry.key: entry.value for entry in onnx_model.metadata_props}
-    assert json.loads(properties[portable.LABELS_KEY]) == ["", "a", "b"]
-    with open(os.path.join(export_dir, portable.LABELS_FILE)) as handle:
+    assert json.loads(properties[signature.LABELS_KEY]) == ["", "a", "b"]
+    with open(os.path.join(export_dir, signature.LABELS_FILE)) as handle:
         assert handle.read() == "a\nb\n"  # k 번째 줄 = 클래스 k
 
 
@@ -182,11 +183,11 @@ def test_float16_quantization_halves_the_file_and_still_detects(exported, tmp_pa
     result = _export(f"--model_dir={model_dir}", f"--export_dir={quantized_dir}", "--score_threshold=0.001",
                      f"--max_detections={MAX_DETECTIONS}", "--formats=tflite", "--quantize=float16")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(os.listdir(quantized_dir)) == [portable.LABELS_FILE, portable.TFLITE_FILE]
-    size = os.path.getsize(os.path.join(quantized_dir, portable.TFLITE_FILE))
+    assert sorted(os.listdir(quantized_dir)) == [signature.LABELS_FILE, signature.TFLITE_FILE]
+    size = os.path.getsize(os.path.join(quantized_dir, signature.TFLITE_FILE))
     # 작은 모델은 그래프가 파일의 큰 몫이라 절반까지는 줄지 않는다
-    assert size < 0.7 * os.path.getsize(os.path.join(export_dir, portable.TFLITE_FILE))
-    _, results = _run_without_tensorflow("tflite", os.path.join(quantized_dir, portable.TFLITE_FILE),
+    assert size < 0.7 * os.path.getsize(os.path.join(export_dir, signature.TFLITE_FILE))
+    _, results = _run_without_tensorflow("tflite", os.path.join(quantized_dir, signature.TFLITE_FILE),
                                          tmp_path)
     assert all(np.asarray(outputs["detection_boxes"]).shape == (1, MAX_DETECTIONS, 4)
                for outputs in results.values())
@@ -234,7 +235,7 @@ def test_a_missing_converter_names_the_extra(exported, tmp_path):
     assert not os.path.exists(export_dir)
 
 
-@pytest.mark.parametrize("file_name", [portable.TFLITE_FILE, portable.ONNX_FILE])
+@pytest.mark.parametrize("file_name", [signature.TFLITE_FILE, signature.ONNX_FILE])
 def test_evaluation_collects_the_same_detections_from_every_format(exported, tmp_path, file_name):
     """tools/evaluate 의 수집 (`runner.load_detect_fn`) 은 .tflite·.onnx 도 받고, SavedModel 과 같은 검출을 모은다."""
     _, export_dir = exported
@@ -251,7 +252,7 @@ def test_evaluation_collects_the_same_detections_from_every_format(exported, tmp
 
 def test_runner_refuses_a_wrong_input(exported):
     _, export_dir = exported
-    run = runtimes.PortableRunner(os.path.join(export_dir, portable.TFLITE_FILE))
+    run = runtimes.PortableRunner(os.path.join(export_dir, signature.TFLITE_FILE))
     assert run.class_names == ["", "a", "b"]
     with pytest.raises(ValueError, match=r"expects uint8 images \[1, H, W, 3\], got float32 \[1, 8, 8, 3\]"):
         run(np.zeros([1, 8, 8, 3], np.float32))
@@ -259,7 +260,7 @@ def test_runner_refuses_a_wrong_input(exported):
         run(np.zeros([2, 8, 8, 3], np.uint8))
 
 
-@pytest.mark.parametrize("file_name", [portable.TFLITE_FILE, portable.ONNX_FILE])
+@pytest.mark.parametrize("file_name", [signature.TFLITE_FILE, signature.ONNX_FILE])
 def test_detect_tool_draws_with_every_format(exported, tmp_path, file_name):
     """tools/detect 도 .tflite·.onnx 를 받는다: 기록된 검출이 SavedModel 의 것과 같다."""
     _, export_dir = exported
@@ -280,8 +281,8 @@ def test_detect_tool_draws_with_every_format(exported, tmp_path, file_name):
         np.testing.assert_allclose(got["box_normalized"], expected["box_normalized"], atol=1e-3)
 
 
-@pytest.mark.parametrize("file_name, module", [(portable.TFLITE_FILE, "ai_edge_litert"),
-                                               (portable.ONNX_FILE, "onnxruntime")])
+@pytest.mark.parametrize("file_name, module", [(signature.TFLITE_FILE, "ai_edge_litert"),
+                                               (signature.ONNX_FILE, "onnxruntime")])
 def test_a_missing_runtime_names_the_extra(exported, monkeypatch, file_name, module):
     """런타임이 없는 프로세스: 어느 추가 설치인지 밝히는 ImportError 한 줄 (도구는 이것을 그대로 알린다)."""
     for name in [name for name in sys.modules if name == module or name.startswith(module + ".")]:

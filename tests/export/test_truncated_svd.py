@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn import config as config_lib
+from frcnn.export import detection
 from frcnn.export import saved_model
 from frcnn.export import truncated_svd
 from frcnn.modeling import backbones
@@ -87,7 +88,7 @@ def test_export_with_svd_drops_the_original_fc6_and_keeps_detections(tmp_path):
     original_fc6 = tuple(body.get_layer("fc6").kernel.shape)
     trained_values = [variable.numpy().copy() for variable in model.variables]
     image = np.random.default_rng(4).integers(0, 255, (1, 64, 64, 3)).astype(np.uint8)
-    module = saved_model.DetectionModule(model, cfg, ("a", "b"))  # tf.function 은 module 을 약하게 참조한다
+    module = detection.DetectionModule(model, cfg, ("a", "b"))  # tf.function 은 module 을 약하게 참조한다
     expected = module.serve_images(tf.constant(image))
     svd_config = saved_model.with_detection_overrides(cfg, fc_svd_ranks=(4, 4))
     used = saved_model.export_saved_model(model, svd_config, ("a", "b"), str(tmp_path / "saved"))

@@ -21,6 +21,7 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
+from frcnn.export import loader
 from frcnn.serving import codec
 
 BINARY = b"\x00\xff\xfe\x89PNG"  # UTF-8 이 아닌 바이트
@@ -70,11 +71,10 @@ def _raises_400(function, *args):
 
 def test_input_and_output_specs_of_a_loaded_signature(saved_signature):
     _, signature = saved_signature
-    inputs = codec.input_specs(signature)
+    inputs, outputs = loader.signature_specs(signature)
     assert list(inputs) == ["count", "scores", "tag"]  # 이름 순
     assert [(spec.dtype, spec.shape.as_list()) for spec in inputs.values()] == [
         (tf.int32, [None]), (tf.float32, [None, 2]), (tf.string, [None])]
-    outputs = codec.output_specs(signature)
     assert list(outputs) == ["alpha_bytes", "mid", "zeta"]
     assert [(spec.dtype, spec.shape.as_list()) for spec in outputs.values()] == [
         (tf.string, [None]), (tf.int32, []), (tf.float32, [None, 2])]
@@ -90,7 +90,7 @@ def test_signature_def_json_matches_the_saved_model_proto(saved_signature):
                                          preserving_proto_field_name=True,
                                          always_print_fields_with_no_presence=True)
     expected.pop("defaults", None)  # TF Serving 의 SignatureDef 에는 없는 새 필드
-    inputs, outputs = codec.input_specs(signature), codec.output_specs(signature)
+    inputs, outputs = loader.signature_specs(signature)
     assert codec.signature_def_json("sig", inputs, outputs) == expected
 
 

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn.export import portable
+from frcnn.export import signature
 from frcnn.serving import make_server
 from tests.serving.harness import http_call, running
 from tests.conftest import _detect_one
@@ -20,11 +21,11 @@ from tests.conftest import _detect_one
 MODEL_NAME = "tiny"
 
 
-@tf.function(input_signature=[portable.INPUT_SPEC])
+@tf.function(input_signature=[signature.PORTABLE_INPUT_SPEC])
 def _portable_signature(images):
     """작은 검출기를 portable 의 꼴로: uint8 [1, H, W, 3] → 문자열 없는 출력 (클래스 이름은 메타데이터)."""
     outputs = _detect_one(images[0])
-    return {name: outputs[name][None] for name in portable.OUTPUT_NAMES}
+    return {name: outputs[name][None] for name in signature.PORTABLE_OUTPUT_NAMES}
 
 
 @pytest.fixture(scope="module", params=["tflite", "onnx"])

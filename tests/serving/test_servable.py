@@ -13,19 +13,22 @@ from frcnn.data import records
 from frcnn.serving import servable
 
 
-def test_load_model_from_path_and_object(saved_model_dir, loaded_model):
-    model = servable.load_model(saved_model_dir)
-    assert sorted(model.signatures) == ["serve_bytes", "serve_examples", "serving_default"]
-    assert servable.load_model(loaded_model) is loaded_model
+def test_load_servable_from_path_and_object(saved_model_dir, loaded_model):
+    from_path = servable.load_servable(saved_model_dir, version=3)
+    assert sorted(from_path.signatures) == ["serve_bytes", "serve_examples", "serving_default"]
+    assert from_path.version == 3
+    from_object = servable.load_servable(loaded_model)
+    assert from_object.model.model is loaded_model
+    assert servable.load_servable(from_object) is from_object
 
 
-def test_load_model_errors(tmp_path):
+def test_load_servable_errors(tmp_path):
     with pytest.raises(ValueError, match=r"not a SavedModel directory \(no saved_model.pb\)"):
-        servable.load_model(str(tmp_path))
+        servable.load_servable(str(tmp_path))
     with pytest.raises(ValueError, match="SavedModel directory not found"):
-        servable.load_model(tmp_path / "missing")
+        servable.load_servable(tmp_path / "missing")
     with pytest.raises(ValueError, match="the model has no serving signatures"):
-        servable.load_model(tf.Module())
+        servable.load_servable(tf.Module())
 
 
 def _decoded(image_bytes):
@@ -59,7 +62,7 @@ def test_short_error_message_keeps_the_cause_line():
 
 def test_warmup_runs_every_signature(loaded_model, caplog):
     with caplog.at_level(logging.INFO, logger=servable.logger.name):
-        servable.SavedModelServable(loaded_model).warmup()
+        servable.load_servable(loaded_model).warmup()
     warmed = sorted(record.getMessage().split("'")[1] for record in caplog.records
                     if record.getMessage().startswith("warmed up"))
     assert warmed == ["serve_bytes", "serve_examples", "serving_default"]
