@@ -15,6 +15,7 @@ from absl import app, flags
 
 from benchmarks import side_by_side
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.data import resize
 from frcnn.export import detection
 from frcnn.modeling import model as model_lib
@@ -60,7 +61,7 @@ def main(argv):
     del argv
     config = config_lib.build_config(FLAGS.config, "backbone.weights=none")
     model = model_lib.FasterRCNN(config, 20)
-    model.build_all(config_lib.largest_canvas(config))
+    model.build_all(record_spec.largest_canvas(config))
     module = detection.DetectionModule(model, config, [f"class{index}" for index in range(1, 21)])
     per_image = tf.function(module.detect_encoded)
     padded = _padded_batch_fn(module, config)

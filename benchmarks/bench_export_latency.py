@@ -27,6 +27,7 @@ from absl import app, flags
 from benchmarks import side_by_side
 from benchmarks.side_by_side import timed
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.export import saved_model
 from frcnn.export import truncated_svd
 from frcnn.modeling import backbones
@@ -81,7 +82,7 @@ def main(argv):
     config = config_lib.build_config("vgg16_paper", "backbone.weights=none")
     tf.random.set_seed(FLAGS.seed)
     model = model_lib.FasterRCNN(config, NUM_CLASSES)
-    model.build_all(config_lib.largest_canvas(config))
+    model.build_all(record_spec.largest_canvas(config))
     classes = [f"class_{index}" for index in range(1, NUM_CLASSES + 1)]
     generator = np.random.default_rng(FLAGS.seed)
     shape = [1, FLAGS.image_height, FLAGS.image_width, 3]

@@ -15,6 +15,7 @@ from absl import app, flags
 from PIL import Image
 
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.data import sources
 from frcnn.data import voc
 from pipelines import convert
@@ -84,7 +85,7 @@ def main(argv):
             options = convert.ConvertOptions(output_dir=os.path.join(work_dir, f"records{repeat}"),
                                              split="trainval")
             summary = convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None),
-                                      config, options)
+                                      record_spec.RecordSpec.from_config(config), options)
             rates.append(summary["images_per_second"])
             record_bytes = sum(os.path.getsize(path) for path in summary["files"])
             print(f"preset {config.name}: A={summary['num_anchors']} anchors, {summary['num_images']} images "

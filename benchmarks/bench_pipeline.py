@@ -14,6 +14,7 @@ from absl import app, flags
 
 from benchmarks import bench_make_tfrecords
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.data import sources
 from pipelines import convert
 from pipelines import input_pipeline
@@ -32,8 +33,8 @@ flags.DEFINE_integer("canvas", None, "Canvas index (the training loop's one-canv
 
 def measure(pattern: str, config, batch_size, num_batches: int, warmup_batches: int, canvas=None) -> float:
     """학습 모드 데이터셋에서 배치를 꺼내는 속도 (images/s)."""
-    iterator = iter(input_pipeline.build_dataset(pattern, config, training=True, batch_size=batch_size,
-                                                 canvas=canvas))
+    spec = record_spec.RecordSpec.read(pattern, config)
+    iterator = iter(input_pipeline.build_dataset(spec, training=True, batch_size=batch_size, canvas=canvas))
     for _ in range(warmup_batches):
         next(iterator)
     start = time.perf_counter()
@@ -52,7 +53,8 @@ def main(argv):
             bench_make_tfrecords.make_voc(voc_dir, FLAGS.synthetic_images, seed=0)
             options = convert.ConvertOptions(output_dir=os.path.join(work_dir, "records"), split="trainval",
                                              params_override=FLAGS.params_override)
-            convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config, options)
+            convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None),
+                            record_spec.RecordSpec.from_config(config), options)
             pattern = os.path.join(work_dir, "records", "trainval-*.tfrecord")
         rate = measure(pattern, config, batch_size, FLAGS.num_batches, FLAGS.warmup_batches, FLAGS.canvas)
     print(f"build_dataset(training=True, canvas={FLAGS.canvas}) preset {config.name}, batch {batch_size}: "

@@ -21,6 +21,7 @@ from absl import app, flags
 
 from benchmarks import side_by_side
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.data import resize
 from frcnn.modeling import backbones
 from frcnn.modeling import rpn_targets
@@ -38,6 +39,8 @@ flags.DEFINE_integer("seed", 0, "무작위 이미지·박스 씨앗.")
 TARGET_RATIO = 1.25
 NUM_CLASSES = 20
 
+SPEC = record_spec.RecordSpec.from_config  # 설정 → 캔버스 명세
+
 
 def random_batch(config, generator):
     """캔버스 배치 한 개를 만든다.
@@ -51,7 +54,7 @@ def random_batch(config, generator):
         gt_classes [1, G] int32, anchor_matches [1, A] int32.
     """
     height, width = FLAGS.image_height, FLAGS.image_width
-    canvas = config_lib.canvases(config)[int(resize.canvas_for_image(height, width, config))]
+    canvas = record_spec.canvases(config)[int(resize.canvas_for_image(height, width, SPEC(config)))]
     canvas_height, canvas_width = canvas
     images = np.zeros([1, canvas_height, canvas_width, 3], np.float32)
     images[0, :height, :width] = generator.integers(0, 256, [height, width, 3])

@@ -4,9 +4,8 @@
   캔버스(canvas): 이미지를 비율 유지로 리사이즈한 뒤 패딩해 넣는 고정 크기 판 (높이, 너비). 짧은 변은
     min_size, 긴 변은 `input.canvas_long_sides` 와 max_size 중 하나 (stride 배수로 올림); 가로형(landscape)·
     세로형(portrait) 모두 있다. 이미지는 자기를 담는 가장 작은 캔버스에 들어가 (py-faster-rcnn·detectron2 의
-    종횡비 묶음) 4:3 이미지가 3:5 판의 패딩 비용을 치르지 않는다. 캔버스 번호는 `canvases` 의 순서다.
-  지문(fingerprint): 앵커 라벨을 바꾸는 설정(캔버스, 앵커, RPN 매칭 임계값)의 해시. 레코드의 미리 계산된
-    앵커 라벨이 학습 프리셋과 맞는지 확인하는 데 쓴다.
+    종횡비 묶음) 4:3 이미지가 3:5 판의 패딩 비용을 치르지 않는다. 캔버스 목록·앵커 수·앵커 지문은 설정에서
+    계산되는 지식이라 `frcnn/data/record_spec.py` (RecordSpec) 에 있다; 이 모듈은 설정만 갖는다.
   섹션(section): ExperimentConfig 의 dataclass 필드 하나 (input, anchors, backbone, rpn, roi, detection, train).
     키는 `section.key` 로 부른다 (`train.num_steps`).
 
@@ -16,9 +15,6 @@
 
 import ast
 import dataclasses
-import hashlib
-import json
-import math
 from typing import Tuple
 
 
@@ -361,53 +357,6 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
 def build_config(preset: str, overrides: str = "") -> ExperimentConfig:
     """프리셋 + 덮어쓰기 → 검증된 설정."""
     return validate(apply_overrides(get_preset(preset), overrides))
-
-
-def _round_up(value: int, stride: int) -> int:
-    return int(math.ceil(value / stride) * stride)
-
-
-def canvases(config: ExperimentConfig) -> Tuple[Tuple[int, int], ...]:
-    """프리셋의 캔버스 (높이, 너비) 들: 넓이 오름차순 (같으면 가로형 먼저), 중복 없음. 번호 = 이 순서.
-
-    짧은 변은 min_size, 긴 변은 canvas_long_sides 와 max_size (stride 배수로 올림). 두 방향이 같은 모양이면
-    (vgg16_seed 의 224×224) 하나다.
-    """
-    short, longest = largest_canvas(config)
-    # 짧은 변보다 짧거나 최대 캔버스보다 긴 변은 어떤 이미지도 쓰지 않으므로 뺀다 (min/max_size 를 바꿔도 된다).
-    longs = {side for side in config.input.canvas_long_sides if short <= side < longest} | {longest}
-    shapes = {shape for long in longs for shape in ((short, long), (long, short))}
-    return tuple(sorted(shapes, key=lambda shape: (shape[0] * shape[1], shape[0])))
-
-
-def largest_canvas(config: ExperimentConfig) -> Tuple[int, int]:
-    """가장 큰 가로형 캔버스 (min_size, max_size 를 stride 배수로 올림): 어떤 가로형 이미지든 담는다."""
-    stride = config.anchors.stride
-    return _round_up(config.input.min_size, stride), _round_up(config.input.max_size, stride)
-
-
-def num_anchors(config: ExperimentConfig, canvas: Tuple[int, int]) -> int:
-    """캔버스 (높이, 너비) 하나의 앵커 수 A."""
-    height, width = canvas
-    stride = config.anchors.stride
-    return (height // stride) * (width // stride) * config.anchors.num_anchors_per_location
-
-
-def anchor_fingerprint(config: ExperimentConfig) -> str:
-    """앵커 라벨을 결정하는 설정의 지문 (12자리 hex)."""
-    relevant = {
-        "min_size": config.input.min_size,
-        "max_size": config.input.max_size,
-        "canvases": canvases(config),
-        "anchors": dataclasses.asdict(config.anchors),
-        "positive_iou": config.rpn.positive_iou,
-        "negative_iou": config.rpn.negative_iou,
-        "allow_cross_boundary": config.rpn.allow_cross_boundary,
-        "max_gt_boxes": config.input.max_gt_boxes,
-        "difficult": config.input.difficult,
-    }
-    text = json.dumps(relevant, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def without_pretrained_weights(config: ExperimentConfig) -> ExperimentConfig:

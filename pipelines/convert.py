@@ -31,7 +31,6 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from frcnn import config as config_lib
 from frcnn import fileio
 from frcnn.data import records
 from frcnn.data import resize
@@ -86,8 +85,9 @@ class AnchorLabeler:
     앵커도 인자로 받아 모든 캔버스가 그래프 하나를 함께 쓴다 (추적·최적화는 처음 한 번).
     """
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, spec):
+        self.spec = spec
+        self.config = spec.config
         self._anchors = {}  # 캔버스 번호 → [A, 4] 앵커 (처음 쓸 때 만든다)
         signature = [tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, None, 4], tf.float32),
                      tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None], tf.int32),
@@ -98,7 +98,7 @@ class AnchorLabeler:
             self._label_batch, input_signature=signature + [tf.TensorSpec([None, None], tf.bool)])
         # 캔버스 번호: 이미지마다 부르므로 그래프 하나로 (즉시 실행의 연산 여러 개보다 빠르다)
         self._canvas_for_image = tf.function(
-            lambda height, width: resize.canvas_for_image(height, width, config),
+            lambda height, width: resize.canvas_for_image(height, width, spec),
             input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)])
 
     def canvas_of(self, example: sources.SourceExample) -> int:
@@ -108,7 +108,7 @@ class AnchorLabeler:
     def anchors(self, canvas: int):
         """캔버스 번호 k 의 앵커 [A, 4]."""
         if canvas not in self._anchors:
-            shape = config_lib.canvases(self.config)[canvas]
+            shape = self.spec.canvas_shapes[canvas]
             self._anchors[canvas] = anchors_lib.anchors_for_canvas(self.config, shape)
         return self._anchors[canvas]
 
@@ -313,17 +313,17 @@ def _closing(items):
             items.close()
 
 
-def _write_all(source: sources.Source, config, writer: _ShardWriter, options: ConvertOptions) -> _Tally:
+def _write_all(source: sources.Source, spec, writer: _ShardWriter, options: ConvertOptions) -> _Tally:
     """소스의 모든 항목을 검사·라벨·기록한다. 잘못된 항목은 건너뛰거나 ConversionError 를 던진다."""
-    labeler = AnchorLabeler(config)
-    fingerprint = config_lib.anchor_fingerprint(config)
+    labeler = AnchorLabeler(spec)
+    fingerprint = spec.fingerprint
     tally = _Tally()
     pending = collections.defaultdict(list)
     report = options.progress or (lambda done, total: None)
     report(0, source.num_examples)
     with _closing(source.items):
         for done, item in enumerate(source.items, start=1):
-            item = _check_example(item, config.input.max_gt_boxes)
+            item = _check_example(item, spec.config.input.max_gt_boxes)
             report(done, source.num_examples)
             if isinstance(item, sources.SourceError):
                 if not options.skip_invalid:
@@ -341,29 +341,13 @@ def _write_all(source: sources.Source, config, writer: _ShardWriter, options: Co
     return tally
 
 
-def _metadata(source: sources.Source, config, options: ConvertOptions, tally: _Tally,
-              num_shards: int) -> dict:
-    return {
-        "split": options.split,
-        "classes": list(source.classes),
-        "preset": config.name,
-        "anchor_fingerprint": config_lib.anchor_fingerprint(config),
-        "canvases": [list(shape) for shape in config_lib.canvases(config)],
-        "num_anchors": [config_lib.num_anchors(config, shape) for shape in config_lib.canvases(config)],
-        "canvas_counts": [tally.canvas_counts.get(index, 0)
-                          for index in range(len(config_lib.canvases(config)))],
-        "num_images": tally.num_images,
-        "num_objects": tally.num_objects,
-        "num_difficult": tally.num_difficult,
-        "num_crowd": tally.num_crowd,
-        "difficult": config.input.difficult,
-        "num_shards": num_shards,
-        "source": source.name,
-        **source.metadata,
-        "skipped": tally.skipped,
-        "params_override": options.params_override,
-        "created_by": CREATED_BY,
-    }
+def _metadata(source: sources.Source, spec, options: ConvertOptions, tally: _Tally, num_shards: int) -> dict:
+    """`<split>.json` 내용 (스키마는 `RecordSpec.metadata_for`)."""
+    counts = {"num_images": tally.num_images, "num_objects": tally.num_objects, "num_crowd": tally.num_crowd,
+              "num_difficult": tally.num_difficult, "canvas_counts": tally.canvas_counts}
+    return dataclasses.replace(spec, classes=tuple(source.classes)).metadata_for(
+        options.split, counts, num_shards=num_shards, source=source.name, **source.metadata,
+        skipped=tally.skipped, params_override=options.params_override, created_by=CREATED_BY)
 
 
 def _open(open_source: Callable[[], sources.Source]) -> sources.Source:
@@ -374,13 +358,13 @@ def _open(open_source: Callable[[], sources.Source]) -> sources.Source:
         raise ConversionError(error.path, error.problem) from None
 
 
-def convert(open_source: Callable[[], sources.Source], config, options: ConvertOptions) -> dict:
+def convert(open_source: Callable[[], sources.Source], spec, options: ConvertOptions) -> dict:
     """소스를 열어 샤드 TFRecord 와 `<split>.json` 을 쓴다. 실패하면 아무것도 남기지 않는다.
 
     Args:
       open_source: 인자 없이 `sources.Source` 를 돌려주는 함수 (출력 검사 뒤에 부른다); 던지는
         `sources.SourceError` 는 ConversionError 로 바뀐다.
-      config: 검증된 `ExperimentConfig` (캔버스·앵커·매칭 임계값·G).
+      spec: `RecordSpec.from_config(config)` (캔버스·앵커·매칭 임계값·G·지문).
       options: ConvertOptions.
 
     Returns:
@@ -398,8 +382,8 @@ def convert(open_source: Callable[[], sources.Source], config, options: ConvertO
         source = _open(open_source)
         num_shards = options.num_shards or max(1, round(source.num_examples / IMAGES_PER_SHARD))
         writer = _ShardWriter(options.output_dir, options.split, num_shards)
-        tally = _write_all(source, config, writer, options)
-        metadata = _metadata(source, config, options, tally, num_shards)
+        tally = _write_all(source, spec, writer, options)
+        metadata = _metadata(source, spec, options, tally, num_shards)
         files = writer.commit(metadata, existing_outputs(options.output_dir, options.split))
     except BaseException:
         if writer is not None:

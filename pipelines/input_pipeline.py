@@ -1,12 +1,12 @@
 """학습 입력 파이프라인: 샤드 TFRecord → 디코딩·리사이즈·뒤집기·캔버스 패딩 → 캔버스별 배치.
 
 레코드의 앵커 매칭 코드는 `make_tfrecords` 가 같은 리사이즈 식(`resize.resize_scale`)과 같은
-float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 그래서 시작 전에 앵커 지문이 학습 설정과
-같은지 확인하고, 뒤집기를 하면 미리 계산해 둔 뒤집힌 이미지의 코드를 쓴다.
+float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 앵커 지문은 `RecordSpec.read` 가 시작 전에 한 번
+확인하고 (레코드마다 다시 확인한다), 뒤집기를 하면 미리 계산해 둔 뒤집힌 이미지의 코드를 쓴다.
 
 용어:
   B 배치, G 최대 GT 수 (`input.max_gt_boxes`, −1 패딩), A 앵커 수.
-  H, W 원본 크기; h, w 리사이즈된 크기; Hc, Wc 캔버스 크기 (`config.canvases` 의 k 번째).
+  H, W 원본 크기; h, w 리사이즈된 크기; Hc, Wc 캔버스 크기 (`RecordSpec.canvas_shapes` 의 k 번째).
   박스: `[ymin, xmin, ymax, xmax]` float32 캔버스 픽셀 (레코드는 정규화 좌표).
   캔버스별 배치: 이미지는 자기 크기로 정해지는 캔버스 k 에 들어간다 (`resize.canvas_for_image`). `canvas=k` 면
     그 캔버스의 레코드만 (디코딩 전에 크기 특징으로 고른다) 정적 모양 [B, Hc, Wc, 3] 으로 낸다: 학습은
@@ -16,101 +16,14 @@ float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 그래서 시�
     이미지의 'skipped_records' 가 그 앞에서 건너뛴 수라서, 배치의 합을 더하면 건너뛴 총수다 (학습 루프가 센다).
 """
 
-import glob
-import json
 import os
 import sys
 
 import tensorflow as tf
 
-from frcnn import config as config_lib
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.ops import box_ops
-
-
-def matching_files(file_pattern: str) -> list:
-    """TFRecord glob 에 맞는 파일 목록 (정렬). 학습 파이프라인과 평가 도구가 함께 쓴다.
-
-    Raises:
-      ValueError: 맞는 파일이 없을 때 ("<pattern>: no TFRecord files match").
-    """
-    files = sorted(glob.glob(file_pattern))
-    if not files:
-        raise ValueError(f"{file_pattern}: no TFRecord files match")
-    return files
-
-
-def read_metadata(file_pattern: str) -> dict:
-    """샤드 옆의 `<split>.json` (클래스 이름, 프리셋, 앵커 지문, 개수) 을 읽는다.
-
-    Args:
-      file_pattern: 샤드 glob (예 'records/trainval-*.tfrecord'). 한 디렉터리의 한 분할이어야 한다.
-
-    Returns:
-      json 내용 dict.
-
-    Raises:
-      ValueError: 맞는 파일이 없음, 샤드 이름이 `<split>-NNNNN-of-MMMMM.tfrecord` 가 아님,
-        여러 분할·디렉터리가 섞임, json 이 없거나 읽을 수 없음.
-    """
-    locations = set()
-    for path in matching_files(file_pattern):
-        match = records.SHARD_NAME_PATTERN.match(os.path.basename(path))
-        if not match:
-            raise ValueError(f"{path}: not a shard named <split>-NNNNN-of-MMMMM.tfrecord")
-        locations.add((os.path.dirname(path), match.group("split")))
-    if len(locations) != 1:
-        raise ValueError(f"records '{file_pattern}' mix several splits or directories: {sorted(locations)}")
-    directory, split = locations.pop()
-    metadata_path = records.metadata_path(directory, split)
-    try:
-        with open(metadata_path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{metadata_path}: cannot read the records' metadata: {error}") from None
-
-
-def _first_record_fingerprint(path: str) -> str:
-    for serialized in tf.data.TFRecordDataset(path).take(1):
-        return records.parse_example(serialized)["anchor_fingerprint"].numpy().decode()
-    return None
-
-
-def check_fingerprint(file_pattern: str, config) -> dict:
-    """레코드의 앵커 지문이 학습 설정과 같은지 확인하고 메타데이터를 돌려준다.
-
-    Raises:
-      ValueError: json 이나 첫 레코드의 지문이 `anchor_fingerprint(config)` 와 다를 때
-        (레코드를 만든 프리셋 이름과 다시 만드는 방법을 알려 준다; 캔버스 목록이 없는 옛 레코드는
-        다시 만들라고 한다).
-    """
-    metadata = read_metadata(file_pattern)
-    expected = config_lib.anchor_fingerprint(config)
-    found = metadata.get("anchor_fingerprint")
-    first_shard = matching_files(file_pattern)[0]
-    record_fingerprint = _first_record_fingerprint(first_shard)
-    made_with = metadata.get("difficult")
-    same_preset = metadata.get("preset") == config.name
-    if same_preset and made_with not in (None, config.input.difficult):
-        raise ValueError(
-            f"records '{file_pattern}' were made with --difficult={made_with}, but training uses "
-            f"input.difficult={config.input.difficult}; train with "
-            f"--params_override=input.difficult={made_with} or remake the records")
-    if found != expected and "canvases" not in metadata:
-        raise ValueError(
-            f"records '{file_pattern}' were made by an older frcnn with one canvas per orientation; the "
-            f"records now hold anchor labels for the preset's aspect-ratio canvases: regenerate them with "
-            f"make_tfrecords --config={config.name} --overwrite")
-    if found != expected or record_fingerprint not in (None, expected):
-        found = found if found != expected else record_fingerprint
-        override = metadata.get("params_override") or ""
-        raise ValueError(
-            f"records '{file_pattern}' were made for preset '{metadata.get('preset')}'"
-            f"{f' with --params_override={override}' if override else ''} (anchor fingerprint {found}), "
-            f"but training uses '{config.name}' ({expected}); "
-            f"rerun make_tfrecords with --config={config.name}")
-    return metadata
 
 
 def _pad_objects(values, max_gt_boxes: int, padding):
@@ -130,12 +43,12 @@ def _flip_decision(config, training: bool, flip, seed):
     return tf.random.uniform([], seed=seed) < 0.5
 
 
-def _parse(serialized, config):
-    """레코드 → `records.parse_example` dict (앵커 지문이 설정과 다르면 오류: 건너뛰지 않는다)."""
+def _parse(serialized, spec):
+    """레코드 → `records.parse_example` dict (앵커 지문이 명세와 다르면 오류: 건너뛰지 않는다)."""
     parsed = records.parse_example(serialized)
     fingerprint_check = tf.debugging.assert_equal(
-        parsed["anchor_fingerprint"], config_lib.anchor_fingerprint(config),
-        message=f"record anchor fingerprint differs from preset '{config.name}'")
+        parsed["anchor_fingerprint"], spec.fingerprint,
+        message=f"record anchor fingerprint differs from preset '{spec.config.name}'")
     with tf.control_dependencies([fingerprint_check]):
         parsed["image_bytes"] = tf.identity(parsed["image_bytes"])
     return parsed
@@ -182,8 +95,9 @@ def _skip_undecodable(dataset, num_records: int, what: str):
     return counted.filter(lambda element: element["decoded"])
 
 
-def _prepare(parsed, config, training, flip, seed, canvas):
+def _prepare(parsed, spec, training, flip, seed, canvas):
     """디코딩한 레코드 하나 → 배치 전 원소 dict (모양은 `build_dataset` 의 배치 모양에서 B 를 뺀 것)."""
+    config = spec.config
     image = parsed["image"]
     original_size = tf.shape(image)[:2]
     resized, scale = resize.resize_image(image, config)
@@ -195,12 +109,11 @@ def _prepare(parsed, config, training, flip, seed, canvas):
     gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)
     matches_bytes = tf.where(do_flip, parsed["anchor_matches_flipped_bytes"], parsed["anchor_matches_bytes"])
     if canvas is None:
-        shape = resize.canvas_shape_of(resize.canvas_for_image(original_size[0], original_size[1], config),
-                                       config)
+        index = resize.canvas_for_image(original_size[0], original_size[1], spec)
+        shape = resize.canvas_shape_of(index, spec)
         num_anchors = None
     else:
-        shape = config_lib.canvases(config)[canvas]
-        num_anchors = config_lib.num_anchors(config, shape)
+        shape, num_anchors = spec.canvas(canvas)
     return {
         "images": resize.pad_to_canvas(resized, shape),
         "image_sizes": image_size,
@@ -225,20 +138,20 @@ def _read_records(files, training: bool, seed):
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
 
 
-def _canvas_filter(canvas: int, config):
+def _canvas_filter(canvas: int, spec):
     """캔버스 k 의 레코드만 남기는 술어 (디코딩 전에 크기 특징으로 판단)."""
     def keep(serialized):
         height, width = records.parse_image_size(serialized)
-        return tf.equal(resize.canvas_for_image(height, width, config), canvas)
+        return tf.equal(resize.canvas_for_image(height, width, spec), canvas)
 
     return keep
 
 
-def _batch_by_canvas(dataset, config, batch_size: int, drop_remainder: bool):
+def _batch_by_canvas(dataset, spec, batch_size: int, drop_remainder: bool):
     """같은 캔버스끼리 배치한다 (배치마다 캔버스 모양이 하나)."""
     def canvas_key(element):
         original = element["original_sizes"]
-        return tf.cast(resize.canvas_for_image(original[0], original[1], config), tf.int64)
+        return tf.cast(resize.canvas_for_image(original[0], original[1], spec), tf.int64)
 
     return dataset.group_by_window(
         key_func=canvas_key,
@@ -246,13 +159,29 @@ def _batch_by_canvas(dataset, config, batch_size: int, drop_remainder: bool):
         window_size=batch_size)
 
 
-def build_dataset(file_pattern: str, config, training: bool, batch_size=None, flip=None, seed=None,
+def _decoded_records(spec, training, seed, canvas):
+    """샤드 → (캔버스 k 의 것만) → 섞기·반복 → 파싱 → 디코딩 (깨진 이미지는 경고하고 건너뛴다)."""
+    dataset = _read_records(list(spec.files), training, seed)
+    if canvas is not None:
+        dataset = dataset.filter(_canvas_filter(canvas, spec))
+    if training:
+        dataset = dataset.shuffle(spec.config.input.shuffle_buffer, seed=seed).repeat()
+    dataset = dataset.map(lambda serialized: _parse(serialized, spec), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.interleave(_decode_or_mark, cycle_length=8, num_parallel_calls=tf.data.AUTOTUNE,
+                                 deterministic=not training)
+    if canvas is None:
+        return _skip_undecodable(dataset, spec.metadata.get("num_images", 0), spec.files[0])
+    shape = spec.canvas_shapes[canvas]
+    return _skip_undecodable(dataset, spec.canvas_counts[canvas],
+                             f"canvas {canvas} ({shape[0]}×{shape[1]}) in {os.path.dirname(spec.files[0])}")
+
+
+def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
                   canvas=None) -> tf.data.Dataset:
     """학습·평가용 배치 데이터셋을 만든다.
 
     Args:
-      file_pattern: 샤드 glob (예 'records/trainval-*.tfrecord').
-      config: `ExperimentConfig`; 레코드의 앵커 지문과 같아야 한다.
+      spec: `record_spec.RecordSpec.read(샤드 glob, config)` — 파일, 지문, 캔버스 (한 번 확인한 것).
       training: True 면 섞기, 반복, 무작위 좌우 뒤집기 (`input.random_flip`), 마지막 작은 배치 버림.
       batch_size: 배치 크기 B (None 이면 `train.batch_size`).
       flip: None 이면 위 규칙, True/False 면 모든 이미지를 뒤집기/그대로 (시험용).
@@ -269,32 +198,19 @@ def build_dataset(file_pattern: str, config, training: bool, batch_size=None, fl
       앞에서 건너뛴 디코딩 불가 레코드 수).
 
     Raises:
-      ValueError: 파일이 없거나 메타데이터가 없을 때, 앵커 지문이 설정과 다를 때, 없는 캔버스 번호.
+      ValueError: 레코드 파일이 없는 명세, 없는 캔버스 번호.
     """
-    num_canvases = len(config_lib.canvases(config))
+    num_canvases = len(spec.canvas_shapes)
     if canvas is not None and not (isinstance(canvas, int) and 0 <= canvas < num_canvases):
         raise ValueError(f"canvas must be None or a canvas index in [0, {num_canvases}), got {canvas!r}")
-    metadata = check_fingerprint(file_pattern, config)
-    batch_size = batch_size or config.train.batch_size
-    dataset = _read_records(matching_files(file_pattern), training, seed)
-    if canvas is not None:
-        dataset = dataset.filter(_canvas_filter(canvas, config))
-    if training:
-        dataset = dataset.shuffle(config.input.shuffle_buffer, seed=seed).repeat()
-    dataset = dataset.map(lambda serialized: _parse(serialized, config), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.interleave(_decode_or_mark, cycle_length=8, num_parallel_calls=tf.data.AUTOTUNE,
-                                 deterministic=not training)
-    if canvas is None:
-        dataset = _skip_undecodable(dataset, metadata.get("num_images", 0), file_pattern)
-    else:
-        counts = metadata.get("canvas_counts") or [0] * (canvas + 1)
-        shape = config_lib.canvases(config)[canvas]
-        dataset = _skip_undecodable(dataset, counts[canvas], f"canvas {canvas} ({shape[0]}×{shape[1]}) in "
-                                                             f"{file_pattern}")
-    dataset = dataset.map(lambda parsed: _prepare(parsed, config, training, flip, seed, canvas),
+    if not spec.files:
+        raise ValueError("build_dataset needs a RecordSpec read from records (RecordSpec.read)")
+    batch_size = batch_size or spec.config.train.batch_size
+    dataset = _decoded_records(spec, training, seed, canvas)
+    dataset = dataset.map(lambda parsed: _prepare(parsed, spec, training, flip, seed, canvas),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     if canvas is not None:
         dataset = dataset.batch(batch_size, drop_remainder=training)
     else:
-        dataset = _batch_by_canvas(dataset, config, batch_size, drop_remainder=training)
+        dataset = _batch_by_canvas(dataset, spec, batch_size, drop_remainder=training)
     return dataset.prefetch(tf.data.AUTOTUNE)

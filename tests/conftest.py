@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from frcnn import config as config_lib  # noqa: E402
+from frcnn.data import record_spec  # noqa: E402
 from frcnn.data import records  # noqa: E402
 from frcnn.data import sources  # noqa: E402
 from frcnn.modeling import rpn_targets  # noqa: E402
@@ -160,7 +161,8 @@ def convert_voc(voc_dir, output_dir, preset="cpu_small", overrides="", **options
     config = config_lib.build_config(preset, overrides)
     convert_options = convert.ConvertOptions(output_dir=str(output_dir), split="trainval",
                                              params_override=overrides, **options)
-    return convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config,
+    return convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None),
+                           record_spec.RecordSpec.from_config(config),
                            convert_options)
 
 

@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 
 flags.DEFINE_string("workspace", "workspace",
                     "Workspace root: data/, records/, runs/, exports/, eval/, detections/.")
@@ -41,13 +42,13 @@ def _run(title, arguments, timings):
         sys.exit(completed.returncode)
 
 
-def _records_fingerprint(records, split):
-    """이미 있는 레코드의 앵커 지문 (없거나 읽을 수 없으면 None)."""
+def _records_usable(records, split, config):
+    """이미 있는 레코드를 이 설정으로 읽을 수 있는지 (`RecordSpec.read`: 파일, json, 지문)."""
     try:
-        with open(os.path.join(records, f"{split}.json"), encoding="utf-8") as handle:
-            return json.load(handle).get("anchor_fingerprint")
-    except (OSError, ValueError):
-        return None
+        record_spec.RecordSpec.read(os.path.join(records, f"{split}-*.tfrecord"), config)
+        return True
+    except ValueError:
+        return False
 
 
 def main(argv):
@@ -63,9 +64,9 @@ def main(argv):
         _run("make_synthetic_voc", ["tools.make_synthetic_voc", f"--output_dir={os.path.join(root, 'data')}",
                                     f"--num_trainval={FLAGS.num_trainval}", f"--num_test={FLAGS.num_test}",
                                     f"--seed={FLAGS.seed}"], timings)
-    fingerprint = config_lib.anchor_fingerprint(config_lib.build_config(FLAGS.config, FLAGS.params_override))
+    config = config_lib.build_config(FLAGS.config, FLAGS.params_override)
     for split in ("trainval", "test"):
-        if _records_fingerprint(records, split) != fingerprint:  # 없거나 다른 설정으로 만든 레코드는 다시 만든다
+        if not _records_usable(records, split, config):  # 없거나 다른 설정으로 만든 레코드는 다시 만든다
             _run(f"make_tfrecords {split}",
                  ["tools.make_tfrecords", f"--voc_dir={voc_dir}", f"--split={split}", "--overwrite",
                   f"--output_dir={records}", f"--config={FLAGS.config}",

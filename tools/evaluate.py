@@ -19,10 +19,10 @@ import tensorflow as tf
 from absl import app, flags
 from tqdm import tqdm
 
+from frcnn.data import record_spec
 from frcnn.data import voc
 from frcnn.eval import report, runner
 from frcnn.export import runtimes
-from pipelines import input_pipeline
 
 FLAGS = flags.FLAGS
 
@@ -97,7 +97,7 @@ def _record_paths():
     """
     if not FLAGS.records:
         return None
-    return input_pipeline.matching_files(FLAGS.records)
+    return record_spec.matching_files(FLAGS.records)
 
 
 def _evaluate(progress):

@@ -19,6 +19,7 @@ from absl import app, flags
 from tqdm import tqdm
 
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.data import coco
 from frcnn.data import sources
 from frcnn.data import tfds_source
@@ -151,7 +152,7 @@ def main(argv):
                 output_dir=FLAGS.output_dir, split=FLAGS.split, num_shards=FLAGS.num_shards,
                 skip_invalid=FLAGS.skip_invalid, overwrite=FLAGS.overwrite,
                 params_override=params_override, progress=progress)
-            summary = convert.convert(_open_source(), config, options)
+            summary = convert.convert(_open_source(), record_spec.RecordSpec.from_config(config), options)
     except convert.ConversionError as error:
         _fail(str(error))
     crowd = f"; {summary['num_crowd']} crowd" if summary["num_crowd"] else ""

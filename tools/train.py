@@ -121,6 +121,7 @@ def _train():
     import tensorflow as tf
 
     from frcnn import config as config_lib
+    from frcnn.data import record_spec
     from frcnn.training import distribute
     from frcnn.training import loop
     from frcnn.training import precision
@@ -131,19 +132,17 @@ def _train():
     config = config_lib.build_config(FLAGS.config, _overrides())
     if config.train.mixed_precision:  # 모델을 만들기 전에
         keras.mixed_precision.set_global_policy(precision.mixed_policy_name())
-    metadata = input_pipeline.check_fingerprint(FLAGS.records, config)  # 학습 시작 (run.json) 전에
+    spec = record_spec.RecordSpec.read(FLAGS.records, config)  # 파일·지문 확인은 한 번, 학습 시작 (run.json) 전에
     tf.random.set_seed(config.train.seed)
 
     def make_dataset(batch_size, canvas):
-        return input_pipeline.build_dataset(FLAGS.records, config, training=True, batch_size=batch_size,
-                                            canvas=canvas)
+        return input_pipeline.build_dataset(spec, training=True, batch_size=batch_size, canvas=canvas)
 
-    make_validator = _validator_factory(config, metadata["classes"]) if FLAGS.eval_records else None
+    make_validator = _validator_factory(config, spec.classes) if FLAGS.eval_records else None
     bar = _ProgressBar() if FLAGS.progress else None
     try:
-        return loop.train(config, FLAGS.records, FLAGS.model_dir, make_dataset, metadata["classes"],
-                          metadata["canvas_counts"], strategy, bar, bar.write if bar else print,
-                          FLAGS.eval_records, make_validator)
+        return loop.train(spec, FLAGS.records, FLAGS.model_dir, make_dataset, strategy, bar,
+                          bar.write if bar else print, FLAGS.eval_records, make_validator)
     finally:
         if bar is not None:
             bar.close()
@@ -155,16 +154,16 @@ def _validator_factory(config, classes):
     Raises:
       ValueError: 레코드가 없거나, 메타데이터를 읽을 수 없거나, 클래스가 학습 레코드와 다를 때.
     """
+    from frcnn.data import record_spec
     from frcnn.eval import validation
     from frcnn.training import distribute
     from frcnn.viz import draw
-    from pipelines import input_pipeline
 
-    eval_classes = input_pipeline.read_metadata(FLAGS.eval_records).get("classes")
+    eval_classes = record_spec.read_metadata(FLAGS.eval_records).get("classes")
     if list(eval_classes or ()) != list(classes):
         raise ValueError(f"{FLAGS.eval_records}: validation records have classes {eval_classes}, but the "
                          f"training records have {list(classes)}; make them with the same --classes")
-    paths = input_pipeline.matching_files(FLAGS.eval_records)
+    paths = record_spec.matching_files(FLAGS.eval_records)
 
     def make_validator(model, strategy):
         log_dir = distribute.worker_dir(FLAGS.model_dir, strategy, "eval")

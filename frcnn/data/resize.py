@@ -2,7 +2,7 @@
 
 용어:
   H, W 원본 이미지 크기; h, w 리사이즈된 크기; Hc, Wc 캔버스 크기.
-  캔버스 번호 k: `config.canvases(config)` 의 순서. 이미지는 리사이즈된 (h, w) 를 담는 가장 작은 캔버스에
+  캔버스 번호 k: `RecordSpec.canvas_shapes` 의 순서. 이미지는 리사이즈된 (h, w) 를 담는 가장 작은 캔버스에
     들어간다 (`canvas_for_image`): 레코드의 앵커 라벨, 학습 파이프라인의 배치 묶음이 같은 함수를 쓴다.
   학습(레코드·파이프라인)과 추론(SavedModel)이 같은 함수를 써서 크기가 한 픽셀도 어긋나지 않는다.
   정규화 박스: [ymin, xmin, ymax, xmax] ∈ [0, 1] (레코드 좌표). 캔버스 픽셀 박스 = 정규화 × (h, w, h, w).
@@ -10,7 +10,6 @@
 
 import tensorflow as tf
 
-from frcnn import config as config_lib
 from frcnn.ops import box_ops
 
 
@@ -43,26 +42,27 @@ def resize_scale(height, width, min_size, max_size):
     return scale, tf.stack([resized_height, resized_width], axis=-1)
 
 
-def canvas_index(resized_height, resized_width, config):
+def canvas_index(resized_height, resized_width, spec):
     """리사이즈된 (h, w) 를 담는 가장 작은 캔버스의 번호 k (int32 스칼라 텐서, 그래프 안).
 
-    가장 큰 가로형·세로형 캔버스는 어떤 리사이즈 결과든 담으므로 늘 하나가 있다.
+    spec: `record_spec.RecordSpec` (캔버스 목록). 가장 큰 가로형·세로형 캔버스는 어떤 리사이즈 결과든 담으므로
+    늘 하나가 있다.
     """
-    shapes = tf.constant(config_lib.canvases(config), tf.int32)  # [K, 2]
+    shapes = tf.constant(spec.canvas_shapes, tf.int32)  # [K, 2]
     fits = tf.logical_and(shapes[:, 0] >= tf.cast(resized_height, tf.int32),
                           shapes[:, 1] >= tf.cast(resized_width, tf.int32))
     return tf.cast(tf.argmax(tf.cast(fits, tf.int32)), tf.int32)  # 처음 True (넓이 오름차순)
 
 
-def canvas_for_image(height, width, config):
-    """원본 크기 (H, W) 의 이미지가 들어갈 캔버스 번호 k (int32 스칼라 텐서)."""
-    _, resized = resize_scale(height, width, config.input.min_size, config.input.max_size)
-    return canvas_index(resized[0], resized[1], config)
+def canvas_for_image(height, width, spec):
+    """원본 크기 (H, W) 의 이미지가 들어갈 캔버스 번호 k (int32 스칼라 텐서). spec: `RecordSpec`."""
+    _, resized = resize_scale(height, width, spec.min_size, spec.max_size)
+    return canvas_index(resized[0], resized[1], spec)
 
 
-def canvas_shape_of(index, config):
-    """캔버스 번호 k → (Hc, Wc) int32 텐서 두 개 (번호가 텐서일 때; 정적이면 `config.canvases` 를 쓴다)."""
-    shapes = tf.constant(config_lib.canvases(config), tf.int32)
+def canvas_shape_of(index, spec):
+    """캔버스 번호 k (텐서) → (Hc, Wc) int32 텐서 두 개 (번호가 정적이면 `spec.canvas_shapes[k]`)."""
+    shapes = tf.constant(spec.canvas_shapes, tf.int32)
     return shapes[index, 0], shapes[index, 1]
 
 

@@ -28,7 +28,6 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from frcnn import config as config_lib
 from frcnn.modeling import model as model_lib
 from frcnn.training import best_checkpoint
 from frcnn.training import distribute
@@ -39,22 +38,21 @@ from frcnn.training import trainer as trainer_lib
 MIN_RECORDS_JUDGED = 1000  # 깨진 레코드 비율 (1 %) 의 최소 분모
 
 
-def train(config, records, model_dir, make_dataset, classes, canvas_counts, strategy="auto",
-          progress=None, log=None, eval_records=None, make_validator=None):
+def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None, log=None, eval_records=None,
+          make_validator=None):
     """학습한다 (재실행하면 마지막 체크포인트에서 이어간다).
 
     모델은 활성 Keras dtype 정책으로 만든다: 혼합 정밀도는 부르는 쪽이
     `keras.mixed_precision.set_global_policy(precision.mixed_policy_name())` 로 미리 정한다. 재현하려면
-    부르는 쪽이 먼저 `tf.random.set_seed(config.train.seed)` 를 부른다.
+    부르는 쪽이 먼저 `tf.random.set_seed(spec.config.train.seed)` 를 부른다.
 
     Args:
-      config: `ExperimentConfig`.
+      spec: `record_spec.RecordSpec` — 설정 (`spec.config`), 클래스 이름 (1..C), 캔버스와 캔버스마다 레코드 수
+        (`canvas_counts`; 루프의 캔버스를 이 비율로 고른다).
       records: TFRecord glob (run.json 에 기록).
       model_dir: 출력 디렉터리.
       make_dataset: 함수 (global_batch_size, canvas) → 캔버스 번호 canvas 의 학습 tf.data.Dataset (반복,
         정적 모양 배치, `input_pipeline.build_dataset(canvas=…)`).
-      classes: 클래스 이름들 (1..C).
-      canvas_counts: 캔버스마다 레코드 수 (`<split>.json` 의 "canvas_counts"); 루프의 캔버스를 이 비율로 고른다.
       strategy: `distribute.make_strategy` 의 이름 또는 이미 만든 전략 (다중 워커 전략은 다른 TF 연산보다
         먼저 만들어야 하므로 바이너리는 시작하자마자 만든다).
       progress: None 또는 루프마다 부를 함수 (step, total, stage, losses, images_per_second)
@@ -74,7 +72,7 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
       OSError: 체크포인트를 쓸 수 없을 때 (디스크 가득 참 등; 이전 체크포인트는 남아 이어 학습할 수 있다).
     """
     log = log or (lambda message: None)
-    trainer = _build(config, records, model_dir, classes, strategy)
+    trainer = _build(spec, records, model_dir, strategy)
     restored = trainer.restore()
     start = int(trainer.step.numpy())
     validation = None
@@ -87,17 +85,17 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
         return {"step": start, "losses": {}, "checkpoint": restored}
     if restored:
         log(f"resuming from {restored} at step {start}/{trainer.total_steps}")
-    batches = CanvasBatches(trainer, make_dataset, canvas_counts)
+    batches = CanvasBatches(trainer, make_dataset, spec)
     losses = _run_loops(trainer, batches, start, progress, log, validation)
     return _finish(trainer, losses)
 
 
-def _build(config, records, model_dir, classes, strategy):
+def _build(spec, records, model_dir, strategy):
     """run.json 을 쓰고 (다른 설정이면 거부) 전략과 학습기를 만든다."""
-    run_file.write_run_file(model_dir, config, classes, records)
+    run_file.write_run_file(model_dir, spec, records)
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = distribute.make_strategy(strategy)
-    return trainer_lib.Trainer(config, len(classes), model_dir, strategy)
+    return trainer_lib.Trainer(spec.config, len(spec.classes), model_dir, strategy)
 
 
 class CanvasBatches:
@@ -106,7 +104,7 @@ class CanvasBatches:
     Args:
       trainer: `trainer.Trainer`.
       make_dataset: 함수 (global_batch_size, canvas) → tf.data.Dataset.
-      canvas_counts: 캔버스마다 레코드 수 (길이 = 캔버스 수, 합 > 0).
+      spec: `RecordSpec` (캔버스 모양, 캔버스마다 레코드 수: 길이 = 캔버스 수, 합 > 0).
 
     Raises:
       ValueError: canvas_counts 의 길이가 캔버스 수와 다르거나, 음수이거나, 합이 0 일 때.
@@ -114,12 +112,14 @@ class CanvasBatches:
 
     KEYS = model_lib.FasterRCNN.TRAINING_KEYS + ("skipped_records",)
 
-    def __init__(self, trainer, make_dataset, canvas_counts):
-        canvases = config_lib.canvases(trainer.config)
-        counts = np.asarray(canvas_counts, np.float64)
-        if counts.shape != (len(canvases),) or np.any(counts < 0) or counts.sum() <= 0:
-            raise ValueError(f"canvas_counts {list(canvas_counts)} do not match the preset's {len(canvases)} "
-                             f"canvases {list(canvases)} (or hold no records); remake the records")
+    def __init__(self, trainer, make_dataset, spec):
+        shapes = spec.canvas_shapes
+        counts = np.asarray(spec.canvas_counts, np.float64)
+        if counts.shape != (len(shapes),) or np.any(counts < 0) or counts.sum() <= 0:
+            raise ValueError(f"canvas_counts {list(spec.canvas_counts)} do not match the preset's "
+                             f"{len(shapes)} canvases {list(shapes)} (or hold no records); "
+                             "remake the records")
+        self.spec = spec
         self._trainer = trainer
         self._make_dataset = make_dataset
         self._probabilities = counts / counts.sum()
@@ -192,7 +192,7 @@ def _run_loop(trainer, plan, batches, canvas, num_steps):
     try:
         return loop_function(batches.iterator(canvas), tf.constant(num_steps))
     except tf.errors.OutOfRangeError:
-        shape = config_lib.canvases(trainer.config)[canvas]
+        shape = batches.spec.canvas_shapes[canvas]
         raise ValueError(f"canvas {canvas} ({shape[0]}×{shape[1]}) has no records in this worker's part of "
                          "the training records, but <split>.json counts some; use the whole split's shards "
                          "or remake the records") from None

@@ -24,10 +24,11 @@ def run_file_path(model_dir):
     return os.path.join(model_dir, RUN_FILE)
 
 
-def make_run_info(config, classes, records):
-    """run.json 에 쓸 내용. JSON 왕복으로 튜플을 리스트로 바꿔 읽은 기록과 그대로 비교되게 한다."""
-    run_info = {"config": config_lib.to_dict(config), "classes": list(classes), "records": records,
-                "anchor_fingerprint": config_lib.anchor_fingerprint(config)}
+def make_run_info(spec, records):
+    """run.json 에 쓸 내용 (spec: `RecordSpec` — 설정, 클래스, 지문). JSON 왕복으로 튜플을 리스트로 바꿔 읽은 기록과
+    그대로 비교되게 한다."""
+    run_info = {"config": config_lib.to_dict(spec.config), "classes": list(spec.classes), "records": records,
+                "anchor_fingerprint": spec.fingerprint}
     return json.loads(json.dumps(run_info))
 
 
@@ -75,15 +76,15 @@ def check_run_file(model_dir, run_info):
                          f"({', '.join(differing) or 'classes'} differ); use a new --model_dir")
 
 
-def write_run_file(model_dir, config, classes, records):
-    """해석된 설정과 클래스 이름을 model_dir/run.json 에 원자적으로 쓴다 (export 가 읽는다). 이어 학습이면
+def write_run_file(model_dir, spec, records):
+    """명세 (`RecordSpec`) 의 해석된 설정, 클래스 이름, 지문을 model_dir/run.json 에 원자적으로 쓴다 (export 가 읽는다). 이어 학습이면
     기록된 최고 기록 ("best") 을 그대로 둔다.
 
     Raises:
       ValueError: model_dir 에 다른 설정의 기록이 있을 때.
     """
     os.makedirs(model_dir, exist_ok=True)
-    run_info = make_run_info(config, classes, records)
+    run_info = make_run_info(spec, records)
     check_run_file(model_dir, run_info)
     best = read_best(model_dir)
     if best is not None:

@@ -5,7 +5,10 @@ import pytest
 import tensorflow as tf
 
 from frcnn import config
+from frcnn.data import record_spec
 from frcnn.data import resize
+
+SPEC = record_spec.RecordSpec.from_config  # 설정 → 캔버스 명세
 
 
 def test_resize_scale_hand_computed():
@@ -23,8 +26,8 @@ def test_resize_and_pad_portrait():
     resized, scale = resize.resize_image(image, cfg)
     assert resized.shape == (171, 128, 3)
     # 171×128 을 담는 가장 작은 캔버스: 세로형 176×128 (번호 1)
-    assert int(resize.canvas_for_image(200, 150, cfg)) == 1
-    padded = resize.pad_to_canvas(resized + 1.0, config.canvases(cfg)[1])
+    assert int(resize.canvas_for_image(200, 150, SPEC(cfg))) == 1
+    padded = resize.pad_to_canvas(resized + 1.0, record_spec.canvases(cfg)[1])
     assert padded.shape == (176, 128, 3)
     assert np.all(padded.numpy()[171:] == 0) and np.all(padded.numpy()[:171] == 1)
     dynamic = resize.pad_to_canvas(resized, resize.canvas_shape_of(tf.constant(3), cfg))
@@ -42,7 +45,7 @@ def _padding(height, width, canvas):
                                            (334, 500), (332, 500), (480, 640)])
 def test_common_aspect_ratios_pad_at_most_5_percent(height, width):
     cfg = config.get_preset("vgg16_paper")
-    canvas = config.canvases(cfg)[int(resize.canvas_for_image(height, width, cfg))]
+    canvas = record_spec.canvases(cfg)[int(resize.canvas_for_image(height, width, SPEC(cfg)))]
     assert _padding(height, width, canvas) <= 0.05, canvas
 
 
@@ -50,9 +53,9 @@ def test_no_shape_pads_more_than_on_the_one_canvas_per_orientation():
     cfg = config.get_preset("vgg16_paper")
     shapes = [(height, 500) for height in range(100, 1001, 7)]
     shapes += [(width, height) for height, width in shapes]
-    indices = [int(resize.canvas_for_image(height, width, cfg)) for height, width in shapes]
+    indices = [int(resize.canvas_for_image(height, width, SPEC(cfg))) for height, width in shapes]
     for (height, width), index in zip(shapes, indices):
-        canvas = config.canvases(cfg)[index]
+        canvas = record_spec.canvases(cfg)[index]
         old = (608, 1008) if width >= height else (1008, 608)
         _, resized = resize.resize_scale(height, width, 600, 1000)
         assert resized[0] <= canvas[0] and resized[1] <= canvas[1]  # 담는다

@@ -20,6 +20,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.data import coco
 from frcnn.eval import coco_ap
 from frcnn.eval import runner
@@ -151,8 +152,9 @@ def test_voc_metrics_ignore_crowd_objects_like_difficult(coco_dir, detect):
 def test_records_made_from_the_json_give_the_same_coco_metrics(coco_dir, detect, tmp_path):
     annotations_path, images_dir = coco_dir
     options = convert.ConvertOptions(output_dir=str(tmp_path / "records"), split="val")
-    summary = convert.convert(lambda: coco.open_coco_source(annotations_path, images_dir, None),
-                              config_lib.build_config("cpu_small"), options)
+    spec = record_spec.RecordSpec.from_config(config_lib.build_config("cpu_small"))
+    open_source = lambda: coco.open_coco_source(annotations_path, images_dir, None)  # noqa: E731
+    summary = convert.convert(open_source, spec, options)
     report = runner.evaluate(detect, record_paths=summary["files"][:-1])
     _assert_same_stats(report["coco"], _pycocotools_stats(annotations_path))
     assert [item["num_difficult"] for item in report["classes"]] == [1, 0, 1]

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.export import inference_model
 from frcnn.export import saved_model
 from frcnn.modeling import model as model_lib
@@ -21,7 +22,7 @@ def _trained(separate_rpn_backbone=False):
     """변수를 무작위로 흔든 (학습된 것처럼 0 이 아닌 편향) 모델."""
     tf.random.set_seed(3)
     model = model_lib.FasterRCNN(CONFIG, 2, separate_rpn_backbone=separate_rpn_backbone)
-    model.build_all(config_lib.largest_canvas(CONFIG))
+    model.build_all(record_spec.largest_canvas(CONFIG))
     rng = np.random.default_rng(0)
     for variable in model.trainable_variables:
         variable.assign(variable + rng.normal(0.0, 0.01, variable.shape).astype(np.float32))

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
 from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.eval import runner
 from frcnn.export import signature
 from frcnn.export import runtimes
@@ -80,7 +81,8 @@ def exported(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"portable_{request.param}")
     model_dir, export_dir = str(root / "run"), str(root / "export")
     cfg = tiny_config(f"train.num_steps=6,roi.op={request.param}")
-    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1])
+    loop.train(record_spec.RecordSpec.from_config(cfg, ["a", "b"], [1]), "x", model_dir, lambda batch_size,
+               canvas: make_batches(cfg))
     result = _export(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--score_threshold=0.001",
                      f"--max_detections={MAX_DETECTIONS}", "--formats=saved_model,tflite,onnx")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -105,7 +107,8 @@ def vgg_exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("portable_vgg16")
     model_dir, export_dir = str(root / "run"), str(root / "export")
     cfg = config_lib.build_config("vgg16_seed", VGG_TINY)
-    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1])
+    loop.train(record_spec.RecordSpec.from_config(cfg, ["a", "b"], [1]), "x", model_dir, lambda batch_size,
+               canvas: make_batches(cfg))
     result = _export(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--score_threshold=0.001",
                      f"--max_detections={MAX_DETECTIONS}", "--formats=saved_model,tflite,onnx")
     assert result.returncode == 0, result.stderr[-3000:]

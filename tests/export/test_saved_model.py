@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.export import saved_model
 from frcnn.modeling import model as model_lib
 from frcnn.serving import make_server
@@ -67,7 +67,8 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     model_dir, export_dir = str(root / "run"), str(root / "saved_model")
     cfg = tiny_config("train.num_steps=8")
-    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1])
+    loop.train(record_spec.RecordSpec.from_config(cfg, ["a", "b"], [1]), "x", model_dir, lambda batch_size,
+               canvas: make_batches(cfg))
     result = _run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--score_threshold=0.01",
                          f"--max_detections={MAX_DETECTIONS}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -87,7 +88,7 @@ def _load(model_dir):
     _, config, classes, checkpoint = trainer.load_trained_model(model_dir)
     config = saved_model.with_detection_overrides(config, 0.01, MAX_DETECTIONS)
     model = model_lib.FasterRCNN(config, len(classes))
-    model.build_all(config_lib.largest_canvas(config))
+    model.build_all(record_spec.largest_canvas(config))
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     return model, classes
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from frcnn import config as config_lib
+from frcnn.data import record_spec
 from frcnn.export import detection
 from frcnn.export import saved_model
 from frcnn.export import truncated_svd
@@ -82,7 +82,7 @@ def test_head_without_fc_layers_is_an_error():
 def test_export_with_svd_drops_the_original_fc6_and_keeps_detections(tmp_path):
     cfg = tiny_config("detection.score_threshold=0.0,detection.max_detections=8")
     model = model_lib.FasterRCNN(cfg, 2)
-    model.build_all(config_lib.largest_canvas(cfg))
+    model.build_all(record_spec.largest_canvas(cfg))
     body = model.detector_head.body
     _set_low_rank(body, 4, 5)
     original_fc6 = tuple(body.get_layer("fc6").kernel.shape)

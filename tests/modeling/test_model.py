@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn.ops import anchors as anchors_lib
+from frcnn.data import record_spec
 from frcnn import config as config_lib
 from frcnn.modeling import model as model_lib
 from frcnn.modeling import rpn_targets
@@ -21,7 +22,7 @@ OVERRIDES = ("backbone.width=8,backbone.fc_units=32,input.min_size=64,input.max_
              "rpn.test_pre_nms_top_k=200,rpn.test_post_nms_top_k=32,roi.num_rois=32,"
              "detection.max_detections=10")
 CONFIG = config_lib.build_config("cpu_small", OVERRIDES)
-CANVAS = config_lib.largest_canvas(CONFIG)
+CANVAS = record_spec.largest_canvas(CONFIG)
 NUM_CLASSES = 2
 RPN_KEYS = {"rpn_objectness_loss", "rpn_box_loss"}
 DETECTOR_KEYS = {"detector_class_loss", "detector_box_loss"}

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from frcnn import config
+from frcnn.data import record_spec
 from frcnn.ops import anchors
 
 
@@ -30,14 +31,14 @@ def test_grid_order_and_centers():
 
 def test_vgg16_seed_has_1764_anchors():
     cfg = config.get_preset("vgg16_seed")
-    assert config.canvases(cfg) == ((224, 224),)
-    assert config.num_anchors(cfg, (224, 224)) == 14 * 14 * 9 == 1764
+    assert record_spec.canvases(cfg) == ((224, 224),)
+    assert record_spec.num_anchors(cfg, (224, 224)) == 14 * 14 * 9 == 1764
     assert anchors.anchors_for_canvas(cfg, (224, 224)).shape == (1764, 4)
 
 
 def test_vgg16_paper_anchor_counts_like_the_paper():
     cfg = config.get_preset("vgg16_paper")
-    grid = anchors.anchors_for_canvas(cfg, config.largest_canvas(cfg)).numpy()
+    grid = anchors.anchors_for_canvas(cfg, record_spec.largest_canvas(cfg)).numpy()
     # 논문: 1000×600 이미지에 약 20000 앵커, 경계 안은 "약 6000" (정확한 수는 앵커 모양 반올림에 따라 6–8천)
     assert 19000 <= grid.shape[0] <= 22000
     inside = ((grid[:, 0] >= 0) & (grid[:, 1] >= 0) & (grid[:, 2] <= 600) & (grid[:, 3] <= 1000)).sum()
@@ -46,9 +47,9 @@ def test_vgg16_paper_anchor_counts_like_the_paper():
 
 def test_each_canvas_has_its_own_anchor_grid():
     cfg = config.get_preset("vgg16_paper")
-    for height, width in config.canvases(cfg):
+    for height, width in record_spec.canvases(cfg):
         grid = anchors.anchors_for_canvas(cfg, (height, width)).numpy()
-        assert grid.shape == (config.num_anchors(cfg, (height, width)), 4)
+        assert grid.shape == (record_spec.num_anchors(cfg, (height, width)), 4)
         # 마지막 칸의 중심은 (Hc − 8, Wc − 8)
         np.testing.assert_allclose((grid[-1, :2] + grid[-1, 2:]) / 2, [height - 8, width - 8])
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from frcnn.data import record_spec
 from frcnn.data import coco
 from frcnn.data import records
 from frcnn.eval import runner
@@ -27,6 +28,11 @@ from frcnn.training import trainer
 from pipelines import convert
 from pipelines import input_pipeline
 from tests.conftest import TINY, convert_voc, tiny_config, write_coco_dir, write_voc_dir
+
+
+def _dataset(pattern, config, *args, **kwargs):
+    """`RecordSpec.read` → `build_dataset` (학습 도구처럼 명세를 한 번 읽는다)."""
+    return input_pipeline.build_dataset(record_spec.RecordSpec.read(pattern, config), *args, **kwargs)
 
 
 def _numpy_ioa(anchors, boxes):
@@ -46,7 +52,8 @@ def coco_records(tmp_path_factory):
     root = tmp_path_factory.mktemp("coco_records")
     annotations_path, images_dir = write_coco_dir(root)
     options = convert.ConvertOptions(output_dir=str(root / "records"), split="train")
-    convert.convert(lambda: coco.open_coco_source(annotations_path, images_dir, None), tiny_config(), options)
+    convert.convert(lambda: coco.open_coco_source(annotations_path, images_dir, None),
+                    record_spec.RecordSpec.from_config(tiny_config()), options)
     return str(root / "records" / "train-*.tfrecord"), annotations_path, images_dir
 
 
@@ -54,7 +61,7 @@ def coco_records(tmp_path_factory):
 def test_crowd_flags_and_anchor_labels_follow_the_crowd_rule(coco_records, flip):
     pattern, _, _ = coco_records
     cfg = tiny_config()
-    batch = next(iter(input_pipeline.build_dataset(pattern, cfg, False, batch_size=4, flip=flip, canvas=0)))
+    batch = next(iter(_dataset(pattern, cfg, False, batch_size=4, flip=flip, canvas=0)))
     crowd_by_image = {source_id.decode(): crowd[:3].tolist()
                       for source_id, crowd in zip(batch["source_ids"].numpy(), batch["gt_crowd"].numpy())}
     assert crowd_by_image == {"10": [False, False, True], "11": [False] * 3, "12": [False] * 3,
@@ -90,8 +97,8 @@ def test_records_without_the_crowd_feature_read_as_not_crowd(tmp_path):
                 writer.write(example.SerializeToString())
     parsed = records.parse_example(tf.constant(example.SerializeToString()))
     assert parsed["is_crowd"].numpy().tolist() == [False] * len(parsed["classes"].numpy()) != []
-    batch = next(iter(input_pipeline.build_dataset(str(old_dir / "trainval-*.tfrecord"), tiny_config(), False,
-                                                   batch_size=4, canvas=0)))
+    old_pattern = str(old_dir / "trainval-*.tfrecord")
+    batch = next(iter(_dataset(old_pattern, tiny_config(), False, batch_size=4, canvas=0)))
     assert batch["gt_crowd"].shape == batch["gt_classes"].shape and not batch["gt_crowd"].numpy().any()
 
 
@@ -99,14 +106,14 @@ def test_records_without_the_crowd_feature_read_as_not_crowd(tmp_path):
 def test_coco_records_train_and_the_model_evaluates_on_the_coco_json(coco_records, tmp_path):
     pattern, annotations_path, images_dir = coco_records
     cfg = tiny_config("train.num_steps=4,detection.score_threshold=0.0")
-    metadata = input_pipeline.read_metadata(pattern)
+    spec = record_spec.RecordSpec.read(pattern, cfg)
     model_dir = str(tmp_path / "run")
     tf.random.set_seed(0)
 
     def make_dataset(batch_size, canvas):
-        return input_pipeline.build_dataset(pattern, cfg, True, batch_size, canvas=canvas)
+        return input_pipeline.build_dataset(spec, True, batch_size, canvas=canvas)
 
-    result = loop.train(cfg, pattern, model_dir, make_dataset, metadata["classes"], metadata["canvas_counts"])
+    result = loop.train(spec, pattern, model_dir, make_dataset)
     assert result["step"] == 4 and all(math.isfinite(value) for value in result["losses"].values())
     model, _, classes, _ = trainer.load_trained_model(model_dir)
     assert classes == ("dog", "cat", "person")

@@ -10,6 +10,7 @@ import pytest
 
 from frcnn import config as config_lib
 from frcnn import fileio
+from frcnn.data import record_spec
 from frcnn.data import records
 from frcnn.data import sources
 from frcnn.modeling import rpn_targets
@@ -63,7 +64,7 @@ def test_metadata_json(converted):
     assert metadata["difficult"] == "drop" and metadata["params_override"] == DROP
     assert metadata["classes"][0] == "aeroplane" and len(metadata["classes"]) == 20
     assert metadata["preset"] == "cpu_small"
-    assert metadata["anchor_fingerprint"] == config_lib.anchor_fingerprint(config)
+    assert metadata["anchor_fingerprint"] == record_spec.anchor_fingerprint(config)
     # 캔버스 128×176, 176×128, 128×192, 192×128 / stride 8, 위치당 4×3 앵커
     assert metadata["canvases"] == [[128, 176], [176, 128], [128, 192], [192, 128]]
     assert metadata["num_anchors"] == [16 * 22 * 12, 22 * 16 * 12, 16 * 24 * 12, 24 * 16 * 12]
@@ -78,7 +79,7 @@ def test_metadata_json(converted):
 
 def _smallest_canvas(height, width, config):
     """리사이즈된 (h, w) 를 담는 넓이가 가장 작은 캔버스 (파이썬으로 따로 계산한 기대값)."""
-    holding = [shape for shape in config_lib.canvases(config) if shape[0] >= height and shape[1] >= width]
+    holding = [shape for shape in record_spec.canvases(config) if shape[0] >= height and shape[1] >= width]
     return min(holding, key=lambda shape: shape[0] * shape[1])
 
 
@@ -86,7 +87,7 @@ def _num_anchors(example, config):
     height, width = int(example["height"]), int(example["width"])
     scale = min(config.input.min_size / min(height, width), config.input.max_size / max(height, width))
     canvas = _smallest_canvas(round(height * scale), round(width * scale), config)
-    return config_lib.num_anchors(config, canvas)
+    return record_spec.num_anchors(config, canvas)
 
 
 def _expected_matches(example, config, flipped):
@@ -151,7 +152,8 @@ def test_too_many_objects_is_an_error(tmp_path):
     config = config_lib.build_config("cpu_small", "input.max_gt_boxes=2")
     options = convert.ConvertOptions(output_dir=str(tmp_path / "out"), split="trainval")
     with pytest.raises(convert.ConversionError, match="--params_override=input.max_gt_boxes=3") as error:
-        convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None), config, options)
+        convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None),
+                        record_spec.RecordSpec.from_config(config), options)
     assert error.value.path.endswith("000004.xml")
     assert not (tmp_path / "out").exists()
 

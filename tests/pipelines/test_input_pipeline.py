@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from frcnn import config as config_lib
 from pipelines import input_pipeline
+from frcnn.data import record_spec
 from frcnn.data import records
 from tests.conftest import VOC_IMAGES, convert_voc, damage_image, read_records, write_voc_dir
 
@@ -17,6 +18,11 @@ G = CONFIG.input.max_gt_boxes
 # 손으로 고른 캔버스: 40×30 (→128×171) 과 32×32 (→128×128) 은 0 번 128×176, 48×32 (→128×192) 는 2 번 128×192,
 # 24×36 (→192×128) 은 3 번 192×128. 1 번 176×128 에는 없다.
 CANVAS_OF = {"000001": 0, "000003": 0, "000004": 2, "000002": 3}
+
+
+def _dataset(pattern, config, *args, **kwargs):
+    """`RecordSpec.read` → `build_dataset` (학습 도구처럼 명세를 한 번 읽는다)."""
+    return input_pipeline.build_dataset(record_spec.RecordSpec.read(pattern, config), *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +35,16 @@ def record_pattern(tmp_path_factory):
 def _elements(pattern, **kwargs):
     """배치를 한 장씩 풀어 source_id → numpy dict 로 모은다."""
     by_id = {}
-    for batch in input_pipeline.build_dataset(pattern, CONFIG, training=False, batch_size=2, **kwargs):
+    for batch in _dataset(pattern, CONFIG, training=False, batch_size=2, **kwargs):
         for index, source_id in enumerate(batch["source_ids"].numpy()):
             by_id[source_id.decode()] = {key: value.numpy()[index] for key, value in batch.items()}
     return by_id
 
 
 def test_batches_have_static_canvas_shapes(record_pattern):
-    canvases = config_lib.canvases(CONFIG)
+    canvases = record_spec.canvases(CONFIG)
     count = 0
-    for batch in input_pipeline.build_dataset(record_pattern, CONFIG, training=False, batch_size=2):
+    for batch in _dataset(record_pattern, CONFIG, training=False, batch_size=2):
         ids = [source_id.decode() for source_id in batch["source_ids"].numpy()]
         canvas = canvases[CANVAS_OF[ids[0]]]
         assert all(canvases[CANVAS_OF[image_id]] == canvas for image_id in ids)  # 한 배치는 한 캔버스
@@ -46,7 +52,7 @@ def test_batches_have_static_canvas_shapes(record_pattern):
         assert batch["images"].shape == (batch_size,) + canvas + (3,)
         assert batch["images"].dtype == tf.float32
         assert batch["gt_boxes"].shape == (batch_size, G, 4) and batch["gt_classes"].shape == (batch_size, G)
-        assert batch["anchor_matches"].shape == (batch_size, config_lib.num_anchors(CONFIG, canvas))
+        assert batch["anchor_matches"].shape == (batch_size, record_spec.num_anchors(CONFIG, canvas))
         assert batch["gt_difficult"].dtype == tf.bool
         assert batch["skipped_records"].numpy().tolist() == [0] * batch_size
         assert batch["image_sizes"].shape == (batch_size, 2) and batch["scales"].shape == (batch_size,)
@@ -56,19 +62,17 @@ def test_batches_have_static_canvas_shapes(record_pattern):
 
 @pytest.mark.parametrize("canvas", [0, 2, 3])
 def test_one_canvas_has_static_shapes_and_only_its_images(record_pattern, canvas):
-    shape = config_lib.canvases(CONFIG)[canvas]
-    spec = input_pipeline.build_dataset(record_pattern, CONFIG, training=True, batch_size=2,
-                                        canvas=canvas).element_spec
+    shape = record_spec.canvases(CONFIG)[canvas]
+    spec = _dataset(record_pattern, CONFIG, training=True, batch_size=2, canvas=canvas).element_spec
     assert spec["images"].shape == (2,) + shape + (3,)
-    assert spec["anchor_matches"].shape == (2, config_lib.num_anchors(CONFIG, shape))
+    assert spec["anchor_matches"].shape == (2, record_spec.num_anchors(CONFIG, shape))
     ids = set()
-    dataset = input_pipeline.build_dataset(record_pattern, CONFIG, training=False, batch_size=2,
-                                           canvas=canvas)
+    dataset = _dataset(record_pattern, CONFIG, training=False, batch_size=2, canvas=canvas)
     for batch in dataset:
         ids.update(source_id.decode() for source_id in batch["source_ids"].numpy())
     assert ids == {image_id for image_id, index in CANVAS_OF.items() if index == canvas}
     with pytest.raises(ValueError, match=r"canvas must be None or a canvas index in \[0, 4\)"):
-        input_pipeline.build_dataset(record_pattern, CONFIG, training=True, canvas=4)
+        _dataset(record_pattern, CONFIG, training=True, canvas=4)
 
 
 def test_elements_equal_xml_ground_truth(record_pattern):
@@ -116,7 +120,7 @@ def test_flip_is_consistent_with_records(record_pattern):
 
 
 def test_training_repeats_and_drops_remainder(record_pattern):
-    dataset = input_pipeline.build_dataset(record_pattern, CONFIG, training=True, batch_size=2, seed=1)
+    dataset = _dataset(record_pattern, CONFIG, training=True, batch_size=2, seed=1)
     batches = list(dataset.take(6))
     assert len(batches) == 6  # 4 장 (캔버스 셋) 을 반복해 계속 배치를 낸다.
     assert all(batch["images"].shape[0] == 2 for batch in batches)
@@ -126,17 +130,17 @@ def test_fingerprint_refusal_names_the_preset(tmp_path):
     convert_voc(write_voc_dir(tmp_path), tmp_path / "records", preset="vgg16_seed")
     pattern = str(tmp_path / "records" / "trainval-*.tfrecord")
     with pytest.raises(ValueError, match=r"made for preset 'vgg16_seed'.*--config=cpu_small"):
-        input_pipeline.build_dataset(pattern, CONFIG, training=True)
+        _dataset(pattern, CONFIG, training=True)
     # 같은 프리셋이면 통과하고, 메타데이터의 클래스 이름을 읽을 수 있다.
     seed_config = config_lib.build_config("vgg16_seed")
-    batch = next(iter(input_pipeline.build_dataset(pattern, seed_config, training=False, batch_size=1)))
+    batch = next(iter(_dataset(pattern, seed_config, training=False, batch_size=1)))
     assert batch["anchor_matches"].shape == (1, 1764)
-    assert input_pipeline.read_metadata(pattern)["classes"][11] == "dog"
+    assert record_spec.read_metadata(pattern)["classes"][11] == "dog"
 
 
 def test_missing_records_raise(tmp_path):
     with pytest.raises(ValueError, match="no TFRecord files"):
-        input_pipeline.read_metadata(str(tmp_path / "none-*.tfrecord"))
+        record_spec.read_metadata(str(tmp_path / "none-*.tfrecord"))
 
 
 def test_difficult_mode_mismatch_says_how_to_train(tmp_path):
@@ -145,9 +149,9 @@ def test_difficult_mode_mismatch_says_how_to_train(tmp_path):
     uses = CONFIG.input.difficult
     with pytest.raises(ValueError, match=rf"made with --difficult=ignore.*input.difficult={uses}.*"
                                          r"--params_override=input.difficult=ignore"):
-        input_pipeline.build_dataset(pattern, CONFIG, training=True)
+        _dataset(pattern, CONFIG, training=True)
     matching = config_lib.build_config("cpu_small", "input.difficult=ignore")
-    batch = next(iter(input_pipeline.build_dataset(pattern, matching, training=False, batch_size=1)))
+    batch = next(iter(_dataset(pattern, matching, training=False, batch_size=1)))
     assert batch["gt_difficult"].dtype == tf.bool
 
 
@@ -157,7 +161,7 @@ def test_undecodable_image_is_skipped_with_a_warning_naming_it(record_pattern, t
     assert sorted(elements) == ["000001", "000002", "000004"]
     # 같은 캔버스 0 에서 000003 뒤에 오는 이미지가 (레코드 순서에 따라) 건너뛴 수 1 을 가진다
     assert sum(int(element["skipped_records"]) for element in elements.values()) <= 1
-    dataset = input_pipeline.build_dataset(pattern, CONFIG, training=True, batch_size=2, canvas=0, seed=0)
+    dataset = _dataset(pattern, CONFIG, training=True, batch_size=2, canvas=0, seed=0)
     skipped = sum(int(batch["skipped_records"].numpy().sum()) for batch in dataset.take(4))
     assert skipped >= 3  # 000003 은 캔버스 0 레코드 둘 중 하나: 8 장을 채우며 적어도 세 번 건너뛴다
     warnings = [line for line in capfd.readouterr().err.splitlines() if "skipping record" in line]
@@ -176,15 +180,15 @@ def test_records_from_before_the_canvas_set_say_to_regenerate(record_pattern, tm
         json.dump(metadata, handle)
     with pytest.raises(ValueError, match=r"older frcnn with one canvas per orientation.*regenerate them with "
                                          r"make_tfrecords --config=cpu_small --overwrite"):
-        input_pipeline.build_dataset(pattern, CONFIG, training=True)
+        _dataset(pattern, CONFIG, training=True)
 
 
 def test_a_canvas_whose_every_image_is_undecodable_stops_instead_of_hanging(record_pattern, tmp_path):
     once = damage_image(record_pattern, str(tmp_path / "one"), "000001")
     both = damage_image(once, str(tmp_path / "both"), "000003")  # 캔버스 0 의 두 레코드 모두
-    dataset = input_pipeline.build_dataset(both, CONFIG, training=True, batch_size=2, canvas=0)
+    dataset = _dataset(both, CONFIG, training=True, batch_size=2, canvas=0)
     message = r"every record of canvas 0 \(128×176\) in \S+ has an undecodable image"
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         next(iter(dataset))
     # 다른 캔버스는 그대로 읽힌다
-    assert next(iter(input_pipeline.build_dataset(both, CONFIG, training=True, batch_size=2, canvas=2)))
+    assert next(iter(_dataset(both, CONFIG, training=True, batch_size=2, canvas=2)))

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from pipelines import input_pipeline
+from frcnn.data import record_spec
 from tests.conftest import REPO_ROOT, VOC_IMAGES, jpeg_bytes, read_records, write_voc_dir
 from tools import make_tfrecords
 
@@ -145,7 +145,7 @@ def test_subprocess_run_prints_summary(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "4 images, 6 objects (1 difficult, keep), 0 skipped, 2 shards" in result.stdout
-    assert input_pipeline.read_metadata(str(tmp_path / "out" / "trainval-*.tfrecord"))["num_images"] == 4
+    assert record_spec.read_metadata(str(tmp_path / "out" / "trainval-*.tfrecord"))["num_images"] == 4
 
 
 def _mock_voc_as_dataset(self, *args, **kwargs):

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn.training import best_checkpoint
+from frcnn.data import record_spec
 from frcnn.training import loop
 from frcnn.training import run_file
 from frcnn.training import trainer
@@ -40,8 +41,9 @@ def _train(cfg, model_dir, values, calls, batches=None, messages=None):
         validator.model = model
         return validator
 
-    return loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg, batches), ["a", "b"],
-                      [1], progress=None, log=(messages if messages is not None else []).append,
+    return loop.train(record_spec.RecordSpec.from_config(cfg, ["a", "b"], [1]), "x", model_dir,
+                      lambda batch_size, canvas: make_batches(cfg, batches), progress=None,
+                      log=(messages if messages is not None else []).append,
                       eval_records=EVAL_RECORDS, make_validator=make_validator)
 
 
@@ -106,7 +108,8 @@ def test_resume_keeps_the_best_so_far(tmp_path):
 def test_best_needs_a_validated_run(tmp_path):
     cfg = tiny_config("train.num_steps=2")
     model_dir = str(tmp_path / "plain")
-    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1])
+    loop.train(record_spec.RecordSpec.from_config(cfg, ["a", "b"], [1]), "x", model_dir, lambda batch_size,
+               canvas: make_batches(cfg))
     assert "best" not in _run_info(model_dir)
     with pytest.raises(ValueError, match=r"checkpoints/best: no best checkpoint; train with --eval_records"):
         trainer.load_trained_model(model_dir, "best")
@@ -117,7 +120,8 @@ def test_a_finished_run_gets_its_final_validation(tmp_path):
     # 가중치를 한 번 평가해 best/ 에 둔다; 한 번 더 부르면 (최고가 마지막 스텝이라) 평가하지 않는다.
     cfg = tiny_config("train.num_steps=4,train.eval_every=2,train.checkpoint_every=2")
     model_dir = str(tmp_path / "run")
-    loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg), ["a", "b"], [1])
+    loop.train(record_spec.RecordSpec.from_config(cfg, ["a", "b"], [1]), "x", model_dir, lambda batch_size,
+               canvas: make_batches(cfg))
     calls, messages = [], []
     result = _train(cfg, model_dir, {4: 0.3}, calls, messages=messages)
     assert result["step"] == 4 and [step for step, _, _ in calls] == [4]

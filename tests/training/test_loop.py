@@ -12,13 +12,14 @@ import pytest
 import tensorflow as tf
 
 from frcnn.training import loop
+from frcnn.data import record_spec
 from frcnn.training import trainer
 from tests.conftest import make_batches, tiny_config
 
 
 def _train(cfg, model_dir, batches=None, **callbacks):
-    return loop.train(cfg, "x", model_dir, lambda batch_size, canvas: make_batches(cfg, batches), ["a", "b"],
-                      [1], **callbacks)
+    return loop.train(record_spec.RecordSpec.from_config(cfg, ["a", "b"], [1]), "x", model_dir,
+                      lambda batch_size, canvas: make_batches(cfg, batches), **callbacks)
 
 
 def test_resume_after_interruption_and_finished_run(tmp_path):

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn.training import precision
+from frcnn.data import record_spec
 from frcnn.training import run_file
 from frcnn.training import trainer
 from tests.conftest import REPO_ROOT, make_batches, tiny_config
@@ -58,7 +59,7 @@ def test_float16_policy_scales_the_loss(tmp_path, global_policy):
 
 
 def test_load_trained_model_refuses_a_mixed_policy(tmp_path, global_policy):
-    run_file.write_run_file(str(tmp_path), tiny_config(), ["a", "b"], "x")
+    run_file.write_run_file(str(tmp_path), record_spec.RecordSpec.from_config(tiny_config(), ["a", "b"]), "x")
     global_policy("mixed_bfloat16")
     with pytest.raises(ValueError, match="active Keras dtype policy is 'mixed_bfloat16'"):
         trainer.load_trained_model(str(tmp_path))
@@ -67,7 +68,7 @@ def test_load_trained_model_refuses_a_mixed_policy(tmp_path, global_policy):
 
 def test_load_trained_model_restores_weights_and_refuses_partial_checkpoints(tmp_path):
     cfg = tiny_config()
-    run_file.write_run_file(str(tmp_path), cfg, ["a", "b"], "x")
+    run_file.write_run_file(str(tmp_path), record_spec.RecordSpec.from_config(cfg, ["a", "b"]), "x")
     model = trainer.build_model(cfg, 2)
     os.makedirs(tmp_path / "checkpoints")
     full = tf.train.Checkpoint(model=model).save(str(tmp_path / "checkpoints" / "full"))

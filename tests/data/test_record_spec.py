@@ -1,0 +1,110 @@
+"""record_spec 테스트: 캔버스 기하, 앵커 지문, `<split>.json` 스키마 (쓰기 → 읽기 왕복), 읽기 오류가 파일을 밝힌다.
+
+용어: 명세 = `RecordSpec`; 캔버스 (Hc, Wc); A 캔버스 하나의 앵커 수.
+"""
+
+import dataclasses
+import json
+
+import pytest
+
+from frcnn import config
+from frcnn.data import record_spec
+from tests.conftest import convert_voc, write_voc_dir
+
+
+def test_fingerprint_changes_with_anchor_settings_only():
+    base = config.get_preset("cpu_small")
+    assert record_spec.anchor_fingerprint(base) == record_spec.anchor_fingerprint(
+        dataclasses.replace(base, train=dataclasses.replace(base.train, num_steps=3)))
+    seed = config.get_preset("vgg16_seed")
+    assert record_spec.anchor_fingerprint(base) != record_spec.anchor_fingerprint(seed)
+    changed = config.apply_overrides(base, "rpn.positive_iou=0.6")
+    assert record_spec.anchor_fingerprint(base) != record_spec.anchor_fingerprint(changed)
+
+
+def test_canvas_shapes():
+    cfg = config.get_preset("vgg16_paper")
+    # 짧은 변 600 → 608; 긴 변 800, 912 와 1000 → 1008; 넓이 오름차순, 같은 넓이는 가로형 먼저
+    assert record_spec.canvases(cfg) == ((608, 800), (800, 608), (608, 912), (912, 608), (608, 1008),
+                                         (1008, 608))
+    assert record_spec.largest_canvas(cfg) == (608, 1008)
+    assert record_spec.num_anchors(cfg, (608, 800)) == 38 * 50 * 9
+    # 노트북의 224×224: 두 방향이 같은 캔버스 하나, 14×14×9 = 1764 앵커
+    seed = config.get_preset("vgg16_seed")
+    assert record_spec.canvases(seed) == ((224, 224),)
+    assert record_spec.num_anchors(seed, (224, 224)) == 1764
+    # 크기를 덮어써 쓸 수 없게 된 긴 변은 빠진다 (오류가 아니다)
+    small = config.build_config("cpu_small", "input.min_size=64,input.max_size=64")
+    assert record_spec.canvases(small) == ((64, 64),)
+
+
+def test_fingerprint_covers_the_canvas_set():
+    base = record_spec.anchor_fingerprint(config.get_preset("vgg16_paper"))
+    fewer = config.build_config("vgg16_paper", "input.canvas_long_sides=(800,)")
+    assert record_spec.anchor_fingerprint(fewer) != base
+    # 쓰이지 않는 긴 변은 캔버스 집합을 바꾸지 않는다
+    unused = config.build_config("vgg16_paper", "input.canvas_long_sides=(800,912,2000)")
+    assert record_spec.anchor_fingerprint(unused) == base
+
+
+def test_without_pretrained_weights_changes_only_the_backbone_weights():
+    cfg = config.build_config("cpu_small", "backbone.weights='/tmp/w.weights.h5',train.num_steps=7")
+    bare = config.without_pretrained_weights(cfg)
+    assert bare.backbone.weights == "none" and cfg.backbone.weights == "/tmp/w.weights.h5"
+    expected = config.to_dict(cfg)
+    expected["backbone"]["weights"] = "none"
+    assert config.to_dict(bare) == expected
+
+
+def test_spec_from_config_holds_the_canvas_geometry_once():
+    cfg = config.get_preset("vgg16_paper")
+    spec = record_spec.RecordSpec.from_config(cfg, ["cat"], [3, 0, 1, 0, 0, 0])
+    assert spec.canvas_shapes == record_spec.canvases(cfg)
+    assert spec.canvas(0) == ((608, 800), 38 * 50 * 9)
+    assert spec.fingerprint == record_spec.anchor_fingerprint(cfg)
+    assert (spec.min_size, spec.max_size, spec.classes, spec.files) == (600, 1000, ("cat",), ())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.fingerprint = "x"
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spec")
+    summary = convert_voc(write_voc_dir(root), root / "records", num_shards=2)
+    return str(root / "records" / "trainval-*.tfrecord"), summary
+
+
+def test_written_metadata_reads_back_into_the_same_spec(written):
+    pattern, summary = written
+    cfg = config.build_config("cpu_small")
+    spec = record_spec.RecordSpec.read(pattern, cfg)
+    assert spec == dataclasses.replace(record_spec.RecordSpec.from_config(cfg), files=spec.files,
+                                       classes=tuple(summary["classes"]),
+                                       canvas_counts=tuple(summary["canvas_counts"]))
+    assert len(spec.files) == 2 and sum(spec.canvas_counts) == summary["num_images"] == 4
+    assert spec.metadata["num_anchors"] == list(spec.anchor_counts)
+    assert spec.metadata["canvases"] == [list(shape) for shape in spec.canvas_shapes]
+
+
+def test_reading_with_another_preset_names_the_preset_that_made_them(written):
+    pattern, _ = written
+    message = r"were made for preset 'cpu_small'.*rerun make_tfrecords --config=vgg16_seed"
+    with pytest.raises(ValueError, match=message):
+        record_spec.RecordSpec.read(pattern, config.build_config("vgg16_seed"))
+
+
+def test_a_broken_metadata_file_is_named(written, tmp_path):
+    pattern, _ = written
+    import glob
+    import shutil
+    for path in glob.glob(pattern):
+        shutil.copy(path, tmp_path)
+    (tmp_path / "trainval.json").write_text("{ not json")
+    with pytest.raises(ValueError, match=r"trainval\.json: cannot read the records' metadata"):
+        record_spec.RecordSpec.read(str(tmp_path / "trainval-*.tfrecord"), config.build_config("cpu_small"))
+    (tmp_path / "trainval.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(ValueError, match=r"trainval\.json: the records' metadata is not a JSON object"):
+        record_spec.read_metadata(str(tmp_path / "trainval-*.tfrecord"))
+    with pytest.raises(ValueError, match="no TFRecord files match"):
+        record_spec.RecordSpec.read(str(tmp_path / "none-*.tfrecord"), config.build_config("cpu_small"))
