@@ -5,7 +5,6 @@
 다시 실행하면 끝난 단계(데이터, 레코드, 학습)는 건너뛰고 이어간다 (앵커 지문이 다른 옛 레코드는 다시 만든다).
 """
 
-import json
 import os
 import subprocess
 import sys
