@@ -47,12 +47,7 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, see
     iou = tf.maximum(box_ops.pairwise_iou(candidates, gt_boxes), 0.0)
     matched_gt = tf.argmax(iou, axis=-1, output_type=tf.int32)
     labels = _candidate_labels(tf.reduce_max(iou, axis=-1), candidate_valid, roi_config)
-    if ignore_boxes is not None:
-        near_ignored = difficult.covers_ignored(candidates, ignore_boxes, roi_config.background_iou_high)
-        labels = tf.where((labels == matcher.NEGATIVE) & near_ignored, matcher.IGNORE, labels)
-    if crowd_boxes is not None:
-        in_crowd = crowd.covers_crowd(candidates, crowd_boxes)
-        labels = tf.where((labels == matcher.NEGATIVE) & in_crowd, matcher.IGNORE, labels)
+    labels = _ignore_near(labels, candidates, ignore_boxes, crowd_boxes, roi_config)
     positive, negative = sampler.sample_balanced(labels, roi_config.num_rois, roi_config.foreground_fraction,
                                                  seed)
     # [B, R] 뽑힌 후보 (전경 먼저, 그다음 배경, 남는 칸은 무효)
@@ -70,6 +65,17 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, roi_config, see
         "foreground": foreground,
         "valid": valid,
     }
+
+
+def _ignore_near(labels, candidates, ignore_boxes, crowd_boxes, roi_config):
+    """배경 후보 중 무시할 박스 (difficult) 를 덮거나 crowd 안에 드는 것을 IGNORE 로 (둘 다 선택)."""
+    if ignore_boxes is not None:
+        near_ignored = difficult.covers_ignored(candidates, ignore_boxes, roi_config.background_iou_high)
+        labels = tf.where((labels == matcher.NEGATIVE) & near_ignored, matcher.IGNORE, labels)
+    if crowd_boxes is not None:
+        in_crowd = crowd.covers_crowd(candidates, crowd_boxes)
+        labels = tf.where((labels == matcher.NEGATIVE) & in_crowd, matcher.IGNORE, labels)
+    return labels
 
 
 def _candidate_labels(max_iou, candidate_valid, roi_config):

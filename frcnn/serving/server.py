@@ -124,6 +124,20 @@ def load_versions(model=None, model_base_path=None, model_version=1, poll_second
     return VersionManager.from_servable(loaded)
 
 
+def _make_service(versions, model_name, batching, max_concurrent_predictions, version_labels):
+    """버전 관리자 → 지표, 배처 또는 FIFO 게이트 (배칭이 없을 때), 대기열 지표를 단 ModelService."""
+    metrics = ServingMetrics()
+    batcher = Batcher(batching, metrics.observe_batch) if batching is not None else None
+    gate = None
+    if batcher is None and max_concurrent_predictions is not None:
+        gate = ModelGate(max_concurrent_predictions)
+    if batcher is not None:
+        metrics.watch_queue(lambda: batcher.queue_length)
+    elif gate is not None:
+        metrics.watch_queue(lambda: gate.waiting)
+    return ModelService(versions, model_name, batcher, metrics, gate, version_labels)
+
+
 def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
                 max_body_bytes=rest_server.DEFAULT_MAX_BODY_BYTES, model_version=1, warmup=True, *,
                 model_base_path=None, poll_seconds=1.0, grpc_port=None, batching=None,
@@ -162,16 +176,7 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
     if max_body_bytes <= 0:
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
     versions = load_versions(model, model_base_path, model_version, poll_seconds, warmup)
-    metrics = ServingMetrics()
-    batcher = Batcher(batching, metrics.observe_batch) if batching is not None else None
-    gate = None
-    if batcher is None and max_concurrent_predictions is not None:
-        gate = ModelGate(max_concurrent_predictions)
-    if batcher is not None:
-        metrics.watch_queue(lambda: batcher.queue_length)
-    elif gate is not None:
-        metrics.watch_queue(lambda: gate.waiting)
-    service = ModelService(versions, model_name, batcher, metrics, gate, version_labels)
+    service = _make_service(versions, model_name, batching, max_concurrent_predictions, version_labels)
     tracker = RequestTracker()
     app = rest_server.build_app(service, tracker, max_body_bytes, request_timeout)
     rest = rest_server.RestServer(app, host, port, keep_alive_seconds, request_timeout)

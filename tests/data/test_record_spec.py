@@ -89,7 +89,7 @@ def test_written_metadata_reads_back_into_the_same_spec(written):
 
 def test_reading_with_another_preset_names_the_preset_that_made_them(written):
     pattern, _ = written
-    message = r"were made for preset 'cpu_small'.*rerun make_tfrecords --config=vgg16_seed"
+    message = r"were made for preset 'cpu_small'.*rerun make_tfrecords with --config=vgg16_seed"
     with pytest.raises(ValueError, match=message):
         record_spec.RecordSpec.read(pattern, config.build_config("vgg16_seed"))
 

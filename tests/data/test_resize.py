@@ -30,7 +30,7 @@ def test_resize_and_pad_portrait():
     padded = resize.pad_to_canvas(resized + 1.0, record_spec.canvases(cfg)[1])
     assert padded.shape == (176, 128, 3)
     assert np.all(padded.numpy()[171:] == 0) and np.all(padded.numpy()[:171] == 1)
-    dynamic = resize.pad_to_canvas(resized, resize.canvas_shape_of(tf.constant(3), cfg))
+    dynamic = resize.pad_to_canvas(resized, resize.canvas_shape_of(tf.constant(3), SPEC(cfg)))
     assert dynamic.shape == (192, 128, 3)
 
 
