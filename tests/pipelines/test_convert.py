@@ -139,7 +139,7 @@ def test_labeler_batch_equals_full_anchor_labels():
             height=300, width=400 + 37 * index, normalized_boxes=boxes.astype(np.float32),
             class_ids=np.ones(count, np.int64), class_names=("dog",) * count,
             difficult=np.zeros(count, bool), truncated=np.zeros(count, bool)))
-    matches, flipped = convert.AnchorLabeler(config)(examples)
+    matches, flipped = convert.AnchorLabeler(record_spec.RecordSpec.from_config(config))(examples)
     for example, example_matches, example_flipped in zip(examples, matches, flipped):
         parsed = {"height": example.height, "width": example.width, "boxes": example.normalized_boxes,
                   "difficult": example.difficult}
