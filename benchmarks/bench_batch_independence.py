@@ -42,7 +42,7 @@ def _padded_batch_fn(module, config):
     def decode(encoded):
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
-        resized, scale = resize.resize_image(image, config)
+        resized, scale = resize.resize_image(image, config.input.min_size, config.input.max_size)
         return tf.image.pad_to_bounding_box(resized, 0, 0, longest, longest), tf.shape(resized)[:2], scale
 
     @tf.function

@@ -34,11 +34,11 @@ def _pad_objects(values, max_gt_boxes: int, padding):
     return tf.ensure_shape(padded, [max_gt_boxes] + values.shape[1:].as_list())
 
 
-def _flip_decision(config, training: bool, flip, seed):
-    """이 이미지를 뒤집을지 (bool 스칼라 텐서)."""
+def _flip_decision(random_flip: bool, flip, seed):
+    """이 이미지를 뒤집을지 (bool 스칼라 텐서): flip 이 주어지면 그대로, 아니면 random_flip 이면 반반."""
     if flip is not None:
         return tf.constant(bool(flip))
-    if not (training and config.input.random_flip):
+    if not random_flip:
         return tf.constant(False)
     return tf.random.uniform([], seed=seed) < 0.5
 
@@ -100,17 +100,18 @@ def _prepare(parsed, spec, training, flip, seed, canvas):
     config = spec.config
     image = parsed["image"]
     original_size = tf.shape(image)[:2]
-    resized, scale = resize.resize_image(image, config)
+    resized, scale = resize.resize_image(image, spec.min_size, spec.max_size)
     max_gt_boxes = config.input.max_gt_boxes
     normalized_boxes = _pad_objects(parsed["boxes"], max_gt_boxes, -1.0)  # [G, 4]
-    gt_boxes, image_size = resize.canvas_boxes(normalized_boxes, original_size[0], original_size[1], config)
-    do_flip = _flip_decision(config, training, flip, seed)
+    gt_boxes, image_size = resize.canvas_boxes(normalized_boxes, original_size[0], original_size[1],
+                                               spec.min_size, spec.max_size)
+    do_flip = _flip_decision(training and config.input.random_flip, flip, seed)
     resized = tf.cond(do_flip, lambda: tf.image.flip_left_right(resized), lambda: resized)
     gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)
     matches_bytes = tf.where(do_flip, parsed["anchor_matches_flipped_bytes"], parsed["anchor_matches_bytes"])
     if canvas is None:
         index = resize.canvas_for_image(original_size[0], original_size[1], spec)
-        shape = resize.canvas_shape_of(index, spec)
+        shape = tf.unstack(tf.constant(spec.canvas_shapes, tf.int32)[index])
         num_anchors = None
     else:
         shape, num_anchors = spec.canvas(canvas)

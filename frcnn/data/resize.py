@@ -42,43 +42,31 @@ def resize_scale(height, width, min_size, max_size):
     return scale, tf.stack([resized_height, resized_width], axis=-1)
 
 
-def canvas_index(resized_height, resized_width, spec):
-    """리사이즈된 (h, w) 를 담는 가장 작은 캔버스의 번호 k (int32 스칼라 텐서, 그래프 안).
+def canvas_for_image(height, width, spec):
+    """원본 크기 (H, W) 의 이미지가 들어갈 캔버스 번호 k (int32 스칼라 텐서, 그래프 안).
 
-    spec: `record_spec.RecordSpec` (캔버스 목록). 가장 큰 가로형·세로형 캔버스는 어떤 리사이즈 결과든 담으므로
-    늘 하나가 있다.
+    spec: `record_spec.RecordSpec` (리사이즈 크기, 캔버스 목록). 리사이즈된 (h, w) 를 담는 가장 작은 캔버스다;
+    가장 큰 가로형·세로형 캔버스는 어떤 리사이즈 결과든 담으므로 늘 하나가 있다.
     """
+    _, resized = resize_scale(height, width, spec.min_size, spec.max_size)
     shapes = tf.constant(spec.canvas_shapes, tf.int32)  # [K, 2]
-    fits = tf.logical_and(shapes[:, 0] >= tf.cast(resized_height, tf.int32),
-                          shapes[:, 1] >= tf.cast(resized_width, tf.int32))
+    fits = tf.logical_and(shapes[:, 0] >= resized[0], shapes[:, 1] >= resized[1])
     return tf.cast(tf.argmax(tf.cast(fits, tf.int32)), tf.int32)  # 처음 True (넓이 오름차순)
 
 
-def canvas_for_image(height, width, spec):
-    """원본 크기 (H, W) 의 이미지가 들어갈 캔버스 번호 k (int32 스칼라 텐서). spec: `RecordSpec`."""
-    _, resized = resize_scale(height, width, spec.min_size, spec.max_size)
-    return canvas_index(resized[0], resized[1], spec)
-
-
-def canvas_shape_of(index, spec):
-    """캔버스 번호 k (텐서) → (Hc, Wc) int32 텐서 두 개 (번호가 정적이면 `spec.canvas_shapes[k]`)."""
-    shapes = tf.constant(spec.canvas_shapes, tf.int32)
-    return shapes[index, 0], shapes[index, 1]
-
-
-def resize_image(image, config):
+def resize_image(image, min_size, max_size):
     """한 장의 이미지를 정책대로 리사이즈한다 (패딩 없음).
 
     Args:
       image: [H, W, 3] uint8 또는 float32.
-      config: `ExperimentConfig`.
+      min_size, max_size: int, 짧은 변 목표와 긴 변 상한 (`input.min_size`, `input.max_size`).
 
     Returns:
       resized: [h, w, 3] float32 (0–255 범위).
       scale: float32 스칼라.
     """
     shape = tf.shape(image)
-    scale, size = resize_scale(shape[0], shape[1], config.input.min_size, config.input.max_size)
+    scale, size = resize_scale(shape[0], shape[1], min_size, max_size)
     resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
     return resized, scale
 
@@ -100,20 +88,20 @@ def pad_to_canvas(image, canvas):
     return padded
 
 
-def canvas_boxes(normalized_boxes, heights, widths, config):
+def canvas_boxes(normalized_boxes, heights, widths, min_size, max_size):
     """정규화 GT 를 캔버스 픽셀로 바꾼다 (레코드의 앵커 라벨과 학습 파이프라인이 같은 float32 연산을 쓴다).
 
     Args:
       normalized_boxes: [..., G, 4] float32 정규화 [ymin, xmin, ymax, xmax], −1 패딩.
       heights: [...] 정수 원본 높이 H.
       widths: [...] 정수 원본 너비 W.
-      config: `ExperimentConfig`.
+      min_size, max_size: int (`resize_image` 와 같다).
 
     Returns:
       gt_boxes: [..., G, 4] float32 캔버스 픽셀 (패딩은 −1 그대로).
       image_sizes: [..., 2] float32 리사이즈된 (h, w).
     """
-    _, resized = resize_scale(heights, widths, config.input.min_size, config.input.max_size)
+    _, resized = resize_scale(heights, widths, min_size, max_size)
     image_sizes = tf.cast(resized, tf.float32)
     # [..., 1, 4] (h, w, h, w)
     scale = tf.concat([image_sizes, image_sizes], axis=-1)[..., None, :]

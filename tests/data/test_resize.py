@@ -23,14 +23,14 @@ def test_resize_scale_hand_computed():
 def test_resize_and_pad_portrait():
     cfg = config.get_preset("cpu_small")
     image = tf.zeros([200, 150, 3], tf.uint8)
-    resized, scale = resize.resize_image(image, cfg)
+    resized, scale = resize.resize_image(image, cfg.input.min_size, cfg.input.max_size)
     assert resized.shape == (171, 128, 3)
     # 171×128 을 담는 가장 작은 캔버스: 세로형 176×128 (번호 1)
     assert int(resize.canvas_for_image(200, 150, SPEC(cfg))) == 1
     padded = resize.pad_to_canvas(resized + 1.0, record_spec.canvases(cfg)[1])
     assert padded.shape == (176, 128, 3)
     assert np.all(padded.numpy()[171:] == 0) and np.all(padded.numpy()[:171] == 1)
-    dynamic = resize.pad_to_canvas(resized, resize.canvas_shape_of(tf.constant(3), SPEC(cfg)))
+    dynamic = resize.pad_to_canvas(resized, tf.unstack(tf.constant(SPEC(cfg).canvas_shapes)[tf.constant(3)]))
     assert dynamic.shape == (192, 128, 3)
 
 
@@ -66,7 +66,8 @@ def test_canvas_boxes_hand_computed():
     cfg = config.build_config("cpu_small")  # 짧은 변 128, 긴 변 ≤ 192
     boxes = np.array([[[0.1, 0.25, 0.5, 1.0], [-1, -1, -1, -1]]], np.float32)
     # 300×400 → 배율 min(128/300, 192/400) = 0.42667 → (128, 171)
-    gt_boxes, sizes = resize.canvas_boxes(boxes, np.array([300]), np.array([400]), cfg)
+    gt_boxes, sizes = resize.canvas_boxes(boxes, np.array([300]), np.array([400]),
+                                          cfg.input.min_size, cfg.input.max_size)
     assert sizes.numpy().tolist() == [[128.0, 171.0]]
     np.testing.assert_allclose(gt_boxes.numpy()[0, 0], [12.8, 42.75, 64.0, 171.0], rtol=1e-6)
     assert gt_boxes.numpy()[0, 1].tolist() == [-1, -1, -1, -1]
