@@ -100,12 +100,12 @@ def open_tfds_source(split: str, data_dir: Optional[str], classes_flag: Optional
                                   shuffle_files=False,
                                   decoders={TFDS_IMAGE: tfds.decode.SkipDecoding()})
     except Exception as error:  # tfds 는 여러 종류의 예외를 던진다.
-        raise sources.SourceError(f"tfds:{DATASET_NAME}/{split}", f"cannot load: {error}") from None
+        raise sources.SourceError(f"tfds:{DATASET_NAME}/{split}", f"cannot load: {error}") from error
     tfds_names = tuple(info.features[TFDS_OBJECTS]["label"].names)
     try:
         class_list = classes.parse_classes_flag(classes_flag) if classes_flag else tfds_names
     except voc.VocError as error:
-        raise sources.SourceError(error.path, error.problem) from None
+        raise sources.SourceError(error.path, error.problem) from error
     num_examples = _count_examples(dataset, info, split)
 
     def items():

@@ -71,6 +71,8 @@ def test_source_examples_have_exact_normalized_boxes(tmp_path):
         # 정확히: float64 로 나눈 뒤 float32 로 (레코드의 float_list 값)
         want = (boxes / np.array([height, width, height, width], np.float64)).astype(np.float32)
         np.testing.assert_array_equal(example.normalized_boxes, want)
+        np.testing.assert_array_equal(example.continuous_boxes(), boxes)  # 평가기의 GT: JSON 값 그대로
+        assert example.areas.tolist() == [item[4] for item in EXPECTED[image_id]]
         assert example.class_ids.tolist() == [item[0] for item in EXPECTED[image_id]]
         assert example.is_crowd.tolist() == [item[3] for item in EXPECTED[image_id]]
         assert not example.difficult.any() and (example.height, example.width) == (height, width)

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
 from frcnn import config as config_lib
+from frcnn.data import sources
 from frcnn.eval import runner
 from frcnn.export import portable
 from frcnn.export import runtimes
@@ -239,9 +240,10 @@ def test_evaluation_collects_the_same_detections_from_every_format(exported, tmp
     """tools/evaluate 의 수집 (`runner.load_detect_fn`) 은 .tflite·.onnx 도 받고, SavedModel 과 같은 검출을 모은다."""
     _, export_dir = exported
     voc_dir = write_voc_dir(tmp_path)
-    reference = runner.collect_from_voc(voc_dir, "trainval", runner.load_detect_fn(export_dir), batch_size=4)
+    reference = runner.collect(sources.open_voc_source(voc_dir, "trainval", None),
+                               runner.load_detect_fn(export_dir), batch_size=4)
     portable_fn = runner.load_detect_fn(os.path.join(export_dir, file_name))
-    collected = runner.collect_from_voc(voc_dir, "trainval", portable_fn, batch_size=4)
+    collected = runner.collect(sources.open_voc_source(voc_dir, "trainval", None), portable_fn, batch_size=4)
     assert sum(len(detections.boxes) for detections in reference.detections) > 0
     for expected, got in zip(reference.detections, collected.detections):
         np.testing.assert_array_equal(got.classes, expected.classes)

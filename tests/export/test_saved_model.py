@@ -23,6 +23,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn import config as config_lib
+from frcnn.data import sources
 from frcnn.export import saved_model
 from frcnn.modeling import model as model_lib
 from frcnn.serving import make_server
@@ -290,7 +291,8 @@ def test_evaluation_does_not_depend_on_batch_size(exported, tmp_path):
     """tools/evaluate 의 수집: batch_size 1 과 4 (크기가 다른 VOC 이미지들) 의 검출이 같다."""
     voc_dir = write_voc_dir(tmp_path)
     detect_fn = runner.load_detect_fn(exported[1])
-    one, four = (runner.collect_from_voc(voc_dir, "trainval", detect_fn, batch_size=size) for size in (1, 4))
+    one, four = (runner.collect(sources.open_voc_source(voc_dir, "trainval", None), detect_fn,
+                                batch_size=size) for size in (1, 4))
     assert sum(len(detections.boxes) for detections in one.detections) > 0
     for alone, batched in zip(one.detections, four.detections):
         np.testing.assert_array_equal(batched.classes, alone.classes)
