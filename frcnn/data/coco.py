@@ -240,7 +240,7 @@ def _select(annotations_path: str, categories: list, classes_flag: Optional[str]
     try:
         names = classes.parse_classes_flag(classes_flag)
     except voc.VocError as error:
-        raise sources.SourceError(error.path, error.problem) from error
+        raise sources.SourceError.caused_by(error) from error
     id_of = {name: category_id for category_id, name in categories}
     unknown = [name for name in names if name not in id_of]
     if unknown:

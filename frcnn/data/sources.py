@@ -35,6 +35,16 @@ PREFETCH = 8 * NUM_WORKERS
 class SourceError(voc.VocError):
     """소스의 한 파일(또는 --classes 값)의 문제 (VOC 가 아닌 소스 포함). str(err) == f"{path}: {problem}"."""
 
+    @classmethod
+    def caused_by(cls, error: Exception, path: Optional[str] = None) -> "SourceError":
+        """error 를 `__cause__` 로 지닌 SourceError (던지지 않고 항목으로 돌려줄 때도 원인이 남는다).
+
+        path 가 None 이면 error (VocError) 의 경로·문제를, 아니면 path 와 str(error) 를 쓴다.
+        """
+        problem = cls(error.path, error.problem) if path is None else cls(path, str(error))
+        problem.__cause__ = error
+        return problem
+
 
 @dataclasses.dataclass(frozen=True)
 class SourceExample:
@@ -124,7 +134,7 @@ def _load_annotation(voc_dir: str, image_id: str):
     try:
         return voc.read_annotation(voc_dir, image_id)
     except voc.VocError as error:
-        return SourceError(error.path, error.problem)
+        return SourceError.caused_by(error)
 
 
 def _voc_example(annotation: voc.VocAnnotation, class_list) -> SourceItem:
@@ -133,7 +143,7 @@ def _voc_example(annotation: voc.VocAnnotation, class_list) -> SourceItem:
         class_ids = classes.class_ids(annotation.class_names, class_list, annotation.xml_path)
         image_bytes = voc.read_image_checked(annotation)
     except voc.VocError as error:
-        return SourceError(error.path, error.problem)
+        return SourceError.caused_by(error)
     size = np.array([annotation.height, annotation.width] * 2, np.float64)
     normalized = (np.asarray(annotation.boxes, np.float64) / size).astype(np.float32)
     return SourceExample(
@@ -178,7 +188,7 @@ def open_voc_source(voc_dir: str, split: str, classes_flag: Optional[str]) -> So
         image_ids = voc.read_split_ids(voc_dir, split)
         explicit_classes = classes.parse_classes_flag(classes_flag) if classes_flag else None
     except voc.VocError as error:
-        raise SourceError(error.path, error.problem) from error
+        raise SourceError.caused_by(error) from error
     if not image_ids:
         split_path = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
         raise SourceError(split_path, "the split lists no image ids")
@@ -196,7 +206,7 @@ def _record_example(path: str, serialized: bytes) -> SourceItem:
     try:
         values = records.read_example_numpy(serialized)
     except ValueError as error:
-        return SourceError(path, str(error))
+        return SourceError.caused_by(error, path)
     image_format = values["format"] or ("png" if values["image_bytes"].startswith(b"\x89PNG") else "jpeg")
     return SourceExample(
         image_id=values["source_id"] or values["filename"], filename=values["filename"], source_path=path,
@@ -224,7 +234,7 @@ def open_records_source(record_paths, classes_flag: Optional[str] = None) -> Sou
     try:
         class_list = classes.parse_classes_flag(classes_flag) if classes_flag else ()
     except voc.VocError as error:
-        raise SourceError(error.path, error.problem) from error
+        raise SourceError.caused_by(error) from error
     num_examples = sum(int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda count, _: count + 1))
                        for path in record_paths)
 
