@@ -11,7 +11,7 @@ import tensorflow as tf
 from frcnn.data import records
 from frcnn.data import sources
 from frcnn.data import voc
-from tests.conftest import VOC_IMAGES, write_voc_dir
+from tests.testing import VOC_IMAGES, write_voc_dir
 
 
 def _items(source):

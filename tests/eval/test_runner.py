@@ -13,7 +13,7 @@ from PIL import Image
 
 from frcnn.data import records, sources, voc
 from frcnn.eval import report, runner
-from tests.conftest import write_voc_dir
+from tests.testing import write_voc_dir
 
 # 이미지 id → (W, H, [(이름, VOC 박스 (xmin, ymin, xmax, ymax), difficult)])
 DATASET = {

@@ -1,7 +1,7 @@
 """frcnn.eval.validation 테스트: 학습 중 검증기의 검출과 지표가 같은 가중치를 SavedModel 로 내보내 `serve_bytes`·
 `runner.evaluate` 로 잰 값과 같고, TensorBoard 이벤트 파일에 그 스텝의 `eval/` 스칼라와 검출을 그린 이미지를 쓴다.
 
-데이터: conftest 의 작은 VOC 디렉터리를 tiny 설정으로 변환한 레코드. 모델은 학습하지 않은 tiny 모델 (점수 문턱 0
+데이터: tests/testing.py 의 작은 VOC 디렉터리를 tiny 설정으로 변환한 레코드. 모델은 학습하지 않은 tiny 모델 (점수 문턱 0
 이라 이미지마다 검출이 꽉 찬다; mAP 는 거의 늘 0 이라 검출 자체를 비교한다).
 """
 
@@ -21,7 +21,7 @@ from frcnn.export import saved_model
 from frcnn.training import events
 from frcnn.training import trainer
 from frcnn.viz import draw
-from tests.conftest import TINY, convert_voc, tiny_config, write_voc_dir
+from tests.testing import TINY, convert_voc, tiny_config, write_voc_dir
 
 OVERRIDES = "detection.score_threshold=0.0"
 

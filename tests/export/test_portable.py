@@ -2,7 +2,7 @@
 TensorFlow 를 가져올 수 없는 subprocess 에서 ai-edge-litert / onnxruntime 으로 돌려, 같은 디렉터리의 SavedModel
 `serving_default` 와 같은 검출을 내는지 본다 (여러 크기, 두 방향). TFLite 는 내장 연산만, 메타데이터에 클래스 이름.
 
-작은 학습 결과 (conftest 의 `tiny_config`, RoIAlign 과 RoI max pooling 둘 다) 를 만든다.
+작은 학습 결과 (tests/testing.py 의 `tiny_config`, RoIAlign 과 RoI max pooling 둘 다) 를 만든다.
 용어: N 최대 검출 수 (10); 박스는 정규화 [ymin, xmin, ymax, xmax].
 """
 
@@ -26,7 +26,7 @@ from frcnn.eval import runner
 from frcnn.export import portable
 from frcnn.export import runtimes
 from frcnn.training import loop
-from tests.conftest import REPO_ROOT, make_batches, tiny_config, write_voc_dir
+from tests.testing import REPO_ROOT, make_batches, tiny_config, write_voc_dir
 
 pytestmark = pytest.mark.slow  # tools.export 와 런타임을 subprocess 로 돌린다
 MAX_DETECTIONS = 10

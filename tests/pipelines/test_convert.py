@@ -1,4 +1,4 @@
-"""pipelines.convert 테스트: 손으로 쓴 작은 VOC 디렉터리(`tests.conftest.write_voc_dir`)를 변환해 레코드가
+"""pipelines.convert 테스트: 손으로 쓴 작은 VOC 디렉터리(`tests.testing.write_voc_dir`)를 변환해 레코드가
 XML 정답·원래 JPEG 바이트·단일 이미지 `label_anchors` 와 정확히 같은지, 실패하면 아무것도 남지 않는지 확인한다.
 """
 
@@ -17,7 +17,7 @@ from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
 from pipelines import convert
-from tests.conftest import VOC_IMAGES, convert_voc, read_records, write_voc_dir
+from tests.testing import VOC_IMAGES, convert_voc, read_records, write_voc_dir
 
 
 DROP = "input.difficult=drop"  # 참조 구현들의 기본 (cpu_small 프리셋은 keep)

@@ -15,7 +15,7 @@ import tensorflow as tf
 from absl import flags
 
 from pipelines import input_pipeline
-from tests.conftest import REPO_ROOT, VOC_IMAGES, jpeg_bytes, read_records, write_voc_dir
+from tests.testing import REPO_ROOT, VOC_IMAGES, jpeg_bytes, read_records, write_voc_dir
 from tools import make_tfrecords
 
 FLAGS = flags.FLAGS

@@ -4,7 +4,7 @@
 다른 프리셋의 레코드 거부, --mixed_precision (CPU 에서 bfloat16) 과 --jit_compile 학습, TF_CONFIG 두 워커의
 MultiWorkerMirroredStrategy 학습.
 
-도구는 모두 subprocess 로 실행한다 (absl 플래그가 한 프로세스에서 겹치지 않게). 레코드는 conftest 의
+도구는 모두 subprocess 로 실행한다 (absl 플래그가 한 프로세스에서 겹치지 않게). 레코드는 tests/testing.py 의
 손으로 만든 작은 VOC 디렉터리(`write_voc_dir`)로 `tools.make_tfrecords` 가 만든다.
 
 용어: 스텝 = 전역 학습 스텝; 체크포인트 ckpt-k 는 스텝 k 뒤의 상태.
@@ -25,7 +25,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn.training import events
-from tests.conftest import REPO_ROOT, damage_image, write_voc_dir
+from tests.testing import REPO_ROOT, damage_image, write_voc_dir
 
 pytestmark = pytest.mark.slow  # 모든 테스트가 도구를 subprocess 로 돌린다
 OVERRIDES = ("backbone.width=8,backbone.fc_units=32,rpn.conv_channels=16,train.log_every=1,"
