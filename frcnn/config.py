@@ -303,7 +303,7 @@ def apply_overrides(config: ExperimentConfig, overrides: str) -> ExperimentConfi
         try:
             config = _replace_path(config, key.strip().split("."), text)
         except ValueError as error:
-            raise ValueError(f"--params_override '{item}': {error}") from None
+            raise ValueError(f"--params_override '{item}': {error}") from error
     return config
 
 

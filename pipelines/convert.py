@@ -328,7 +328,7 @@ def _write_all(source: sources.Source, spec, writer: _ShardWriter, options: Conv
             report(done, source.num_examples)
             if isinstance(item, sources.SourceError):
                 if not options.skip_invalid:
-                    raise ConversionError(item.path, item.problem) from None
+                    raise ConversionError(item.path, item.problem) from item
                 tally.skipped.append({"file": item.path, "reason": item.problem})
                 continue
             batch = pending[_batch_key(item, labeler)]
@@ -356,7 +356,7 @@ def _open(open_source: Callable[[], sources.Source]) -> sources.Source:
     try:
         return open_source()
     except sources.SourceError as error:
-        raise ConversionError(error.path, error.problem) from None
+        raise ConversionError(error.path, error.problem) from error
 
 
 def convert(open_source: Callable[[], sources.Source], spec, options: ConvertOptions) -> dict:

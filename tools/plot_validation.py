@@ -9,7 +9,6 @@
   같은 스텝이 여러 번 있으면 (이어 학습이 같은 스텝을 다시 평가) 마지막에 쓴 값을 쓴다.
 """
 
-import glob
 import json
 import os
 import sys
@@ -27,21 +26,15 @@ SECONDS = "eval/seconds"
 
 
 def read_eval_scalars(log_dir):
-    """이벤트 파일들의 `eval/` 스칼라를 {태그: {스텝: 값}} 로 읽는다 (파일 이름 = 시간 순서).
+    """이벤트 파일들의 `eval/` 스칼라를 {태그: {스텝: 값}} 로 읽는다 (`frcnn.training.events`; 같은 스텝은 마지막 값).
 
     Raises:
       ValueError: 이벤트 파일이나 eval/ 스칼라가 없을 때.
     """
-    import tensorflow as tf
+    from frcnn.training import events  # tensorflow 를 가져오므로 --help 를 빠르게 두려고 여기서
 
-    paths = sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")))
-    scalars = {}
-    for path in paths:
-        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-            event = tf.compat.v1.Event.FromString(record)
-            for value in event.summary.value:
-                if value.tag.startswith("eval/") and value.metadata.plugin_data.plugin_name == "scalars":
-                    scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    scalars = {tag: dict(values) for tag, values in events.read_summaries(log_dir, "scalars").items()
+               if tag.startswith("eval/")}
     if not scalars:
         raise ValueError(f"{log_dir}: no validation scalars (train with --eval_records)")
     return scalars

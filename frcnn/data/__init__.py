@@ -3,7 +3,7 @@
 모듈:
   voc          PASCAL VOC XML·이미지 읽기와 검사 (바깥 데이터가 들어오는 경계).
   classes      --classes 값과 자동 규칙으로 클래스 목록(id 1..C)을 정하고 이름 → id.
-  sources      변환 소스의 공통 형식(`SourceExample`)과 VOC 디렉터리 소스.
+  sources      데이터셋 소스의 공통 형식(`SourceExample`), VOC 디렉터리·TFRecord 소스 (변환기와 평가기).
   tfds_source  tfds `voc/2007` 소스.
   coco         COCO instances JSON 읽기와 검사 (pycocotools), COCO 소스 (평가기도 쓴다).
   resize       리사이즈·캔버스 패딩 정책과 정규화 박스 → 캔버스 픽셀.

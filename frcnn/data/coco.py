@@ -1,6 +1,6 @@
 """COCO JSON (instances) 읽기: pycocotools 로 파일을 열고 이미지·주석을 검사해 이미지별 픽셀 박스와 라벨로 낸다.
 
-변환 소스 (`open_coco_source`, `make_tfrecords --source=coco`) 와 평가기 (`frcnn.eval.runner`) 가 함께 쓴다.
+변환 소스 (`open_coco_source`) 를 `make_tfrecords --source=coco` 와 평가기 (`frcnn.eval.runner`) 가 함께 쓴다.
 파일 전체의 문제 (JSON 문법, 목록·키 없음, 중복 id, --classes 에 없는 범주) 는 바로 `sources.SourceError`;
 이미지 하나의 문제 (없는 이미지 파일, 모르는 범주 id, 잘못된 박스, 크기 불일치) 와 모르는 이미지 id 의 주석은
 `CocoDataset` 안의 SourceError 로 남아 `--skip_invalid` 가 건너뛸 수 있다. 메시지는 파일과 이미지·주석 id 를 적는다.
@@ -99,7 +99,7 @@ def load_coco(annotations_path: str) -> COCO:
         with contextlib.redirect_stdout(io.StringIO()):
             return COCO(annotations_path)
     except (ValueError, OSError, AssertionError, KeyError, TypeError) as error:
-        raise sources.SourceError(annotations_path, _load_problem(error)) from None
+        raise sources.SourceError(annotations_path, _load_problem(error)) from error
 
 
 def _load_problem(error: Exception) -> str:
@@ -162,7 +162,7 @@ def read_image_checked(annotations_path: str, image: CocoImage) -> bytes:
                                            f"the size {image.width}x{image.height} of {where}")
     except voc.VocError as error:
         problem = error.problem if where in error.problem else f"{error.problem} ({where})"
-        raise sources.SourceError(error.path, problem) from None
+        raise sources.SourceError(error.path, problem) from error
 
 
 def open_coco_source(annotations_path: str, images_dir: str, classes_flag: Optional[str]) -> sources.Source:
@@ -240,7 +240,7 @@ def _select(annotations_path: str, categories: list, classes_flag: Optional[str]
     try:
         names = classes.parse_classes_flag(classes_flag)
     except voc.VocError as error:
-        raise sources.SourceError(error.path, error.problem) from None
+        raise sources.SourceError.caused_by(error) from error
     id_of = {name: category_id for category_id, name in categories}
     unknown = [name for name in names if name not in id_of]
     if unknown:
@@ -353,4 +353,6 @@ def _source_example(dataset: CocoDataset, image: CocoImage) -> sources.SourceIte
         difficult=np.zeros(len(image.labels), bool),
         truncated=np.zeros(len(image.labels), bool),
         is_crowd=image.is_crowd,
+        pixel_boxes=image.boxes,
+        areas=image.areas,
     )

@@ -62,7 +62,7 @@ def _tfds_example(element: dict, split: str, tfds_names, class_list) -> sources.
         names = tuple(tfds_names[int(label)] for label in objects["label"])
         class_ids = classes.class_ids(names, class_list, source_path)
     except voc.VocError as error:
-        return sources.SourceError(error.path, error.problem)
+        return sources.SourceError.caused_by(error)
     return sources.SourceExample(
         image_id=os.path.splitext(filename)[0],
         filename=filename,
@@ -100,12 +100,12 @@ def open_tfds_source(split: str, data_dir: Optional[str], classes_flag: Optional
                                   shuffle_files=False,
                                   decoders={TFDS_IMAGE: tfds.decode.SkipDecoding()})
     except Exception as error:  # tfds 는 여러 종류의 예외를 던진다.
-        raise sources.SourceError(f"tfds:{DATASET_NAME}/{split}", f"cannot load: {error}") from None
+        raise sources.SourceError(f"tfds:{DATASET_NAME}/{split}", f"cannot load: {error}") from error
     tfds_names = tuple(info.features[TFDS_OBJECTS]["label"].names)
     try:
         class_list = classes.parse_classes_flag(classes_flag) if classes_flag else tfds_names
     except voc.VocError as error:
-        raise sources.SourceError(error.path, error.problem) from None
+        raise sources.SourceError.caused_by(error) from error
     num_examples = _count_examples(dataset, info, split)
 
     def items():

@@ -299,8 +299,8 @@ def _number(xml_path: str, node, where: str) -> float:
         raise VocError(xml_path, f"missing {where}")
     try:
         value = float(text)
-    except ValueError:
-        raise VocError(xml_path, f"{where} is not a number: {text!r}") from None
+    except ValueError as error:
+        raise VocError(xml_path, f"{where} is not a number: {text!r}") from error
     if not np.isfinite(value):
         raise VocError(xml_path, f"{where} is not a finite number: {text!r}")
     return value

@@ -1,11 +1,12 @@
 """평가 실행: VOC 디렉터리, COCO JSON 또는 TFRecord 를 읽어 검출 함수를 배치로 부르고, 지표와 보고서를 만든다.
 
-흐름: (이미지 바이트, GT) 읽기 → `detect_fn(image_bytes [B] string)` → 정규화 박스를 이미지별 VOC 픽셀로 →
+흐름: `make_tfrecords` 와 같은 소스 (`frcnn.data.sources`, `coco`, `tfds_source`) 로 (이미지 바이트, GT) 읽기 →
+`detect_fn(image_bytes [B] string)` → 정규화 박스를 이미지별 VOC 픽셀로 →
 클래스 이름으로 GT 와 검출의 클래스 id 를 맞춤 → voc07 / voc12 / coco 지표 → 표, JSON, PR 그림.
 
 클래스 맞추기: 검출과 GT 는 클래스 **이름** 으로 짝짓는다 (모델의 id 순서를 몰라도 된다).
   클래스 목록 (id 1..C 순서) = `classes_flag` 인자 (--classes 값: 쉼표 목록 또는 파일, frcnn.data.classes)
-  가 있으면 그것, 없으면 VOC 디렉터리는 `frcnn.data.classes.resolve_classes` 의 자동 규칙, COCO JSON 은
+  가 있으면 그것, 없으면 VOC 디렉터리는 `frcnn.data.classes.discover_classes` 의 자동 규칙, COCO JSON 은
   범주 이름 (라벨 순서, `frcnn.data.coco`; --classes 는 고를 범주), TFRecord 는
   (label, text) 와 모델의 (detection_classes, detection_class_names) 쌍에서 id 순서로 모은 것.
   이름이 빈 검출은 id 로 목록에서 이름을 찾는다. 목록에 없는 검출 클래스 이름은 목록 끝에 붙는다
@@ -15,38 +16,23 @@
   B: 배치 (이미지 수). N: 모델이 돌려주는 이미지당 검출 칸 수 (num_detections 뒤는 패딩).
   H, W: 원본 이미지 높이·너비 (픽셀).
   정규화 박스: [ymin, xmin, ymax, xmax] ∈ [0, 1] (모델 출력, TFRecord).
-  연속 박스: 정규화 × [H, W, H, W]. VOC 박스: frcnn.data.voc.boxes_to_voc 로 바꾼 (xmin, ymin, xmax, ymax).
+  연속 박스: 소스의 픽셀 박스 (`SourceExample.continuous_boxes`; 레코드는 정규화 × [H, W, H, W]).
+  VOC 박스: frcnn.data.voc.boxes_to_voc 로 바꾼 (xmin, ymin, xmax, ymax).
   crowd GT (COCO iscrowd, 레코드의 image/object/is_crowd): COCO 지표는 pycocotools 대로 crowd 로 다루고,
     VOC 지표는 difficult 처럼 무시한다 (ImageGroundTruth.difficult 에 더한다).
 """
 
 import dataclasses
+import itertools
 import time
 
 import numpy as np
 import tensorflow as tf
 
-from frcnn.data import classes, coco, records, sources, voc
+from frcnn.data import classes, coco, sources, voc
 from frcnn.eval import coco_ap, report, voc_ap
 from frcnn.export import loader
 from frcnn.export import signature
-
-
-@dataclasses.dataclass
-class _RawImage:
-    """이름 맞추기 전의 한 이미지: GT 는 이름 또는 id, 검출은 id 와 이름."""
-
-    image_id: str
-    gt_boxes: np.ndarray          # [G, 4] VOC 픽셀
-    gt_class_names: list          # [G] str, 모르면 ""
-    gt_class_ids: np.ndarray      # [G] int64, 모르면 0
-    difficult: np.ndarray         # [G] bool (crowd 포함)
-    is_crowd: np.ndarray = None   # [G] bool, 없으면 모두 False
-    areas: np.ndarray = None      # [G] COCO 주석 넓이, 없으면 박스 넓이
-    det_boxes: np.ndarray = None  # [N, 4] VOC 픽셀
-    det_scores: np.ndarray = None  # [N] float
-    det_class_ids: np.ndarray = None  # [N] int64
-    det_class_names: list = None  # [N] str, 없으면 ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,214 +114,84 @@ def _decode(value):
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _run_batches(examples, detect_fn, batch_size, total, progress):
-    """(이미지 바이트, (H, W), _RawImage) 를 배치로 모아 detect_fn 을 부르고 검출을 채운다.
+def collect(source, detect_fn, batch_size=8, max_images=None, progress=None):
+    """소스의 이미지를 배치로 검출하고 GT 와 함께 돌려준다.
 
     Args:
-      examples: (이미지 바이트, (H, W), _RawImage) 의 iterable.
-      detect_fn: image_bytes [B] tf.string → 출력 dict.
-      batch_size: 한 번에 보낼 이미지 수.
-      total: 이미지 수 (progress 에 넘길 값; 모르면 None).
-      progress: None 또는 `progress(done, total)` — 시작할 때와 배치마다 끝낸 이미지 수로 부른다.
-
-    Returns:
-      검출이 채워진 _RawImage 목록 (입력 순서).
-    """
-    report_progress = progress or (lambda done, total: None)
-    raw_images, pending = [], []
-    report_progress(0, total)
-    for example in examples:
-        pending.append(example)
-        if len(pending) == batch_size:
-            raw_images.extend(_detect_batch(pending, detect_fn))
-            report_progress(len(raw_images), total)
-            pending = []
-    if pending:
-        raw_images.extend(_detect_batch(pending, detect_fn))
-        report_progress(len(raw_images), total)
-    return raw_images
-
-
-def _detect_batch(batch, detect_fn):
-    """한 배치를 검출하고 각 _RawImage 에 결과를 넣는다."""
-    image_bytes = tf.constant([image for image, _, _ in batch], dtype=tf.string)
-    outputs = detect_fn(image_bytes)
-    per_image = _split_outputs(outputs, [size for _, size, _ in batch])
-    raw_images = []
-    for (_, _, raw_image), (boxes, scores, class_ids, class_names) in zip(batch, per_image):
-        raw_image.det_boxes, raw_image.det_scores = boxes, scores
-        raw_image.det_class_ids, raw_image.det_class_names = class_ids, class_names
-        raw_images.append(raw_image)
-    return raw_images
-
-
-def _voc_examples(voc_dir, annotations):
-    """VOC 주석마다 (검사한 이미지 바이트, (H, W), _RawImage) 를 낸다."""
-    for annotation in annotations:
-        image_bytes = voc.read_image_checked(annotation)
-        raw_image = _RawImage(
-            image_id=annotation.image_id,
-            gt_boxes=voc.boxes_to_voc(annotation.boxes).astype(np.float64),
-            gt_class_names=list(annotation.class_names),
-            gt_class_ids=np.zeros(len(annotation.class_names), dtype=np.int64),
-            difficult=np.asarray(annotation.difficult, dtype=bool))
-        yield image_bytes, (annotation.height, annotation.width), raw_image
-
-
-def collect_from_voc(voc_dir, split, detect_fn, batch_size=8, max_images=None, classes_flag=None,
-                     progress=None):
-    """VOC 디렉터리의 한 분할을 검출하고 GT 와 함께 돌려준다.
-
-    Args:
-      voc_dir: VOC 루트 (…/VOC2007).
-      split: ImageSets/Main/<split>.txt 의 이름.
+      source: frcnn.data.sources.Source (`open_source`, 또는 VOC·COCO·tfds·레코드 소스를 직접 연 것).
       detect_fn: image_bytes [B] tf.string → 출력 dict (SavedModel 출력 키).
       batch_size: 한 번에 보낼 이미지 수 (크기가 서로 달라도 된다).
       max_images: 앞에서부터 이만큼만 (None 이면 전부).
-      classes_flag: None (자동) 또는 --classes 값 (쉼표 목록 또는 파일; frcnn.data.classes).
-      progress: None 또는 `progress(done, total)` 콜백 (이미지 수).
+      progress: None 또는 `progress(done, total)` — 시작할 때와 배치마다 끝낸 이미지 수로 부른다.
 
     Returns:
       EvaluationInputs.
 
     Raises:
-      frcnn.data.voc.VocError: 분할·주석·이미지 파일 문제, 목록에 없는 클래스.
+      frcnn.data.sources.SourceError: 소스가 낸 첫 문제 (주석·이미지 파일, 목록에 없는 클래스, 잘못된 레코드).
     """
-    image_ids = voc.read_split_ids(voc_dir, split)
-    if max_images is not None:
-        image_ids = image_ids[:max_images]
-    annotations = [voc.read_annotation(voc_dir, image_id) for image_id in image_ids]
-    labelled = [(annotation.xml_path, annotation.class_names) for annotation in annotations]
-    base_names = classes.resolve_classes(classes_flag, labelled)
-    raw_images = _run_batches(_voc_examples(voc_dir, annotations), detect_fn, batch_size,
-                              len(annotations), progress)
-    return _resolve_classes(base_names, raw_images)
+    report_progress = progress or (lambda done, total: None)
+    total = source.num_examples if max_images is None else min(max_images, source.num_examples)
+    pairs = []  # (SourceExample, 검출) 목록
+    report_progress(0, total)
+    for batch in _batches(itertools.islice(source.items, max_images), batch_size):
+        image_bytes = tf.constant([example.image_bytes for example in batch], dtype=tf.string)
+        detections = _split_outputs(detect_fn(image_bytes), [(item.height, item.width) for item in batch])
+        pairs.extend(zip(batch, detections))
+        report_progress(len(pairs), total)
+    return _resolve_classes(source.classes, pairs)
 
 
-def _coco_examples(annotations_path, images):
-    """COCO 이미지마다 (검사한 이미지 바이트, (H, W), _RawImage) 를 낸다 (crowd 는 VOC 지표에서 difficult)."""
-    for image in images:
-        image_bytes = coco.read_image_checked(annotations_path, image)
-        raw_image = _RawImage(
-            image_id=str(image.image_id),
-            gt_boxes=voc.boxes_to_voc(image.boxes).astype(np.float64),
-            gt_class_names=list(image.class_names),
-            gt_class_ids=np.zeros(len(image.class_names), dtype=np.int64),
-            difficult=image.is_crowd.copy(), is_crowd=image.is_crowd, areas=image.areas)
-        yield image_bytes, (image.height, image.width), raw_image
+def _batches(items, batch_size):
+    """SourceItem 들을 batch_size 개씩의 SourceExample 목록으로 묶는다. 첫 SourceError 는 던진다."""
+    batch = []
+    for item in items:
+        if isinstance(item, sources.SourceError):
+            raise item
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
-def collect_from_coco(annotations_path, images_dir, detect_fn, batch_size=8, max_images=None,
-                      classes_flag=None, progress=None):
-    """COCO JSON 의 이미지들을 검출하고 GT 와 함께 돌려준다.
+def open_source(voc_dir=None, split="test", record_paths=None, coco_annotations=None, coco_images_dir=None,
+                classes_flag=None):
+    """평가할 데이터를 `make_tfrecords` 와 같은 소스로 연다 (VOC 디렉터리, COCO JSON 또는 TFRecord 중 하나).
 
-    Args:
-      annotations_path: COCO instances JSON 경로.
-      images_dir: 이미지 'file_name' 의 기준 디렉터리.
-      detect_fn: image_bytes [B] tf.string → 출력 dict.
-      batch_size: 한 번에 보낼 이미지 수.
-      max_images: 앞에서부터 이만큼만 (None 이면 전부).
-      classes_flag: None (모든 범주) 또는 --classes 값 (고를 범주 이름; frcnn.data.coco).
-      progress: None 또는 `progress(done, total)` 콜백 (이미지 수).
+    클래스 목록: VOC 는 --classes 또는 자동 규칙 (frcnn.data.classes), COCO 는 범주 이름 (라벨 순서;
+    --classes 는 고를 범주), 레코드는 --classes 또는 빈 목록 (그러면 `collect` 가 (id, 이름) 쌍에서 모은다).
 
     Returns:
-      EvaluationInputs (클래스 목록 = 범주 이름, 라벨 순서).
+      (frcnn.data.sources.Source, 보고서 "source" 에 적을 dict).
 
     Raises:
-      frcnn.data.sources.SourceError: JSON·주석·이미지 파일의 첫 문제 (모르는 이미지 id 의 주석 포함).
+      frcnn.data.sources.SourceError: 분할·JSON 파일 전체·--classes 의 문제.
     """
-    dataset = coco.read_coco(annotations_path, images_dir, classes_flag)
-    images = dataset.images if max_images is None else dataset.images[:max_images]
-    problems = dataset.orphans + [item for item in images if isinstance(item, sources.SourceError)]
-    if problems:
-        raise problems[0]
-    raw_images = _run_batches(_coco_examples(annotations_path, images), detect_fn, batch_size, len(images),
-                              progress)
-    return _resolve_classes(dataset.class_names, raw_images)
+    if voc_dir is not None:
+        return sources.open_voc_source(voc_dir, split, classes_flag), {"voc_dir": voc_dir, "split": split}
+    if coco_annotations is not None:
+        source = coco.open_coco_source(coco_annotations, coco_images_dir, classes_flag)
+        return source, {"coco_annotations": coco_annotations, "coco_images_dir": coco_images_dir}
+    return sources.open_records_source(record_paths, classes_flag), {"records": list(record_paths)}
 
 
-def _record_example(path, serialized):
-    """TF Object Detection API 형식 tf.Example 하나를 (바이트, (H, W), _RawImage) 로 읽는다.
-
-    Raises:
-      ValueError: `<path>: <문제>` — frcnn.data.records.read_example_numpy 가 거부한 예제.
-    """
-    try:
-        values = records.read_example_numpy(serialized)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
-    height, width = values["height"], values["width"]
-    raw_image = _RawImage(
-        image_id=values["source_id"] or values["filename"],
-        gt_boxes=normalized_to_voc(values["boxes"], height, width),
-        gt_class_names=values["class_names"],
-        gt_class_ids=values["classes"],
-        difficult=values["difficult"] | values["is_crowd"],
-        is_crowd=values["is_crowd"])
-    return values["image_bytes"], (height, width), raw_image
-
-
-def _record_examples(record_paths, max_images):
-    """TFRecord 파일들의 예제를 차례로 낸다 (max_images 개까지)."""
-    count = 0
-    for path in record_paths:
-        for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
-            if max_images is not None and count >= max_images:
-                return
-            count += 1
-            yield _record_example(path, serialized)
-
-
-def _count_records(record_paths, max_images):
-    """진행 보고용 예제 수 (max_images 로 자른다)."""
-    total = 0
-    for path in record_paths:
-        total += int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda count, _: count + 1))
-        if max_images is not None and total >= max_images:
-            return max_images
-    return total
-
-
-def collect_from_records(record_paths, detect_fn, batch_size=8, max_images=None, classes_flag=None,
-                         progress=None):
-    """TFRecord (TF OD API 특징 이름) 를 검출하고 GT 와 함께 돌려준다.
-
-    Args:
-      record_paths: TFRecord 파일 경로 목록.
-      detect_fn: image_bytes [B] tf.string → 출력 dict.
-      batch_size: 한 번에 보낼 이미지 수.
-      max_images: 앞에서부터 이만큼만 (None 이면 전부).
-      classes_flag: None 또는 --classes 값 (쉼표 목록 또는 파일; frcnn.data.classes).
-      progress: None 또는 `progress(done, total)` 콜백 (이미지 수; 있을 때만 레코드 수를 미리 센다).
-
-    Returns:
-      EvaluationInputs.
-
-    Raises:
-      ValueError: 필수 특징이 빠진 예제 (파일 경로와 함께).
-    """
-    base_names = classes.parse_classes_flag(classes_flag) if classes_flag else ()
-    total = _count_records(record_paths, max_images) if progress is not None else None
-    raw_images = _run_batches(_record_examples(record_paths, max_images), detect_fn, batch_size,
-                              total, progress)
-    return _resolve_classes(base_names, raw_images)
-
-
-def _class_list(base_names, raw_images):
+def _class_list(base_names, pairs):
     """클래스 이름 목록 (id 1..C 순서) 과 id → 이름 표 (`classes.from_id_name_pairs` 의 규칙)."""
     if base_names:
         return list(base_names), {index + 1: name for index, name in enumerate(base_names)}
-    pairs = []
-    for raw_image in raw_images:
-        pairs += zip(raw_image.gt_class_ids, raw_image.gt_class_names)
-        pairs += zip(raw_image.det_class_ids, raw_image.det_class_names)
-    names, id_to_name = classes.from_id_name_pairs(pairs)
+    id_name_pairs = []
+    for example, (_, _, class_ids, class_names) in pairs:
+        id_name_pairs += zip(example.class_ids, example.class_names)
+        id_name_pairs += zip(class_ids, class_names)
+    names, id_to_name = classes.from_id_name_pairs(id_name_pairs)
     return list(names), id_to_name
 
 
-def _resolve_classes(base_names, raw_images):
-    """이름으로 GT 와 검출의 클래스 id 를 하나의 목록에 맞추고 EvaluationInputs 를 만든다."""
-    names, id_to_name = _class_list(base_names, raw_images)
+def _resolve_classes(base_names, pairs):
+    """이름으로 GT 와 검출의 클래스 id 를 하나의 목록에 맞추고 EvaluationInputs 를 만든다 (crowd 는 difficult 로도)."""
+    names, id_to_name = _class_list(base_names, pairs)
     index_by_name = {name: index + 1 for index, name in enumerate(names)}
 
     def to_ids(class_ids, class_names):
@@ -350,13 +206,14 @@ def _resolve_classes(base_names, raw_images):
         return np.asarray(ids, dtype=np.int64)
 
     ground_truths, detections = [], []
-    for raw_image in raw_images:
+    for example, (boxes, scores, class_ids, class_names) in pairs:
+        crowd = False if example.is_crowd is None else example.is_crowd
         ground_truths.append(voc_ap.ImageGroundTruth(
-            raw_image.gt_boxes, to_ids(raw_image.gt_class_ids, raw_image.gt_class_names),
-            raw_image.difficult, raw_image.image_id, raw_image.is_crowd, raw_image.areas))
-        detections.append(voc_ap.ImageDetections(
-            raw_image.det_boxes, raw_image.det_scores,
-            to_ids(raw_image.det_class_ids, raw_image.det_class_names), raw_image.image_id))
+            voc.boxes_to_voc(example.continuous_boxes()).astype(np.float64),
+            to_ids(example.class_ids, example.class_names), np.asarray(example.difficult, bool) | crowd,
+            example.image_id, example.is_crowd, example.areas))
+        detections.append(voc_ap.ImageDetections(boxes, scores, to_ids(class_ids, class_names),
+                                                 example.image_id))
     return EvaluationInputs(tuple(names), ground_truths, detections)
 
 
@@ -418,24 +275,14 @@ def evaluate(detect_fn, *, voc_dir=None, split="test", record_paths=None, coco_a
     _check_arguments(voc_dir, record_paths, coco_annotations, coco_images_dir, metrics, batch_size,
                      max_images)
     start_time = time.perf_counter()
-    source = dict(source_info or {})
-    if voc_dir is not None:
-        source.update(voc_dir=voc_dir, split=split)
-        inputs = collect_from_voc(voc_dir, split, detect_fn, batch_size, max_images, classes_flag, progress)
-    elif coco_annotations is not None:
-        source.update(coco_annotations=coco_annotations, coco_images_dir=coco_images_dir)
-        inputs = collect_from_coco(coco_annotations, coco_images_dir, detect_fn, batch_size, max_images,
-                                   classes_flag, progress)
-    else:
-        source.update(records=list(record_paths))
-        inputs = collect_from_records(record_paths, detect_fn, batch_size, max_images, classes_flag,
-                                      progress)
+    source, where = open_source(voc_dir, split, record_paths, coco_annotations, coco_images_dir, classes_flag)
+    inputs = collect(source, detect_fn, batch_size, max_images, progress)
     if not inputs.ground_truths:
         raise ValueError(f"{voc_dir or coco_annotations or ', '.join(record_paths)}: no images to evaluate")
     voc_results, coco_result = compute_metrics(inputs, metrics, iou_threshold, coco_verbose)
     evaluation_report = report.build_report(
         inputs.class_names, inputs.ground_truths, inputs.detections, voc_results, coco_result,
-        source=source, metrics=list(metrics), iou_threshold=iou_threshold,
+        source={**(source_info or {}), **where}, metrics=list(metrics), iou_threshold=iou_threshold,
         num_images=len(inputs.ground_truths), wall_time_s=round(time.perf_counter() - start_time, 3))
     _write_outputs(evaluation_report, inputs.class_names, voc_results, output_path, plot_dir)
     return evaluation_report

@@ -7,7 +7,8 @@ TensorBoard 에 쓴다 (`tools/train --eval_records`).
     박스) 로 감싼 검출 함수. 한 번 추적해 두고 평가마다 다시 쓴다. 학습 모델의 dtype 정책 (혼합 정밀도면
     bfloat16·float16 계산) 을 그대로 쓰므로, float32 로 내보낸 모델의 값과 아주 조금 다를 수 있다; 절단 SVD
     (`detection.fc_svd_ranks`) 는 내보낼 때만 쓴다.
-  지표: `runner.collect_from_records` (레코드의 GT 박스·라벨·difficult) → `runner.compute_metrics` 의 voc07 과 coco
+  지표: `runner.collect` (`sources.open_records_source`: 레코드의 GT 박스·라벨·difficult·crowd) →
+    `runner.compute_metrics` 의 voc07 과 coco
     — `tools/evaluate` 와 같은 구현. 결과 dict: voc07_map, coco_ap, coco_ap50 (정의되지 않으면 NaN), seconds
     (검출 + 지표 계산에 걸린 초: `tools/evaluate` 보고서의 wall_time_s 와 같은 범위).
   TensorBoard (`log_dir`, 보통 model_dir/eval): 스칼라 `eval/voc07_map`, `eval/coco_ap`, `eval/coco_ap50`,
@@ -20,6 +21,7 @@ import time
 import tensorflow as tf
 
 from frcnn.data import records
+from frcnn.data import sources
 from frcnn.eval import runner
 from frcnn.export import detection
 from frcnn.export import signature
@@ -68,7 +70,8 @@ class Validator:
           {"voc07_map", "coco_ap", "coco_ap50", "seconds"} Python float (정의되지 않은 값은 NaN).
         """
         start = time.perf_counter()
-        inputs = runner.collect_from_records(self._record_paths, self.detect_fn, self._batch_size)
+        inputs = runner.collect(sources.open_records_source(self._record_paths), self.detect_fn,
+                                self._batch_size)
         voc_results, coco_result = runner.compute_metrics(inputs, METRICS)
         metrics = {"voc07_map": voc_results["voc07"].mean_ap, "coco_ap": _defined(coco_result.stats["AP"]),
                    "coco_ap50": _defined(coco_result.stats["AP50"]), "seconds": time.perf_counter() - start}

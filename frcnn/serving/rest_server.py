@@ -215,11 +215,11 @@ async def _read_body(request, max_body_bytes, request_timeout, take):
 
     try:
         await asyncio.wait_for(read_all(), request_timeout)
-    except asyncio.TimeoutError:
+    except asyncio.TimeoutError as error:
         raise BodyNotRead(f"request body not received within {request_timeout:g} s "
-                          "(--request_timeout_seconds)", status=408) from None
-    except ClientDisconnect:
-        raise RequestError("client disconnected before sending the whole body") from None
+                          "(--request_timeout_seconds)", status=408) from error
+    except ClientDisconnect as error:
+        raise RequestError("client disconnected before sending the whole body") from error
     return b"".join(chunks)
 
 

@@ -80,7 +80,7 @@ class BestCheckpoint:
         except (tf.errors.OpError, OSError) as error:
             detail = getattr(error, "message", None) or str(error)
             raise OSError(f"cannot write the best checkpoint for step {step} in {self._manager.directory} "
-                          f"({detail.strip()})") from None
+                          f"({detail.strip()})") from error
         self.best = {"step": int(step), METRIC: value, "checkpoint": path, "eval_records": self._eval_records}
         if self._chief:
             run_file.write_best(self._trainer.model_dir, self.best)

@@ -191,17 +191,17 @@ def _run_loop(trainer, plan, batches, canvas, num_steps):
     loop_function = trainer.loop_function(plan.name)
     try:
         return loop_function(batches.iterator(canvas), tf.constant(num_steps))
-    except tf.errors.OutOfRangeError:
+    except tf.errors.OutOfRangeError as error:
         shape = batches.spec.canvas_shapes[canvas]
         raise ValueError(f"canvas {canvas} ({shape[0]}×{shape[1]}) has no records in this worker's part of "
                          "the training records, but <split>.json counts some; use the whole split's shards "
-                         "or remake the records") from None
+                         "or remake the records") from error
     except tf.errors.InvalidArgumentError as error:
         # 파이프라인의 검사 (모두 깨진 캔버스, 다른 지문) 는 "assertion failed: [메시지]" 로 온다
         found = re.search(r"assertion failed: \[([^\]]*(undecodable|fingerprint)[^\]]*)\]", error.message)
         if not found:
             raise
-        raise ValueError(f"reading the training records failed: {found.group(1)}") from None
+        raise ValueError(f"reading the training records failed: {found.group(1)}") from error
 
 
 def _read_outputs(outputs):
@@ -271,7 +271,7 @@ def _checkpoint(trainer, step, plan):
         raise OSError(
             f"cannot write the checkpoint for step {step} in {trainer.manager.directory} ({detail.strip()}); "
             f"the previous checkpoint {previous or '(none)'} is still usable: free space and rerun the same "
-            "command to resume from it") from None
+            "command to resume from it") from error
 
 
 def _validate_final(trainer, validation, step, log):

@@ -130,8 +130,8 @@ def read_run_file(model_dir):
             run_info = json.load(handle)
         config_data, classes = run_info["config"], tuple(run_info["classes"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: unreadable run file: {error}") from None
+        raise ValueError(f"{path}: unreadable run file: {error}") from error
     try:
         return config_lib.from_dict(config_data), classes
     except (ValueError, TypeError) as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise ValueError(f"{path}: {error}") from error

@@ -262,5 +262,5 @@ def load_trained_model(model_dir, checkpoint=None):
     except AssertionError as error:
         unmatched = str(error).split(", likely")[0]
         raise ValueError(f"{path}: checkpoint does not hold every variable of this model (written by an "
-                         f"older version of frcnn, or another architecture): {unmatched}") from None
+                         f"older version of frcnn, or another architecture): {unmatched}") from error
     return model, config, classes, path

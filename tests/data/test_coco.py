@@ -1,4 +1,4 @@
-"""frcnn.data.coco 테스트: 손으로 쓴 COCO JSON (conftest `COCO_JSON`) 의 박스가 연속 픽셀·정규화 좌표로 정확히
+"""frcnn.data.coco 테스트: 손으로 쓴 COCO JSON (tests/testing.py `COCO_JSON`) 의 박스가 연속 픽셀·정규화 좌표로 정확히
 바뀌고, 범주가 id 순서의 라벨 1..C 로 맞춰지고, crowd·빈 이미지·--classes 부분 집합이 지켜지는지; 이미지 하나의
 문제는 (파일과 id 를 밝히는) 건너뛸 수 있는 SourceError 로, 파일 전체의 문제는 예외로 알리는지 확인한다.
 
@@ -14,7 +14,7 @@ import pytest
 
 from frcnn.data import coco
 from frcnn.data import sources
-from tests.conftest import COCO_JSON, write_coco_dir
+from tests.testing import COCO_JSON, write_coco_dir
 
 # 이미지 id → 기대 (라벨, 이름, 연속 박스 [ymin, xmin, ymax, xmax], crowd, 넓이) — JSON 에서 손으로 옮긴 값.
 EXPECTED = {
@@ -71,6 +71,8 @@ def test_source_examples_have_exact_normalized_boxes(tmp_path):
         # 정확히: float64 로 나눈 뒤 float32 로 (레코드의 float_list 값)
         want = (boxes / np.array([height, width, height, width], np.float64)).astype(np.float32)
         np.testing.assert_array_equal(example.normalized_boxes, want)
+        np.testing.assert_array_equal(example.continuous_boxes(), boxes)  # 평가기의 GT: JSON 값 그대로
+        assert example.areas.tolist() == [item[4] for item in EXPECTED[image_id]]
         assert example.class_ids.tolist() == [item[0] for item in EXPECTED[image_id]]
         assert example.is_crowd.tolist() == [item[3] for item in EXPECTED[image_id]]
         assert not example.difficult.any() and (example.height, example.width) == (height, width)

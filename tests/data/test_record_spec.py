@@ -10,7 +10,7 @@ import pytest
 
 from frcnn import config
 from frcnn.data import record_spec
-from tests.conftest import convert_voc, write_voc_dir
+from tests.testing import convert_voc, write_voc_dir
 
 
 def test_fingerprint_changes_with_anchor_settings_only():

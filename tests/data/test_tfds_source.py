@@ -6,7 +6,7 @@ import numpy as np
 from frcnn.data import sources
 from frcnn.data import tfds_source
 from frcnn.data import voc
-from tests.conftest import jpeg_bytes
+from tests.testing import jpeg_bytes
 
 
 def _element(bbox, labels=(11,), image=None):

@@ -25,7 +25,7 @@ from frcnn.data import coco
 from frcnn.eval import coco_ap
 from frcnn.eval import runner
 from pipelines import convert
-from tests.conftest import COCO_JSON, REPO_ROOT, write_coco_dir
+from tests.testing import COCO_JSON, REPO_ROOT, write_coco_dir
 
 LABEL_TO_CATEGORY = {1: 3, 2: 7, 3: 12}
 NAMES = {1: b"dog", 2: b"cat", 3: b"person"}

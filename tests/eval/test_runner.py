@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from frcnn.data import records, voc
+from frcnn.data import records, sources, voc
 from frcnn.eval import report, runner
-from tests.conftest import write_voc_dir
+from tests.testing import write_voc_dir
 
 # 이미지 id → (W, H, [(이름, VOC 박스 (xmin, ymin, xmax, ymax), difficult)])
 DATASET = {
@@ -95,7 +95,7 @@ def test_normalized_to_voc():
 def test_voc_dir_gives_expected_map(voc_dir):
     path, id_by_bytes = voc_dir
     detect_fn = _make_detect_fn(id_by_bytes)
-    inputs = runner.collect_from_voc(path, "test", detect_fn, batch_size=2)
+    inputs = runner.collect(sources.open_voc_source(path, "test", None), detect_fn, batch_size=2)
     assert detect_fn.calls == [2, 1]  # 크기가 다른 두 이미지가 한 배치에
     assert inputs.class_names == voc.VOC_CLASSES  # 자동: 모두 VOC 이름
     np.testing.assert_allclose(inputs.detections[0].boxes[0], [11, 9, 50, 40], atol=1e-3)
@@ -112,8 +112,8 @@ def test_voc_dir_gives_expected_map(voc_dir):
 def test_explicit_classes_and_max_images(voc_dir):
     # 이미지 2장만: cat (0.9 TP, 0.7 TP, 0.3 FP) → 1, dog 는 difficult 뿐 → 제외, bird → 0.5. mAP 0.75.
     path, id_by_bytes = voc_dir
-    inputs = runner.collect_from_voc(path, "test", _make_detect_fn(id_by_bytes), batch_size=1,
-                                     max_images=2, classes_flag="bird,cat,dog")
+    source = sources.open_voc_source(path, "test", "bird,cat,dog")
+    inputs = runner.collect(source, _make_detect_fn(id_by_bytes), batch_size=1, max_images=2)
     assert inputs.class_names == ("bird", "cat", "dog")
     voc_results, _ = runner.compute_metrics(inputs, ("voc12",))
     assert voc_results["voc12"].mean_ap == pytest.approx(0.75)
@@ -123,7 +123,7 @@ def test_explicit_classes_and_max_images(voc_dir):
 def test_explicit_classes_missing_an_annotated_class_names_the_xml(voc_dir):
     path, id_by_bytes = voc_dir
     with pytest.raises(voc.VocError, match=r"000002\.xml: unknown class 'bird'"):
-        runner.collect_from_voc(path, "test", _make_detect_fn(id_by_bytes), classes_flag="cat,dog")
+        runner.collect(sources.open_voc_source(path, "test", "cat,dog"), _make_detect_fn(id_by_bytes))
 
 
 def _od_api_example(image_bytes, width, height, image_id, objects, with_labels=True):
@@ -165,8 +165,8 @@ def test_records_give_the_same_map(voc_dir, tmp_path):
     record_path = str(tmp_path / "test-00000-of-00001.tfrecord")
     _write_records(path, record_path)
     progress_calls = []
-    inputs = runner.collect_from_records([record_path], _make_detect_fn(id_by_bytes), batch_size=2,
-                                         progress=lambda done, total: progress_calls.append((done, total)))
+    inputs = runner.collect(sources.open_records_source([record_path]), _make_detect_fn(id_by_bytes),
+                            batch_size=2, progress=lambda done, total: progress_calls.append((done, total)))
     assert progress_calls == [(0, 3), (2, 3), (3, 3)]
     # 클래스 목록은 (label, text) 쌍에서 id 순서로: 3 bird, 8 cat, 12 dog, 나머지 class_<id>.
     assert (inputs.class_names[2], inputs.class_names[7], inputs.class_names[11]) == ("bird", "cat", "dog")
@@ -182,7 +182,7 @@ def test_bad_record_error_names_the_file(voc_dir, tmp_path):
     record_path = str(tmp_path / "bad.tfrecord")
     _write_records(path, record_path, with_labels=False)
     with pytest.raises(ValueError, match=r"bad\.tfrecord: 2 boxes but 0 class labels in one example"):
-        runner.collect_from_records([record_path], _make_detect_fn(id_by_bytes))
+        runner.collect(sources.open_records_source([record_path]), _make_detect_fn(id_by_bytes))
 
 
 def test_evaluate_writes_json_and_plots(voc_dir, tmp_path):

@@ -1,14 +1,13 @@
 """frcnn.eval.validation 테스트: 학습 중 검증기의 검출과 지표가 같은 가중치를 SavedModel 로 내보내 `serve_bytes`·
 `runner.evaluate` 로 잰 값과 같고, TensorBoard 이벤트 파일에 그 스텝의 `eval/` 스칼라와 검출을 그린 이미지를 쓴다.
 
-데이터: conftest 의 작은 VOC 디렉터리를 tiny 설정으로 변환한 레코드. 모델은 학습하지 않은 tiny 모델 (점수 문턱 0
+데이터: tests/testing.py 의 작은 VOC 디렉터리를 tiny 설정으로 변환한 레코드. 모델은 학습하지 않은 tiny 모델 (점수 문턱 0
 이라 이미지마다 검출이 꽉 찬다; mAP 는 거의 늘 0 이라 검출 자체를 비교한다).
 """
 
 import glob
 import json
 import math
-import os
 
 import keras
 import numpy as np
@@ -19,23 +18,12 @@ from frcnn.data import records
 from frcnn.eval import runner
 from frcnn.eval import validation
 from frcnn.export import saved_model
+from frcnn.training import events
 from frcnn.training import trainer
 from frcnn.viz import draw
-from tests.conftest import TINY, convert_voc, tiny_config, write_voc_dir
+from tests.testing import TINY, convert_voc, tiny_config, write_voc_dir
 
 OVERRIDES = "detection.score_threshold=0.0"
-
-
-def read_event_values(log_dir):
-    """이벤트 파일들을 직접 읽어 {태그: [(스텝, 값)]} 로 (이미지는 값 대신 인코딩된 바이트 목록)."""
-    values = {}
-    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                array = tf.make_ndarray(value.tensor)
-                content = array.tolist() if array.dtype == object else float(array)
-                values.setdefault(value.tag, []).append((event.step, content))
-    return values
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +63,14 @@ def test_validator_matches_the_exported_model_and_writes_summaries(record_data, 
     assert metrics["voc07_map"] == pytest.approx(report["map"]["voc07"], abs=1e-6)
     assert metrics["coco_ap"] == pytest.approx(report["coco"]["AP"], abs=1e-6)
     assert metrics["coco_ap50"] == pytest.approx(report["coco"]["AP50"], abs=1e-6)
-    events = read_event_values(log_dir)
+    summaries = events.read_summaries(log_dir)
     for name in ("voc07_map", "coco_ap", "coco_ap50", "seconds"):
-        (step, value), = events[f"eval/{name}"]
+        (step, value), = summaries[f"eval/{name}"]
         assert step == 7 and math.isclose(value, metrics[name], rel_tol=1e-6)
     for index in range(2):
-        (step, image), = events[f"eval/detections/{index}"]
+        (step, image), = summaries[f"eval/detections/{index}"]
         # tf.summary.image: [너비, 높이, PNG 바이트]; 원본 크기 (VOC_IMAGES 의 처음 두 장: 40×30, 24×36)
         assert step == 7 and image[2].startswith(b"\x89PNG")
-    sizes = [events[f"eval/detections/{index}"][0][1][:2] for index in range(2)]
+    sizes = [summaries[f"eval/detections/{index}"][0][1][:2] for index in range(2)]
     assert sizes == [[b"40", b"30"], [b"24", b"36"]]
-    assert "eval/detections/2" not in events
+    assert "eval/detections/2" not in summaries

@@ -13,7 +13,7 @@ from frcnn.data import record_spec
 from frcnn.export import inference_model
 from frcnn.export import saved_model
 from frcnn.modeling import model as model_lib
-from tests.conftest import tiny_config
+from tests.testing import tiny_config
 
 CONFIG = tiny_config("detection.score_threshold=0.0,detection.max_detections=8")
 

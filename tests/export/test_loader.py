@@ -1,4 +1,4 @@
-"""frcnn.export.loader 테스트: 진짜 SavedModel (conftest 의 작은 검출기) 을 불러오고, 잘못된 경로는 경로를 이름한
+"""frcnn.export.loader 테스트: 진짜 SavedModel (tests/testing.py 의 작은 검출기) 을 불러오고, 잘못된 경로는 경로를 이름한
 한 줄로 거절한다."""
 
 import numpy as np

@@ -2,7 +2,7 @@
 TensorFlow 를 가져올 수 없는 subprocess 에서 ai-edge-litert / onnxruntime 으로 돌려, 같은 디렉터리의 SavedModel
 `serving_default` 와 같은 검출을 내는지 본다 (여러 크기, 두 방향). TFLite 는 내장 연산만, 메타데이터에 클래스 이름.
 
-작은 학습 결과 (conftest 의 `tiny_config`, RoIAlign 과 RoI max pooling 둘 다) 를 만든다.
+작은 학습 결과 (tests/testing.py 의 `tiny_config`, RoIAlign 과 RoI max pooling 둘 다) 를 만든다.
 용어: N 최대 검출 수 (10); 박스는 정규화 [ymin, xmin, ymax, xmax].
 """
 
@@ -22,11 +22,12 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from frcnn import config as config_lib
 from frcnn.data import record_spec
+from frcnn.data import sources
 from frcnn.eval import runner
 from frcnn.export import signature
 from frcnn.export import runtimes
 from frcnn.training import loop
-from tests.conftest import REPO_ROOT, make_batches, tiny_config, write_voc_dir
+from tests.testing import REPO_ROOT, make_batches, tiny_config, write_voc_dir
 
 pytestmark = pytest.mark.slow  # tools.export 와 런타임을 subprocess 로 돌린다
 MAX_DETECTIONS = 10
@@ -243,9 +244,10 @@ def test_evaluation_collects_the_same_detections_from_every_format(exported, tmp
     """tools/evaluate 의 수집 (`runner.load_detect_fn`) 은 .tflite·.onnx 도 받고, SavedModel 과 같은 검출을 모은다."""
     _, export_dir = exported
     voc_dir = write_voc_dir(tmp_path)
-    reference = runner.collect_from_voc(voc_dir, "trainval", runner.load_detect_fn(export_dir), batch_size=4)
+    reference = runner.collect(sources.open_voc_source(voc_dir, "trainval", None),
+                               runner.load_detect_fn(export_dir), batch_size=4)
     portable_fn = runner.load_detect_fn(os.path.join(export_dir, file_name))
-    collected = runner.collect_from_voc(voc_dir, "trainval", portable_fn, batch_size=4)
+    collected = runner.collect(sources.open_voc_source(voc_dir, "trainval", None), portable_fn, batch_size=4)
     assert sum(len(detections.boxes) for detections in reference.detections) > 0
     for expected, got in zip(reference.detections, collected.detections):
         np.testing.assert_array_equal(got.classes, expected.classes)

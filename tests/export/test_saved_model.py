@@ -1,6 +1,6 @@
 """export 테스트: tools/export 로 내보낸 SavedModel 이 홀로 서는지, 시그니처 계약, 그리고 REST 서버.
 
-작은 학습 결과(8 스텝, conftest 의 `tiny_config`)를 만들고 `tools.export` 를 subprocess 로 실행한다.
+작은 학습 결과(8 스텝, tests/testing.py 의 `tiny_config`)를 만들고 `tools.export` 를 subprocess 로 실행한다.
 기대값은 같은 체크포인트를 이 프로세스에서 불러 `model.detect` 를 직접 부른 결과(리사이즈와 stride
 배수 패딩은 numpy/TF 로 따로 계산)다. 불러오기는 frcnn·pipelines·keras 를 import 할 수 없는
 subprocess 에서 한다.
@@ -23,13 +23,14 @@ import pytest
 import tensorflow as tf
 
 from frcnn.data import record_spec
+from frcnn.data import sources
 from frcnn.export import saved_model
 from frcnn.modeling import model as model_lib
 from frcnn.serving import make_server
 from frcnn.training import loop
 from frcnn.training import trainer
 from frcnn.eval import runner
-from tests.conftest import make_batches, tiny_config, write_voc_dir
+from tests.testing import make_batches, tiny_config, write_voc_dir
 
 # 모든 테스트가 tools.export 를 subprocess 로 돌린 결과를 쓴다.
 pytestmark = pytest.mark.slow
@@ -291,7 +292,8 @@ def test_evaluation_does_not_depend_on_batch_size(exported, tmp_path):
     """tools/evaluate 의 수집: batch_size 1 과 4 (크기가 다른 VOC 이미지들) 의 검출이 같다."""
     voc_dir = write_voc_dir(tmp_path)
     detect_fn = runner.load_detect_fn(exported[1])
-    one, four = (runner.collect_from_voc(voc_dir, "trainval", detect_fn, batch_size=size) for size in (1, 4))
+    one, four = (runner.collect(sources.open_voc_source(voc_dir, "trainval", None), detect_fn,
+                                batch_size=size) for size in (1, 4))
     assert sum(len(detections.boxes) for detections in one.detections) > 0
     for alone, batched in zip(one.detections, four.detections):
         np.testing.assert_array_equal(batched.classes, alone.classes)

@@ -16,7 +16,7 @@ from frcnn.export import saved_model
 from frcnn.export import truncated_svd
 from frcnn.modeling import backbones
 from frcnn.modeling import model as model_lib
-from tests.conftest import tiny_config
+from tests.testing import tiny_config
 
 
 def _matrix_with_singular_values(rows, columns, singular_values, seed):

@@ -2,7 +2,7 @@
 독립 확인, 원본과 뒤집기 둘 다), is_crowd 특징이 없는 옛 (VOC) 레코드는 모두 False, 그리고 COCO 레코드로 몇 스텝
 학습한 모델을 내보내 COCO JSON 을 정답으로 평가하기.
 
-데이터: conftest 의 `COCO_JSON` (crowd 두 개: 이미지 10 의 dog [0, 0, 20, 15], 이미지 13 의 person) 을 tiny 설정
+데이터: tests/testing.py 의 `COCO_JSON` (crowd 두 개: 이미지 10 의 dog [0, 0, 20, 15], 이미지 13 의 person) 을 tiny 설정
 (캔버스 64×64 하나) 으로 변환한 레코드.
 용어: 박스 `[ymin, xmin, ymax, xmax]` 캔버스 픽셀, 앵커 코드 −1 무시 / 0 음성 / k ≥ 1 GT k−1 의 양성.
 """
@@ -27,7 +27,7 @@ from frcnn.training import loop
 from frcnn.training import trainer
 from pipelines import convert
 from pipelines import input_pipeline
-from tests.conftest import TINY, convert_voc, tiny_config, write_coco_dir, write_voc_dir
+from tests.testing import TINY, convert_voc, tiny_config, write_coco_dir, write_voc_dir
 
 
 def _dataset(pattern, config, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""pipelines.convert 테스트: 손으로 쓴 작은 VOC 디렉터리(`tests.conftest.write_voc_dir`)를 변환해 레코드가
+"""pipelines.convert 테스트: 손으로 쓴 작은 VOC 디렉터리(`tests.testing.write_voc_dir`)를 변환해 레코드가
 XML 정답·원래 JPEG 바이트·단일 이미지 `label_anchors` 와 정확히 같은지, 실패하면 아무것도 남지 않는지 확인한다.
 """
 
@@ -13,11 +13,12 @@ from frcnn import fileio
 from frcnn.data import record_spec
 from frcnn.data import records
 from frcnn.data import sources
+from frcnn.data import voc
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
 from pipelines import convert
-from tests.conftest import VOC_IMAGES, convert_voc, read_records, write_voc_dir
+from tests.testing import VOC_IMAGES, convert_voc, read_records, write_voc_dir
 
 
 DROP = "input.difficult=drop"  # 참조 구현들의 기본 (cpu_small 프리셋은 keep)
@@ -156,6 +157,31 @@ def test_too_many_objects_is_an_error(tmp_path):
                         record_spec.RecordSpec.from_config(config), options)
     assert error.value.path.endswith("000004.xml")
     assert not (tmp_path / "out").exists()
+
+
+def test_errors_keep_their_cause(tmp_path):
+    """변환 오류는 원인을 잃지 않는다: ConversionError ← SourceError ← VocError ← float() 의 ValueError.
+    (도구는 그래도 한 줄만 알린다: tests/tools/test_make_tfrecords.py 의 not_a_number.)"""
+    voc_dir = write_voc_dir(tmp_path)
+    xml_path = os.path.join(voc_dir, "Annotations", "000002.xml")
+    with open(xml_path) as handle:
+        text = handle.read()
+    with open(xml_path, "w") as handle:
+        handle.write(text.replace("<xmax>20</xmax>", "<xmax>twenty</xmax>"))
+    options = convert.ConvertOptions(output_dir=str(tmp_path / "out"), split="trainval")
+    with pytest.raises(convert.ConversionError, match=r"000002\.xml: .*is not a number: 'twenty'") as error:
+        convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None),
+                        config_lib.build_config("cpu_small"), options)
+    chain = [error.value.__cause__]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    assert [type(cause) for cause in chain] == [sources.SourceError, voc.VocError, ValueError]
+    assert "could not convert string to float: 'twenty'" in str(chain[2])
+    with pytest.raises(convert.ConversionError, match=r"missing\.txt: split file not found") as error:
+        convert.convert(lambda: sources.open_voc_source(voc_dir, "missing", None),
+                        config_lib.build_config("cpu_small"), options)
+    assert isinstance(error.value.__cause__, sources.SourceError)
+    assert isinstance(error.value.__cause__.__cause__, voc.VocError)
 
 
 def test_default_shard_count_and_overwrite(tmp_path):

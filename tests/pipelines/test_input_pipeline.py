@@ -11,7 +11,7 @@ from frcnn import config as config_lib
 from pipelines import input_pipeline
 from frcnn.data import record_spec
 from frcnn.data import records
-from tests.conftest import VOC_IMAGES, convert_voc, damage_image, read_records, write_voc_dir
+from tests.testing import VOC_IMAGES, convert_voc, damage_image, read_records, write_voc_dir
 
 CONFIG = config_lib.build_config("cpu_small")
 G = CONFIG.input.max_gt_boxes

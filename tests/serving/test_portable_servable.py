@@ -16,7 +16,7 @@ from frcnn.export import portable
 from frcnn.export import signature
 from frcnn.serving import make_server
 from tests.serving.harness import http_call, running
-from tests.conftest import _detect_one
+from tests.testing import detect_one
 
 MODEL_NAME = "tiny"
 
@@ -24,7 +24,7 @@ MODEL_NAME = "tiny"
 @tf.function(input_signature=[signature.PORTABLE_INPUT_SPEC])
 def _portable_signature(images):
     """작은 검출기를 portable 의 꼴로: uint8 [1, H, W, 3] → 문자열 없는 출력 (클래스 이름은 메타데이터)."""
-    outputs = _detect_one(images[0])
+    outputs = detect_one(images[0])
     return {name: outputs[name][None] for name in signature.PORTABLE_OUTPUT_NAMES}
 
 

@@ -290,6 +290,30 @@ def test_oversized_body_answers_413(loaded_model):
         assert payload["predictions"][0]["detection_boxes"][0] == [0.0, 0.0, 0.5, 0.5]
 
 
+def _raw_exchange(server, data):
+    """날 바이트를 보내고 서버가 연결을 닫을 때까지 받은 바이트와 걸린 초를 돌려준다."""
+    start = time.monotonic()
+    with socket.create_connection(server.server_address[:2], timeout=30) as connection:
+        connection.sendall(data)
+        answer = b"".join(iter(lambda: connection.recv(4096), b""))
+    return answer, time.monotonic() - start
+
+
+def test_uvicorn_protocol_subclass_adds_json_400_and_a_request_head_deadline(loaded_model):
+    """`_protocol_class` (uvicorn 의 비공개 H11Protocol 하위 클래스) 가 더하는 두 가지: uvicorn 이 text/plain 으로
+    답하는 잘못된 HTTP 에도 다른 오류와 같은 JSON 400 을 주고 연결을 닫는다; uvicorn 에는 없는 요청 머리 시간 제한 —
+    머리를 request_timeout 안에 다 보내지 않은 연결 (slowloris) 은 답 없이 닫는다 (uvicorn 을 올리면 이 테스트로 확인)."""
+    with running(make_server(loaded_model, MODEL_NAME, "127.0.0.1", 0, request_timeout=0.5,
+                             warmup=False)) as timed_server:
+        answer, _ = _raw_exchange(timed_server, b"NOT AN HTTP REQUEST\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head.lower()
+        assert b"connection: close" in head.lower() and list(json.loads(body)) == ["error"]
+        answer, seconds = _raw_exchange(timed_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        assert answer == b"" and seconds >= 0.5  # 닫힌 것은 시간 제한 때문 (그 전에는 닫지 않는다)
+        _assert_alive(timed_server)
+
+
 def _held_request(server, sent, content_length):
     """predict 요청 머리와 본문 앞 sent 바이트만 보내고 멈춘 연결 (그 바이트만큼 본문 예산을 잡고 있다)."""
     connection = socket.create_connection(server.server_address[:2], timeout=30)

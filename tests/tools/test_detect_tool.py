@@ -18,7 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from frcnn.viz import draw
-from tests.conftest import REPO_ROOT
+from tests.testing import REPO_ROOT
 from tools import detect_io
 
 DARK, BRIGHT = 20, 255

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO_ROOT, write_voc_dir
+from tests.testing import REPO_ROOT, write_voc_dir
 
 # 이미지 id → (W, H, [(이름, VOC 박스, difficult, truncated)]). 고정 검출을 각 이미지의 VOC 픽셀로 바꾸면:
 #   cat (0.1..0.5) → 이미지 1 (11,11,50,50), 이미지 2 (21,11,100,50);

@@ -15,7 +15,7 @@ import tensorflow as tf
 from absl import flags
 
 from frcnn.data import record_spec
-from tests.conftest import REPO_ROOT, VOC_IMAGES, jpeg_bytes, read_records, write_voc_dir
+from tests.testing import REPO_ROOT, VOC_IMAGES, jpeg_bytes, read_records, write_voc_dir
 from tools import make_tfrecords
 
 FLAGS = flags.FLAGS
@@ -67,6 +67,9 @@ BAD_INPUTS = {
     "missing_size": (lambda d: _replace_in_xml(d, "000004", "<size><width>48</width><height>32</height>"
                                                "<depth>3</depth></size>", ""),
                      "Annotations/000004.xml", "missing <size>", []),
+    # 라이브러리 오류는 원인 (float() 의 ValueError) 을 지니지만 도구는 메시지 한 줄만 (tests/pipelines/test_convert.py)
+    "not_a_number": (lambda d: _replace_in_xml(d, "000002", "<xmax>20</xmax>", "<xmax>twenty</xmax>"),
+                     "Annotations/000002.xml", "is not a number: 'twenty'", []),
     "inverted_box": (lambda d: _replace_in_xml(d, "000002", "<xmax>20</xmax>", "<xmax>2</xmax>"),
                      "Annotations/000002.xml", "inverted", []),
     "box_outside": (lambda d: _replace_in_xml(d, "000002", "<ymax>34</ymax>", "<ymax>40</ymax>"),

@@ -1,4 +1,4 @@
-"""tools/make_tfrecords --source=coco 테스트: 손으로 쓴 COCO JSON (conftest `COCO_JSON`) → 레코드 → 파싱한 박스·
+"""tools/make_tfrecords --source=coco 테스트: 손으로 쓴 COCO JSON (tests/testing.py `COCO_JSON`) → 레코드 → 파싱한 박스·
 라벨·crowd 가 JSON 과 정확히 같음, 메타데이터의 범주 ↔ 라벨; 잘못된 입력마다 종료 코드 1, 파일과 이미지·주석 id 를
 밝히는 한 줄, 아무것도 남지 않음; --skip_invalid; 빠진 플래그.
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from absl import app, flags
 
-from tests.conftest import COCO_JSON, read_records, write_coco_dir
+from tests.testing import COCO_JSON, read_records, write_coco_dir
 from tools import make_tfrecords
 
 FLAGS = flags.FLAGS

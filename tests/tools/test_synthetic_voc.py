@@ -11,7 +11,7 @@ import pytest
 import xmltodict
 from PIL import Image
 
-from tests.conftest import REPO_ROOT
+from tests.testing import REPO_ROOT
 from tools import synthetic_voc
 
 

@@ -4,13 +4,12 @@
 다른 프리셋의 레코드 거부, --mixed_precision (CPU 에서 bfloat16) 과 --jit_compile 학습, TF_CONFIG 두 워커의
 MultiWorkerMirroredStrategy 학습.
 
-도구는 모두 subprocess 로 실행한다 (absl 플래그가 한 프로세스에서 겹치지 않게). 레코드는 conftest 의
+도구는 모두 subprocess 로 실행한다 (absl 플래그가 한 프로세스에서 겹치지 않게). 레코드는 tests/testing.py 의
 손으로 만든 작은 VOC 디렉터리(`write_voc_dir`)로 `tools.make_tfrecords` 가 만든다.
 
 용어: 스텝 = 전역 학습 스텝; 체크포인트 ckpt-k 는 스텝 k 뒤의 상태.
 """
 
-import glob
 import json
 import os
 import re
@@ -25,7 +24,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO_ROOT, damage_image, write_voc_dir
+from frcnn.training import events
+from tests.testing import REPO_ROOT, damage_image, write_voc_dir
 
 pytestmark = pytest.mark.slow  # 모든 테스트가 도구를 subprocess 로 돌린다
 OVERRIDES = ("backbone.width=8,backbone.fc_units=32,rpn.conv_channels=16,train.log_every=1,"
@@ -306,18 +306,6 @@ def test_multi_worker_strategy_from_tf_config(records, tmp_path):
     assert totals[0] == totals[1]
 
 
-def _eval_scalars(log_dir):
-    """이벤트 파일을 직접 읽어 {태그: [(스텝, 값)]} (eval/ 스칼라만)."""
-    scalars = {}
-    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name == "scalars":
-                    value_at_step = (event.step, float(tf.make_ndarray(value.tensor)))
-                    scalars.setdefault(value.tag, []).append(value_at_step)
-    return scalars
-
-
 def test_validation_while_training_keeps_the_best_checkpoint_for_export(records, tmp_path):
     """--eval_every=2 로 5 스텝: 스텝 2, 4, 5 에 eval/ 스칼라; best/ 와 run.json 이 가장 높은 (같으면 먼저) mAP 의
     스텝을 가리키고, --checkpoint=best 로 내보낸 모델을 tools/evaluate 로 재면 그 mAP 가 나온다 (float32)."""
@@ -327,7 +315,7 @@ def test_validation_while_training_keeps_the_best_checkpoint_for_export(records,
                                         extra_overrides="detection.score_threshold=0.0"))
     assert result.returncode == 0, result.stderr[-3000:]
     printed = re.findall(r"validation at step (\d+): voc07_map=([\d.]+)", result.stdout)
-    scalars = _eval_scalars(os.path.join(model_dir, "eval"))
+    scalars = events.read_summaries(os.path.join(model_dir, "eval"), "scalars")
     voc07 = scalars["eval/voc07_map"]
     assert [step for step, _ in voc07] == [2, 4, 5] == [int(step) for step, _ in printed]
     assert [f"{value:.4f}" for _, value in voc07] == [value for _, value in printed]

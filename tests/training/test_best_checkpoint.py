@@ -3,7 +3,7 @@
 감, `load_trained_model(checkpoint="best")`.
 
 검증기는 스텝마다 정해 둔 mAP 를 돌려주는 가짜다 (평가 자체는 tests/eval/test_validation.py 가 본다). 데이터는
-conftest 의 합성 배치.
+tests/testing.py 의 합성 배치.
 """
 
 import json
@@ -18,7 +18,7 @@ from frcnn.data import record_spec
 from frcnn.training import loop
 from frcnn.training import run_file
 from frcnn.training import trainer
-from tests.conftest import make_batches, tiny_config
+from tests.testing import make_batches, tiny_config
 
 EVAL_RECORDS = "val-*.tfrecord"
 

@@ -1,7 +1,7 @@
 """학습 루프 `loop.train` 테스트: 중단 뒤 이어 학습, 끝난 학습은 하지 않음, 다른 설정 거부, 교대 학습 네 단계,
 유한하지 않은 손실에서 스텝을 밝히며 멈춤.
 
-용어: 스텝 = 전역 학습 스텝; 체크포인트 ckpt-k 는 스텝 k 뒤의 상태. 데이터는 conftest 의 합성 배치.
+용어: 스텝 = 전역 학습 스텝; 체크포인트 ckpt-k 는 스텝 k 뒤의 상태. 데이터는 tests/testing.py 의 합성 배치.
 """
 
 import json
@@ -14,7 +14,7 @@ import tensorflow as tf
 from frcnn.training import loop
 from frcnn.data import record_spec
 from frcnn.training import trainer
-from tests.conftest import make_batches, tiny_config
+from tests.testing import make_batches, tiny_config
 
 
 def _train(cfg, model_dir, batches=None, **callbacks):

@@ -1,20 +1,13 @@
 """frcnn.training.progress 테스트: 진행 콜백은 매 스텝, TensorBoard 스칼라는 log_every 의 배수와 마지막 스텝에만."""
 
-import glob
-
-import tensorflow as tf
-
+from frcnn.training import events
 from frcnn.training import progress
 
 
 def _scalars(log_dir):
     """이벤트 파일의 (태그, 스텝) → 값."""
-    values = {}
-    for path in glob.glob(f"{log_dir}/events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                values[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
-    return values
+    summaries = events.read_summaries(log_dir)
+    return {(tag, step): value for tag, values in summaries.items() for step, value in values}
 
 
 def test_callback_every_step_and_summaries_on_log_steps(tmp_path):

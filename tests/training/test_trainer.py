@@ -20,7 +20,7 @@ from frcnn.training import precision
 from frcnn.data import record_spec
 from frcnn.training import run_file
 from frcnn.training import trainer
-from tests.conftest import REPO_ROOT, make_batches, tiny_config
+from tests.testing import REPO_ROOT, make_batches, tiny_config
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, sys.argv[1])
-    from tests.conftest import tiny_config, make_batches
+    from tests.testing import tiny_config, make_batches
     from frcnn.training import distribute
     from frcnn.training import trainer
     # 표본 추출이 결정적이도록: 모든 앵커·후보를 쓴다 (순서는 손실 합에 영향 없음); BN 은 복제본별 통계라 반 배치씩 비교.

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from frcnn.viz import draw
-from tests.conftest import REPO_ROOT
+from tests.testing import REPO_ROOT
 
 GREY = 128
 HEIGHT, WIDTH = 200, 400
