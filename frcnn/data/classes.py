@@ -62,29 +62,6 @@ def discover_classes(found_names) -> tuple:
     return tuple(sorted(found))
 
 
-def resolve_classes(classes_flag, labelled=()) -> tuple:
-    """--classes 값과 데이터로 클래스 목록(id 1..C 순서)을 정한다.
-
-    Args:
-      classes_flag: None 또는 '' (자동), 쉼표 목록, 또는 클래스 파일 경로.
-      labelled: (위치, 클래스 이름들) 쌍의 iterable. 자동이면 목록을 만드는 데, 명시한 목록이면
-        모든 이름이 목록에 있는지 검사하는 데 쓴다.
-
-    Returns:
-      클래스 이름 tuple.
-
-    Raises:
-      voc.VocError: --classes 값의 문제, 또는 (명시한 목록일 때) 목록에 없는 클래스가 처음 나온 위치.
-    """
-    labelled = list(labelled)
-    if not classes_flag:
-        return discover_classes(name for _, names in labelled for name in names)
-    classes = parse_classes_flag(classes_flag)
-    for source_path, names in labelled:
-        class_ids(names, classes, source_path)
-    return classes
-
-
 def class_ids(class_names, classes, source_path: str) -> np.ndarray:
     """클래스 이름들을 목록의 1부터 시작하는 id 로 바꾼다.
 

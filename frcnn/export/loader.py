@@ -34,7 +34,7 @@ def load(path, required_signatures=()):
     if runtimes.kind_of(path):
         model = runtimes.PortableRunner(path)
     else:
-        model = SavedModelDetector(load_saved_model(path), os.fspath(path))
+        model = SavedModelDetector(_load_saved_model(path), os.fspath(path))
     missing = [name for name in required_signatures if name not in model.signatures]
     if missing:
         raise ValueError(f"{path}: the model has no '{missing[0]}' signature "
@@ -42,15 +42,8 @@ def load(path, required_signatures=()):
     return model
 
 
-def load_saved_model(path, required_signatures=()):
-    """SavedModel 디렉터리를 `tf.saved_model.load` 로 불러오고 필요한 시그니처가 있는지 확인한다.
-
-    Returns:
-      `tf.saved_model.load` 의 결과 (`signatures` 속성을 가진다).
-
-    Raises:
-      ValueError: `<path>: <문제>` 한 줄 — 디렉터리가 없음, SavedModel 이 아님, 불러오기 실패, 시그니처 없음.
-    """
+def _load_saved_model(path):
+    """SavedModel 디렉터리 → `tf.saved_model.load` 의 결과 (ValueError `<path>: <문제>` 한 줄)."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise ValueError(f"{path}: SavedModel directory not found")
@@ -60,12 +53,6 @@ def load_saved_model(path, required_signatures=()):
         model = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as error:
         raise ValueError(f"{path}: cannot load SavedModel: {first_error_line(error)}") from error
-    available = sorted(getattr(model, "signatures", {}) or {})
-    if not available:
-        raise ValueError(f"{path}: SavedModel has no serving signatures")
-    missing = [name for name in required_signatures if name not in available]
-    if missing:
-        raise ValueError(f"{path}: SavedModel has no '{missing[0]}' signature (has: {', '.join(available)})")
     return model
 
 

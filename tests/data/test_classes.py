@@ -7,45 +7,36 @@ from frcnn.data import classes
 from frcnn.data import voc
 
 
-def _labelled(image_id, class_names=()):
-    """(위치, 클래스 이름들) 쌍 하나."""
-    return f"/data/Annotations/{image_id}.xml", tuple(class_names)
-
-
 def test_auto_classes_voc():
-    labelled = [_labelled("a", ["dog", "person"]), _labelled("b", ["tvmonitor"])]
-    assert classes.resolve_classes(None, labelled) == voc.VOC_CLASSES
-    assert classes.resolve_classes("", iter(labelled)) == voc.VOC_CLASSES
-    assert classes.resolve_classes(None) == voc.VOC_CLASSES  # 이름이 없으면 (빈 집합 ⊂ VOC) VOC 목록
+    assert classes.discover_classes(["dog", "person", "tvmonitor"]) == voc.VOC_CLASSES
+    assert classes.discover_classes(iter(["dog"])) == voc.VOC_CLASSES
+    assert classes.discover_classes([]) == voc.VOC_CLASSES  # 이름이 없으면 (빈 집합 ⊂ VOC) VOC 목록
 
 
 def test_auto_classes_discovered_sorted():
-    labelled = [_labelled("a", ["zebra", "dog"]), _labelled("b", ["apple", "zebra"]), _labelled("c")]
-    assert classes.resolve_classes(None, labelled) == ("apple", "dog", "zebra")
+    assert classes.discover_classes(["zebra", "dog", "apple", "zebra"]) == ("apple", "dog", "zebra")
     assert classes.discover_classes(["zebra", "dog", "zebra"]) == ("dog", "zebra")
 
 
 def test_explicit_comma_list():
-    labelled = [_labelled("a", ["circle", "square"])]
-    assert classes.resolve_classes(" square , circle,triangle", labelled) == ("square", "circle", "triangle")
+    assert classes.parse_classes_flag(" square , circle,triangle") == ("square", "circle", "triangle")
 
 
 def test_classes_file(tmp_path):
     classes_path = tmp_path / "classes.txt"
     classes_path.write_text("square\n\n  circle \ntriangle\n")
-    labelled = [_labelled("a", ["triangle"])]
-    assert classes.resolve_classes(str(classes_path), labelled) == ("square", "circle", "triangle")
+    assert classes.parse_classes_flag(str(classes_path)) == ("square", "circle", "triangle")
 
 
 def test_single_class_name():
-    assert classes.resolve_classes("dog", [_labelled("a", ["dog"])]) == ("dog",)
+    assert classes.parse_classes_flag("dog") == ("dog",)
 
 
-def test_unknown_class_names_first_offending_location():
-    labelled = [_labelled("ok", ["square"]), _labelled("bad1", ["square", "hexagon"]),
-                _labelled("bad2", ["star"])]
+def test_unknown_class_names_name_the_file():
+    listed = classes.parse_classes_flag("square,circle")
+    np.testing.assert_array_equal(classes.class_ids(["circle", "square"], listed, "/a.xml"), [2, 1])
     with pytest.raises(voc.VocError) as error_info:
-        classes.resolve_classes("square,circle", labelled)
+        classes.class_ids(["square", "hexagon"], listed, "/data/Annotations/bad1.xml")
     error = error_info.value
     assert error.path == "/data/Annotations/bad1.xml"
     assert error.problem == "unknown class 'hexagon' (known: square, circle)"
@@ -54,7 +45,7 @@ def test_unknown_class_names_first_offending_location():
 def test_missing_classes_file(tmp_path):
     missing = str(tmp_path / "classes.txt")
     with pytest.raises(voc.VocError, match="classes file not found"):
-        classes.resolve_classes(missing)
+        classes.parse_classes_flag(missing)
 
 
 @pytest.mark.parametrize("flag, problem", [("a,,b", "empty class name"),

@@ -257,7 +257,7 @@ def test_load_detect_fn_calls_serve_bytes_and_requires_it(tmp_path):
     tf.saved_model.save(module, without_signature, signatures={"serving_default": module.serve_bytes})
     detect_fn = runner.load_detect_fn(with_signature)
     outputs = detect_fn(tf.constant([b"a", b"bc"]))
-    np.testing.assert_array_equal(outputs["num_detections"].numpy(), [0, 0])
-    with pytest.raises(ValueError, match=r"without: SavedModel has no 'serve_bytes' signature "
+    np.testing.assert_array_equal(outputs["num_detections"], [0, 0])
+    with pytest.raises(ValueError, match=r"without: the model has no 'serve_bytes' signature "
                                          r"\(has: serving_default\)"):
         runner.load_detect_fn(without_signature)

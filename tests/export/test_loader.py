@@ -9,19 +9,20 @@ from frcnn.export import signature
 
 
 def test_loads_and_runs(saved_model_dir):
-    model = loader.load_saved_model(saved_model_dir, required_signatures=("serving_default",))
+    model = loader.load(saved_model_dir, required_signatures=("serving_default",))
     images = np.zeros([1, 8, 8, 3], np.uint8)
     images[0, 2:5, 3:7] = 255
-    outputs = model.signatures["serving_default"](images=images)
+    outputs = model.run("serving_default", {"images": images})
     assert sorted(outputs) == sorted(signature.OUTPUT_NAMES)
-    np.testing.assert_allclose(outputs["detection_boxes"].numpy()[0, 0], [2 / 8, 3 / 8, 5 / 8, 7 / 8])
+    np.testing.assert_allclose(outputs["detection_boxes"][0, 0], [2 / 8, 3 / 8, 5 / 8, 7 / 8])
+    assert sorted(model.signatures["serve_bytes"][0]) == ["image_bytes"]
 
 
 def test_missing_signature_names_the_ones_present(saved_model_dir):
-    expected = (r"SavedModel has no 'serve_tflite' signature "
+    expected = (r"the model has no 'serve_tflite' signature "
                 r"\(has: serve_bytes, serve_examples, serving_default\)")
     with pytest.raises(ValueError, match=expected):
-        loader.load_saved_model(saved_model_dir, required_signatures=("serve_tflite",))
+        loader.load(saved_model_dir, required_signatures=("serve_tflite",))
 
 
 @pytest.mark.parametrize("make, message", [
@@ -30,10 +31,10 @@ def test_missing_signature_names_the_ones_present(saved_model_dir):
 ])
 def test_bad_paths(tmp_path, make, message):
     with pytest.raises(ValueError, match=message):
-        loader.load_saved_model(make(tmp_path))
+        loader.load(make(tmp_path))
 
 
 def test_corrupt_saved_model(tmp_path):
     (tmp_path / "saved_model.pb").write_bytes(b"not a protobuf")
     with pytest.raises(ValueError, match="cannot load SavedModel"):
-        loader.load_saved_model(tmp_path)
+        loader.load(tmp_path)
