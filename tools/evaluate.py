@@ -22,6 +22,7 @@ from tqdm import tqdm
 from frcnn.data import record_spec
 from frcnn.data import voc
 from frcnn.eval import report, runner
+from frcnn.export import loader
 from frcnn.export import runtimes
 
 FLAGS = flags.FLAGS
@@ -102,7 +103,7 @@ def _record_paths():
 
 def _evaluate(progress):
     """SavedModel 을 불러와 플래그대로 평가하고 보고서 dict 를 돌려준다."""
-    detect_fn = runner.load_detect_fn(FLAGS.saved_model)
+    detect_fn = loader.load(FLAGS.saved_model, ("serve_bytes",)).serve_bytes
     return runner.evaluate(
         detect_fn, voc_dir=FLAGS.voc_dir, split=FLAGS.split, record_paths=_record_paths(),
         coco_annotations=FLAGS.coco_annotations or None, coco_images_dir=FLAGS.coco_images_dir or None,

@@ -31,7 +31,6 @@ import tensorflow as tf
 
 from frcnn.data import classes, coco, sources, voc
 from frcnn.eval import coco_ap, report, voc_ap
-from frcnn.export import loader
 from frcnn.export import signature
 
 
@@ -64,19 +63,6 @@ def normalized_to_voc(normalized_boxes, height, width):
     normalized_boxes = np.asarray(normalized_boxes, dtype=np.float64).reshape(-1, 4)
     continuous_boxes = normalized_boxes * np.array([height, width, height, width], dtype=np.float64)
     return voc.boxes_to_voc(continuous_boxes).astype(np.float64)
-
-
-def load_detect_fn(saved_model_dir):
-    """SavedModel 디렉터리 (또는 .tflite / .onnx 파일) 를 `detect_fn(image_bytes)` 로: `loader.load(...).serve_bytes`.
-
-    Returns:
-      image_bytes [B] (tf.string 텐서나 bytes 목록) 를 받아 출력 dict (numpy) 를 돌려주는 함수.
-
-    Raises:
-      ValueError: `<경로>: <문제>` — 모델이 아니거나 불러올 수 없거나 serve_bytes 시그니처가 없을 때.
-      ImportError: .tflite/.onnx 런타임이 없을 때.
-    """
-    return loader.load(saved_model_dir, required_signatures=(signature.SERVE_BYTES,)).serve_bytes
 
 
 def _split_outputs(outputs, sizes):

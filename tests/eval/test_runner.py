@@ -13,6 +13,7 @@ from PIL import Image
 
 from frcnn.data import records, sources, voc
 from frcnn.eval import report, runner
+from frcnn.export import loader
 from tests.testing import write_voc_dir
 
 # 이미지 id → (W, H, [(이름, VOC 박스 (xmin, ymin, xmax, ymax), difficult)])
@@ -255,9 +256,9 @@ def test_load_detect_fn_calls_serve_bytes_and_requires_it(tmp_path):
     with_signature, without_signature = str(tmp_path / "with"), str(tmp_path / "without")
     tf.saved_model.save(module, with_signature, signatures={"serve_bytes": module.serve_bytes})
     tf.saved_model.save(module, without_signature, signatures={"serving_default": module.serve_bytes})
-    detect_fn = runner.load_detect_fn(with_signature)
+    detect_fn = loader.load(with_signature, ("serve_bytes",)).serve_bytes
     outputs = detect_fn(tf.constant([b"a", b"bc"]))
     np.testing.assert_array_equal(outputs["num_detections"], [0, 0])
     with pytest.raises(ValueError, match=r"without: the model has no 'serve_bytes' signature "
                                          r"\(has: serving_default\)"):
-        runner.load_detect_fn(without_signature)
+        loader.load(without_signature, ("serve_bytes",)).serve_bytes

@@ -17,6 +17,7 @@ import tensorflow as tf
 from frcnn.data import records
 from frcnn.eval import runner
 from frcnn.eval import validation
+from frcnn.export import loader
 from frcnn.export import saved_model
 from frcnn.training import events
 from frcnn.training import trainer
@@ -50,7 +51,7 @@ def test_validator_matches_the_exported_model_and_writes_summaries(record_data, 
     # 독립 기준: 같은 가중치를 내보낸 SavedModel 을 tools/evaluate 의 함수로 평가한다.
     export_dir = str(tmp_path / "export")
     saved_model.export_saved_model(model, cfg, classes, export_dir)
-    exported = runner.load_detect_fn(export_dir)
+    exported = loader.load(export_dir, ("serve_bytes",)).serve_bytes
     image_bytes = tf.constant([records.read_example_numpy(serialized)["image_bytes"]
                                for serialized in tf.data.TFRecordDataset(paths).as_numpy_iterator()])
     live, saved = validator.detect_fn(image_bytes), exported(image_bytes)

@@ -24,6 +24,7 @@ from frcnn import config as config_lib
 from frcnn.data import record_spec
 from frcnn.data import sources
 from frcnn.eval import runner
+from frcnn.export import loader
 from frcnn.export import signature
 from frcnn.export import runtimes
 from frcnn.training import loop
@@ -241,12 +242,12 @@ def test_a_missing_converter_names_the_extra(exported, tmp_path):
 
 @pytest.mark.parametrize("file_name", [signature.TFLITE_FILE, signature.ONNX_FILE])
 def test_evaluation_collects_the_same_detections_from_every_format(exported, tmp_path, file_name):
-    """tools/evaluate 의 수집 (`runner.load_detect_fn`) 은 .tflite·.onnx 도 받고, SavedModel 과 같은 검출을 모은다."""
+    """tools/evaluate 의 수집 (`loader.load(...).serve_bytes`) 은 .tflite·.onnx 도 받고, SavedModel 과 같은 검출을 모은다."""
     _, export_dir = exported
     voc_dir = write_voc_dir(tmp_path)
     reference = runner.collect(sources.open_voc_source(voc_dir, "trainval", None),
-                               runner.load_detect_fn(export_dir), batch_size=4)
-    portable_fn = runner.load_detect_fn(os.path.join(export_dir, file_name))
+                               loader.load(export_dir, ("serve_bytes",)).serve_bytes, batch_size=4)
+    portable_fn = loader.load(os.path.join(export_dir, file_name), ("serve_bytes",)).serve_bytes
     collected = runner.collect(sources.open_voc_source(voc_dir, "trainval", None), portable_fn, batch_size=4)
     assert sum(len(detections.boxes) for detections in reference.detections) > 0
     for expected, got in zip(reference.detections, collected.detections):

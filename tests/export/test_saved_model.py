@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from frcnn.data import record_spec
 from frcnn.data import sources
+from frcnn.export import loader
 from frcnn.export import saved_model
 from frcnn.modeling import model as model_lib
 from frcnn.serving import make_server
@@ -291,7 +292,7 @@ def test_detections_do_not_depend_on_batch_mates(exported):
 def test_evaluation_does_not_depend_on_batch_size(exported, tmp_path):
     """tools/evaluate 의 수집: batch_size 1 과 4 (크기가 다른 VOC 이미지들) 의 검출이 같다."""
     voc_dir = write_voc_dir(tmp_path)
-    detect_fn = runner.load_detect_fn(exported[1])
+    detect_fn = loader.load(exported[1], ("serve_bytes",)).serve_bytes
     one, four = (runner.collect(sources.open_voc_source(voc_dir, "trainval", None), detect_fn,
                                 batch_size=size) for size in (1, 4))
     assert sum(len(detections.boxes) for detections in one.detections) > 0

@@ -21,6 +21,7 @@ from frcnn.data import record_spec
 from frcnn.data import coco
 from frcnn.data import records
 from frcnn.eval import runner
+from frcnn.export import loader
 from frcnn.export import saved_model
 from frcnn.ops import anchors as anchors_lib
 from frcnn.training import loop
@@ -119,8 +120,8 @@ def test_coco_records_train_and_the_model_evaluates_on_the_coco_json(coco_record
     assert classes == ("dog", "cat", "person")
     export_dir = str(tmp_path / "export")
     saved_model.export_saved_model(model, cfg, classes, export_dir)
-    report = runner.evaluate(runner.load_detect_fn(export_dir), coco_annotations=annotations_path,
-                             coco_images_dir=images_dir)
+    detect_fn = loader.load(export_dir, ("serve_bytes",)).serve_bytes
+    report = runner.evaluate(detect_fn, coco_annotations=annotations_path, coco_images_dir=images_dir)
     assert report["num_images"] == 4 and [item["name"] for item in report["classes"]] == list(classes)
     assert report["coco"]["AP"] is not None and 0 <= report["coco"]["AP"] <= 1
     assert [item["num_gt"] for item in report["classes"]] == [1, 2, 1]
