@@ -117,13 +117,8 @@ class RecordSpec:
             spec, files=tuple(files), classes=tuple(metadata.get("classes") or ()), metadata=metadata,
             canvas_counts=_canvas_counts(metadata, len(spec.canvas_shapes), metadata_file))
 
-    @property
-    def min_size(self) -> int:
-        return self.config.input.min_size
-
-    @property
-    def max_size(self) -> int:
-        return self.config.input.max_size
+    min_size = property(lambda self: self.config.input.min_size)  # 짧은 변 목표 (리사이즈)
+    max_size = property(lambda self: self.config.input.max_size)  # 긴 변 상한
 
     def canvas(self, index: int):
         """캔버스 번호 k → ((Hc, Wc), A)."""
@@ -149,11 +144,7 @@ class RecordSpec:
 
 
 def matching_files(file_pattern: str) -> list:
-    """TFRecord glob 에 맞는 파일 목록 (정렬).
-
-    Raises:
-      ValueError: 맞는 파일이 없을 때 ("<pattern>: no TFRecord files match").
-    """
+    """TFRecord glob 에 맞는 파일 목록 (정렬). 없으면 ValueError ("<pattern>: no TFRecord files match")."""
     files = sorted(glob.glob(file_pattern))
     if not files:
         raise ValueError(f"{file_pattern}: no TFRecord files match")
@@ -161,11 +152,7 @@ def matching_files(file_pattern: str) -> list:
 
 
 def read_metadata(file_pattern: str) -> dict:
-    """샤드 옆의 `<split>.json` 을 지문 확인 없이 읽는다 (검증 레코드의 클래스 확인 등).
-
-    Raises:
-      ValueError: `RecordSpec.read` 와 같은 파일·json 문제.
-    """
+    """샤드 옆의 `<split>.json` 을 지문 확인 없이 읽는다 (검증 레코드의 클래스 확인 등; 오류는 `RecordSpec.read` 처럼)."""
     files = matching_files(file_pattern)
     return _load_json(_metadata_file(files, file_pattern))
 

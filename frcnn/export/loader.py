@@ -57,11 +57,7 @@ def _load_saved_model(path):
 
 
 class SavedModelDetector:
-    """불러온 SavedModel 하나 (시그니처는 모델의 것 그대로). `tf.saved_model.load` 의 결과를 감싼다.
-
-    Raises:
-      ValueError: 모델에 서빙 시그니처가 없을 때.
-    """
+    """`tf.saved_model.load` 의 결과 하나를 `load` 의 꼴로 감싼다 (서빙 시그니처가 없으면 ValueError)."""
 
     def __init__(self, model, path=None):
         if not getattr(model, "signatures", None):

@@ -55,11 +55,7 @@ def combined_nms(boxes, scores, max_per_class, max_total, iou_threshold, score_t
 
 
 def check_class_offset(max_per_class, max_total):
-    """`class_offset_nms` 의 전제 (클래스당 상한 ≥ 전체 상한) 를 확인한다.
-
-    Raises:
-      ValueError: 전제가 깨졌을 때 (이 방식으로는 combined_nms 와 같은 결과를 낼 수 없다).
-    """
+    """`class_offset_nms` 의 전제 (클래스당 상한 ≥ 전체 상한) 가 깨졌으면 ValueError (combined_nms 와 달라진다)."""
     if max_per_class < max_total:
         raise ValueError(f"class-offset NMS needs detection.max_detections_per_class ({max_per_class}) ≥ "
                          f"detection.max_detections ({max_total})")
