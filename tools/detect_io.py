@@ -29,6 +29,7 @@ from frcnn import fileio
 from frcnn.export import loader
 from frcnn.export import signature
 from frcnn.viz import draw
+from tools import _quiet
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 GLOB_CHARACTERS = "*?["
@@ -256,7 +257,7 @@ def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, ima
                 record, drawn = detect_one(serve_bytes, image_path, score_threshold, image_format)
                 _write_staged(staged, record["output"], _save_image, drawn, image_format)
                 report["images"].append(record)
-                tqdm.write(summary_line(record), file=sys.stdout)
+                _quiet.write_above_bar(summary_line(record))
             _write_staged(staged, JSON_NAME, lambda data, path: fileio.dump_json(path, data), report)
     except OSError as error:
         raise DetectionInputError(f"{output_dir}: cannot write: {error}") from error

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # frcnn 의 두 명령: `bash tools/run.sh demo` (전체 파이프라인 데모), `bash tools/run.sh test` (테스트);
 # CI 는 그 앞에 `bash tools/run.sh lint` (flake8, 가져오기 방향) 를 부른다.
-# 저장소의 .venv 가상환경을 만들거나 다시 쓰고, 필요한 패키지를 설치한 뒤 실행한다.
+# 저장소의 .venv 가상환경을 만들거나 다시 쓰고, 필요한 패키지를 설치한 뒤 실행한다. 로그 수준의 기본값은
+# tools/_quiet.py 한 곳에서 정한다 (python -m tools.X 도 같다).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -18,7 +19,6 @@ if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ]; then
   "$VENV/bin/python" -m pip install -q -e ".[test,deploy]"
   touch "$STAMP"
 fi
-export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 command=${1:-}
 shift || true
 case "$command" in

@@ -22,6 +22,8 @@ import sys
 from absl import app
 from absl import flags
 
+from tools import _quiet
+
 flags.DEFINE_string("records", None,
                     "Training TFRecord glob made by make_tfrecords, e.g. 'records/trainval-*.tfrecord'.")
 flags.DEFINE_string("model_dir", None,
@@ -88,8 +90,7 @@ class _ProgressBar:
 
     def write(self, message):
         """막대를 깨지 않고 알림 한 줄을 쓴다."""
-        from tqdm import tqdm
-        tqdm.write(message)
+        _quiet.write_above_bar(message)
 
     def close(self):
         if self._bar is not None:
