@@ -79,7 +79,9 @@ def resize_image(image, config):
     """
     shape = tf.shape(image)
     scale, size = resize_scale(shape[0], shape[1], config.input.min_size, config.input.max_size)
-    resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
+    # uint8 는 그대로 넣는다 (결과는 같은 float32): 원본 크기의 float32 사본 (픽셀당 12 바이트) 을 만들지 않게
+    source = image if image.dtype == tf.uint8 else tf.cast(image, tf.float32)
+    resized = tf.image.resize(source, size, method="bilinear", antialias=False)
     return resized, scale
 
 

@@ -17,6 +17,7 @@ import os
 import tensorflow as tf
 
 from frcnn import fileio
+from frcnn.data import image_header
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.export import inference_model
@@ -25,10 +26,13 @@ from frcnn.export import inference_model
 class DetectionModule(tf.Module):
     """내보낼 추론 그래프."""
 
-    def __init__(self, model, config, classes):
+    def __init__(self, model, config, classes, max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
         super().__init__(name="frcnn")
         self.model = model
         self.config = config
+        # 픽셀 예산: 그래프가 쓰고, 서버 (tools/serve) 가 `loaded.max_image_pixels` 로 읽는다
+        self.max_image_pixels = tf.Variable(int(max_image_pixels), dtype=tf.int64, trainable=False,
+                                            name="max_image_pixels")
         # 0 번은 패딩(빈 이름), 1..C 가 데이터셋 클래스
         self.class_names = tf.Variable([""] + list(classes), trainable=False, name="class_names")
 
@@ -75,7 +79,7 @@ class DetectionModule(tf.Module):
         shape = tf.shape(images)
         scale, size = resize.resize_scale(shape[1], shape[2], self.config.input.min_size,
                                           self.config.input.max_size)
-        resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+        resized = tf.image.resize(images, size, method="bilinear")  # uint8 그대로: 원본 크기 float32 사본 없이
         padded = tf.image.pad_to_bounding_box(resized, 0, 0, self._padded(size[0]), self._padded(size[1]))
         sizes = tf.tile(size[None], [shape[0], 1])
         return self._detect_resized(padded, sizes, tf.fill([shape[0]], scale))
@@ -84,11 +88,10 @@ class DetectionModule(tf.Module):
         """[B] JPEG/PNG 바이트 (크기가 달라도 됨) → 출력. 이미지마다 자기 크기로 따로 검출한다 (그래프 안의
         map_fn): 더 큰 이미지 옆에 있어도 패딩이 생기지 않아, 결과가 혼자 보낸 것과 같다."""
         def detect(encoded):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            image.set_shape([None, None, 3])
-            return self._detect_one(image)
+            return self._detect_one(image_header.checked_decode(encoded, self.max_image_pixels))
 
-        return tf.map_fn(detect, image_bytes, fn_output_signature=self._output_signature())
+        return tf.map_fn(detect, image_bytes, fn_output_signature=self._output_signature(),
+                         parallel_iterations=DECODE_PARALLELISM)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve_images(self, images):
@@ -118,7 +121,7 @@ def with_detection_overrides(config, score_threshold=None, max_detections=None, 
 
 
 def export_saved_model(model, config, classes, export_dir, overwrite=False, formats=("saved_model",),
-                       quantize=None):
+                       quantize=None, max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
     """학습된 모델의 가중치로 추론 모델을 새로 만들어 SavedModel 로 원자적으로 쓴다.
 
     `config.detection.fc_svd_ranks` 가 있으면 추론 모델의 검출기 몸통은 절단 SVD 다. `model` 은 바꾸지 않는다.
@@ -132,22 +135,26 @@ def export_saved_model(model, config, classes, export_dir, overwrite=False, form
       formats: 'saved_model', 'tflite', 'onnx' 중 쓸 것들 (tflite·onnx 는 `portable` 의 model.tflite,
         model.onnx 와 labels.txt). 하나라도 실패하면 export_dir 에 아무것도 남기지 않는다.
       quantize: None 또는 'float16' / 'dynamic_int8' (TFLite 만).
+      max_image_pixels: int, serve_bytes·serve_examples 의 픽셀 예산 (이미지 하나의 H × W × 프레임).
 
     Returns:
       {층 이름: 쓴 특잇값 수 또는 None}; 절단 SVD 를 쓰지 않았으면 {}
         (`inference_model.build_inference_model`).
 
     Raises:
-      ValueError: export_dir 이 이미 있고 overwrite 가 아닐 때, 모르는 형식, TFLite·ONNX 로 바꿀 수 없을 때.
+      ValueError: export_dir 이 이미 있고 overwrite 가 아닐 때, 모르는 형식, TFLite·ONNX 로 바꿀 수 없을 때,
+        max_image_pixels 가 양수가 아닐 때.
       ImportError: tflite·onnx 에 필요한 변환기가 없을 때.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(f"unknown export formats {unknown} (expected some of {', '.join(FORMATS)})")
+    if max_image_pixels <= 0:
+        raise ValueError(f"max_image_pixels must be positive, got {max_image_pixels}")
     if os.path.exists(export_dir) and not overwrite:
         raise ValueError(f"{export_dir}: already exists (use --overwrite)")
     inference, compressed = inference_model.build_inference_model(model, config)
-    module = DetectionModule(inference, config, classes)
+    module = DetectionModule(inference, config, classes, max_image_pixels)
     signatures = {
         "serving_default": module.serve_images,
         "serve_bytes": module.serve_bytes,
@@ -164,3 +171,5 @@ def export_saved_model(model, config, classes, export_dir, overwrite=False, form
 
 
 FORMATS = ("saved_model", "tflite", "onnx")
+# serve_bytes·serve_examples 가 한 호출에서 동시에 디코딩·검출하는 이미지 수 (map_fn 의 parallel_iterations).
+DECODE_PARALLELISM = 2

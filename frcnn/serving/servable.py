@@ -73,6 +73,7 @@ class Servable:
 
     version = 1
     signatures = {}
+    max_image_pixels = None  # 모델이 품은 픽셀 예산 (없으면 None)
 
     def input_specs(self, signature_name):
         return self.signatures[signature_name][0]
@@ -128,6 +129,9 @@ class SavedModelServable(Servable):
         self.model = model
         self.version = int(version)
         self._functions = dict(model.signatures)
+        # 내보낼 때 정한 픽셀 예산 (tools/export --max_image_pixels); 그 전에 내보낸 모델에는 없다 (None)
+        budget = getattr(model, "max_image_pixels", None)
+        self.max_image_pixels = int(budget.numpy()) if budget is not None else None
         self.signatures = {name: (codec.input_specs(function), codec.output_specs(function))
                            for name, function in sorted(self._functions.items())}
 

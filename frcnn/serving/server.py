@@ -16,6 +16,7 @@ from frcnn.serving import servable as servable_lib
 from frcnn.serving.batching import Batcher
 from frcnn.serving.gate import ModelGate
 from frcnn.serving.grpc_server import DEFAULT_MAX_THREADS, GrpcServer
+from frcnn.serving.limits import DEFAULT_MAX_IMAGES_PER_REQUEST, InputLimits
 from frcnn.serving.metrics import ServingMetrics
 from frcnn.serving.service import ModelService, RequestTracker
 from frcnn.serving.versions import VersionManager
@@ -130,7 +131,8 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
                 request_timeout=rest_server.DEFAULT_REQUEST_TIMEOUT_SECONDS,
                 keep_alive_seconds=rest_server.DEFAULT_KEEP_ALIVE_SECONDS,
                 grpc_max_threads=DEFAULT_MAX_THREADS, max_concurrent_predictions=None,
-                version_labels=None):
+                version_labels=None, max_image_pixels=None,
+                max_images_per_request=DEFAULT_MAX_IMAGES_PER_REQUEST):
     """모델을 불러와 REST (와 gRPC) 서버를 만든다 (아직 serve_forever 는 부르지 않는다).
 
     Args:
@@ -150,6 +152,9 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
       max_concurrent_predictions: int 또는 None — 배칭이 없을 때 모델을 동시에 도는 요청 수
         (``gate.ModelGate``; 넘는 요청은 온 순서대로 기다린다). None 이면 묶지 않는다. 배칭이면 쓰지 않는다.
       version_labels: {라벨: 버전 번호} 또는 None — ``/labels/L``, gRPC ``version_label`` 이 가리키는 버전.
+      max_image_pixels: int 또는 None — 요청 하나의 이미지들이 함께 가질 수 있는 픽셀 (머리에서 읽어 디코딩
+        전에 검사). None 이면 모델이 품은 값 (tools/export --max_image_pixels), 없으면 64 M.
+      max_images_per_request: int, 요청 하나의 인스턴스 수 상한.
 
     Returns:
       ServingServer.
@@ -161,6 +166,7 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
     """
     if max_body_bytes <= 0:
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+    limits = InputLimits(max_image_pixels, max_images_per_request)
     versions = load_versions(model, model_base_path, model_version, poll_seconds, warmup)
     metrics = ServingMetrics()
     batcher = Batcher(batching, metrics.observe_batch) if batching is not None else None
@@ -171,7 +177,7 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
         metrics.watch_queue(lambda: batcher.queue_length)
     elif gate is not None:
         metrics.watch_queue(lambda: gate.waiting)
-    service = ModelService(versions, model_name, batcher, metrics, gate, version_labels)
+    service = ModelService(versions, model_name, batcher, metrics, gate, version_labels, limits)
     tracker = RequestTracker()
     app = rest_server.build_app(service, tracker, max_body_bytes, request_timeout)
     rest = rest_server.RestServer(app, host, port, keep_alive_seconds, request_timeout)
