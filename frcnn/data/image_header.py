@@ -129,6 +129,8 @@ def _jpeg_dims(data):
 
 
 def _png_dims(data):
+    if len(data) < 24:
+        raise IndexError(24)
     if data[12:16] != b"IHDR":
         raise ImageHeaderError("PNG without IHDR as its first chunk")
     width, height = struct.unpack(">II", data[16:24])
