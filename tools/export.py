@@ -31,10 +31,11 @@ flags.DEFINE_list("formats", ["saved_model"],
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic_int8"],
                   "Quantize the TFLite weights (float16 halves the file, dynamic_int8 quarters it).")
 flags.DEFINE_integer("max_image_pixels", 64 * 1024 * 1024,
-                     "Pixel budget of serve_bytes/serve_examples, stored in the SavedModel: an image whose header "
-                     "(JPEG/PNG/GIF/BMP/WebP) gives more than this many pixels (H x W x frames) is refused with "
-                     "InvalidArgumentError before it is decoded (decompression bombs). Default 64 M pixels "
-                     "(48 MP phone photos pass); tools/serve reads it as its default.")
+                     "Pixel budget of serve_bytes/serve_examples, stored in the SavedModel: an image "
+                     "whose header (JPEG/PNG/GIF/BMP/WebP) gives more than this many pixels (H x W x "
+                     "frames) is refused with InvalidArgumentError before it is decoded (decompression "
+                     "bombs). Default 64 M pixels (48 MP phone photos pass); tools/serve reads it as its "
+                     "default.")
 FLAGS = flags.FLAGS
 
 

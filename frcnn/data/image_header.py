@@ -206,8 +206,9 @@ def _uint(head, offset, count, big_endian=False):
 
 def _graph_format(head):
     """`image_format` 의 그래프판: 형식 번호 int32 스칼라."""
-    checks = [_matches(head, 0, b"\xff\xd8\xff"), _matches(head, 0, _PNG_SIGNATURE), _matches(head, 0, b"GIF"),
-              _matches(head, 0, b"BM"), tf.logical_and(_matches(head, 0, b"RIFF"), _matches(head, 8, b"WEBP"))]
+    checks = [_matches(head, 0, b"\xff\xd8\xff"), _matches(head, 0, _PNG_SIGNATURE),
+              _matches(head, 0, b"GIF"), _matches(head, 0, b"BM"),
+              tf.logical_and(_matches(head, 0, b"RIFF"), _matches(head, 8, b"WEBP"))]
     return tf.reduce_min(tf.where(tf.stack(checks), tf.range(5), UNKNOWN))
 
 

@@ -32,16 +32,17 @@ HOW_TO_RAISE = "tools/serve --max_image_pixels"
 ENCODED_INPUT = "image_bytes"
 EXAMPLES_INPUT = "examples"
 IMAGES_INPUT = "images"
-# TensorProto 의 값 필드 (dtype 마다 하나) 와 원소 하나의 값 개수 (복소수는 실수부·허수부 2 개).
+# TensorProto 의 값 필드 (dtype 마다 하나). 복소수는 원소 하나가 값 2 개 (실수부·허수부).
+_INT_VAL = (types_pb2.DT_INT32, types_pb2.DT_UINT8, types_pb2.DT_INT16, types_pb2.DT_INT8,
+            types_pb2.DT_UINT16)
 _VALUE_FIELDS = {
-    types_pb2.DT_FLOAT: ("float_val", 1), types_pb2.DT_DOUBLE: ("double_val", 1),
-    types_pb2.DT_INT32: ("int_val", 1), types_pb2.DT_UINT8: ("int_val", 1), types_pb2.DT_INT16: ("int_val", 1),
-    types_pb2.DT_INT8: ("int_val", 1), types_pb2.DT_UINT16: ("int_val", 1), types_pb2.DT_INT64: ("int64_val", 1),
-    types_pb2.DT_UINT32: ("uint32_val", 1), types_pb2.DT_UINT64: ("uint64_val", 1),
-    types_pb2.DT_BOOL: ("bool_val", 1), types_pb2.DT_HALF: ("half_val", 1), types_pb2.DT_BFLOAT16: ("half_val", 1),
-    types_pb2.DT_STRING: ("string_val", 1), types_pb2.DT_COMPLEX64: ("scomplex_val", 2),
-    types_pb2.DT_COMPLEX128: ("dcomplex_val", 2),
+    **{dtype: "int_val" for dtype in _INT_VAL},
+    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val", types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_HALF: "half_val", types_pb2.DT_BFLOAT16: "half_val", types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_COMPLEX64: "scomplex_val", types_pb2.DT_COMPLEX128: "dcomplex_val",
 }
+_PAIRED = (types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128)
 
 
 class PixelBudgetExceeded(RequestError):
@@ -81,13 +82,17 @@ class InputLimits:
         for name, array in inputs.items():
             if array.size == 0:
                 raise RequestError(f"input '{name}' is empty (shape {list(array.shape)})")
-            if array.ndim and array.shape[0] > self.max_images_per_request:
-                raise PixelBudgetExceeded(f"input '{name}' has {array.shape[0]} instances; at most "
-                                          f"{self.max_images_per_request} per request (--max_images_per_request)")
+            if array.ndim:
+                self._check_count(name, array.shape[0])
             if name in (ENCODED_INPUT, EXAMPLES_INPUT) and array.dtype == object and array.ndim == 1:
                 _check_encoded(array, name, budget)
             elif name == IMAGES_INPUT and array.ndim == 4:
                 _check_pixels_of(array.shape, name, budget)
+
+    def _check_count(self, name, count):
+        if count > self.max_images_per_request:
+            raise PixelBudgetExceeded(f"input '{name}' has {count} instances; at most "
+                                      f"{self.max_images_per_request} per request (--max_images_per_request)")
 
     def check_tensor_proto(self, proto, spec, name, budget):
         """``tf.make_ndarray`` 전에 TensorProto 의 모양과 내용을 검사한다.
@@ -99,13 +104,12 @@ class InputLimits:
         dims = [dim.size for dim in proto.tensor_shape.dim]
         expected = spec.shape.rank
         if proto.tensor_shape.unknown_rank or (expected is not None and len(dims) != expected):
-            raise RequestError(f"input '{name}' has shape {dims} (rank {len(dims)}) but the signature expects "
-                               f"rank {expected}")
+            raise RequestError(f"input '{name}' has shape {dims} (rank {len(dims)}) but the signature "
+                               f"expects rank {expected}")
         if any(size < 0 for size in dims):
             raise RequestError(f"input '{name}' has a negative dimension in its shape {dims}")
-        if dims and dims[0] > self.max_images_per_request:
-            raise PixelBudgetExceeded(f"input '{name}' has {dims[0]} instances; at most "
-                                      f"{self.max_images_per_request} per request (--max_images_per_request)")
+        if dims:
+            self._check_count(name, dims[0])
         if name == IMAGES_INPUT and len(dims) == 4:
             _check_pixels_of(dims, name, budget)
         count = int(np.prod(dims, dtype=object)) if dims else 1
@@ -121,10 +125,11 @@ def _check_content(proto, dims, count, name):
     if proto.tensor_content:
         itemsize = np.dtype(_numpy_dtype(proto.dtype, name)).itemsize
         if len(proto.tensor_content) != count * itemsize:
-            raise RequestError(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes but the "
-                               f"shape {dims} needs {count * itemsize}")
+            raise RequestError(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes but "
+                               f"the shape {dims} needs {count * itemsize}")
         return
-    field, per_element = _VALUE_FIELDS.get(proto.dtype, (None, 1))
+    field = _VALUE_FIELDS.get(proto.dtype)
+    per_element = 2 if proto.dtype in _PAIRED else 1
     if field is None:
         raise RequestError(f"input '{name}': unsupported dtype {proto.dtype}")
     values = len(getattr(proto, field))
@@ -156,7 +161,8 @@ def _encoded_image(value, name, index):
     try:
         example = example_pb2.Example.FromString(value)
     except DecodeError as error:
-        raise RequestError(f"input '{name}' instance {index}: not a serialized tf.Example: {error}") from error
+        raise RequestError(f"input '{name}' instance {index}: not a serialized tf.Example: {error}") \
+            from error
     encoded = example.features.feature[records.ENCODED].bytes_list.value
     if len(encoded) != 1:
         raise RequestError(f"input '{name}' instance {index}: the tf.Example needs one {records.ENCODED}")

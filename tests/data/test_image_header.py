@@ -140,8 +140,8 @@ def _checked(encoded, budget):
 def test_checked_decode_decodes_within_the_budget_and_refuses_before_decoding_over_it():
     data = SAMPLES["PNG-240x320"]
     assert _checked(data, 240 * 320).numpy().tolist() == [240, 320, 3]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image of 320x240 pixels exceeds the pixel budget "
-                                                             "of 76799 pixels"):
+    message = "image of 320x240 pixels exceeds the pixel budget of 76799 pixels"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         _checked(data, 240 * 320 - 1)
     # 20000×20000 (TF 는 1.2 GB 로 풀 것) 도 머리만 읽고 곧바로 거절한다
     with pytest.raises(tf.errors.InvalidArgumentError, match="20000x20000 pixels exceeds"):
@@ -150,3 +150,18 @@ def test_checked_decode_decodes_within_the_budget_and_refuses_before_decoding_ov
         _checked(SAMPLES["GIF-bomb"], image_header.DEFAULT_MAX_IMAGE_PIXELS)
     with pytest.raises(tf.errors.InvalidArgumentError, match="invalid or truncated image header"):
         _checked(data[:20], image_header.DEFAULT_MAX_IMAGE_PIXELS)
+
+
+@pytest.mark.parametrize("name", ["PNG-bomb", "GIF-bomb", "JPEG-claims"])
+def test_graph_and_python_refuse_with_the_same_message(name):
+    data = SAMPLES[name]
+    with pytest.raises(image_header.PixelBudgetError) as python:
+        image_header.check_pixels(data, 1000, "how")
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def check(encoded):
+        image_header.check_pixels_op(encoded, 1000, "how")
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as graph:
+        check(tf.constant(data))
+    assert f"[{python.value}]" in str(graph.value)

@@ -222,7 +222,8 @@ def test_bombs_fail_inside_the_exported_graph_with_the_budget_error(exported):
 
 def test_export_flag_sets_the_budget(exported, tmp_path):
     export_dir = str(tmp_path / "budget")
-    result = _run_export(f"--model_dir={exported[0]}", f"--export_dir={export_dir}", "--max_image_pixels=1000")
+    model_dir = f"--model_dir={exported[0]}"
+    result = _run_export(model_dir, f"--export_dir={export_dir}", "--max_image_pixels=1000")
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = tf.saved_model.load(export_dir)
     assert int(loaded.max_image_pixels.numpy()) == 1000
@@ -231,7 +232,7 @@ def test_export_flag_sets_the_budget(exported, tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match="image of 30x40 pixels exceeds the pixel budget "
                                                              "of 1000 pixels"):
         loaded.signatures["serve_bytes"](image_bytes=tf.constant([_png(_image(40, 30, 0))]))
-    result = _run_export(f"--model_dir={exported[0]}", f"--export_dir={tmp_path / 'zero'}", "--max_image_pixels=0")
+    result = _run_export(model_dir, f"--export_dir={tmp_path / 'zero'}", "--max_image_pixels=0")
     assert result.returncode != 0 and "--max_image_pixels must be > 0" in result.stderr
 
 

@@ -17,7 +17,6 @@ from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from frcnn.data import image_header
 from frcnn.data import records
 from frcnn.serving import make_server
 from frcnn.serving import codec
@@ -26,6 +25,7 @@ from tests.serving import hostile
 from tests.serving.harness import http_call, metrics_text, running
 
 MODEL_NAME = "tiny"
+STRING = tf.string.as_datatype_enum
 PREDICT = f"/v1/models/{MODEL_NAME}:predict"
 SMALL_PNG = tf.io.encode_png(np.full([8, 10, 3], 200, np.uint8)).numpy()
 BOMBS = {"png": hostile.png_bomb(20000, 20000), "jpeg": hostile.jpeg_claiming(30000, 30000),
@@ -77,7 +77,8 @@ def test_bombs_over_rest_are_refused_from_the_header(server, kind, size):
     before = _budget_rejections(server, "rest")
     status, payload = _post(server, {"signature_name": "serve_bytes", "instances": [_b64(BOMBS[kind])]})
     assert status == 400
-    assert f"image of {size}" in payload["error"] and "exceeds the pixel budget of 67108864" in payload["error"]
+    assert f"image of {size}" in payload["error"]
+    assert "exceeds the pixel budget of 67108864" in payload["error"]
     assert "--max_image_pixels" in payload["error"]
     assert _budget_rejections(server, "rest") == before + 1
     _assert_serves(server)
@@ -155,7 +156,7 @@ def _grpc_error(stub, request):
 @pytest.mark.parametrize("signature,name,proto,message", [
     ("", "images", hostile.huge_tensor_proto([1, 100000, 100000, 3]), "100000x100000 pixels exceed"),
     ("", "images", hostile.huge_tensor_proto([10 ** 12, 1, 1, 3]), "at most 4 per request"),
-    ("serve_bytes", "image_bytes", hostile.huge_tensor_proto([3], tf.string.as_datatype_enum), "has 0 values"),
+    ("serve_bytes", "image_bytes", hostile.huge_tensor_proto([3], STRING), "has 0 values"),
     ("", "images", hostile.huge_tensor_proto([1, -5, 2, 3]), "negative dimension"),
     ("", "images", hostile.huge_tensor_proto([1, 2, 3]), "rank 3"),
     ("", "images", hostile.huge_tensor_proto([1, 0, 0, 3]), "empty"),
@@ -191,9 +192,3 @@ def test_oversized_body_with_expect_100_continue_reads_its_413(saved_model_dir):
             while b"\r\n\r\n" not in answer:
                 answer += connection.recv(4096)
         assert answer.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in answer
-
-
-def test_graph_budget_message_matches_the_python_one():
-    """서버와 그래프의 메시지가 같은 문구 (image_header.budget_message) 를 쓴다."""
-    assert image_header.budget_message(2, 3, 1, 5, "x") == "image of 3x2 pixels exceeds the pixel budget of 5 " \
-                                                           "pixels (x)"
