@@ -79,3 +79,186 @@ def rss_mib(pid="self"):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise ValueError(f"no VmRSS for {pid}")
+
+
+# ---------------------------------------------------------------- 퍼즈: 정상 요청을 망가뜨려 보낸다
+
+REST_KINDS = ("truncate", "bit_flips", "type_swap", "bomb", "image_bit_flips", "huge_header", "deep",
+              "not_utf8", "unknown_keys")
+GRPC_KINDS = ("huge_shape", "shape_mismatch", "dtype_swap", "bomb", "raw_bit_flips", "raw_truncate",
+              "negative_dim", "image_bit_flips")
+SERVER_ERRORS = ("INTERNAL", "UNKNOWN", "DATA_LOSS", "UNIMPLEMENTED")
+
+
+def _small_png(rng):
+    height, width = int(rng.integers(4, 24)), int(rng.integers(4, 24))
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _b64(data):
+    import base64
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def _example(encoded):
+    from tensorflow.core.example import example_pb2
+    from tensorflow.core.example import feature_pb2
+    feature = feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[encoded]))
+    return example_pb2.Example(features=feature_pb2.Features(feature={"image/encoded": feature}))
+
+
+def _valid_document(rng):
+    """정상 요청 하나 (네 가지 꼴 중 하나)."""
+    choice = int(rng.integers(4))
+    if choice == 0:
+        return {"signature_name": "serve_bytes", "instances": [_b64(_small_png(rng))]}
+    if choice == 1:
+        example = _example(_small_png(rng)).SerializeToString()
+        return {"signature_name": "serve_examples", "instances": [_b64(example)]}
+    image = rng.integers(0, 256, (int(rng.integers(2, 9)), int(rng.integers(2, 9)), 3)).tolist()
+    return {"instances": [image]} if choice == 2 else {"inputs": {"images": [image]}}
+
+
+def _bombs():
+    return [png_bomb(20000, 20000), jpeg_claiming(30000, 30000), gif_bomb(4000, 4000, 20)]
+
+
+def _flip_bits(rng, data, count):
+    data = bytearray(data)
+    for _ in range(count):
+        index = int(rng.integers(len(data)))
+        data[index] ^= 1 << int(rng.integers(8))
+    return bytes(data)
+
+
+def _swap_a_value(rng, document):
+    """JSON 문서의 값 하나를 다른 종류로 바꾼다 (무작위 경로)."""
+    replacements = [None, True, -1, 1e308, "x", [], {}, [[[]]], 2 ** 70, {"b64": "!!"}, -3.5]
+    parent, key, node = None, None, document
+    while isinstance(node, (dict, list)) and node and (parent is None or rng.random() < 0.8):
+        key = str(rng.choice(sorted(node))) if isinstance(node, dict) else int(rng.integers(len(node)))
+        parent, node = node, node[key]
+    parent[key] = replacements[int(rng.integers(len(replacements)))]
+    return document
+
+
+def rest_body(rng, kind, bombs):
+    """kind 대로 망가뜨린 REST predict 본문 (bytes)."""
+    import json
+    document = _valid_document(rng)
+    body = json.dumps(document).encode()
+    if kind == "truncate":
+        return body[:int(rng.integers(len(body)))]
+    if kind == "bit_flips":
+        return _flip_bits(rng, body, int(rng.integers(1, 8)))
+    if kind == "type_swap":
+        return json.dumps(_swap_a_value(rng, document)).encode()
+    if kind in ("bomb", "image_bit_flips", "huge_header"):
+        image = bombs[int(rng.integers(len(bombs)))] if kind == "bomb" else _small_png(rng)
+        if kind == "image_bit_flips":
+            image = _flip_bits(rng, image, int(rng.integers(1, 6)))
+        if kind == "huge_header":  # IHDR 의 크기만 크게 (CRC 는 틀린 채)
+            size = (int(value) for value in rng.integers(1, 2 ** 31, 2))
+            image = image[:16] + struct.pack(">II", *size) + image[24:]
+        signature = "serve_bytes" if rng.random() < 0.5 else "serve_examples"
+        value = image if signature == "serve_bytes" else _example(image).SerializeToString()
+        return json.dumps({"signature_name": signature, "instances": [_b64(value)]}).encode()
+    if kind == "deep":
+        depth = int(rng.integers(30, 3000))
+        return b'{"instances": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
+    if kind == "not_utf8":
+        index = int(rng.integers(len(body)))
+        return body[:index] + b"\xff\xfe" + body[index:]
+    document[str(rng.integers(1000))] = "unexpected"
+    return json.dumps(document).encode()
+
+
+def _tensor_request(model_name, signature, name, proto):
+    from tensorflow_serving.apis import predict_pb2
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    request.inputs[name].CopyFrom(proto)
+    return request
+
+
+def grpc_request(rng, kind, bombs, model_name):
+    """kind 대로 망가뜨린 gRPC PredictRequest 의 직렬화 바이트."""
+    import tensorflow as tf
+    if kind in ("bomb", "image_bit_flips"):
+        if kind == "bomb":
+            image = bombs[int(rng.integers(len(bombs)))]
+        else:
+            image = _flip_bits(rng, _small_png(rng), 3)
+        proto = tf.make_tensor_proto(np.array([image], dtype=object))
+        return _tensor_request(model_name, "serve_bytes", "image_bytes", proto).SerializeToString()
+    image = rng.integers(0, 256, (1, int(rng.integers(2, 9)), int(rng.integers(2, 9)), 3)).astype(np.uint8)
+    proto = tf.make_tensor_proto(image)
+    if kind == "huge_shape":
+        proto = huge_tensor_proto([int(v) for v in 2 ** rng.integers(0, 40, 4)],
+                                  types_pb2.DT_STRING if rng.random() < 0.3 else types_pb2.DT_UINT8)
+    elif kind == "shape_mismatch":
+        proto.tensor_shape.dim[int(rng.integers(4))].size += int(rng.integers(1, 1000))
+    elif kind == "dtype_swap":
+        proto.dtype = int(rng.choice([types_pb2.DT_FLOAT, types_pb2.DT_STRING, types_pb2.DT_INT64, 999, 0]))
+    elif kind == "negative_dim":
+        proto.tensor_shape.dim[int(rng.integers(4))].size = -int(rng.integers(1, 10))
+    serialized = _tensor_request(model_name, "", "images", proto).SerializeToString()
+    if kind == "raw_bit_flips":
+        return _flip_bits(rng, serialized, int(rng.integers(1, 8)))
+    if kind == "raw_truncate":
+        return serialized[:int(rng.integers(len(serialized)))]
+    return serialized
+
+
+def fuzz(host, rest_port, grpc_port, model_name, seed, rest_requests, grpc_requests):
+    """정해진 씨앗으로 망가뜨린 REST·gRPC 요청들을 보내고 답을 센다.
+
+    Returns:
+      {"rest": {kind: {HTTP 상태: 수}}, "grpc": {kind: {상태 코드 이름: 수}}}.
+    """
+    import grpc
+    import http.client
+    rng = np.random.default_rng(seed)
+    bombs = _bombs()
+    counts = {"rest": {}, "grpc": {}}
+    connection = http.client.HTTPConnection(host, rest_port, timeout=30)
+    for _ in range(rest_requests):
+        kind = REST_KINDS[int(rng.integers(len(REST_KINDS)))]
+        body = rest_body(rng, kind, bombs)
+        try:
+            connection.request("POST", f"/v1/models/{model_name}:predict", body=body)
+            response = connection.getresponse()
+            response.read()
+            status = response.status
+            if response.getheader("Connection", "").lower() == "close":
+                connection.close()
+        except (http.client.HTTPException, OSError):
+            connection.close()
+            status = "connection closed"
+        by_status = counts["rest"].setdefault(kind, {})
+        by_status[status] = by_status.get(status, 0) + 1
+    connection.close()
+    with grpc.insecure_channel(f"{host}:{grpc_port}") as channel:
+        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        for _ in range(grpc_requests):
+            kind = GRPC_KINDS[int(rng.integers(len(GRPC_KINDS)))]
+            try:
+                predict(grpc_request(rng, kind, bombs, model_name), timeout=30)
+                code = "OK"
+            except grpc.RpcError as error:
+                code = error.code().name
+            by_code = counts["grpc"].setdefault(kind, {})
+            by_code[code] = by_code.get(code, 0) + 1
+    return counts
+
+
+def server_errors(counts):
+    """5xx (REST) 와 서버 탓 상태 (gRPC INTERNAL, UNKNOWN, …) 의 수."""
+    rest = sum(count for by_status in counts["rest"].values() for status, count in by_status.items()
+               if not isinstance(status, int) or status >= 500)
+    grpc_errors = sum(count for by_code in counts["grpc"].values() for code, count in by_code.items()
+                      if code in SERVER_ERRORS)
+    return rest + grpc_errors
