@@ -399,6 +399,13 @@ def _dtype_name(enum):
         return str(enum)
 
 
+def check_dtype(proto, spec, name):
+    """TensorProto 의 dtype 이 spec 의 것인지 (아니면 RequestError 400, TF Serving 과 같은 문구)."""
+    if proto.dtype != spec.dtype.as_datatype_enum:
+        raise RequestError(f"input '{name}': expects {_dtype_name(spec.dtype.as_datatype_enum)} but "
+                           f"{_dtype_name(proto.dtype)} is provided")
+
+
 def tensor_proto_to_array(proto, spec, name):
     """gRPC 입력 TensorProto 하나를 spec 의 dtype 을 가진 numpy 배열로 바꾼다.
 
@@ -413,9 +420,7 @@ def tensor_proto_to_array(proto, spec, name):
     Raises:
       RequestError: dtype 이 다르거나, 값을 읽을 수 없거나, 모양이 맞지 않을 때 (400).
     """
-    if proto.dtype != spec.dtype.as_datatype_enum:
-        raise RequestError(f"input '{name}': expects {_dtype_name(spec.dtype.as_datatype_enum)} but "
-                           f"{_dtype_name(proto.dtype)} is provided")
+    check_dtype(proto, spec, name)
     try:
         array = tf.make_ndarray(proto)
     except (ValueError, TypeError) as error:

@@ -25,6 +25,7 @@ from tensorflow.core.framework import types_pb2
 
 from frcnn.data import image_header
 from frcnn.data import records
+from frcnn.serving import codec
 from frcnn.serving.codec import RequestError
 
 DEFAULT_MAX_IMAGES_PER_REQUEST = 64
@@ -98,9 +99,10 @@ class InputLimits:
         """``tf.make_ndarray`` 전에 TensorProto 의 모양과 내용을 검사한다.
 
         Raises:
-          RequestError: 차원 수가 시그니처와 다르거나, 음수 차원, 모양과 내용의 원소 수가 다를 때 (400).
+          RequestError: dtype 이나 차원 수가 시그니처와 다르거나, 음수 차원, 모양과 내용의 원소 수가 다를 때 (400).
           PixelBudgetExceeded: 원소 수가 예산을 넘을 때 (400).
         """
+        codec.check_dtype(proto, spec, name)
         dims = [dim.size for dim in proto.tensor_shape.dim]
         expected = spec.shape.rank
         if proto.tensor_shape.unknown_rank or (expected is not None and len(dims) != expected):
@@ -142,7 +144,7 @@ def _numpy_dtype(enum, name):
     from tensorflow.python.framework import dtypes  # 필요할 때만 (tf 의 dtype 표)
     try:
         return dtypes.as_dtype(enum).as_numpy_dtype
-    except TypeError as error:
+    except (TypeError, KeyError) as error:
         raise RequestError(f"input '{name}': unsupported dtype {enum}") from error
 
 

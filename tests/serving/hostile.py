@@ -202,7 +202,8 @@ def grpc_request(rng, kind, bombs, model_name):
     elif kind == "shape_mismatch":
         proto.tensor_shape.dim[int(rng.integers(4))].size += int(rng.integers(1, 1000))
     elif kind == "dtype_swap":
-        proto.dtype = int(rng.choice([types_pb2.DT_FLOAT, types_pb2.DT_STRING, types_pb2.DT_INT64, 999, 0]))
+        proto.dtype = int(rng.choice([types_pb2.DT_FLOAT, types_pb2.DT_STRING, types_pb2.DT_INT64,
+                                      types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT, 999, 0]))
     elif kind == "negative_dim":
         proto.tensor_shape.dim[int(rng.integers(4))].size = -int(rng.integers(1, 10))
     serialized = _tensor_request(model_name, "", "images", proto).SerializeToString()
