@@ -49,7 +49,7 @@ PLAIN_LOAD_SCRIPT = textwrap.dedent("""
     model = tf.saved_model.load(sys.argv[1])
     bombs = np.load(sys.argv[2])
     start = time.monotonic()  # 첫 호출 (함수 준비) 은 따로 잰다
-    png = tf.io.encode_png(tf.zeros([48, 64, 3], tf.uint8))
+    png = tf.io.encode_png(tf.zeros([48, 64, 3], tf.uint8)).numpy()
     model.signatures["serve_bytes"](image_bytes=tf.constant([png]))
     print(f"normal 64x48 PNG (first call): {time.monotonic() - start:.3f} s")
     for name in bombs.files:
@@ -125,10 +125,10 @@ def _bomb_calls(rest_port, grpc_port):
                     "instances": [{"b64": base64.b64encode(data).decode("ascii")}]}
         return lambda: _rest(rest_port, document)
 
-    png_request = hostile._tensor_request(MODEL_NAME, "serve_bytes", "image_bytes",
-                                          tf.make_tensor_proto(np.array([png], dtype=object)))
-    huge_request = hostile._tensor_request(MODEL_NAME, "", "images",
-                                           hostile.huge_tensor_proto([1, 100000, 100000, 3]))
+    png_request = hostile.tensor_request(MODEL_NAME, "serve_bytes", "image_bytes",
+                                         tf.make_tensor_proto(np.array([png], dtype=object)))
+    huge_request = hostile.tensor_request(MODEL_NAME, "", "images",
+                                          hostile.huge_tensor_proto([1, 100000, 100000, 3]))
     return [("REST serve_bytes PNG 20000x20000 (%d B)" % len(png), rest(png)),
             ("REST serve_bytes JPEG header 30000x30000 (%d B)" % len(jpeg), rest(jpeg)),
             ("gRPC serve_bytes PNG 20000x20000", lambda: _grpc(grpc_port, png_request)),

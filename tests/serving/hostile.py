@@ -175,7 +175,7 @@ def rest_body(rng, kind, bombs):
     return json.dumps(document).encode()
 
 
-def _tensor_request(model_name, signature, name, proto):
+def tensor_request(model_name, signature, name, proto):
     from tensorflow_serving.apis import predict_pb2
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
@@ -193,7 +193,7 @@ def grpc_request(rng, kind, bombs, model_name):
         else:
             image = _flip_bits(rng, _small_png(rng), 3)
         proto = tf.make_tensor_proto(np.array([image], dtype=object))
-        return _tensor_request(model_name, "serve_bytes", "image_bytes", proto).SerializeToString()
+        return tensor_request(model_name, "serve_bytes", "image_bytes", proto).SerializeToString()
     image = rng.integers(0, 256, (1, int(rng.integers(2, 9)), int(rng.integers(2, 9)), 3)).astype(np.uint8)
     proto = tf.make_tensor_proto(image)
     if kind == "huge_shape":
@@ -206,7 +206,7 @@ def grpc_request(rng, kind, bombs, model_name):
                                       types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT, 999, 0]))
     elif kind == "negative_dim":
         proto.tensor_shape.dim[int(rng.integers(4))].size = -int(rng.integers(1, 10))
-    serialized = _tensor_request(model_name, "", "images", proto).SerializeToString()
+    serialized = tensor_request(model_name, "", "images", proto).SerializeToString()
     if kind == "raw_bit_flips":
         return _flip_bits(rng, serialized, int(rng.integers(1, 8)))
     if kind == "raw_truncate":

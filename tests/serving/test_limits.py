@@ -192,3 +192,14 @@ def test_oversized_body_with_expect_100_continue_reads_its_413(saved_model_dir):
             while b"\r\n\r\n" not in answer:
                 answer += connection.recv(4096)
         assert answer.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in answer
+
+
+def test_oversized_body_without_expect_still_reads_its_413(saved_model_dir):
+    """본문을 다 보내는 클라이언트 (Expect 없음) 도 연결 재설정 대신 413 을 읽는다 (서버는 본문을 버리며 읽는다)."""
+    with running(make_server(saved_model_dir, MODEL_NAME, "127.0.0.1", 0, max_body_bytes=1024,
+                             warmup=False)) as small:
+        body = json.dumps({"instances": np.zeros([1, 300, 300, 3], np.uint8).tolist()}).encode()
+        assert len(body) > 1024 * 100
+        status, text, headers = http_call(small, "POST", PREDICT, body)
+        assert status == 413 and "exceeds the limit of 1024 bytes" in json.loads(text)["error"]
+        assert headers["Connection"] == "close"
