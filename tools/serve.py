@@ -68,7 +68,8 @@ flags.DEFINE_integer("max_image_pixels", None,
                      "픽셀 예산: 요청 하나의 이미지들이 함께 가질 수 있는 픽셀 (H × W × 프레임). serve_bytes·"
                      "serve_examples 는 이미지 머리에서 읽어 디코딩 전에, images 배열은 모양으로 검사하고, 넘으면 "
                      "400 / INVALID_ARGUMENT (압축 폭탄 방어). 기본: 모델이 품은 값 (tools/export "
-                     "--max_image_pixels), 없으면 64 M 픽셀.")
+                     "--max_image_pixels), 없으면 64 M 픽셀. 이 변경 뒤에 내보낸 SavedModel 은 그래프도 자기 예산을 "
+                     "검사하므로, 그보다 올리려면 tools/export --max_image_pixels 로 다시 내보낸다.")
 flags.DEFINE_integer("max_images_per_request", 64, "요청 하나의 인스턴스 (이미지) 수 상한. 넘으면 400.")
 flags.DEFINE_boolean("warmup", True, "버전마다 서빙 전에 각 시그니처를 작은 입력으로 한 번 실행해 첫 요청 지연을 없앤다.")
 

@@ -66,12 +66,15 @@ def canvas_shape_of(index, config):
     return shapes[index, 0], shapes[index, 1]
 
 
-def resize_image(image, config):
+def resize_image(image, config, cast_first=True):
     """한 장의 이미지를 정책대로 리사이즈한다 (패딩 없음).
 
     Args:
       image: [H, W, 3] uint8 또는 float32.
       config: `ExperimentConfig`.
+      cast_first: False 면 uint8 을 그대로 리사이즈한다 (결과는 같은 float32): 원본 크기의 float32 사본 (픽셀당
+        12 바이트) 을 만들지 않는다 (SavedModel 의 serve_bytes). LiteRT 의 RESIZE_BILINEAR 는 입력과 출력
+        dtype 이 같아야 하므로 이식 그래프는 True.
 
     Returns:
       resized: [h, w, 3] float32 (0–255 범위).
@@ -79,8 +82,7 @@ def resize_image(image, config):
     """
     shape = tf.shape(image)
     scale, size = resize_scale(shape[0], shape[1], config.input.min_size, config.input.max_size)
-    # uint8 는 그대로 넣는다 (결과는 같은 float32): 원본 크기의 float32 사본 (픽셀당 12 바이트) 을 만들지 않게
-    source = image if image.dtype == tf.uint8 else tf.cast(image, tf.float32)
+    source = image if image.dtype == tf.uint8 and not cast_first else tf.cast(image, tf.float32)
     resized = tf.image.resize(source, size, method="bilinear", antialias=False)
     return resized, scale
 

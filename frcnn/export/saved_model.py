@@ -57,7 +57,7 @@ class DetectionModule(tf.Module):
 
     def _detect_one(self, image):
         """[H, W, 3] 한 장 → 자기 크기로만 리사이즈 (백본이 필요하면 stride 배수로 패딩) 해 검출 → [N, ...] 출력."""
-        resized, scale = resize.resize_image(image, self.config)
+        resized, scale = resize.resize_image(image, self.config, cast_first=False)
         size = tf.shape(resized)[:2]
         padded = tf.image.pad_to_bounding_box(resized, 0, 0, self._padded(size[0]), self._padded(size[1]))
         outputs = self._detect_resized(padded[None], size[None], scale[None])
