@@ -47,6 +47,12 @@ flags.DEFINE_integer(
     "Process only the first N matched images (after sorting); default: all of them.")
 flags.mark_flags_as_required(["saved_model", "images", "output_dir"])
 
+flags.DEFINE_integer("max_image_pixels", 64 * 1024 * 1024,
+                     "Pixel budget: an image whose header (JPEG/PNG/GIF/BMP/WebP) gives more pixels "
+                     "(H x W x frames) is refused before it is decoded, naming the file (decompression "
+                     "bombs). PIL's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS) follows it. "
+                     "Default 64 M pixels.")
+
 
 def main(argv):
     """플래그를 확인하고 이미지 경로를 푼 뒤 `detect_io.detect_images` 를 부른다."""
@@ -56,6 +62,10 @@ def main(argv):
         raise app.UsageError(f"--score_threshold must be in [0, 1], got {FLAGS.score_threshold}")
     if FLAGS.max_images is not None and FLAGS.max_images < 1:
         raise app.UsageError(f"--max_images must be at least 1, got {FLAGS.max_images}")
+    if FLAGS.max_image_pixels <= 0:
+        raise app.UsageError(f"--max_image_pixels must be > 0, got {FLAGS.max_image_pixels}")
+    from PIL import Image
+    Image.MAX_IMAGE_PIXELS = FLAGS.max_image_pixels  # 머리 검사 (frcnn.data.image_header) 와 PIL 의 폭탄 검사
     try:
         image_paths = detect_io.resolve_image_paths(FLAGS.images)[:FLAGS.max_images]
         report = detect_io.detect_images(FLAGS.saved_model, image_paths, FLAGS.output_dir,

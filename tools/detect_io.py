@@ -26,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from frcnn import fileio
+from frcnn.data import image_header
 from frcnn.export import loader
 from frcnn.export import signature
 from frcnn.viz import draw
@@ -119,6 +120,18 @@ def load_serve_bytes(saved_model_dir):
         raise DetectionInputError(str(error)) from error
 
 
+def _check_budget(image_path, image_bytes):
+    """디코딩 전에 머리의 픽셀이 PIL 의 한도 (`Image.MAX_IMAGE_PIXELS` = --max_image_pixels) 이하인지."""
+    if Image.MAX_IMAGE_PIXELS is None:
+        return
+    try:
+        image_header.check_pixels(image_bytes, Image.MAX_IMAGE_PIXELS)
+    except image_header.PixelBudgetError as error:
+        raise DetectionInputError(f"{image_path}: {error}") from error
+    except image_header.ImageHeaderError as error:
+        raise DetectionInputError(f"{image_path}: cannot read image: {error}") from error
+
+
 def read_image(image_path):
     """이미지 파일의 원본 바이트와 디코딩한 RGB 배열을 읽는다.
 
@@ -131,6 +144,7 @@ def read_image(image_path):
     try:
         with open(image_path, "rb") as image_file:
             image_bytes = image_file.read()
+        _check_budget(image_path, image_bytes)
         with Image.open(io.BytesIO(image_bytes)) as image:
             if image.format not in ("JPEG", "PNG"):
                 raise DetectionInputError(f"{image_path}: unsupported image format "

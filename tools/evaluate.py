@@ -60,6 +60,12 @@ flags.DEFINE_float("iou_threshold", 0.5, "VOC matching threshold: a detection ma
 flags.DEFINE_boolean("coco_verbose", False, "Show pycocotools' own printed output.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
 
+flags.DEFINE_integer("max_image_pixels", 64 * 1024 * 1024,
+                     "Pixel budget: an image whose header (JPEG/PNG/GIF/BMP/WebP) gives more pixels "
+                     "(H x W x frames) is refused before it is decoded, naming the file (decompression "
+                     "bombs). PIL's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS) follows it. "
+                     "Default 64 M pixels.")
+
 
 def _validate():
     """플래그 조합을 검사한다. 틀리면 app.UsageError."""
@@ -130,6 +136,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     _validate()
+    if FLAGS.max_image_pixels <= 0:
+        raise app.UsageError(f"--max_image_pixels must be > 0, got {FLAGS.max_image_pixels}")
+    from PIL import Image
+    Image.MAX_IMAGE_PIXELS = FLAGS.max_image_pixels  # 머리 검사 (frcnn.data.image_header) 와 PIL 의 폭탄 검사
     try:
         with tqdm(desc="evaluate", unit="img", file=sys.stderr, disable=not FLAGS.progress) as progress_bar:
             evaluation_report = _evaluate(_progress_callback(progress_bar))

@@ -30,6 +30,12 @@ flags.DEFINE_list("formats", ["saved_model"],
                   "They need the deploy extra: pip install -e '.[deploy]'.")
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic_int8"],
                   "Quantize the TFLite weights (float16 halves the file, dynamic_int8 quarters it).")
+flags.DEFINE_integer("max_image_pixels", 64 * 1024 * 1024,
+                     "Pixel budget of serve_bytes/serve_examples, stored in the SavedModel: an image "
+                     "whose header (JPEG/PNG/GIF/BMP/WebP) gives more than this many pixels (H x W x "
+                     "frames) is refused with InvalidArgumentError before it is decoded (decompression "
+                     "bombs). Default 64 M pixels (48 MP phone photos pass); tools/serve reads it as its "
+                     "default.")
 FLAGS = flags.FLAGS
 
 
@@ -40,6 +46,8 @@ def main(argv):
         raise app.UsageError("--model_dir and --export_dir are required")
     if FLAGS.max_detections is not None and FLAGS.max_detections <= 0:
         raise app.UsageError("--max_detections must be > 0")
+    if FLAGS.max_image_pixels <= 0:
+        raise app.UsageError("--max_image_pixels must be > 0")
     from frcnn.export import saved_model
     from frcnn.export import truncated_svd
     from frcnn.training import trainer
@@ -53,7 +61,7 @@ def main(argv):
                                                       ranks)
         compressed = saved_model.export_saved_model(
             model, config, classes, FLAGS.export_dir, FLAGS.overwrite, tuple(FLAGS.formats),
-            None if FLAGS.quantize == "none" else FLAGS.quantize)
+            None if FLAGS.quantize == "none" else FLAGS.quantize, FLAGS.max_image_pixels)
     except ImportError as error:
         print(f"export: error: --formats={','.join(FLAGS.formats)} needs {error.name or error}: install the "
               "deploy extra: pip install -e '.[deploy]'", file=sys.stderr)

@@ -87,6 +87,12 @@ flags.DEFINE_bool(
 flags.DEFINE_bool(
     "progress", True, "Show a progress bar on stderr.")
 
+flags.DEFINE_integer("max_image_pixels", 64 * 1024 * 1024,
+                     "Pixel budget: an image whose header (JPEG/PNG/GIF/BMP/WebP) gives more pixels "
+                     "(H x W x frames) is refused before it is decoded, naming the file (decompression "
+                     "bombs). PIL's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS) follows it. "
+                     "Default 64 M pixels.")
+
 
 def _fail(message: str) -> None:
     print(f"make_tfrecords: error: {message}", file=sys.stderr)
@@ -142,6 +148,10 @@ def main(argv):
     if FLAGS.source == "coco" and not (FLAGS.coco_annotations and FLAGS.coco_images_dir):
         raise app.UsageError("--coco_annotations and --coco_images_dir are required with --source=coco")
     params_override = _params_override()
+    if FLAGS.max_image_pixels <= 0:
+        raise app.UsageError(f"--max_image_pixels must be > 0, got {FLAGS.max_image_pixels}")
+    from PIL import Image
+    Image.MAX_IMAGE_PIXELS = FLAGS.max_image_pixels  # 머리 검사 (frcnn.data.image_header) 와 PIL 의 폭탄 검사
     try:
         config = config_lib.build_config(FLAGS.config, params_override)
     except ValueError as error:

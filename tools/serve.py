@@ -64,6 +64,13 @@ flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0,
 flags.DEFINE_integer("max_concurrent_predictions", 0,
                      "배칭이 없을 때 모델을 동시에 도는 요청 수; 넘는 요청은 온 순서대로 기다린다 (꼬리 지연이 "
                      "짧아진다). 0 이면 2 × 코어 수.")
+flags.DEFINE_integer("max_image_pixels", None,
+                     "픽셀 예산: 요청 하나의 이미지들이 함께 가질 수 있는 픽셀 (H × W × 프레임). serve_bytes·"
+                     "serve_examples 는 이미지 머리에서 읽어 디코딩 전에, images 배열은 모양으로 검사하고, 넘으면 "
+                     "400 / INVALID_ARGUMENT (압축 폭탄 방어). 기본: 모델이 품은 값 (tools/export "
+                     "--max_image_pixels), 없으면 64 M 픽셀. 이 변경 뒤에 내보낸 SavedModel 은 그래프도 자기 예산을 "
+                     "검사하므로, 그보다 올리려면 tools/export --max_image_pixels 로 다시 내보낸다.")
+flags.DEFINE_integer("max_images_per_request", 64, "요청 하나의 인스턴스 (이미지) 수 상한. 넘으면 400.")
 flags.DEFINE_boolean("warmup", True, "버전마다 서빙 전에 각 시그니처를 작은 입력으로 한 번 실행해 첫 요청 지연을 없앤다.")
 
 
@@ -118,7 +125,7 @@ def _check_flags():
             raise app.UsageError(f"--{name}={value}: must be in [0, 65535]")
     for name in ("max_body_bytes", "max_batch_size", "max_enqueued_batches", "num_batch_threads",
                  "file_system_poll_wait_seconds", "request_timeout_seconds", "keep_alive_seconds",
-                 "grpc_max_threads"):
+                 "grpc_max_threads", "max_images_per_request"):
         if getattr(FLAGS, name) <= 0:
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be positive")
     for name, zero in (("tensorflow_intra_op_parallelism", "TensorFlow decides"),
@@ -126,6 +133,8 @@ def _check_flags():
                        ("max_concurrent_predictions", "2 × the CPUs")):
         if getattr(FLAGS, name) < 0:
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be >= 0 (0: {zero})")
+    if FLAGS.max_image_pixels is not None and FLAGS.max_image_pixels <= 0:
+        raise app.UsageError(f"--max_image_pixels={FLAGS.max_image_pixels}: must be positive")
     if FLAGS.batch_timeout_micros < 0:
         raise app.UsageError(f"--batch_timeout_micros={FLAGS.batch_timeout_micros}: must be >= 0")
 
@@ -184,7 +193,8 @@ def main(argv):
                              keep_alive_seconds=FLAGS.keep_alive_seconds,
                              grpc_max_threads=FLAGS.grpc_max_threads,
                              max_concurrent_predictions=FLAGS.max_concurrent_predictions or 2 * _num_cpus(),
-                             version_labels=version_labels)
+                             version_labels=version_labels, max_image_pixels=FLAGS.max_image_pixels,
+                             max_images_per_request=FLAGS.max_images_per_request)
     except (ValueError, ImportError) as error:
         raise app.UsageError(f"{source}: {error}") from error
     except OSError as error:

@@ -23,6 +23,8 @@ import numpy as np
 import xmltodict
 from PIL import Image, ImageFile
 
+from frcnn.data import image_header
+
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -223,9 +225,13 @@ def read_text(path: str, what: str) -> str:
 def decode_image_checked(image_path: str, image_bytes: bytes) -> tuple:
     """이미지를 끝까지 디코딩해 (형식, (W, H)) 를 돌려준다. 잘린 파일도 오류로 본다.
 
+    픽셀 예산: 디코딩하기 전에 머리의 크기가 PIL 의 `Image.MAX_IMAGE_PIXELS` (도구들이 --max_image_pixels 로
+    정한다) 를 넘으면 "image of WxH pixels exceeds the pixel budget …" 로 거절한다 (압축 폭탄을 풀지 않는다).
+
     PIL 의 전역 `ImageFile.LOAD_TRUNCATED_IMAGES` 는 기본값(False)이면 건드리지 않는다 (여러 스레드가 동시에
     디코딩한다). 호출자가 True 로 켜 두었으면 잠금 안에서만 잠깐 끄고 되돌리므로 검사는 순서대로 돈다.
     """
+    _check_budget(image_path, image_bytes)
     with _TRUNCATION_LOCK:
         if ImageFile.LOAD_TRUNCATED_IMAGES:
             ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -236,12 +242,27 @@ def decode_image_checked(image_path: str, image_bytes: bytes) -> tuple:
     return _decode_fully(image_path, image_bytes)
 
 
+def _check_budget(image_path: str, image_bytes: bytes) -> None:
+    """머리의 픽셀이 PIL 의 한도 (`Image.MAX_IMAGE_PIXELS`, None 이면 검사하지 않음) 이하인지 (디코딩 없이)."""
+    if Image.MAX_IMAGE_PIXELS is None:
+        return
+    try:
+        image_header.check_pixels(image_bytes, Image.MAX_IMAGE_PIXELS)
+    except image_header.PixelBudgetError as error:
+        raise VocError(image_path, str(error)) from None
+    except image_header.ImageHeaderError:
+        pass  # 깨진 머리는 PIL 이 "corrupt or truncated image" 로 알린다
+
+
 def _decode_fully(image_path: str, image_bytes: bytes) -> tuple:
     try:
         with Image.open(io.BytesIO(image_bytes)) as image:
             image.load()
             return image.format, image.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # 머리를 읽지 못하는 형식 (PIL 자신의 폭탄 검사)
+        raise VocError(image_path, f"exceeds the pixel budget of {Image.MAX_IMAGE_PIXELS} pixels "
+                                   f"(--max_image_pixels): {error}") from error
+    except (OSError, SyntaxError, ValueError) as error:
         raise VocError(image_path, f"corrupt or truncated image: {error}") from error
 
 

@@ -13,9 +13,13 @@
 
 import tensorflow as tf
 
+from frcnn.data import image_header
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.export import signature
+
+# serve_bytes·serve_examples 가 한 호출에서 동시에 디코딩·검출하는 이미지 수 (map_fn 의 parallel_iterations).
+DECODE_PARALLELISM = 2
 
 
 class DetectionModule(tf.Module):
@@ -23,10 +27,13 @@ class DetectionModule(tf.Module):
 
     portable = False
 
-    def __init__(self, model, config, classes):
+    def __init__(self, model, config, classes, max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
         super().__init__(name="frcnn")
         self.model = model
         self.config = config
+        # 픽셀 예산: 그래프가 쓰고, 서버 (tools/serve) 가 `loaded.max_image_pixels` 로 읽는다
+        self.max_image_pixels = tf.Variable(int(max_image_pixels), dtype=tf.int64, trainable=False,
+                                            name="max_image_pixels")
         # 0 번은 패딩(빈 이름), 1..C 가 데이터셋 클래스
         self.class_names = tf.Variable([""] + list(classes), trainable=False, name="class_names")
 
@@ -43,7 +50,10 @@ class DetectionModule(tf.Module):
         batch = images.shape[0] or shape[0]  # 정적이면 Python int (배치 1 의 NMS 는 루프 없는 연산 하나)
         scale, size = resize.resize_scale(shape[1], shape[2], self.config.input.min_size,
                                           self.config.input.max_size)
-        resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear", antialias=False)
+        # SavedModel 은 uint8 그대로 리사이즈한다 (같은 float32 결과, 원본 크기의 float32 사본 없이); LiteRT 의
+        # RESIZE_BILINEAR 는 입력과 출력 dtype 이 같아야 하므로 이식 그래프는 먼저 float32 로 바꾼다.
+        source = tf.cast(images, tf.float32) if self.portable else images
+        resized = tf.image.resize(source, size, method="bilinear", antialias=False)
         height, width = self._padded(size[0]), self._padded(size[1])
         padded = tf.image.pad_to_bounding_box(resized, 0, 0, height, width)
         # 채널 3 을 모양 텐서에 상수로 둔다: LiteRT 변환기는 동적 패딩 뒤의 모양을 모두 잃고, 채널을 모르는
@@ -60,13 +70,13 @@ class DetectionModule(tf.Module):
         """[B] JPEG/PNG 바이트 (크기가 달라도 됨) → 출력. 이미지마다 자기 크기로 따로 검출한다 (그래프 안의
         map_fn): 더 큰 이미지 옆에 있어도 패딩이 생기지 않아, 결과가 혼자 보낸 것과 같다."""
         def detect(encoded):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            image.set_shape([None, None, 3])
+            image = image_header.checked_decode(encoded, self.max_image_pixels)  # 헤더의 픽셀 예산을 디코딩 전에
             outputs = self.detect_images(image[None])
             return {key: value[0] for key, value in outputs.items()}
 
         count = self.config.detection.max_detections
-        return tf.map_fn(detect, image_bytes, fn_output_signature=signature.output_specs(count, batch=False))
+        return tf.map_fn(detect, image_bytes, fn_output_signature=signature.output_specs(count, batch=False),
+                         parallel_iterations=DECODE_PARALLELISM)
 
     @tf.function(input_signature=[signature.INPUT_SPECS[signature.SERVING_DEFAULT]])
     def serve_images(self, images):

@@ -65,6 +65,8 @@ class SavedModelDetector:
         self.model = model  # 시그니처 함수가 모델보다 먼저 사라지지 않게 잡아 둔다
         self.path = path
         self._functions = dict(model.signatures)
+        budget = getattr(model, "max_image_pixels", None)  # 픽셀 예산 변수 (그 전에 내보낸 모델에는 없다)
+        self.max_image_pixels = int(budget.numpy()) if budget is not None else None
         self.signatures = {name: signature_specs(function)
                            for name, function in sorted(self._functions.items())}
 

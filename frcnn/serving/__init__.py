@@ -6,6 +6,7 @@
   versions     번호 버전 디렉터리의 최신 버전 서빙, 폴링, 바꿔 끼우기, 버전 상태
   batching     요청들을 한 배치로 (max_batch_size, batch_timeout_micros, 묶인 큐)
   gate         배칭이 없을 때 모델을 동시에 도는 요청 수를 묶는 FIFO 관문
+  limits       모델 전의 크기 검사: 픽셀 예산 (이미지 머리에서), 요청당 이미지 수, TensorProto 의 모양·내용
   metrics      Prometheus 지표
   service      모델 하나의 TF Serving 동작 (상태, 메타데이터, predict) — REST 와 gRPC 가 함께 쓴다
   rest_server  Starlette 앱과 uvicorn 서버

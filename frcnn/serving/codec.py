@@ -20,6 +20,7 @@ TF Serving 의 REST 형식을 그대로 따른다:
 import base64
 import binascii
 import json
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +30,10 @@ from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 BINARY_KEY = "b64"
+# 요청 JSON 의 최대 중첩 깊이: 가장 깊은 정상 요청 ({"instances": [{"images": [H][W][3]}]}) 은 6.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = np.frombuffer(b"[]{}", np.uint8)
 BINARY_OUTPUT_SUFFIX = "_bytes"
 METHOD_NAME = "tensorflow/serving/predict"
 
@@ -70,15 +75,37 @@ def parse_json_body(body):
       dict, 최상위 JSON 객체.
 
     Raises:
-      RequestError: UTF-8/JSON 이 아니거나 최상위가 객체가 아닐 때 (400).
+      RequestError: UTF-8/JSON 이 아니거나, 중첩이 MAX_JSON_DEPTH 보다 깊거나, 최상위가 객체가 아닐 때 (400).
     """
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestError(f"JSON Parse error: the body is not UTF-8: {error}") from error
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestError(f"JSON Parse error: nesting depth {depth} exceeds the limit of {MAX_JSON_DEPTH}")
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
         raise RequestError(f"JSON Parse error: {error}") from error
     if not isinstance(document, dict):
         raise RequestError("JSON Value: request body must be a JSON object")
     return document
+
+
+def json_depth(text):
+    """JSON 텍스트의 최대 중첩 깊이 ([ 와 { 의 깊이; 문자열 안의 괄호는 세지 않는다). 파싱 전에 C 속도로.
+
+    문자열 리터럴을 먼저 지우고 (정규식) 남은 괄호만 numpy 로 누적한다. 깨진 JSON 의 깊이는 대략값이다 (그
+    JSON 은 어차피 파싱에서 400).
+    """
+    stripped = _JSON_STRING.sub("", text).encode("ascii", "replace")
+    marks = np.frombuffer(stripped, np.uint8)
+    brackets = marks[np.isin(marks, _BRACKETS)]
+    if brackets.size == 0:
+        return 0
+    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1).astype(np.int32)
+    return int(np.cumsum(steps).max())
 
 
 def message_to_json(message):
@@ -361,6 +388,13 @@ def _dtype_name(enum):
         return str(enum)
 
 
+def check_dtype(proto, spec, name):
+    """TensorProto 의 dtype 이 spec 의 것인지 (아니면 RequestError 400, TF Serving 과 같은 문구)."""
+    if proto.dtype != spec.dtype.as_datatype_enum:
+        raise RequestError(f"input '{name}': expects {_dtype_name(spec.dtype.as_datatype_enum)} but "
+                           f"{_dtype_name(proto.dtype)} is provided")
+
+
 def tensor_proto_to_array(proto, spec, name):
     """gRPC 입력 TensorProto 하나를 spec 의 dtype 을 가진 numpy 배열로 바꾼다.
 
@@ -375,9 +409,7 @@ def tensor_proto_to_array(proto, spec, name):
     Raises:
       RequestError: dtype 이 다르거나, 값을 읽을 수 없거나, 모양이 맞지 않을 때 (400).
     """
-    if proto.dtype != spec.dtype.as_datatype_enum:
-        raise RequestError(f"input '{name}': expects {_dtype_name(spec.dtype.as_datatype_enum)} but "
-                           f"{_dtype_name(proto.dtype)} is provided")
+    check_dtype(proto, spec, name)
     try:
         array = tf.make_ndarray(proto)
     except (ValueError, TypeError) as error:

@@ -7,8 +7,8 @@
 Classify, Regress, MultiInference, HandleReloadConfigRequest 는 UNIMPLEMENTED (스텁의 기본).
 
 오류는 TF Serving 의 상태 코드로: 없는 모델/버전 NOT_FOUND, 잘못된 시그니처·입력 이름·dtype·디코딩할 수 없는
-이미지 INVALID_ARGUMENT, 너무 큰 메시지 RESOURCE_EXHAUSTED (grpc 가 ``max_message_bytes`` 로 거절), 배치 큐가
-가득 참 UNAVAILABLE. REST 와 같은 ModelService (모델, 배처, 지표) 를 쓴다.
+이미지·읽을 수 없는 (깨진) 요청 바이트·픽셀 예산 초과 INVALID_ARGUMENT, 너무 큰 메시지 RESOURCE_EXHAUSTED
+(grpc 가 ``max_message_bytes`` 로 거절), 배치 큐가 가득 참 UNAVAILABLE. REST 와 같은 ModelService (모델, 배처, 지표) 를 쓴다.
 
 용어: 스텁(stub): ``*_pb2_grpc`` 의 클라이언트/서비서 클래스.
 """
@@ -17,7 +17,11 @@ import logging
 from concurrent import futures
 
 import grpc
+from google.protobuf.message import DecodeError
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from frcnn.serving.codec import RequestError
@@ -37,6 +41,34 @@ def _version_of(model_spec):
             model_spec.version_label if choice == "version_label" else None)
 
 
+class _Malformed:
+    """역직렬화할 수 없었던 요청: 서비서가 INVALID_ARGUMENT 로 답한다 (grpc 기본은 INTERNAL)."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+def _lenient(message_class):
+    """``FromString`` 처럼 읽되, 깨진 바이트면 예외 대신 ``_Malformed`` 를 돌려주는 역직렬화기."""
+    def deserialize(data):
+        try:
+            return message_class.FromString(data)
+        except DecodeError as error:
+            return _Malformed(f"cannot parse the {message_class.DESCRIPTOR.name}: {error}")
+
+    return deserialize
+
+
+def _lenient_handler(servicer, service_name, methods):
+    """methods ({이름: (요청 클래스, 응답 클래스)}) 를 관대한 역직렬화기로 잇는 처리기. 스텁이 등록하는 처리기보다
+    먼저 등록해 같은 메서드를 가로챈다 (나머지 메서드는 스텁의 것: UNIMPLEMENTED)."""
+    handlers = {name: grpc.unary_unary_rpc_method_handler(
+        getattr(servicer, name), request_deserializer=_lenient(request_class),
+        response_serializer=response_class.SerializeToString)
+        for name, (request_class, response_class) in methods.items()}
+    return grpc.method_handlers_generic_handler(service_name, handlers)
+
+
 class _Answering:
     """서비서 공통: 요청 수를 세고, RequestError 를 그 상태 코드로 바꿔 끝낸다."""
 
@@ -47,6 +79,8 @@ class _Answering:
     def _answer(self, context, function, *args):
         self.tracker.started()
         try:
+            if args and isinstance(args[0], _Malformed):
+                raise RequestError(args[0].message)
             return function(*args)
         except RequestError as error:
             context.abort(grpc.StatusCode[error.code], str(error))
@@ -107,10 +141,17 @@ class GrpcServer:
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads,
                                                               thread_name_prefix="grpc"),
                                    options=options, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(service, tracker), self._server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelStatusServicer(service, tracker), self._server)
+        prediction, status = PredictionServicer(service, tracker), ModelStatusServicer(service, tracker)
+        self._server.add_generic_rpc_handlers((
+            _lenient_handler(prediction, "tensorflow.serving.PredictionService", {
+                "Predict": (predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+                "GetModelMetadata": (get_model_metadata_pb2.GetModelMetadataRequest,
+                                     get_model_metadata_pb2.GetModelMetadataResponse)}),
+            _lenient_handler(status, "tensorflow.serving.ModelService", {
+                "GetModelStatus": (get_model_status_pb2.GetModelStatusRequest,
+                                   get_model_status_pb2.GetModelStatusResponse)})))
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, self._server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(status, self._server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             self.port = self._server.add_insecure_port(address)

@@ -5,6 +5,7 @@
 지표:
   frcnn_serving_requests_total{model, signature, protocol, status}   predict 요청 수 (status: OK, NOT_FOUND, …)
   frcnn_serving_request_latency_seconds{model, signature, protocol}  predict 지연 히스토그램
+  frcnn_serving_budget_rejections_total{model, protocol}            픽셀 예산·요청당 이미지 수로 거절한 predict 요청 수
   frcnn_serving_batch_size                                          모델에 들어간 배치의 인스턴스 수 히스토그램
   frcnn_serving_queue_length                                        모델을 기다리는 요청 수 (배치 큐 또는 관문의 줄)
   frcnn_serving_request_body_bytes_in_flight                        REST 본문 예산에 잡힌 바이트
@@ -85,6 +86,10 @@ class ServingMetrics:
         self._latency = Histogram("frcnn_serving_request_latency_seconds", "Predict request latency",
                                   ["model", "signature", "protocol"], buckets=LATENCY_BUCKETS,
                                   registry=self.registry)
+        self._budget_rejections = Counter("frcnn_serving_budget_rejections",
+                                          "Predict requests refused by the pixel budget or the images-per-"
+                                          "request cap (before the model runs)", ["model", "protocol"],
+                                          registry=self.registry)
         self._batch_size = Histogram("frcnn_serving_batch_size", "Instances per batch run by the model",
                                      buckets=BATCH_SIZE_BUCKETS, registry=self.registry)
         self._tf_serving_requests = _TfServingRequestCount()
@@ -109,6 +114,10 @@ class ServingMetrics:
         self._tf_serving_requests.inc(model, status)
         entrypoint = TF_SERVING_ENTRYPOINTS[protocol]
         self._tf_serving_latency.labels(model, "Predict", entrypoint).observe(1e6 * seconds)
+
+    def observe_budget_rejection(self, model, protocol):
+        """픽셀 예산 (또는 요청당 이미지 수) 으로 거절한 predict 요청 하나."""
+        self._budget_rejections.labels(model, protocol).inc()
 
     def observe_batch(self, size):
         """모델에 들어간 배치 하나의 인스턴스 수."""

@@ -6,7 +6,8 @@
 하나를 모든 요청·gRPC 와 함께 쓴다 (gunicorn 처럼 프로세스마다 모델을 따로 불러 메모리가 몇 배가 되지 않는다).
 uvicorn 은 keep-alive 시간 제한과 우아한 종료 (새 연결 거절, 쉬는 연결 닫기, 처리 중 요청 마무리) 를 갖췄고,
 여기서는 두 가지를 더한다: 연결 뒤 (또는 응답 뒤) ``request_timeout`` 안에 요청 머리가 오지 않으면 닫고,
-본문이 그 시간 안에 다 오지 않으면 408, ``max_body_bytes`` 를 넘으면 413 (둘 다 연결을 닫는다). 처리 중인
+본문이 그 시간 안에 다 오지 않으면 408, ``max_body_bytes`` 를 넘으면 413 (둘 다 연결을 닫는다; 413 은
+클라이언트가 읽을 수 있게 ``Expect: 100-continue`` 면 본문 전에, 아니면 본문을 버리며 다 읽은 뒤 답한다). 처리 중인
 predict 본문들은 합쳐 ``BODY_BUDGET_BODIES × max_body_bytes`` 바이트까지만 받는다 (본문 예산, 도착한 바이트로
 센다; 넘치게 하는 요청은 503 을 받고 연결이 닫힌다 — 동시 연결 수 × 본문 한도만큼 메모리가 늘지 않게).
 
@@ -49,6 +50,8 @@ DEFAULT_KEEP_ALIVE_SECONDS = 15
 MAX_CONCURRENCY = 1024
 # 처리 중 predict 본문들이 함께 쓸 수 있는 바이트 = 이 수 × max_body_bytes (기본 16 × 32 MiB = 512 MiB).
 BODY_BUDGET_BODIES = 16
+# 한도를 넘는 본문을 413 전에 버리며 읽는 최대 바이트 (Expect: 100-continue 가 없을 때; 기본 한도의 4 배).
+MAX_DRAIN_BYTES = 4 * DEFAULT_MAX_BODY_BYTES
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -201,6 +204,7 @@ async def _read_body(request, max_body_bytes, request_timeout, take):
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        await _drain_before_413(request, int(declared), request_timeout)
         raise _too_large(int(declared), max_body_bytes)
     chunks = []
 
@@ -221,6 +225,24 @@ async def _read_body(request, max_body_bytes, request_timeout, take):
     except ClientDisconnect as error:
         raise RequestError("client disconnected before sending the whole body") from error
     return b"".join(chunks)
+
+
+async def _drain_before_413(request, declared, request_timeout):
+    """413 을 클라이언트가 읽을 수 있게: ``Expect: 100-continue`` 면 본문을 기다리지 않고 곧바로 답하고 (클라이언트는
+    본문을 보내기 전에 413 을 읽는다), 아니면 본문을 버리며 (메모리에 두지 않는다) 끝까지 읽은 뒤 답한다 — 보내는
+    중에 연결이 닫혀 클라이언트가 응답 대신 "connection reset" 을 받지 않게. 버리는 양은 MAX_DRAIN_BYTES,
+    시간은 request_timeout 까지다 (더 크면 곧바로 답하고 닫는다)."""
+    if "100-continue" in request.headers.get("expect", "").lower() or declared > MAX_DRAIN_BYTES:
+        return
+
+    async def discard():
+        async for _ in request.stream():
+            pass
+
+    try:
+        await asyncio.wait_for(discard(), request_timeout)
+    except (asyncio.TimeoutError, ClientDisconnect):
+        pass
 
 
 def _too_large(size, limit):

@@ -53,10 +53,14 @@ class Servable:
       signatures: dict, 시그니처 이름 → (입력 이름 → TensorSpec, 출력 이름 → TensorSpec), 이름 순.
     """
 
+    max_image_pixels = None  # 모델이 품은 픽셀 예산 (없으면 None; 시험용 가짜 servable 도 이 값)
+
     def __init__(self, model, version=1):
         self.model = model
         self.version = int(version)
         self.signatures = model.signatures
+        # 내보낼 때 정한 픽셀 예산 (tools/export --max_image_pixels); 그 전에 내보낸 모델·이식 파일에는 없다 (None)
+        self.max_image_pixels = getattr(model, "max_image_pixels", None)
 
     def input_specs(self, signature_name):
         return self.signatures[signature_name][0]

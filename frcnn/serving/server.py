@@ -16,6 +16,7 @@ from frcnn.serving import servable as servable_lib
 from frcnn.serving.batching import Batcher
 from frcnn.serving.gate import ModelGate
 from frcnn.serving.grpc_server import DEFAULT_MAX_THREADS, GrpcServer
+from frcnn.serving.limits import DEFAULT_MAX_IMAGES_PER_REQUEST, InputLimits
 from frcnn.serving.metrics import ServingMetrics
 from frcnn.serving.service import ModelService, RequestTracker
 from frcnn.serving.versions import VersionManager
@@ -124,9 +125,8 @@ def load_versions(model=None, model_base_path=None, model_version=1, poll_second
     return VersionManager.from_servable(loaded)
 
 
-def _make_service(versions, model_name, batching, max_concurrent_predictions, version_labels):
-    """버전 관리자 → 지표, 배처 또는 FIFO 게이트 (배칭이 없을 때), 대기열 지표를 단 ModelService."""
-    metrics = ServingMetrics()
+def _batcher_or_gate(metrics, batching, max_concurrent_predictions):
+    """(배처 또는 None, 관문 또는 None): 배칭이면 배처, 아니면 (한도가 있으면) 관문. 큐 길이를 지표에 잇는다."""
     batcher = Batcher(batching, metrics.observe_batch) if batching is not None else None
     gate = None
     if batcher is None and max_concurrent_predictions is not None:
@@ -135,7 +135,7 @@ def _make_service(versions, model_name, batching, max_concurrent_predictions, ve
         metrics.watch_queue(lambda: batcher.queue_length)
     elif gate is not None:
         metrics.watch_queue(lambda: gate.waiting)
-    return ModelService(versions, model_name, batcher, metrics, gate, version_labels)
+    return batcher, gate
 
 
 def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
@@ -144,7 +144,8 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
                 request_timeout=rest_server.DEFAULT_REQUEST_TIMEOUT_SECONDS,
                 keep_alive_seconds=rest_server.DEFAULT_KEEP_ALIVE_SECONDS,
                 grpc_max_threads=DEFAULT_MAX_THREADS, max_concurrent_predictions=None,
-                version_labels=None):
+                version_labels=None, max_image_pixels=None,
+                max_images_per_request=DEFAULT_MAX_IMAGES_PER_REQUEST):
     """모델을 불러와 REST (와 gRPC) 서버를 만든다 (아직 serve_forever 는 부르지 않는다).
 
     Args:
@@ -152,18 +153,15 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
       model_name: str, URL·gRPC 의 모델 이름.
       host, port: REST 주소 (port 0 이면 빈 포트).
       max_body_bytes: int, REST 본문과 gRPC 메시지의 최대 바이트 (넘으면 413 / RESOURCE_EXHAUSTED).
-      model_version: int, model 로 서빙할 때 알릴 버전.
-      warmup: bool, 버전마다 서빙 전에 각 시그니처를 한 번 돌린다.
-      model_base_path: 번호 붙은 버전 디렉터리들의 부모 (최신 버전, 폴링).
-      poll_seconds: float, model_base_path 를 다시 보는 간격.
-      grpc_port: int 또는 None (None 이면 gRPC 없음, 0 이면 빈 포트).
+      model_version: int, model 로 서빙할 때 알릴 버전. warmup: bool, 버전마다 각 시그니처를 한 번 돌린다.
+      model_base_path, poll_seconds: 번호 붙은 버전 디렉터리들의 부모 (최신 버전) 와 다시 보는 간격 (초).
+      grpc_port: int 또는 None (None 이면 gRPC 없음, 0 이면 빈 포트). grpc_max_threads: 동시 gRPC 호출 수.
       batching: batching.BatchingOptions 또는 None (배칭 없음).
-      request_timeout: float, 요청 머리·본문을 기다리는 최대 초.
-      keep_alive_seconds: int, 쉬는 keep-alive 연결을 닫기까지의 초.
-      grpc_max_threads: int, 동시에 처리할 gRPC 호출 수.
+      request_timeout, keep_alive_seconds: 요청 머리·본문을 기다리는 최대 초, 쉬는 keep-alive 연결의 초.
       max_concurrent_predictions: int 또는 None — 배칭이 없을 때 모델을 동시에 도는 요청 수
         (``gate.ModelGate``; 넘는 요청은 온 순서대로 기다린다). None 이면 묶지 않는다. 배칭이면 쓰지 않는다.
       version_labels: {라벨: 버전 번호} 또는 None — ``/labels/L``, gRPC ``version_label`` 이 가리키는 버전.
+      max_image_pixels, max_images_per_request: `limits.InputLimits` (픽셀 예산: None 이면 모델의 값).
 
     Returns:
       ServingServer.
@@ -175,8 +173,11 @@ def make_server(model=None, model_name="frcnn", host="127.0.0.1", port=8501,
     """
     if max_body_bytes <= 0:
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+    limits = InputLimits(max_image_pixels, max_images_per_request)
     versions = load_versions(model, model_base_path, model_version, poll_seconds, warmup)
-    service = _make_service(versions, model_name, batching, max_concurrent_predictions, version_labels)
+    metrics = ServingMetrics()
+    batcher, gate = _batcher_or_gate(metrics, batching, max_concurrent_predictions)
+    service = ModelService(versions, model_name, batcher, metrics, gate, version_labels, limits)
     tracker = RequestTracker()
     app = rest_server.build_app(service, tracker, max_body_bytes, request_timeout)
     rest = rest_server.RestServer(app, host, port, keep_alive_seconds, request_timeout)

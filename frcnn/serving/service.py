@@ -22,6 +22,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import status_pb2
 
 from frcnn.serving import codec
+from frcnn.serving import limits as limits_lib
 from frcnn.serving.codec import RequestError
 from frcnn.serving.servable import DEFAULT_SIGNATURE
 
@@ -74,9 +75,12 @@ class ModelService:
       gate: gate.ModelGate 또는 None — 배칭이 없을 때 모델을 동시에 도는 요청 수를 묶는다 (None 이면 묶지 않음).
       version_labels: {라벨: 버전 번호} 또는 None (TF Serving 모델 설정의 ``version_labels``). 라벨이 가리키는
         버전이 아직 없으면 그 라벨의 요청은 404 (그 버전이 들어오면 곧바로 답한다).
+      limits: limits.InputLimits 또는 None (기본 한도) — 모델을 부르기 전의 픽셀 예산·이미지 수 검사.
     """
 
-    def __init__(self, versions, model_name, batcher=None, metrics=None, gate=None, version_labels=None):
+    def __init__(self, versions, model_name, batcher=None, metrics=None, gate=None, version_labels=None,
+                 limits=None):
+        self.limits = limits or limits_lib.InputLimits()
         self.versions = versions
         self.model_name = model_name
         self.version_labels = dict(version_labels or {})
@@ -200,6 +204,8 @@ class ModelService:
             code = "OK"
         except RequestError as error:
             code = error.code
+            if self.metrics is not None and isinstance(error, limits_lib.PixelBudgetExceeded):
+                self.metrics.observe_budget_rejection(self.model_name, protocol)
             raise
         finally:
             if self.metrics is not None:
@@ -248,10 +254,13 @@ class ModelService:
             specs = servable.input_specs(signature_name)
             if has_instances:
                 inputs = codec.instances_to_inputs(document["instances"], specs)
-                outputs = self.run(servable, signature_name, inputs)
+            else:
+                inputs = codec.columnar_to_inputs(document["inputs"], specs)
+            self.limits.check_inputs(inputs, self.limits.budget(servable))
+            outputs = self.run(servable, signature_name, inputs)
+            if has_instances:
                 return {"predictions": codec.outputs_to_predictions(outputs)}
-            inputs = codec.columnar_to_inputs(document["inputs"], specs)
-            return {"outputs": codec.outputs_to_columnar(self.run(servable, signature_name, inputs))}
+            return {"outputs": codec.outputs_to_columnar(outputs)}
 
     def predict_proto(self, request):
         """gRPC ``PredictionService/Predict``.
@@ -276,8 +285,12 @@ class ModelService:
             if set(request.inputs) != set(specs):
                 raise RequestError(f"input names {sorted(request.inputs)} do not match the signature "
                                    f"'{signature_name}' inputs {sorted(specs)}")
+            budget = self.limits.budget(servable)
+            for name in specs:  # make_ndarray 가 모양만 큰 텐서를 0 으로 채우기 전에
+                self.limits.check_tensor_proto(request.inputs[name], specs[name], name, budget)
             inputs = {name: codec.tensor_proto_to_array(request.inputs[name], specs[name], name)
                       for name in specs}
+            self.limits.check_inputs(inputs, budget)
             outputs = self._filtered(self.run(servable, signature_name, inputs), request.output_filter,
                                      servable.output_specs(signature_name))
             response = predict_pb2.PredictResponse(model_spec=self._model_spec(servable, signature_name))

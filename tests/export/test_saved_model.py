@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from frcnn.data import image_header
 from frcnn.data import record_spec
 from frcnn.data import sources
 from frcnn.export import loader
@@ -31,6 +32,7 @@ from frcnn.serving import make_server
 from frcnn.training import loop
 from frcnn.training import trainer
 from frcnn.eval import runner
+from tests.serving import hostile
 from tests.testing import make_batches, tiny_config, write_voc_dir
 
 # 모든 테스트가 tools.export 를 subprocess 로 돌린 결과를 쓴다.
@@ -202,6 +204,39 @@ def test_export_refuses_to_overwrite_and_bad_model_dir(exported, tmp_path):
     result = _run_export(f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'svd'}", "--fc_svd_ranks=8,x")
     assert result.returncode != 0 and "--fc_svd_ranks='8,x'" in result.stderr
     assert not os.path.exists(tmp_path / "svd")
+
+
+def test_bombs_fail_inside_the_exported_graph_with_the_budget_error(exported):
+    """TF Serving 이 돌려도 막히도록 그래프 자체가 머리로 예산을 검사한다 (tf.saved_model.load 만으로)."""
+    loaded = tf.saved_model.load(exported[1])
+    assert int(loaded.max_image_pixels.numpy()) == image_header.DEFAULT_MAX_IMAGE_PIXELS == 64 * 1024 * 1024
+    bombs = {"20000x20000 pixels exceeds": hostile.png_bomb(20000, 20000),
+             "30000x30000 pixels exceeds": hostile.jpeg_claiming(30000, 30000),
+             "3000x3000 pixels x 10 frames exceeds": hostile.gif_bomb(3000, 3000, 10)}
+    example = tf.train.Example(features=tf.train.Features(feature={"image/encoded": tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[bombs["20000x20000 pixels exceeds"]]))})).SerializeToString()
+    calls = [("serve_bytes", "image_bytes", [_png(_image(40, 30, 0)), data], message)
+             for message, data in bombs.items()]
+    calls.append(("serve_examples", "examples", [example], "20000x20000 pixels exceeds"))
+    for signature, name, values, message in calls:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message + " the pixel budget of 67108864"):
+            loaded.signatures[signature](**{name: tf.constant(values)})
+
+
+def test_export_flag_sets_the_budget(exported, tmp_path):
+    export_dir = str(tmp_path / "budget")
+    model_dir = f"--model_dir={exported[0]}"
+    result = _run_export(model_dir, f"--export_dir={export_dir}", "--max_image_pixels=1000")
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = tf.saved_model.load(export_dir)
+    assert int(loaded.max_image_pixels.numpy()) == 1000
+    outputs = loaded.signatures["serve_bytes"](image_bytes=tf.constant([_png(_image(40, 25, 0))]))
+    assert outputs["num_detections"].shape == [1]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image of 30x40 pixels exceeds the pixel budget "
+                                                             "of 1000 pixels"):
+        loaded.signatures["serve_bytes"](image_bytes=tf.constant([_png(_image(40, 30, 0))]))
+    result = _run_export(model_dir, f"--export_dir={tmp_path / 'zero'}", "--max_image_pixels=0")
+    assert result.returncode != 0 and "--max_image_pixels must be > 0" in result.stderr
 
 
 def test_rest_server_serves_the_exported_model(exported):

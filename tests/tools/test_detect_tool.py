@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from frcnn.viz import draw
+from tests.serving import hostile
 from tests.testing import REPO_ROOT
 from tools import detect_io
 
@@ -280,3 +281,19 @@ def test_detect_images_reports_an_output_path_that_is_a_file(saved_model_dir, im
         detect_io.detect_images(saved_model_dir, [str(image_dir / "a.png")], str(output_file),
                                 0.5, "png")
     assert output_file.read_text() == "a file, not a directory"
+
+
+def test_read_image_refuses_a_bomb_before_decoding_naming_the_file(tmp_path, monkeypatch):
+    """PIL 의 한도 (tools/detect --max_image_pixels 가 정한다) 를 머리로 검사한다: 디코딩 없이 한 줄."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(hostile.png_bomb(20000, 20000))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 1024 * 1024)
+    message = f"^{path}: image of 20000x20000 pixels exceeds the pixel budget of 67108864 pixels"
+    with pytest.raises(detect_io.DetectionInputError, match=message):
+        detect_io.read_image(str(path))
+    small = tmp_path / "small.png"
+    small.write_bytes(hostile.png_bomb(40, 30))
+    assert detect_io.read_image(str(small))[1].shape == (30, 40, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(detect_io.DetectionInputError, match="40x30 pixels exceeds the pixel budget of 1000"):
+        detect_io.read_image(str(small))

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
+from PIL import Image
 
 from frcnn.data import record_spec
+from tests.serving import hostile
 from tests.testing import REPO_ROOT, VOC_IMAGES, jpeg_bytes, read_records, write_voc_dir
 from tools import make_tfrecords
 
@@ -22,13 +24,16 @@ FLAGS = flags.FLAGS
 
 
 def run_tool(argv):
-    """도구를 같은 프로세스에서 실행하고 종료 코드를 돌려준다."""
+    """도구를 같은 프로세스에서 실행하고 종료 코드를 돌려준다 (도구가 바꾸는 PIL 의 폭탄 한도는 되돌린다)."""
     FLAGS.unparse_flags()
     FLAGS(["make_tfrecords", "--noprogress"] + argv)
+    pil_limit = Image.MAX_IMAGE_PIXELS
     try:
         make_tfrecords.main(["make_tfrecords"])
     except SystemExit as exit_error:
         return exit_error.code
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
     return 0
 
 
@@ -58,6 +63,11 @@ def _truncate_jpeg(voc_dir):
         handle.write(data[:len(data) // 2])
 
 
+def _bomb_jpeg(voc_dir):
+    with open(os.path.join(voc_dir, "JPEGImages", "000004.jpg"), "wb") as handle:
+        handle.write(hostile.jpeg_claiming(30000, 30000))
+
+
 BAD_INPUTS = {
     # 이름: (VOC 디렉터리를 망가뜨리는 함수, 오류 줄에 나와야 할 파일, 문제 설명의 일부, 추가 플래그)
     "truncated_xml": (_truncate_xml, "Annotations/000002.xml", "XML parse error", []),
@@ -79,6 +89,10 @@ BAD_INPUTS = {
     "missing_jpeg": (lambda d: os.remove(os.path.join(d, "JPEGImages", "000003.jpg")),
                      "JPEGImages/000003.jpg", "not found", []),
     "corrupt_jpeg": (_truncate_jpeg, "JPEGImages/000004.jpg", "corrupt or truncated", []),
+    "bomb_jpeg": (_bomb_jpeg, "JPEGImages/000004.jpg", "image of 30000x30000 pixels exceeds the pixel budget "
+                  "of 67108864 pixels (--max_image_pixels)", []),
+    "over_budget_flag": (lambda d: None, "JPEGImages/000001.jpg", "image of 40x30 pixels exceeds the pixel "
+                         "budget of 1000 pixels", ["--max_image_pixels=1000"]),
     "size_mismatch": (lambda d: _replace_in_xml(d, "000003", "<width>32</width>", "<width>33</width>"),
                       "JPEGImages/000003.jpg", "differs from the XML <size>", []),
     "too_many_objects": (lambda d: None, "Annotations/000004.xml", "input.max_gt_boxes=3",

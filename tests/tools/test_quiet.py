@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT, write_voc_dir
+from tests.testing import REPO_ROOT, write_voc_dir
 from tools import _quiet
 
 PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"

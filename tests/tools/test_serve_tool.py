@@ -75,6 +75,15 @@ def test_serve_tool_rejects_negative_thread_and_concurrency_flags(tmp_path):
         assert f"--{flag}=-1: must be >= 0" in result.stderr
 
 
+@pytest.mark.slow
+def test_serve_tool_rejects_a_non_positive_pixel_budget(tmp_path):
+    for flag in ("max_image_pixels", "max_images_per_request"):
+        result = subprocess.run(_serve_command(f"--saved_model={tmp_path}", f"--{flag}=0"), cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1
+        assert f"--{flag}=0: must be positive" in result.stderr
+
+
 @pytest.mark.parametrize("labels, message", [
     ("stable", "'stable' is not LABEL=N"),
     ("stable=one", "'stable=one' is not LABEL=N"),
