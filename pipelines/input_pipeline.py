@@ -114,7 +114,7 @@ def _prepare(parsed, spec, training, flip, seed, canvas):
         shape = tf.unstack(tf.constant(spec.canvas_shapes, tf.int32)[index])
         num_anchors = None
     else:
-        shape, num_anchors = spec.canvas(canvas)
+        shape, num_anchors = spec.canvas_shapes[canvas], spec.anchor_counts[canvas]
     return {
         "images": resize.pad_to_canvas(resized, shape),
         "image_sizes": image_size,

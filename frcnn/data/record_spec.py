@@ -117,8 +117,13 @@ class RecordSpec:
             spec, files=tuple(files), classes=tuple(metadata.get("classes") or ()), metadata=metadata,
             canvas_counts=_canvas_counts(metadata, len(spec.canvas_shapes), metadata_file))
 
-    min_size = property(lambda self: self.config.input.min_size)  # 짧은 변 목표 (리사이즈)
-    max_size = property(lambda self: self.config.input.max_size)  # 긴 변 상한
+    @property
+    def min_size(self) -> int:
+        return self.config.input.min_size  # 짧은 변 목표 (리사이즈)
+
+    @property
+    def max_size(self) -> int:
+        return self.config.input.max_size  # 긴 변 상한
 
     def canvas(self, index: int):
         """캔버스 번호 k → ((Hc, Wc), A)."""

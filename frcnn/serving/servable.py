@@ -53,7 +53,9 @@ class Servable:
       signatures: dict, 시그니처 이름 → (입력 이름 → TensorSpec, 출력 이름 → TensorSpec), 이름 순.
     """
 
-    max_image_pixels = None  # 모델이 품은 픽셀 예산 (없으면 None; 시험용 가짜 servable 도 이 값)
+    version = 1  # 클래스 값: __init__ 을 부르지 않는 시험용 가짜 servable 도 이 값들을 쓴다
+    signatures = {}
+    max_image_pixels = None  # 모델이 품은 픽셀 예산 (없으면 None)
 
     def __init__(self, model, version=1):
         self.model = model

@@ -171,7 +171,7 @@ def test_errors_keep_their_cause(tmp_path):
     options = convert.ConvertOptions(output_dir=str(tmp_path / "out"), split="trainval")
     with pytest.raises(convert.ConversionError, match=r"000002\.xml: .*is not a number: 'twenty'") as error:
         convert.convert(lambda: sources.open_voc_source(voc_dir, "trainval", None),
-                        config_lib.build_config("cpu_small"), options)
+                        record_spec.RecordSpec.from_config(config_lib.build_config("cpu_small")), options)
     chain = [error.value.__cause__]
     while chain[-1].__cause__ is not None:
         chain.append(chain[-1].__cause__)
@@ -179,7 +179,7 @@ def test_errors_keep_their_cause(tmp_path):
     assert "could not convert string to float: 'twenty'" in str(chain[2])
     with pytest.raises(convert.ConversionError, match=r"missing\.txt: split file not found") as error:
         convert.convert(lambda: sources.open_voc_source(voc_dir, "missing", None),
-                        config_lib.build_config("cpu_small"), options)
+                        record_spec.RecordSpec.from_config(config_lib.build_config("cpu_small")), options)
     assert isinstance(error.value.__cause__, sources.SourceError)
     assert isinstance(error.value.__cause__.__cause__, voc.VocError)
 
