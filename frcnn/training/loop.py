@@ -15,6 +15,9 @@
   깨진 레코드: 디코딩할 수 없는 이미지는 파이프라인이 경고 한 줄과 함께 건너뛰고, 루프가 그 수를 센다.
     읽은 레코드의 1 % 를 넘으면 멈춘다. 분모는 적어도 `MIN_RECORDS_JUDGED` (1000): 작은 데이터셋은 에포크 첫머리에
     같은 깨진 레코드를 다시 만나 잠깐 1 % 를 넘을 수 있어서다 (10 개를 넘게 건너뛰기 전에는 멈추지 않는다).
+  단계 계획: alternating 의 단계 길이는 `schedule.resolve_stage_steps` 로 정해 run.json 의 train.stage_steps 에
+    적는다 (이어 학습이 같은 구간을 쓰고, 단계 길이 규칙이 바뀐 뒤 옛 실행을 이으면 다른 설정으로 거부된다).
+    할 일이 있으면 시작할 때 계획을 한 줄 알린다 (`schedule.describe_plan`).
   마무리: chief 가 아닌 워커의 임시 디렉터리(model_dir/.worker-K)를 지우고 결과를 돌려준다.
   전역 상태: 라이브러리는 난수 seed, dtype 정책을 정하지 않고 출력하지도 않는다. seed 와 출력 (알림 줄, 진행
     막대) 은 부르는 쪽 (`tools/train`) 이 `log`, `progress` 콜백으로 맡는다.
@@ -34,6 +37,7 @@ from frcnn.training import best_checkpoint
 from frcnn.training import distribute
 from frcnn.training import progress as progress_lib
 from frcnn.training import run_file
+from frcnn.training import schedule
 from frcnn.training import trainer as trainer_lib
 
 MIN_RECORDS_JUDGED = 1000  # 깨진 레코드 비율 (1 %) 의 최소 분모
@@ -48,7 +52,8 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
     부르는 쪽이 먼저 `tf.random.set_seed(config.train.seed)` 를 부른다.
 
     Args:
-      config: `ExperimentConfig`.
+      config: `ExperimentConfig`. alternating 에서 train.stage_steps 가 비면 논문 비율로 채운다
+        (`schedule.resolve_stage_steps`).
       records: TFRecord glob (run.json 에 기록).
       model_dir: 출력 디렉터리.
       make_dataset: 함수 (global_batch_size, canvas) → 캔버스 번호 canvas 의 학습 tf.data.Dataset (반복,
@@ -59,7 +64,7 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
         먼저 만들어야 하므로 바이너리는 시작하자마자 만든다).
       progress: None 또는 루프마다 부를 함수 (step, total, stage, losses, images_per_second)
         (`progress.ProgressLog` 참고; 진행 막대는 부르는 쪽이 그린다).
-      log: None 또는 알림 한 줄 (str) 을 받는 함수 (이어 학습, 할 일 없음, 건너뛴 레코드, 검증 결과).
+      log: None 또는 알림 한 줄 (str) 을 받는 함수 (단계 계획, 이어 학습, 할 일 없음, 건너뛴 레코드, 검증 결과).
       eval_records: 검증 레코드 glob (run.json 의 최고 기록에 남긴다); make_validator 와 함께 준다.
       make_validator: None 또는 함수 (model, strategy) → 검증기. 검증기는 `validate(step)` → {"voc07_map": float,
         …, "seconds": float} 로 지금 가중치를 평가한다 (`frcnn.eval.validation.Validator`).
@@ -74,7 +79,7 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
       OSError: 체크포인트를 쓸 수 없을 때 (디스크 가득 참 등; 이전 체크포인트는 남아 이어 학습할 수 있다).
     """
     log = log or (lambda message: None)
-    trainer = _build(config, records, model_dir, classes, strategy)
+    trainer = _build(schedule.resolve_stage_steps(config), records, model_dir, classes, strategy)
     restored = trainer.restore()
     start = int(trainer.step.numpy())
     validation = None
@@ -85,6 +90,7 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
         log(f"already trained: {model_dir} is at step {start}/{trainer.total_steps}; nothing to do")
         _validate_final(trainer, validation, start, log)
         return {"step": start, "losses": {}, "checkpoint": restored}
+    log(schedule.describe_plan(trainer.plans))
     if restored:
         log(f"resuming from {restored} at step {start}/{trainer.total_steps}")
     batches = CanvasBatches(trainer, make_dataset, canvas_counts)
