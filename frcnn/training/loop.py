@@ -52,8 +52,7 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
     부르는 쪽이 먼저 `tf.random.set_seed(config.train.seed)` 를 부른다.
 
     Args:
-      config: `ExperimentConfig`. alternating 에서 train.stage_steps 가 비면 논문 비율로 채운다
-        (`schedule.resolve_stage_steps`).
+      config: `ExperimentConfig` (alternating 의 빈 train.stage_steps 는 `schedule.resolve_stage_steps` 로 채운다).
       records: TFRecord glob (run.json 에 기록).
       model_dir: 출력 디렉터리.
       make_dataset: 함수 (global_batch_size, canvas) → 캔버스 번호 canvas 의 학습 tf.data.Dataset (반복,
@@ -79,18 +78,14 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
       OSError: 체크포인트를 쓸 수 없을 때 (디스크 가득 참 등; 이전 체크포인트는 남아 이어 학습할 수 있다).
     """
     log = log or (lambda message: None)
-    trainer = _build(schedule.resolve_stage_steps(config), records, model_dir, classes, strategy)
+    trainer = _build(config, records, model_dir, classes, strategy)
     restored = trainer.restore()
     start = int(trainer.step.numpy())
-    validation = None
-    if make_validator is not None:
-        validation = (make_validator(trainer.model, trainer.strategy),
-                      best_checkpoint.BestCheckpoint(trainer, eval_records, log))
+    validation = _make_validation(trainer, make_validator, eval_records, log)
     if start >= trainer.total_steps:
         log(f"already trained: {model_dir} is at step {start}/{trainer.total_steps}; nothing to do")
         _validate_final(trainer, validation, start, log)
         return {"step": start, "losses": {}, "checkpoint": restored}
-    log(schedule.describe_plan(trainer.plans))
     if restored:
         log(f"resuming from {restored} at step {start}/{trainer.total_steps}")
     batches = CanvasBatches(trainer, make_dataset, canvas_counts)
@@ -99,11 +94,20 @@ def train(config, records, model_dir, make_dataset, classes, canvas_counts, stra
 
 
 def _build(config, records, model_dir, classes, strategy):
-    """run.json 을 쓰고 (다른 설정이면 거부) 전략과 학습기를 만든다."""
+    """단계 길이를 채운 설정으로 run.json 을 쓰고 (다른 설정이면 거부) 전략과 학습기를 만든다."""
+    config = schedule.resolve_stage_steps(config)
     run_file.write_run_file(model_dir, config, classes, records)
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = distribute.make_strategy(strategy)
     return trainer_lib.Trainer(config, len(classes), model_dir, strategy)
+
+
+def _make_validation(trainer, make_validator, eval_records, log):
+    """None (검증 없음) 또는 (검증기, `best_checkpoint.BestCheckpoint`)."""
+    if make_validator is None:
+        return None
+    return (make_validator(trainer.model, trainer.strategy),
+            best_checkpoint.BestCheckpoint(trainer, eval_records, log))
 
 
 class CanvasBatches:
@@ -166,6 +170,7 @@ def _run_loops(trainer, batches, start, progress, log, validation):
     train_config = trainer.config.train
     log_dir = distribute.worker_dir(trainer.model_dir, trainer.strategy, "train")
     losses, step, skipped, traced = {}, start, 0, set()
+    log(schedule.describe_plan(trainer.plans))  # 스텝을 돌리기 시작할 때 (이어 학습 알림 다음)
     with progress_lib.ProgressLog(log_dir, trainer.total_steps, train_config.batch_size,
                                   train_config.log_every, progress, start) as progress_log:
         while step < trainer.total_steps:

@@ -32,10 +32,10 @@ def test_resume_after_interruption_and_finished_run(tmp_path):
     result = _train(cfg, model_dir, log=messages.append,
                     progress=lambda step, total, stage, losses, rate: steps.append((step, total, stage)))
     assert result["step"] == 6 and result["checkpoint"].endswith("ckpt-6")
-    # 라이브러리는 출력하지 않고 콜백에 알린다: 단계 계획과 이어 학습 한 줄씩, 루프마다 진행 (루프는 체크포인트
+    # 라이브러리는 출력하지 않고 콜백에 알린다: 이어 학습과 단계 계획 한 줄씩, 루프마다 진행 (루프는 체크포인트
     # 시점인 2 의 배수에서 끊긴다).
-    assert messages[0] == "stage plan: joint 6 [0, 6); 6 steps in all"
-    assert len(messages) == 2 and re.fullmatch(r"resuming from \S+ckpt-2 at step 2/6", messages[1])
+    assert len(messages) == 2 and re.fullmatch(r"resuming from \S+ckpt-2 at step 2/6", messages[0])
+    assert messages[1] == "stage plan: joint 6 [0, 6); 6 steps in all"
     assert steps == [(4, 6, "joint"), (6, 6, "joint")]
     again = _train(cfg, model_dir, log=messages.append)
     assert again["step"] == 6 and again["losses"] == {}
@@ -86,9 +86,9 @@ def test_default_alternating_plan_resumes_in_the_middle_of_a_stage(tmp_path):
     messages, steps = [], []
     result = _train(cfg, model_dir, log=messages.append,
                     progress=lambda step, total, stage, losses, rate: steps.append((step, stage)))
-    assert messages == ["stage plan: rpn 5 [0, 5), detector 2 [5, 7), rpn_finetune 5 [7, 12), "
-                        "detector_finetune 2 [12, 14); 14 steps in all",
-                        f"resuming from {latest} at step 8/14"]
+    assert messages == [f"resuming from {latest} at step 8/14",
+                        "stage plan: rpn 5 [0, 5), detector 2 [5, 7), rpn_finetune 5 [7, 12), "
+                        "detector_finetune 2 [12, 14); 14 steps in all"]
     assert steps == [(10, "rpn_finetune"), (12, "rpn_finetune"), (14, "detector_finetune")]
     assert result["step"] == 14
     # 이어 학습한 단계는 제 길이만큼만 돌았다 (단계 안의 학습률 위치가 맞다).
