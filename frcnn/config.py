@@ -117,9 +117,11 @@ class TrainConfig:
     """학습 스케줄과 최적화."""
 
     batch_size: int = 2
-    num_steps: int = 80000
+    num_steps: int = 80000  # joint 의 스텝 수 (joint 예산)
     training_mode: str = "joint"  # joint | alternating
-    stage_steps: Tuple[int, ...] = ()  # alternating 네 단계의 스텝 수; 비면 num_steps 를 나눈다
+    # alternating 네 단계의 스텝 수. 비면 num_steps 의 논문 비율 8/7, 4/7, 8/7, 4/7 (80k/40k/80k/40k 대 joint 70k;
+    # `training.schedule`); 학습은 채운 값을 run.json 에 남긴다.
+    stage_steps: Tuple[int, ...] = ()
     learning_rate: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.0005

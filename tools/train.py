@@ -11,6 +11,9 @@
   편의 플래그: --training_mode, --num_steps, --batch_size, --backbone, --backbone_weights, --mixed_precision,
     --jit_compile, --eval_every. params_override 뒤에
     붙어 같은 키를 덮어쓴다.
+  단계 길이 (alternating): train.stage_steps 가 있으면 그것, --num_steps 를 주면 그 총 스텝을 2:1:2:1 로, 둘 다
+    없으면 프리셋의 joint 예산 train.num_steps 의 논문 비율 8/7, 4/7, 8/7, 4/7 (`frcnn.training.schedule`).
+    params_override 의 train.num_steps 는 joint 예산이다 (논문 비율로 늘어난다); --num_steps 만 총 스텝이다.
   혼합 정밀도: 프로세스 전역 Keras dtype 정책이라 라이브러리가 아니라 이 바이너리가 정한다
     (GPU mixed_float16, CPU mixed_bfloat16; 변수와 체크포인트는 float32).
   seed, 출력: 전역 난수 seed (`train.seed`), 알림 줄 (이어 학습, 할 일 없음), 진행 막대 (tqdm) 도 이 바이너리가
@@ -32,10 +35,16 @@ flags.DEFINE_string("config", "cpu_small", "Preset: vgg16_paper, vgg16_seed or c
 flags.DEFINE_string("params_override", "",
                     "Config overrides 'section.key=value,...', e.g. 'train.learning_rate=0.01'.")
 flags.DEFINE_enum("training_mode", None, ["joint", "alternating"],
-                  "joint = approximate joint training; alternating = the paper's 4-step training. "
-                  "Default: the preset's.")
-flags.DEFINE_integer("num_steps", None, "Total training steps (alternating: split over the 4 stages 2:1:2:1 "
-                     "unless train.stage_steps is set). Default: the preset's.")
+                  "joint = approximate joint training (train.num_steps steps); alternating = the paper's "
+                  "4-step training: RPN, detector, RPN, detector. Its stage lengths: train.stage_steps if "
+                  "set; else --num_steps split 2:1:2:1 if given; else the paper's ratios to the preset's "
+                  "joint budget train.num_steps: 8/7, 4/7, 8/7, 4/7 (vgg16_paper 70k -> 80k/40k/80k/40k, "
+                  "cpu_small 1500 -> 1714/857/1714/857). The plan is printed when training starts. "
+                  "Default: the preset's (joint).")
+flags.DEFINE_integer("num_steps", None, "Total training steps. joint: the steps. alternating: the total over "
+                     "the 4 stages, split 2:1:2:1 (unless train.stage_steps is set); without it the stages "
+                     "follow the paper's ratios to train.num_steps (see --training_mode). Default: the "
+                     "preset's train.num_steps.")
 flags.DEFINE_integer("batch_size", None, "Global batch size (over all replicas). Default: the preset's.")
 flags.DEFINE_string("backbone", None,
                     "Backbone: vgg16, resnet50, mobilenet_v2 or small_cnn. Default: the preset's. Also sets "
@@ -126,11 +135,14 @@ def _train():
     from frcnn.training import distribute
     from frcnn.training import loop
     from frcnn.training import precision
+    from frcnn.training import schedule
     from pipelines import input_pipeline
 
     # 다중 워커 전략(TF_CONFIG)은 집합 연산 설정 때문에 다른 TF 연산보다 먼저 만들어야 한다.
     strategy = distribute.make_strategy(FLAGS.strategy)
+    # --num_steps 는 alternating 에서 총 스텝 (2:1:2:1); 없으면 논문 비율 (loop 가 같은 규칙으로 채운다).
     config = config_lib.build_config(FLAGS.config, _overrides())
+    config = schedule.resolve_stage_steps(config, FLAGS.num_steps)
     if config.train.mixed_precision:  # 모델을 만들기 전에
         keras.mixed_precision.set_global_policy(precision.mixed_policy_name())
     spec = record_spec.RecordSpec.read(FLAGS.records, config)  # 파일·지문 확인은 한 번, 학습 시작 (run.json) 전에

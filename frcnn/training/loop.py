@@ -15,11 +15,15 @@
   깨진 레코드: 디코딩할 수 없는 이미지는 파이프라인이 경고 한 줄과 함께 건너뛰고, 루프가 그 수를 센다.
     읽은 레코드의 1 % 를 넘으면 멈춘다. 분모는 적어도 `MIN_RECORDS_JUDGED` (1000): 작은 데이터셋은 에포크 첫머리에
     같은 깨진 레코드를 다시 만나 잠깐 1 % 를 넘을 수 있어서다 (10 개를 넘게 건너뛰기 전에는 멈추지 않는다).
+  단계 계획: alternating 의 단계 길이는 `schedule.resolve_stage_steps` 로 정해 run.json 의 train.stage_steps 에
+    적는다 (이어 학습이 같은 구간을 쓰고, 단계 길이 규칙이 바뀐 뒤 옛 실행을 이으면 다른 설정으로 거부된다).
+    할 일이 있으면 시작할 때 계획을 한 줄 알린다 (`schedule.describe_plan`).
   마무리: chief 가 아닌 워커의 임시 디렉터리(model_dir/.worker-K)를 지우고 결과를 돌려준다.
   전역 상태: 라이브러리는 난수 seed, dtype 정책을 정하지 않고 출력하지도 않는다. seed 와 출력 (알림 줄, 진행
     막대) 은 부르는 쪽 (`tools/train`) 이 `log`, `progress` 콜백으로 맡는다.
 """
 
+import dataclasses
 import glob
 import os
 import re
@@ -33,6 +37,7 @@ from frcnn.training import best_checkpoint
 from frcnn.training import distribute
 from frcnn.training import progress as progress_lib
 from frcnn.training import run_file
+from frcnn.training import schedule
 from frcnn.training import trainer as trainer_lib
 
 MIN_RECORDS_JUDGED = 1000  # 깨진 레코드 비율 (1 %) 의 최소 분모
@@ -47,7 +52,8 @@ def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None
     부르는 쪽이 먼저 `tf.random.set_seed(spec.config.train.seed)` 를 부른다.
 
     Args:
-      spec: `record_spec.RecordSpec` — 설정 (`spec.config`), 클래스 이름 (1..C), 캔버스와 캔버스마다 레코드 수
+      spec: `record_spec.RecordSpec` — 설정 (`spec.config`; alternating 의 빈 train.stage_steps 는
+        `schedule.resolve_stage_steps` 로 채운다), 클래스 이름 (1..C), 캔버스와 캔버스마다 레코드 수
         (`canvas_counts`; 루프의 캔버스를 이 비율로 고른다).
       records: TFRecord glob (run.json 에 기록).
       model_dir: 출력 디렉터리.
@@ -57,7 +63,7 @@ def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None
         먼저 만들어야 하므로 바이너리는 시작하자마자 만든다).
       progress: None 또는 루프마다 부를 함수 (step, total, stage, losses, images_per_second)
         (`progress.ProgressLog` 참고; 진행 막대는 부르는 쪽이 그린다).
-      log: None 또는 알림 한 줄 (str) 을 받는 함수 (이어 학습, 할 일 없음, 건너뛴 레코드, 검증 결과).
+      log: None 또는 알림 한 줄 (str) 을 받는 함수 (단계 계획, 이어 학습, 할 일 없음, 건너뛴 레코드, 검증 결과).
       eval_records: 검증 레코드 glob (run.json 의 최고 기록에 남긴다); make_validator 와 함께 준다.
       make_validator: None 또는 함수 (model, strategy) → 검증기. 검증기는 `validate(step)` → {"voc07_map": float,
         …, "seconds": float} 로 지금 가중치를 평가한다 (`frcnn.eval.validation.Validator`).
@@ -75,10 +81,7 @@ def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None
     trainer = _build(spec, records, model_dir, strategy)
     restored = trainer.restore()
     start = int(trainer.step.numpy())
-    validation = None
-    if make_validator is not None:
-        validation = (make_validator(trainer.model, trainer.strategy),
-                      best_checkpoint.BestCheckpoint(trainer, eval_records, log))
+    validation = _make_validation(trainer, make_validator, eval_records, log)
     if start >= trainer.total_steps:
         log(f"already trained: {model_dir} is at step {start}/{trainer.total_steps}; nothing to do")
         _validate_final(trainer, validation, start, log)
@@ -91,11 +94,20 @@ def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None
 
 
 def _build(spec, records, model_dir, strategy):
-    """run.json 을 쓰고 (다른 설정이면 거부) 전략과 학습기를 만든다."""
+    """단계 길이를 채운 설정으로 run.json 을 쓰고 (다른 설정이면 거부) 전략과 학습기를 만든다."""
+    spec = dataclasses.replace(spec, config=schedule.resolve_stage_steps(spec.config))
     run_file.write_run_file(model_dir, spec, records)
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = distribute.make_strategy(strategy)
     return trainer_lib.Trainer(spec.config, len(spec.classes), model_dir, strategy)
+
+
+def _make_validation(trainer, make_validator, eval_records, log):
+    """None (검증 없음) 또는 (검증기, `best_checkpoint.BestCheckpoint`)."""
+    if make_validator is None:
+        return None
+    return (make_validator(trainer.model, trainer.strategy),
+            best_checkpoint.BestCheckpoint(trainer, eval_records, log))
 
 
 class CanvasBatches:
@@ -160,6 +172,7 @@ def _run_loops(trainer, batches, start, progress, log, validation):
     train_config = trainer.config.train
     log_dir = distribute.worker_dir(trainer.model_dir, trainer.strategy, "train")
     losses, step, skipped, traced = {}, start, 0, set()
+    log(schedule.describe_plan(trainer.plans))  # 스텝을 돌리기 시작할 때 (이어 학습 알림 다음)
     with progress_lib.ProgressLog(log_dir, trainer.total_steps, train_config.batch_size,
                                   train_config.log_every, progress, start) as progress_log:
         while step < trainer.total_steps:

@@ -6,14 +6,25 @@
   전역 스텝(global step): 단계를 이어 센 스텝. 단계 구간은 [start, end) 이고 다음 단계는 end 에서 시작한다.
   워밍업(warmup): 첫 스텝들에서 학습률을 기본값의 1/3 에서 기본값까지 선형으로 올린다.
   감소(decay): 정한 스텝들을 지날 때마다 학습률에 decay_factor 를 곱한다 (계단식).
+  단계 길이 (alternating, 정하는 순서):
+    1. `train.stage_steps` 가 있으면 그대로.
+    2. 총 스텝 (`tools/train --num_steps`) 을 주면 2:1:2:1 로 나눈다 (`split_total`).
+    3. 아니면 논문 비율: joint 예산 `train.num_steps` 의 8/7, 4/7, 8/7, 4/7 (`paper_stage_steps`).
+       논문·py-faster-rcnn `faster_rcnn_alt_opt` 의 VGG16 80k/40k/80k/40k 대 end2end 70k 의 비율이다
+       (vgg16_paper 의 70 000 → 정확히 80 000/40 000/80 000/40 000). 나누어떨어지지 않으면 단계마다 가장 가까운
+       정수로 반올림한다: cpu_small 1500 → 1714/857/1714/857, vgg16_seed 20000 → 22857/11429/….
+    joint 는 한 단계, 길이 `train.num_steps`.
 """
 
 import dataclasses
+import fractions
 
 import keras
 import tensorflow as tf
 
 ALTERNATING_STAGES = ("rpn", "detector", "rpn_finetune", "detector_finetune")
+# 논문의 단계 길이 : joint 예산 (80k, 40k, 80k, 40k : 70k).
+PAPER_STAGE_RATIOS = tuple(fractions.Fraction(count, 7) for count in (8, 4, 8, 4))
 
 
 class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -53,11 +64,47 @@ class StagePlan:
         return self.end - self.start
 
 
-def stage_plan(train_config):
-    """학습 모드와 스텝 수로 단계 구간을 만든다.
+def paper_stage_steps(joint_steps):
+    """joint 예산 joint_steps 에 논문 비율 (8/7, 4/7, 8/7, 4/7) 을 곱해 가장 가까운 정수로 한 네 단계 길이.
 
-    alternating 에서 stage_steps 가 없으면 num_steps 를 논문 비율(RPN 80k·검출기 40k 의 두 번 반복)에
-    맞춰 2:1:2:1 로 나눈다.
+    분수로 곱해 부동소수 오차가 없고, 정수 n 의 8n/7·4n/7 은 x.5 가 될 수 없어 (16n = 14m + 7 은 짝수 = 홀수)
+    반올림 방향이 늘 하나다.
+    """
+    return tuple(round(ratio * joint_steps) for ratio in PAPER_STAGE_RATIOS)
+
+
+def split_total(total):
+    """총 스텝 total 을 2:1:2:1 로 나눈 네 단계 길이 (합 = total; 마지막 단계가 나머지를 받는다)."""
+    unit = total / 6.0
+    steps = [round(2 * unit), round(unit), round(2 * unit)]
+    return tuple(steps + [total - sum(steps)])
+
+
+def stage_steps(train_config):
+    """alternating 네 단계의 길이: `train.stage_steps`, 없으면 `paper_stage_steps(train.num_steps)`."""
+    explicit = tuple(int(count) for count in train_config.stage_steps)
+    return explicit or paper_stage_steps(train_config.num_steps)
+
+
+def resolve_stage_steps(config, total_steps=None):
+    """alternating 설정의 `train.stage_steps` 를 채운 설정 (run.json 에 실제 단계 길이가 남게).
+
+    Args:
+      config: `ExperimentConfig`.
+      total_steps: None 또는 총 스텝 (`tools/train --num_steps`): stage_steps 가 없을 때 2:1:2:1 로 나눈다.
+
+    Returns:
+      joint 이거나 stage_steps 가 이미 있으면 config 그대로, 아니면 stage_steps 를 채운 복사본.
+    """
+    train = config.train
+    if train.training_mode != "alternating" or train.stage_steps:
+        return config
+    steps = split_total(total_steps) if total_steps is not None else paper_stage_steps(train.num_steps)
+    return dataclasses.replace(config, train=dataclasses.replace(train, stage_steps=steps))
+
+
+def stage_plan(train_config):
+    """학습 모드와 스텝 수로 단계 구간을 만든다 (단계 길이는 모듈 설명의 순서대로).
 
     Args:
       train_config: `TrainConfig`.
@@ -70,19 +117,20 @@ def stage_plan(train_config):
     """
     if train_config.training_mode == "joint":
         return [StagePlan("joint", 0, train_config.num_steps)]
-    steps = train_config.stage_steps
-    if not steps:
-        total = train_config.num_steps
-        unit = total / 6.0
-        steps = [round(2 * unit), round(unit), round(2 * unit)]
-        steps.append(total - sum(steps))
+    steps = stage_steps(train_config)
     if min(steps) <= 0:
         raise ValueError(f"every alternating stage needs ≥ 1 step, got {list(steps)}")
     plans, start = [], 0
     for name, count in zip(ALTERNATING_STAGES, steps):
-        plans.append(StagePlan(name, start, start + int(count)))
-        start += int(count)
+        plans.append(StagePlan(name, start, start + count))
+        start += count
     return plans
+
+
+def describe_plan(plans):
+    """학습 시작에 알릴 단계 계획 한 줄: 단계마다 이름, 스텝 수, 전역 스텝 구간 [start, end)."""
+    stages = ", ".join(f"{plan.name} {plan.length} [{plan.start}, {plan.end})" for plan in plans)
+    return f"stage plan: {stages}; {plans[-1].end} steps in all"
 
 
 def plan_for_step(plans, step):

@@ -1,8 +1,8 @@
 """tools/train 테스트: 실제 kill -9 세 번 뒤 같은 명령으로 요청한 스텝에서 정확히 끝남, 끝난 학습은 다시 하지 않음,
 유한하지 않은 손실에서 스텝을 밝히며 멈추고 유한한 체크포인트를 남김, 체크포인트 쓰기 실패 (파일 크기 제한) 뒤
 이전 체크포인트로 이어 학습, 디코딩할 수 없는 레코드 건너뛰기와 1 % 초과 시 멈춤,
-다른 프리셋의 레코드 거부, --mixed_precision (CPU 에서 bfloat16) 과 --jit_compile 학습, TF_CONFIG 두 워커의
-MultiWorkerMirroredStrategy 학습.
+다른 프리셋의 레코드 거부, --mixed_precision (CPU 에서 bfloat16) 과 --jit_compile 학습, alternating 의
+--num_steps (총 스텝, 2:1:2:1) 와 train.stage_steps (이긴다), TF_CONFIG 두 워커의 MultiWorkerMirroredStrategy 학습.
 
 도구는 모두 subprocess 로 실행한다 (absl 플래그가 한 프로세스에서 겹치지 않게). 레코드는 tests/testing.py 의
 손으로 만든 작은 VOC 디렉터리(`write_voc_dir`)로 `tools.make_tfrecords` 가 만든다.
@@ -227,6 +227,26 @@ def test_mixed_precision_and_jit_compile_train_from_records(records, tmp_path):
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints", "ckpt-3"))
     dtypes = reader.get_variable_to_dtype_map()
     assert {dtypes[key] for key in dtypes if key.startswith("model/")} == {tf.float32}
+
+
+def _stage_steps(model_dir):
+    with open(os.path.join(model_dir, "run.json")) as handle:
+        return json.load(handle)["config"]["train"]["stage_steps"]
+
+
+def test_alternating_num_steps_is_the_total_and_stage_steps_win(records, tmp_path):
+    """--num_steps=6 와 alternating: 총 6 스텝을 2:1:2:1 로 (6/6 = 1 → 2, 1, 2, 1), 시작할 때 계획을 찍는다.
+    train.stage_steps 를 함께 주면 그것이 이긴다."""
+    total = _run("train", *_train_args(records, str(tmp_path / "total"), "--training_mode=alternating",
+                                       "--num_steps=6"))
+    assert total.returncode == 0, total.stderr[-3000:]
+    assert ("stage plan: rpn 2 [0, 2), detector 1 [2, 3), rpn_finetune 2 [3, 5), detector_finetune 1 [5, 6); "
+            "6 steps in all") in total.stdout
+    assert "done at step 6" in total.stdout and _stage_steps(str(tmp_path / "total")) == [2, 1, 2, 1]
+    explicit = _run("train", *_train_args(records, str(tmp_path / "explicit"), "--training_mode=alternating",
+                                          "--num_steps=6", extra_overrides="train.stage_steps=(1,1,2,1)"))
+    assert explicit.returncode == 0, explicit.stderr[-3000:]
+    assert "done at step 5" in explicit.stdout and _stage_steps(str(tmp_path / "explicit")) == [1, 1, 2, 1]
 
 
 POLICY_SCRIPT = textwrap.dedent("""

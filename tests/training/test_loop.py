@@ -33,13 +33,14 @@ def test_resume_after_interruption_and_finished_run(tmp_path):
     result = _train(cfg, model_dir, log=messages.append,
                     progress=lambda step, total, stage, losses, rate: steps.append((step, total, stage)))
     assert result["step"] == 6 and result["checkpoint"].endswith("ckpt-6")
-    # 라이브러리는 출력하지 않고 콜백에 알린다: 이어 학습 한 줄, 루프마다 진행 (루프는 체크포인트 시점인
-    # 2 의 배수에서 끊긴다).
-    assert len(messages) == 1 and re.fullmatch(r"resuming from \S+ckpt-2 at step 2/6", messages[0])
+    # 라이브러리는 출력하지 않고 콜백에 알린다: 이어 학습과 단계 계획 한 줄씩, 루프마다 진행 (루프는 체크포인트
+    # 시점인 2 의 배수에서 끊긴다).
+    assert len(messages) == 2 and re.fullmatch(r"resuming from \S+ckpt-2 at step 2/6", messages[0])
+    assert messages[1] == "stage plan: joint 6 [0, 6); 6 steps in all"
     assert steps == [(4, 6, "joint"), (6, 6, "joint")]
     again = _train(cfg, model_dir, log=messages.append)
     assert again["step"] == 6 and again["losses"] == {}
-    assert messages[1].endswith("is at step 6/6; nothing to do")
+    assert len(messages) == 3 and messages[2].endswith("is at step 6/6; nothing to do")
     with open(os.path.join(model_dir, "run.json")) as handle:
         assert json.load(handle)["classes"] == ["a", "b"]
     with pytest.raises(ValueError, match="different config"):
@@ -59,6 +60,41 @@ def test_alternating_runs_all_four_stages(tmp_path):
     assert [path.rsplit("-", 1)[1] for path in saved] == ["4", "6", "8"]
     model, _, classes, _ = trainer.load_trained_model(model_dir)
     assert model.rpn_backbone is not None and classes == ("a", "b")
+
+
+def _optimizer_iterations(checkpoint):
+    """체크포인트의 단계별 옵티마이저 반복 수 {단계: int}."""
+    reader = tf.train.load_checkpoint(checkpoint)
+    return {key.split("/")[0][len("optimizer_"):]: int(reader.get_tensor(key))
+            for key in reader.get_variable_to_shape_map()
+            if key.startswith("optimizer_") and key.endswith("iterations/.ATTRIBUTES/VARIABLE_VALUE")}
+
+
+def test_default_alternating_plan_resumes_in_the_middle_of_a_stage(tmp_path):
+    # stage_steps 없이 num_steps=4: 논문 비율 4·8/7 = 4.57 → 5, 4·4/7 = 2.29 → 2 → [0,5) [5,7) [7,12) [12,14).
+    cfg = tiny_config("train.training_mode='alternating',train.num_steps=4")
+    model_dir = str(tmp_path / "alt")
+    # 9 배치 뒤 데이터가 끊긴다: 루프는 체크포인트 시점 (2 의 배수) 과 단계 끝에서 끊기므로 0–2, 2–4, 4–5, 5–6,
+    # 6–7, 7–8 을 마치고 8–10 에서 멈춘다 → rpn_finetune [7, 12) 한가운데인 ckpt-8.
+    with pytest.raises(ValueError, match="has no records"):
+        _train(cfg, model_dir, batches=9)
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    assert latest.endswith("ckpt-8")
+    assert _optimizer_iterations(latest) == {"rpn": 5, "detector": 2, "rpn_finetune": 1,
+                                             "detector_finetune": 0}
+    with open(os.path.join(model_dir, "run.json")) as handle:
+        assert json.load(handle)["config"]["train"]["stage_steps"] == [5, 2, 5, 2]
+    messages, steps = [], []
+    result = _train(cfg, model_dir, log=messages.append,
+                    progress=lambda step, total, stage, losses, rate: steps.append((step, stage)))
+    assert messages == [f"resuming from {latest} at step 8/14",
+                        "stage plan: rpn 5 [0, 5), detector 2 [5, 7), rpn_finetune 5 [7, 12), "
+                        "detector_finetune 2 [12, 14); 14 steps in all"]
+    assert steps == [(10, "rpn_finetune"), (12, "rpn_finetune"), (14, "detector_finetune")]
+    assert result["step"] == 14
+    # 이어 학습한 단계는 제 길이만큼만 돌았다 (단계 안의 학습률 위치가 맞다).
+    assert _optimizer_iterations(result["checkpoint"]) == {"rpn": 5, "detector": 2, "rpn_finetune": 5,
+                                                           "detector_finetune": 2}
 
 
 def test_non_finite_loss_stops_with_the_step(tmp_path):
