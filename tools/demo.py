@@ -50,26 +50,23 @@ def _records_usable(records, split, config):
         return False
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    root = FLAGS.workspace
-    voc_dir = os.path.join(root, "data", "VOC2007")
-    records = os.path.join(root, "records", FLAGS.config)
-    model_dir = os.path.join(root, "runs", FLAGS.config)
-    export_dir = os.path.join(root, "exports", FLAGS.config)
-    timings = []
+def _prepare_data(root, voc_dir, records, timings):
+    """표본 데이터와 레코드 (없거나 다른 설정으로 만든 것만 다시 만든다)."""
     if not os.path.isdir(os.path.join(voc_dir, "Annotations")):
         _run("make_synthetic_voc", ["tools.make_synthetic_voc", f"--output_dir={os.path.join(root, 'data')}",
                                     f"--num_trainval={FLAGS.num_trainval}", f"--num_test={FLAGS.num_test}",
                                     f"--seed={FLAGS.seed}"], timings)
     config = config_lib.build_config(FLAGS.config, FLAGS.params_override)
     for split in ("trainval", "test"):
-        if not _records_usable(records, split, config):  # 없거나 다른 설정으로 만든 레코드는 다시 만든다
+        if not _records_usable(records, split, config):
             _run(f"make_tfrecords {split}",
                  ["tools.make_tfrecords", f"--voc_dir={voc_dir}", f"--split={split}", "--overwrite",
                   f"--output_dir={records}", f"--config={FLAGS.config}",
                   f"--params_override={FLAGS.params_override}"], timings)
+
+
+def _train(root, records, model_dir, timings):
+    """검증하며 학습하고 (이어 학습) 검증 곡선을 그린다."""
     train = ["tools.train", f"--records={records}/trainval-*.tfrecord", f"--model_dir={model_dir}",
              f"--config={FLAGS.config}", f"--eval_records={records}/test-*.tfrecord",
              f"--eval_every={FLAGS.eval_every}"]
@@ -82,23 +79,44 @@ def main(argv):
              timings)
     else:  # 검증 없이 끝난 옛 실행: 다시 학습하지 않는다
         print(f"demo: note: {model_dir} was trained without validation; remove it to retrain with the curve")
+
+
+def _export_and_evaluate(root, voc_dir, model_dir, export_dir, timings):
+    """SavedModel·LiteRT·ONNX 로 내보내고 SavedModel 과 model.tflite 를 평가한다 (mAP 가 같아야 한다)."""
     _run("export", ["tools.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--overwrite",
                     "--formats=saved_model,tflite,onnx"], timings)
     _run("evaluate", ["tools.evaluate", f"--saved_model={export_dir}", f"--voc_dir={voc_dir}", "--split=test",
                       f"--output={os.path.join(root, 'eval', FLAGS.config, 'report.json')}",
                       f"--plot_dir={os.path.join(root, 'eval', FLAGS.config, 'pr_curves')}"], timings)
-    # 같은 모델을 LiteRT 로도 (TensorFlow 없이 돌 수 있는 내장 연산만의 model.tflite): mAP 가 같아야 한다
     tflite_report = os.path.join(root, "eval", FLAGS.config, "report_tflite.json")
     _run("evaluate model.tflite", ["tools.evaluate", f"--model={os.path.join(export_dir, 'model.tflite')}",
                                    f"--voc_dir={voc_dir}", "--split=test", "--noprogress",
                                    f"--output={tflite_report}"], timings)
+
+
+def _detect(root, voc_dir, export_dir, timings):
+    """시험 분할 앞쪽 이미지에 검출을 그린다."""
     with open(os.path.join(voc_dir, "ImageSets", "Main", "test.txt")) as handle:
         image_ids = [line.strip() for line in handle if line.strip()][:FLAGS.num_detect_images]
-    images = ",".join(os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg")
-                      for image_id in image_ids)
+    images = ",".join(os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg") for image_id in image_ids)
     _run("detect", ["tools.detect", f"--saved_model={export_dir}", f"--images={images}",
                     f"--output_dir={os.path.join(root, 'detections', FLAGS.config)}", "--format=png"],
          timings)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    root = FLAGS.workspace
+    voc_dir = os.path.join(root, "data", "VOC2007")
+    records = os.path.join(root, "records", FLAGS.config)
+    model_dir = os.path.join(root, "runs", FLAGS.config)
+    export_dir = os.path.join(root, "exports", FLAGS.config)
+    timings = []
+    _prepare_data(root, voc_dir, records, timings)
+    _train(root, records, model_dir, timings)
+    _export_and_evaluate(root, voc_dir, model_dir, export_dir, timings)
+    _detect(root, voc_dir, export_dir, timings)
     print("\n=== timings ===")
     for title, seconds in timings:
         print(f"{title:28s} {seconds:7.1f} s")
