@@ -105,9 +105,10 @@ def check_unique_outputs(image_paths, image_format):
         owners[name] = path
 
 
-def load_serve_bytes(saved_model_dir):
+def load_serve_bytes(saved_model_dir, num_threads=None):
     """SavedModel 을 `frcnn.export.loader` 로 읽고 `serve_bytes` 시그니처 함수를 돌려준다. model.tflite /
-    model.onnx 파일이면 같은 꼴의 함수 (한 장씩 디코딩해 `runtimes.PortableRunner` 로 돌린다) 를 돌려준다.
+    model.onnx 파일이면 같은 꼴의 함수 (한 장씩 디코딩해 `runtimes.PortableRunner` 로 돌린다; 런타임 스레드
+    num_threads, None 이면 쓸 수 있는 코어 수) 를 돌려준다.
 
     Raises:
         DetectionInputError: 디렉터리가 없거나, SavedModel 이 아니거나, 시그니처가 없을 때; 런타임이 없거나
@@ -115,7 +116,7 @@ def load_serve_bytes(saved_model_dir):
     """
     if runtimes.kind_of(saved_model_dir):
         try:
-            return _as_tensors(runtimes.PortableRunner(saved_model_dir).serve_bytes)
+            return _as_tensors(runtimes.PortableRunner(saved_model_dir, num_threads).serve_bytes)
         except (ValueError, ImportError) as error:
             raise DetectionInputError(str(error)) from error
     try:
@@ -242,7 +243,8 @@ def detect_one(serve_bytes, image_path, score_threshold, image_format):
     return record, drawn
 
 
-def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, image_format):
+def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, image_format,
+                  num_threads=None):
     """이미지들에 검출을 돌려 그린 이미지와 detections.json 을 `output_dir` 에 쓴다.
 
     모든 파일을 스테이징에 쓰고, 전부 성공한 뒤에만 최종 이름으로 옮긴다 (`fileio.staged_files`).
@@ -254,6 +256,7 @@ def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, ima
         output_dir: 출력 디렉터리 (없으면 만든다).
         score_threshold: 이보다 낮은 점수의 검출은 버린다.
         image_format: "png" 또는 "jpg".
+        num_threads: .tflite / .onnx 런타임의 스레드 수 (None 이면 쓸 수 있는 코어 수; SavedModel 에는 쓰지 않는다).
 
     Returns:
         detections.json 에 쓴 dict.
@@ -262,7 +265,7 @@ def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, ima
         DetectionInputError: 입력 이미지, 모델, 출력 디렉터리 문제.
     """
     check_unique_outputs(image_paths, image_format)
-    serve_bytes = load_serve_bytes(saved_model_dir)
+    serve_bytes = load_serve_bytes(saved_model_dir, num_threads)
     _make_output_dir(output_dir)
     report = {"saved_model": saved_model_dir, "score_threshold": score_threshold, "images": []}
     try:

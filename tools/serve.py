@@ -14,8 +14,6 @@
 """
 
 import logging
-import math
-import os
 import signal
 import sys
 import threading
@@ -147,17 +145,6 @@ def parse_version_labels(items):
     return labels
 
 
-def _num_cpus():
-    """이 프로세스가 쓸 수 있는 CPU 수: 친화성 마스크, 그리고 컨테이너의 cgroup v2 CPU 할당 (cpu.max) 중 작은 것."""
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as handle:
-            quota, period = handle.read().split()[:2]
-        return count if quota == "max" else max(1, min(count, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError, ZeroDivisionError):
-        return count
-
-
 def main(argv):
     """플래그를 검사하고 모델을 불러와 SIGTERM/SIGINT 까지 서빙한다 (다 끝내지 못하면 종료 코드 1)."""
     if len(argv) > 1:
@@ -167,7 +154,9 @@ def main(argv):
     logging.getLogger("frcnn.serving").setLevel(logging.INFO)
     # tensorflow 를 늦게 불러 --help 를 빠르게.
     import tensorflow as tf
+    from frcnn.export.runtimes import usable_cores
     from frcnn.serving import BatchingOptions, make_server
+    cores = usable_cores()
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.tensorflow_intra_op_parallelism)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.tensorflow_inter_op_parallelism)
     batching = None
@@ -183,7 +172,7 @@ def main(argv):
                              batching=batching, request_timeout=FLAGS.request_timeout_seconds,
                              keep_alive_seconds=FLAGS.keep_alive_seconds,
                              grpc_max_threads=FLAGS.grpc_max_threads,
-                             max_concurrent_predictions=FLAGS.max_concurrent_predictions or 2 * _num_cpus(),
+                             max_concurrent_predictions=FLAGS.max_concurrent_predictions or 2 * cores,
                              version_labels=version_labels)
     except (ValueError, ImportError) as error:
         raise app.UsageError(f"{source}: {error}") from error

@@ -80,12 +80,14 @@ def normalized_to_voc(normalized_boxes, height, width):
     return voc.boxes_to_voc(continuous_boxes).astype(np.float64)
 
 
-def load_detect_fn(saved_model_dir):
+def load_detect_fn(saved_model_dir, num_threads=None):
     """SavedModel 의 serve_bytes 서명 (또는 .tflite / .onnx 파일) 을 `detect_fn(image_bytes)` 로 감싼다.
 
     Args:
       saved_model_dir: tf.saved_model.save 로 쓴 디렉터리, 또는 `tools/export --formats=tflite,onnx` 의
         model.tflite / model.onnx (이미지를 하나씩 디코딩해 돌리고 배치로 쌓는다).
+      num_threads: .tflite / .onnx 런타임의 스레드 수 (None 이면 `runtimes.usable_cores()`; SavedModel 에는 쓰지
+        않는다: TF 가 정한다).
 
     Returns:
       image_bytes [B] tf.string 을 받아 출력 dict 를 돌려주는 함수.
@@ -95,7 +97,7 @@ def load_detect_fn(saved_model_dir):
         (frcnn.export.loader).
     """
     if runtimes.kind_of(saved_model_dir):
-        return runtimes.PortableRunner(saved_model_dir).serve_bytes
+        return runtimes.PortableRunner(saved_model_dir, num_threads).serve_bytes
     model = loader.load_saved_model(saved_model_dir, required_signatures=("serve_bytes",))
     signature = model.signatures["serve_bytes"]
 
