@@ -1,10 +1,10 @@
-"""내보낸 SavedModel `serving_default` 한 장의 연산별 시간표 (TF 런타임 프로파일러의 step stats).
+"""내보낸 SavedModel `serving_default` 한 장의 연산별 시간표 (TF 프로파일러, `tf.profiler.experimental`).
 
 vgg16_paper 프리셋 (무작위 가중치, SVD 없는 기본 내보내기) 을 임시 디렉터리로 내보내거나 (`--export_dir` 를 주면
-그것을 쓴다), `tf.compat.v1` 세션으로 불러 600×800 uint8 무작위 이미지 한 장을 `FULL_TRACE` 로 --num_runs 번
-돌린다. 노드마다 (함수 몸체 안의 연산 포함) 실행 시간을 모아 연산 종류별·노드별 중앙값 표 (Markdown) 를 출력하고
---output 에 쓴다. 전체 벽시계 시간과 합성곱 (Conv2D) 의 몫도 적는다. 스레드 두 개가 연산을 겹쳐 돌리므로 노드
-시간의 합은 벽시계 시간보다 클 수 있다.
+그것을 쓴다), 불러와 600×800 uint8 무작위 이미지 한 장으로 워밍업한 뒤 --num_runs 번을 프로파일러로 추적한다.
+호스트 평면 (xplane.pb) 의 TF 연산 사건 (이름 `노드:연산종류`) 을 모아 실행당 연산 종류별·노드별 시간 (ms) 표를
+Markdown 으로 출력하고 --output 에 쓴다. 합성곱 (`_FusedConv2D`·`Conv2D`) 에 대한 비율도 적는다. 연산들이
+스레드 여럿에서 겹쳐 돌 수 있으므로 연산 시간의 합은 벽시계 시간과 다를 수 있다.
 
 예:
   PYTHONPATH=. .venv/bin/python -m benchmarks.profile_export --num_runs=3 \\
@@ -12,6 +12,7 @@ vgg16_paper 프리셋 (무작위 가중치, SVD 없는 기본 내보내기) 을 
 """
 
 import collections
+import glob
 import os
 import statistics
 import tempfile
@@ -34,8 +35,7 @@ flags.DEFINE_integer("top", 40, "노드 표의 줄 수.")
 flags.DEFINE_string("output", None, "Markdown 표를 쓸 파일 (없으면 출력만).")
 
 NUM_CLASSES = 20
-_CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile", "If", "StatelessIf",
-             "_Retval", "_Arg", "NoOp", "Identity", "Const")
+_CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile", "If", "StatelessIf")
 
 
 def export_random(parent):
@@ -50,54 +50,53 @@ def export_random(parent):
     return export_dir
 
 
-def trace(export_dir, image, num_runs):
-    """(벽시계 초 목록, 실행마다 {(노드 이름, 연산 종류): 마이크로초}) ."""
-    graph = tf.Graph()
-    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
-        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
-        signature = meta.signature_def["serving_default"]
-        feed = signature.inputs["images"].name
-        fetches = {key: value.name for key, value in signature.outputs.items()}
-        session.run(fetches, {feed: image})
-        options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-        walls, runs = [], []
-        for _ in range(num_runs):
-            metadata = tf.compat.v1.RunMetadata()
-            start = time.perf_counter()
-            session.run(fetches, {feed: image}, options=options, run_metadata=metadata)
-            walls.append(time.perf_counter() - start)
-            runs.append(_node_times(metadata))
-    return walls, runs
+def trace(export_dir, image, num_runs, logdir):
+    """(실행당 벽시계 초 중앙값, {(노드 이름, 연산 종류): 실행당 ms}) — 프로파일러로 num_runs 번 추적."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-
-def _node_times(metadata):
+    serving = tf.saved_model.load(export_dir).signatures["serving_default"]
+    images = tf.constant(image)
+    serving(images=images)["num_detections"].numpy()
+    walls = []
+    options = tf.profiler.experimental.ProfilerOptions(host_tracer_level=3)
+    tf.profiler.experimental.start(logdir, options=options)
+    for _ in range(num_runs):
+        start = time.perf_counter()
+        serving(images=images)["num_detections"].numpy()
+        walls.append(time.perf_counter() - start)
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as handle:
+        space.ParseFromString(handle.read())
     times = collections.Counter()
-    for device in metadata.step_stats.dev_stats:
-        for node in device.node_stats:
-            op = node.timeline_label.split("(")[0].split(" = ")[-1].strip() or node.node_name
-            times[(node.node_name, op)] += node.all_end_rel_micros
-    return times
+    for plane in space.planes:
+        if plane.name != "/host:CPU":
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                label = plane.event_metadata[event.metadata_id].name
+                name, _, op = label.rpartition(":")
+                if name and "::" not in label and op.isidentifier() and op not in _CALL_OPS:
+                    times[(name, op)] += event.duration_ps / 1e9 / num_runs
+    return statistics.median(walls), times
 
 
-def tables(walls, runs):
+def tables(wall, times):
     """Markdown 줄들: 요약, 연산 종류별 표, 노드별 표."""
-    keys = set().union(*runs)
-    median = {key: statistics.median(run.get(key, 0) for run in runs) for key in keys}
-    leaf = {key: value for key, value in median.items() if key[1] not in _CALL_OPS}
     by_op = collections.Counter()
-    for (_, op), value in leaf.items():
+    for (_, op), value in times.items():
         by_op[op] += value
     total = sum(by_op.values())
-    wall = statistics.median(walls) * 1e6
-    lines = [f"wall (median of {len(walls)} traced runs): {wall / 1000:.1f} ms; sum of op times "
-             f"{total / 1000:.1f} ms; Conv2D {by_op['Conv2D'] / 1000:.1f} ms "
-             f"({by_op['Conv2D'] / total:.1%} of op time)", "",
-             "| op type | ms | share of op time |", "| --- | ---: | ---: |"]
-    lines += [f"| {op} | {value / 1000:.2f} | {value / total:.1%} |" for op, value in by_op.most_common()
-              if value >= 100]
-    lines += ["", f"top {FLAGS.top} nodes:", "", "| node | op | ms |", "| --- | --- | ---: |"]
-    for (name, op), value in sorted(leaf.items(), key=lambda item: -item[1])[:FLAGS.top]:
-        lines.append(f"| `{name[-90:]}` | {op} | {value / 1000:.2f} |")
+    conv = sum(value for (name, op), value in times.items() if "backbone" in name and "Conv2D" in op)
+    lines = [f"wall per run (median, while tracing): {wall * 1000:.0f} ms; op time per run {total:.0f} ms; "
+             f"VGG16 convolutions (backbone) {conv:.0f} ms; op time / backbone convolutions "
+             f"{total / conv:.3f}",
+             "", "| op type | ms per run | / backbone convolutions |", "| --- | ---: | ---: |"]
+    lines += [f"| {op} | {value:.1f} | {value / conv:.4f} |"
+              for op, value in by_op.most_common() if value >= 0.5]
+    lines += ["", f"top {FLAGS.top} nodes:", "", "| node | op | ms per run |", "| --- | --- | ---: |"]
+    for (name, op), value in times.most_common(FLAGS.top):
+        lines.append(f"| `{name.replace('StatefulPartitionedCall/', '')[-80:]}` | {op} | {value:.1f} |")
     return lines
 
 
@@ -107,9 +106,9 @@ def main(argv):
                                               dtype=np.uint8)
     with tempfile.TemporaryDirectory() as parent:
         export_dir = FLAGS.export_dir or export_random(parent)
-        walls, runs = trace(export_dir, image, FLAGS.num_runs)
-    lines = [f"# serving_default {FLAGS.image_height}x{FLAGS.image_width}, {os.cpu_count()} CPU cores", "",
-             *tables(walls, runs)]
+        wall, times = trace(export_dir, image, FLAGS.num_runs, os.path.join(parent, "profile"))
+    lines = [f"serving_default {FLAGS.image_height}x{FLAGS.image_width} uint8, {os.cpu_count()} CPU cores, "
+             f"{FLAGS.num_runs} traced runs", "", *tables(wall, times)]
     print("\n".join(lines))
     if FLAGS.output:
         with open(FLAGS.output, "w", encoding="utf-8") as handle:

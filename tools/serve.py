@@ -50,18 +50,19 @@ flags.DEFINE_float("request_timeout_seconds", 30.0, "요청 머리·본문을 �
 flags.DEFINE_integer("keep_alive_seconds", 15, "쉬는 HTTP keep-alive 연결을 닫기까지의 초.")
 flags.DEFINE_integer("grpc_max_threads", 64, "동시에 처리할 gRPC 호출 수.")
 flags.DEFINE_float("drain_timeout", 30.0, "SIGTERM/SIGINT 뒤 처리 중 요청을 기다릴 최대 초.")
-# 스레드 기본값은 동시 요청 처리량에 맞춘다: 연산 하나는 스레드 하나로, 요청들이 코어를 나눠 쓴다. cpu_small,
-# 8 클라이언트에서 intra 1 이 TF 기본 (코어 수) 보다 1.2× 빠르다 (benchmarks/serve_results.md). 클라이언트가
-# 하나뿐이고 모델이 크면 (vgg16_paper) --tensorflow_intra_op_parallelism=0 이 한 요청의 지연을 줄인다.
-flags.DEFINE_integer("tensorflow_intra_op_parallelism", 1,
-                     "한 TF 연산 안에서 쓸 스레드 수 (TF Serving 과 같은 이름). 0 이면 TF 가 정한다 (코어 수): "
-                     "동시 요청이 적고 모델이 클 때 한 요청이 빨라진다. SavedModel 만.")
+# 스레드 기본값은 기계에만 달려 있다 (TF 의 스레드 풀은 모델을 싣기 전, 프로세스가 시작할 때 정해진다): TF 가
+# 코어 수만큼의 스레드를 쓰고 (TF Serving 의 기본값과 같다), 모델을 동시에 도는 요청은 쓸 수 있는 코어 수까지.
+# 큰 모델 (vgg16_paper) 의 한 요청이 모든 코어를 쓰고, 작은 모델 (cpu_small) 의 동시 요청들은 코어를 나눠 쓴다
+# (benchmarks/RESULTS.md "Issue 23").
+flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0,
+                     "한 TF 연산 안에서 쓸 스레드 수 (TF Serving 과 같은 이름). 0 이면 TF 가 정한다 (쓸 수 있는 "
+                     "코어 수). SavedModel 만 (.tflite/.onnx 는 쓸 수 있는 코어 수).")
 flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0,
                      "서로 다른 TF 연산 (동시 요청들) 을 함께 돌릴 스레드 수 (TF Serving 과 같은 이름; 0 이면 TF 가 "
                      "정한다: 코어 수). SavedModel 만.")
 flags.DEFINE_integer("max_concurrent_predictions", 0,
                      "배칭이 없을 때 모델을 동시에 도는 요청 수; 넘는 요청은 온 순서대로 기다린다 (꼬리 지연이 "
-                     "짧아진다). 0 이면 2 × 코어 수.")
+                     "짧아진다). 0 이면 쓸 수 있는 코어 수 (cgroup 할당 포함).")
 flags.DEFINE_boolean("warmup", True, "버전마다 서빙 전에 각 시그니처를 작은 입력으로 한 번 실행해 첫 요청 지연을 없앤다.")
 
 
@@ -121,7 +122,7 @@ def _check_flags():
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be positive")
     for name, zero in (("tensorflow_intra_op_parallelism", "TensorFlow decides"),
                        ("tensorflow_inter_op_parallelism", "TensorFlow decides"),
-                       ("max_concurrent_predictions", "2 × the CPUs")):
+                       ("max_concurrent_predictions", "the usable CPU cores")):
         if getattr(FLAGS, name) < 0:
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be >= 0 (0: {zero})")
     if FLAGS.batch_timeout_micros < 0:
@@ -172,7 +173,7 @@ def main(argv):
                              batching=batching, request_timeout=FLAGS.request_timeout_seconds,
                              keep_alive_seconds=FLAGS.keep_alive_seconds,
                              grpc_max_threads=FLAGS.grpc_max_threads,
-                             max_concurrent_predictions=FLAGS.max_concurrent_predictions or 2 * cores,
+                             max_concurrent_predictions=FLAGS.max_concurrent_predictions or cores,
                              version_labels=version_labels)
     except (ValueError, ImportError) as error:
         raise app.UsageError(f"{source}: {error}") from error
