@@ -3,7 +3,7 @@
 vgg16_paper 프리셋 (무작위 가중치, SVD 없는 기본 내보내기) 을 임시 디렉터리로 내보내거나 (`--export_dir` 를 주면
 그것을 쓴다), 불러와 600×800 uint8 무작위 이미지 한 장으로 워밍업한 뒤 --num_runs 번을 프로파일러로 추적한다.
 호스트 평면 (xplane.pb) 의 TF 연산 사건 (이름 `노드:연산종류`) 을 모아 실행당 연산 종류별·노드별 시간 (ms) 표를
-Markdown 으로 출력하고 --output 에 쓴다. 합성곱 (`_FusedConv2D`·`Conv2D`) 에 대한 비율도 적는다. 연산들이
+Markdown 으로 출력하고 --output 에 쓴다. 백본 (VGG16) 합성곱 시간에 대한 비율도 적는다. 연산들이
 스레드 여럿에서 겹쳐 돌 수 있으므로 연산 시간의 합은 벽시계 시간과 다를 수 있다.
 
 예:
@@ -28,7 +28,7 @@ from frcnn.modeling import model as model_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "프로파일할 SavedModel (없으면 무작위 vgg16_paper 를 내보낸다).")
-flags.DEFINE_integer("num_runs", 3, "워밍업 뒤 추적할 실행 수 (노드 시간은 중앙값).")
+flags.DEFINE_integer("num_runs", 3, "워밍업 뒤 추적할 실행 수 (노드 시간은 실행당 평균).")
 flags.DEFINE_integer("image_height", 600, "입력 이미지 높이.")
 flags.DEFINE_integer("image_width", 800, "입력 이미지 너비.")
 flags.DEFINE_integer("top", 40, "노드 표의 줄 수.")
