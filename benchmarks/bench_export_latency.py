@@ -6,6 +6,7 @@ vgg16_paper 프리셋(백본 가중치 none) 모델 하나를 임시 디렉터�
 `tf.saved_model.load` 로 불러 600×800 uint8 무작위 이미지 한 장의 지연을 잰다. 기준은 같은 600×800 float
 입력에 대한 VGG16 합성곱만의 `tf.function`. 내보낸 모델마다 워밍업 한 번 뒤 기준과 번갈아 --num_runs 번 재고
 중앙값과 비율(목표 ≤ 1.15)을 출력하고, 끝에 두 내보내기의 이미지당 ms 와 SVD 의 시간 비를 한 줄로 낸다.
+SVD 없는 (기본) 내보내기는 keras 의 `VGG16(include_top=False)` (무작위 가중치) 순전파와도 같은 방식으로 비교한다.
 시간 비는 각자의 기준 비율끼리 나눈 것이라 두 측정 사이에 기계 부하가 바뀌어도 덜 흔들린다.
 무작위 가중치라 RPN 이 NMS 로 많은 박스를 넘길 수 있다 (최악의 경우에 가깝다): 검출 수도 출력한다.
 
@@ -20,6 +21,7 @@ import os
 import tempfile
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
@@ -53,6 +55,17 @@ def vgg16_conv_forward(config):
     @tf.function
     def forward(images):
         return backbone(images, training=False)
+
+    return forward
+
+
+def keras_vgg16_forward():
+    """keras.applications.VGG16(include_top=False, weights=None) 순전파 `tf.function` (독립 기준)."""
+    network = keras.applications.VGG16(include_top=False, weights=None)
+
+    @tf.function
+    def forward(images):
+        return network(images, training=False)
 
     return forward
 
@@ -101,6 +114,13 @@ def main(argv):
                 (f"serving_default {size} uint8, {name}", lambda: serving(images=image)),
                 ("vgg16 conv1..conv5_3 forward", lambda: baseline(image_float)), FLAGS.num_runs, TARGET_RATIO)
             results.append((name, median, ratio))
+            if not fc_svd_ranks:
+                keras_baseline = keras_vgg16_forward()
+                _, _, keras_ratio = side_by_side.compare(
+                    (f"serving_default {size} uint8, {name}", lambda: serving(images=image)),
+                    ("keras VGG16(include_top=False) forward", lambda: keras_baseline(image_float)),
+                    FLAGS.num_runs, TARGET_RATIO)
+    print(f"no SVD vs keras VGG16(include_top=False): {keras_ratio:.3f}x")
     print("per image: " + ", ".join(f"{name} {median * 1000:.0f} ms ({ratio:.3f}x conv)"
                                     for name, median, ratio in results)
           + f"; SVD time / no-SVD time at equal conv time: {results[1][2] / results[0][2]:.3f}")

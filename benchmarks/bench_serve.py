@@ -53,6 +53,7 @@ flags.DEFINE_integer("batch_timeout_micros", 0, "new+batching: --batch_timeout_m
 flags.DEFINE_integer("num_batch_threads", 2, "new+batching: --num_batch_threads.")
 flags.DEFINE_integer("memory_requests", 2000, "메모리 점검에 보낼 좋은·잘못된 요청 수 (0 이면 건너뜀).")
 flags.DEFINE_string("output", None, "결과 표 (Markdown) 를 쓸 파일.")
+flags.DEFINE_float("start_timeout", 180.0, "서버가 포트를 열기까지 기다릴 최대 초 (큰 모델의 워밍업 포함).")
 flags.mark_flag_as_required("saved_model")
 
 MODEL_NAME = "bench"
@@ -130,7 +131,7 @@ class ServerProcess:
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")
         self.process = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL,
                                         stderr=self.log)
-        self.port, self.grpc_port = self._wait_for_ports(timeout=180)
+        self.port, self.grpc_port = self._wait_for_ports(timeout=FLAGS.start_timeout)
 
     def _wait_for_ports(self, timeout):
         deadline = time.monotonic() + timeout

@@ -45,6 +45,11 @@ flags.DEFINE_enum(
 flags.DEFINE_integer(
     "max_images", None,
     "Process only the first N matched images (after sorting); default: all of them.")
+flags.DEFINE_integer(
+    "num_threads", None,
+    "Threads of the LiteRT interpreter / ONNX Runtime session for a .tflite / .onnx model "
+    "(default: the usable CPU cores, cgroup limits included). A SavedModel uses TensorFlow's own "
+    "threading.")
 flags.mark_flags_as_required(["saved_model", "images", "output_dir"])
 
 flags.DEFINE_integer("max_image_pixels", 64 * 1024 * 1024,
@@ -66,10 +71,12 @@ def main(argv):
         raise app.UsageError(f"--max_image_pixels must be > 0, got {FLAGS.max_image_pixels}")
     from PIL import Image
     Image.MAX_IMAGE_PIXELS = FLAGS.max_image_pixels  # 머리 검사 (frcnn.data.image_header) 와 PIL 의 폭탄 검사
+    if FLAGS.num_threads is not None and FLAGS.num_threads < 1:
+        raise app.UsageError(f"--num_threads must be at least 1, got {FLAGS.num_threads}")
     try:
         image_paths = detect_io.resolve_image_paths(FLAGS.images)[:FLAGS.max_images]
         report = detect_io.detect_images(FLAGS.saved_model, image_paths, FLAGS.output_dir,
-                                         FLAGS.score_threshold, FLAGS.format)
+                                         FLAGS.score_threshold, FLAGS.format, FLAGS.num_threads)
     except detect_io.DetectionInputError as error:
         sys.exit(f"detect: error: {error}")
     print(f"wrote {len(report['images'])} drawn images and {detect_io.JSON_NAME} "

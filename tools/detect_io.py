@@ -106,16 +106,17 @@ def check_unique_outputs(image_paths, image_format):
         owners[name] = path
 
 
-def load_serve_bytes(saved_model_dir):
+def load_serve_bytes(saved_model_dir, num_threads=None):
     """SavedModel 디렉터리 또는 model.tflite / model.onnx 를 `frcnn.export.loader.load` 로 읽고 그 `serve_bytes`
-    (JPEG/PNG 바이트 B 개 → numpy 출력 dict) 를 돌려준다.
+    (JPEG/PNG 바이트 B 개 → numpy 출력 dict) 를 돌려준다 (.tflite/.onnx 런타임 스레드 num_threads, None 이면 쓸 수
+    있는 코어 수).
 
     Raises:
         DetectionInputError: 디렉터리가 없거나, 모델이 아니거나, 시그니처가 없을 때; 런타임이 없거나
             읽을 수 없는 .tflite / .onnx 일 때.
     """
     try:
-        return loader.load(saved_model_dir, required_signatures=(signature.SERVE_BYTES,)).serve_bytes
+        return loader.load(saved_model_dir, (signature.SERVE_BYTES,), num_threads).serve_bytes
     except (ValueError, ImportError) as error:
         raise DetectionInputError(str(error)) from error
 
@@ -242,7 +243,8 @@ def detect_one(serve_bytes, image_path, score_threshold, image_format):
     return record, drawn
 
 
-def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, image_format):
+def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, image_format,
+                  num_threads=None):
     """이미지들에 검출을 돌려 그린 이미지와 detections.json 을 `output_dir` 에 쓴다.
 
     모든 파일을 스테이징에 쓰고, 전부 성공한 뒤에만 최종 이름으로 옮긴다 (`fileio.staged_files`).
@@ -254,6 +256,7 @@ def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, ima
         output_dir: 출력 디렉터리 (없으면 만든다).
         score_threshold: 이보다 낮은 점수의 검출은 버린다.
         image_format: "png" 또는 "jpg".
+        num_threads: .tflite / .onnx 런타임의 스레드 수 (None 이면 쓸 수 있는 코어 수; SavedModel 에는 쓰지 않는다).
 
     Returns:
         detections.json 에 쓴 dict.
@@ -262,7 +265,7 @@ def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, ima
         DetectionInputError: 입력 이미지, 모델, 출력 디렉터리 문제.
     """
     check_unique_outputs(image_paths, image_format)
-    serve_bytes = load_serve_bytes(saved_model_dir)
+    serve_bytes = load_serve_bytes(saved_model_dir, num_threads)
     _make_output_dir(output_dir)
     report = {"saved_model": saved_model_dir, "score_threshold": score_threshold, "images": []}
     try:

@@ -59,6 +59,9 @@ flags.DEFINE_string("classes", None, "Class list, ids 1..C in order: 'a,b,c' or 
 flags.DEFINE_float("iou_threshold", 0.5, "VOC matching threshold: a detection matches when IoU > this value.")
 flags.DEFINE_boolean("coco_verbose", False, "Show pycocotools' own printed output.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
+flags.DEFINE_integer("num_threads", None, "Threads of the LiteRT interpreter / ONNX Runtime session for a "
+                     ".tflite / .onnx model (default: the usable CPU cores, cgroup limits included). A "
+                     "SavedModel uses TensorFlow's own threading.")
 
 flags.DEFINE_integer("max_image_pixels", 64 * 1024 * 1024,
                      "Pixel budget: an image whose header (JPEG/PNG/GIF/BMP/WebP) gives more pixels "
@@ -88,6 +91,8 @@ def _validate():
                              f"{','.join(report.ALL_METRICS)}")
     if FLAGS.plot_dir and not any(metric in report.VOC_METRICS for metric in FLAGS.metrics):
         raise app.UsageError("--plot_dir needs voc07 or voc12 in --metrics")
+    if FLAGS.num_threads is not None and FLAGS.num_threads < 1:
+        raise app.UsageError(f"--num_threads must be >= 1, got {FLAGS.num_threads}")
     if FLAGS.batch_size < 1:
         raise app.UsageError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
     if FLAGS.max_images is not None and FLAGS.max_images < 1:
@@ -109,7 +114,7 @@ def _record_paths():
 
 def _evaluate(progress):
     """SavedModel 을 불러와 플래그대로 평가하고 보고서 dict 를 돌려준다."""
-    detect_fn = loader.load(FLAGS.saved_model, ("serve_bytes",)).serve_bytes
+    detect_fn = loader.load(FLAGS.saved_model, ("serve_bytes",), FLAGS.num_threads).serve_bytes
     return runner.evaluate(
         detect_fn, voc_dir=FLAGS.voc_dir, split=FLAGS.split, record_paths=_record_paths(),
         coco_annotations=FLAGS.coco_annotations or None, coco_images_dir=FLAGS.coco_images_dir or None,

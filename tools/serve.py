@@ -14,8 +14,6 @@
 """
 
 import logging
-import math
-import os
 import signal
 import sys
 import threading
@@ -52,18 +50,19 @@ flags.DEFINE_float("request_timeout_seconds", 30.0, "요청 머리·본문을 �
 flags.DEFINE_integer("keep_alive_seconds", 15, "쉬는 HTTP keep-alive 연결을 닫기까지의 초.")
 flags.DEFINE_integer("grpc_max_threads", 64, "동시에 처리할 gRPC 호출 수.")
 flags.DEFINE_float("drain_timeout", 30.0, "SIGTERM/SIGINT 뒤 처리 중 요청을 기다릴 최대 초.")
-# 스레드 기본값은 동시 요청 처리량에 맞춘다: 연산 하나는 스레드 하나로, 요청들이 코어를 나눠 쓴다. cpu_small,
-# 8 클라이언트에서 intra 1 이 TF 기본 (코어 수) 보다 1.2× 빠르다 (benchmarks/serve_results.md). 클라이언트가
-# 하나뿐이고 모델이 크면 (vgg16_paper) --tensorflow_intra_op_parallelism=0 이 한 요청의 지연을 줄인다.
-flags.DEFINE_integer("tensorflow_intra_op_parallelism", 1,
-                     "한 TF 연산 안에서 쓸 스레드 수 (TF Serving 과 같은 이름). 0 이면 TF 가 정한다 (코어 수): "
-                     "동시 요청이 적고 모델이 클 때 한 요청이 빨라진다. SavedModel 만.")
+# 스레드 기본값은 기계에만 달려 있다 (TF 의 스레드 풀은 모델을 싣기 전, 프로세스가 시작할 때 정해진다): TF 가
+# 코어 수만큼의 스레드를 쓰고 (TF Serving 의 기본값과 같다), 모델을 동시에 도는 요청은 쓸 수 있는 코어 수까지.
+# 큰 모델 (vgg16_paper) 의 한 요청이 모든 코어를 쓰고, 작은 모델 (cpu_small) 의 동시 요청들은 코어를 나눠 쓴다
+# (benchmarks/RESULTS.md "Issue 23").
+flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0,
+                     "한 TF 연산 안에서 쓸 스레드 수 (TF Serving 과 같은 이름). 0 이면 TF 가 정한다 (쓸 수 있는 "
+                     "코어 수). SavedModel 만 (.tflite/.onnx 는 쓸 수 있는 코어 수).")
 flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0,
                      "서로 다른 TF 연산 (동시 요청들) 을 함께 돌릴 스레드 수 (TF Serving 과 같은 이름; 0 이면 TF 가 "
                      "정한다: 코어 수). SavedModel 만.")
 flags.DEFINE_integer("max_concurrent_predictions", 0,
                      "배칭이 없을 때 모델을 동시에 도는 요청 수; 넘는 요청은 온 순서대로 기다린다 (꼬리 지연이 "
-                     "짧아진다). 0 이면 2 × 코어 수.")
+                     "짧아진다). 0 이면 쓸 수 있는 코어 수 (cgroup 할당 포함).")
 flags.DEFINE_integer("max_image_pixels", None,
                      "픽셀 예산: 요청 하나의 이미지들이 함께 가질 수 있는 픽셀 (H × W × 프레임). serve_bytes·"
                      "serve_examples 는 이미지 머리에서 읽어 디코딩 전에, images 배열은 모양으로 검사하고, 넘으면 "
@@ -130,7 +129,7 @@ def _check_flags():
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be positive")
     for name, zero in (("tensorflow_intra_op_parallelism", "TensorFlow decides"),
                        ("tensorflow_inter_op_parallelism", "TensorFlow decides"),
-                       ("max_concurrent_predictions", "2 × the CPUs")):
+                       ("max_concurrent_predictions", "the usable CPU cores")):
         if getattr(FLAGS, name) < 0:
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: must be >= 0 (0: {zero})")
     if FLAGS.max_image_pixels is not None and FLAGS.max_image_pixels <= 0:
@@ -156,17 +155,6 @@ def parse_version_labels(items):
     return labels
 
 
-def _num_cpus():
-    """이 프로세스가 쓸 수 있는 CPU 수: 친화성 마스크, 그리고 컨테이너의 cgroup v2 CPU 할당 (cpu.max) 중 작은 것."""
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as handle:
-            quota, period = handle.read().split()[:2]
-        return count if quota == "max" else max(1, min(count, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError, ZeroDivisionError):
-        return count
-
-
 def main(argv):
     """플래그를 검사하고 모델을 불러와 SIGTERM/SIGINT 까지 서빙한다 (다 끝내지 못하면 종료 코드 1)."""
     if len(argv) > 1:
@@ -176,7 +164,9 @@ def main(argv):
     logging.getLogger("frcnn.serving").setLevel(logging.INFO)
     # tensorflow 를 늦게 불러 --help 를 빠르게.
     import tensorflow as tf
+    from frcnn.export.runtimes import usable_cores
     from frcnn.serving import BatchingOptions, make_server
+    cores = usable_cores()
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.tensorflow_intra_op_parallelism)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.tensorflow_inter_op_parallelism)
     batching = None
@@ -192,7 +182,7 @@ def main(argv):
                              batching=batching, request_timeout=FLAGS.request_timeout_seconds,
                              keep_alive_seconds=FLAGS.keep_alive_seconds,
                              grpc_max_threads=FLAGS.grpc_max_threads,
-                             max_concurrent_predictions=FLAGS.max_concurrent_predictions or 2 * _num_cpus(),
+                             max_concurrent_predictions=FLAGS.max_concurrent_predictions or cores,
                              version_labels=version_labels, max_image_pixels=FLAGS.max_image_pixels,
                              max_images_per_request=FLAGS.max_images_per_request)
     except (ValueError, ImportError) as error:

@@ -7,10 +7,13 @@
     오므로 ImageNet 가중치를 다시 읽지 않는다 (`backbone.weights=none` 으로 만든다).
   절단 SVD: `detection.fc_svd_ranks` 가 있고 검출기 몸통에 fc6/fc7 이 있으면 학습된 몸통에서 새 SVD 몸통을
     만들어 쓴다 (`truncated_svd.compress_fc_head`); 원래 fc6/fc7 은 추론 모델에 없다.
+  fc 몸통 (fc6/fc7, SVD 든 아니든) 은 추론 모델에서 `heads.OutputMajorFcBody` 가 된다: 같은 값, 커널만 출력 축
+    먼저 — CPU 의 fc6 행렬곱이 VGG16 합성곱과 같은 속도로 돈다.
 """
 
 from frcnn import config as config_lib
 from frcnn.export import truncated_svd
+from frcnn.modeling import heads
 from frcnn.modeling import model as model_lib
 
 
@@ -38,11 +41,15 @@ def build_inference_model(trained, config):
 
 
 def _inference_box_head(body, ranks):
-    """절단 SVD 를 쓸 수 있으면 (새 몸통, 쓴 rank) 를, 아니면 (None, {}) 를 돌려준다."""
+    """fc6/fc7 몸통이면 (출력 축 먼저 몸통 — ranks 가 있으면 절단 SVD 의 —, 쓴 rank) 를, 아니면 (None, {}) 를
+    돌려준다 (None: 학습된 몸통의 구조 그대로, 가중치는 `_copy_weights` 가 옮긴다)."""
     layer_names = {layer.name for layer in body.layers}
-    if not ranks or not set(truncated_svd.FC_LAYER_NAMES) <= layer_names:
+    if not set(truncated_svd.FC_LAYER_NAMES) <= layer_names:
         return None, {}
-    return truncated_svd.compress_fc_head(body, ranks)
+    compressed = {}
+    if ranks:
+        body, compressed = truncated_svd.compress_fc_head(body, ranks)
+    return heads.OutputMajorFcBody(body, name=f"{body.name}_out_major"), compressed
 
 
 def _copy_weights(trained, model, copy_body):

@@ -24,15 +24,17 @@ def first_error_line(error):
     return lines[0] if lines else type(error).__name__
 
 
-def load(path, required_signatures=()):
+def load(path, required_signatures=(), num_threads=None):
     """SavedModel 디렉터리 또는 .tflite/.onnx 파일 → 불러온 모델 (`SavedModelDetector` / `PortableRunner`).
+
+    num_threads: .tflite/.onnx 런타임의 스레드 수 (None 이면 `runtimes.usable_cores()`; SavedModel 은 TF 가 정한다).
 
     Raises:
       ValueError: `<path>: <문제>` 한 줄 — 없음, SavedModel 이 아님, 불러오기 실패, 시그니처 없음.
       ImportError: .tflite/.onnx 런타임이 없을 때 (`[deploy]` 추가 설치를 말한다).
     """
     if runtimes.kind_of(path):
-        model = runtimes.PortableRunner(path)
+        model = runtimes.PortableRunner(path, num_threads)
     else:
         model = SavedModelDetector(_load_saved_model(path), os.fspath(path))
     missing = [name for name in required_signatures if name not in model.signatures]

@@ -4,10 +4,17 @@
   실행기(runner): uint8 [1, H, W, 3] numpy 이미지 → `signature.OUTPUT_NAMES` 의 numpy dict. 런타임 (ai-edge-litert,
     onnxruntime) 은 `[deploy]` 추가 설치에 있다; 없으면 그 이름을 밝히는 ImportError 한 줄.
   클래스 이름: 파일 메타데이터의 `signature.LABELS_KEY` (0 번은 빈 이름 = 패딩).
+  쓸 수 있는 코어 (`usable_cores`): 이 프로세스의 CPU 친화성 마스크와 컨테이너의 cgroup v2 CPU 할당 중 작은 것.
+    LiteRT 인터프리터와 ONNX Runtime 세션의 스레드 수 기본값이고, tools/serve 의 스레드 기본값도 이것을 쓴다.
+  인터프리터 풀: LiteRT 인터프리터 하나는 한 번에 한 호출만 돌릴 수 있다 (invoke 중 다른 스레드가 부르면 안 된다).
+    그래서 인터프리터 K 개 (기본 1) 를 큐에 두고 호출마다 하나를 빌린다; 각자 코어 ÷ K 스레드를 쓴다. ONNX Runtime
+    세션의 run 은 여러 스레드에서 함께 불러도 되므로 세션 하나를 나눠 쓴다.
 """
 
 import json
+import math
 import os
+import queue
 
 import numpy as np
 
@@ -21,20 +28,46 @@ def kind_of(path):
     return SUFFIXES.get(os.path.splitext(str(path))[1].lower())
 
 
+def usable_cores(cgroup_cpu_max="/sys/fs/cgroup/cpu.max"):
+    """이 프로세스가 쓸 수 있는 CPU 코어 수 (1 이상): 친화성 마스크와 cgroup v2 CPU 할당 (cpu.max) 중 작은 것.
+
+    Args:
+      cgroup_cpu_max: cgroup v2 의 cpu.max 파일 ("QUOTA PERIOD" 또는 "max PERIOD"; 없으면 할당 없음).
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        with open(cgroup_cpu_max) as handle:
+            quota, period = handle.read().split()[:2]
+        return count if quota == "max" else max(1, min(count, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError, ZeroDivisionError):
+        return count
+
+
 class PortableRunner:
-    """.tflite 또는 .onnx 검출기 하나.
+    """.tflite 또는 .onnx 검출기 하나. 여러 스레드에서 함께 불러도 된다.
+
+    Args:
+      path: .tflite 또는 .onnx 파일.
+      num_threads: 런타임이 쓸 스레드 수의 합 (None 이면 `usable_cores()`). LiteRT 는 인터프리터마다
+        num_threads ÷ num_interpreters (1 이상), ONNX Runtime 은 세션의 intra_op_num_threads.
+      num_interpreters: LiteRT 인터프리터 풀 크기 (동시에 돌 수 있는 호출 수; ONNX 에는 쓰지 않는다).
 
     Raises:
       ImportError: 런타임이 없을 때 (메시지가 `[deploy]` 를 말한다).
-      ValueError: 파일이 없거나 읽을 수 없을 때, 메타데이터에 클래스 이름이 없을 때.
+      ValueError: 파일이 없거나 읽을 수 없을 때, 메타데이터에 클래스 이름이 없을 때, 스레드·풀 수가 1 보다 작을 때.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, num_threads=None, num_interpreters=1):
         self.path = str(path)
         self.signatures = _portable_signatures()
         self.kind = kind_of(path)
         if self.kind is None or not os.path.isfile(self.path):
             raise ValueError(f"{self.path}: not a .tflite or .onnx file")
+        self.num_threads = usable_cores() if num_threads is None else int(num_threads)
+        if self.num_threads < 1 or num_interpreters < 1:
+            raise ValueError(f"{self.path}: num_threads ({self.num_threads}) and num_interpreters "
+                             f"({num_interpreters}) must be >= 1")
+        self.num_interpreters = int(num_interpreters)
         try:
             loaded = self._load_tflite() if self.kind == "tflite" else self._load_onnx()
             self._run, self.class_names = loaded
@@ -45,15 +78,29 @@ class PortableRunner:
     def _load_tflite(self):
         from ai_edge_litert.interpreter import Interpreter
 
-        interpreter = Interpreter(model_path=self.path)
-        runner = interpreter.get_signature_runner("serving_default")
+        threads = max(1, self.num_threads // self.num_interpreters)
+        pool = queue.Queue()
+        for _ in range(self.num_interpreters):
+            interpreter = Interpreter(model_path=self.path, num_threads=threads)
+            pool.put(interpreter.get_signature_runner("serving_default"))
         names = json.loads(_tflite_metadata(self.path)[signature.LABELS_KEY])
-        return (lambda images: runner(images=images)), names
+
+        def run(images):
+            runner = pool.get()  # 빈 인터프리터가 생길 때까지 기다린다
+            try:
+                return runner(images=images)
+            finally:
+                pool.put(runner)
+
+        return run, names
 
     def _load_onnx(self):
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.num_threads
+        session = onnxruntime.InferenceSession(self.path, sess_options=options,
+                                               providers=["CPUExecutionProvider"])
         outputs = [output.name for output in session.get_outputs()]
         properties = session.get_modelmeta().custom_metadata_map
         if signature.LABELS_KEY not in properties:

@@ -94,7 +94,7 @@ class FasterRCNN(keras.Model):
         # [B·R, P, P, Cf] RoI 특징
         pooled = roi_ops.roi_features(features, rois, stride, output_size, self.config.roi.op, implementation,
                                       max_feature_size=-(-self.config.input.max_size // stride))
-        return self.detector_head(pooled, training=training)
+        return self.detector_head(pooled, training=training, portable=portable)
 
     # ---- 손실 (학습) ----
     def compute_losses(self, batch, stage="joint", seed=None):

@@ -12,6 +12,7 @@ from frcnn import config as config_lib
 from frcnn.data import record_spec
 from frcnn.export import inference_model
 from frcnn.export import saved_model
+from frcnn.modeling import heads
 from frcnn.modeling import model as model_lib
 from tests.testing import tiny_config
 
@@ -71,8 +72,9 @@ def test_svd_head_replaces_fc6_fc7_in_the_inference_model_only():
     config = saved_model.with_detection_overrides(CONFIG, fc_svd_ranks=(4, 0))
     model, compressed = inference_model.build_inference_model(trained, config)
     assert compressed == {"fc6": 4, "fc7": None}
-    inference_layers = [layer.name for layer in model.detector_head.body.layers]
-    assert "fc6_svd_u" in inference_layers and "fc6" not in inference_layers
+    inference_weights = [weight.name for weight in model.detector_head.body.weights]
+    assert "fc6_svd_u_kernel_out_major" in inference_weights
+    assert "fc6_kernel_out_major" not in inference_weights and "fc7_kernel_out_major" in inference_weights
     assert "fc6" in [layer.name for layer in trained.detector_head.body.layers]
 
 
@@ -82,3 +84,26 @@ def test_a_different_architecture_is_rejected():
                                     "backbone.width=16,backbone.fc_units=32,rpn.conv_channels=16")
     with pytest.raises(ValueError, match="cannot copy the trained"):
         inference_model.build_inference_model(trained, other)
+
+
+def test_output_major_fc_body_keeps_the_detections_of_a_random_vgg16_paper_model():
+    """vgg16_paper (무작위 가중치, 작은 이미지): 출력 축 먼저 fc6/fc7 의 추론 모델이 학습된 모델과 같은 검출을
+    낸다 — SavedModel 그래프와 이식 (LiteRT·ONNX) 그래프 모두 (박스·점수 1e-5 이내, 클래스·개수 같음)."""
+    config = config_lib.build_config("vgg16_paper", "backbone.weights=none,detection.score_threshold=0.0")
+    tf.random.set_seed(5)
+    trained = model_lib.FasterRCNN(config, 20)
+    trained.build_all((64, 64))
+    images = tf.constant(np.random.default_rng(2).uniform(0, 255, (1, 128, 160, 3)).astype(np.float32))
+    sizes, scales = tf.constant([[128.0, 160.0]]), tf.ones([1])
+    expected = trained.detect(images, sizes, scales)
+    model, _ = inference_model.build_inference_model(trained, config)
+    assert isinstance(model.detector_head.body, heads.OutputMajorFcBody)
+    assert int(expected["num_detections"][0]) > 0
+    for portable in (False, True):
+        got = model.detect(images, sizes, scales, portable=portable)
+        reference = trained.detect(images, sizes, scales, portable=True) if portable else expected
+        for key in ("num_detections", "classes"):
+            np.testing.assert_array_equal(got[key], reference[key], err_msg=f"{key} portable={portable}")
+        for key in ("boxes", "scores"):
+            np.testing.assert_allclose(got[key], reference[key], atol=1e-5,
+                                       err_msg=f"{key} portable={portable}")

@@ -102,7 +102,8 @@ def test_export_with_svd_drops_the_original_fc6_and_keeps_detections(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
     reader = tf.train.load_checkpoint(str(tmp_path / "saved" / "variables" / "variables"))
     shapes = [tuple(shape) for shape in reader.get_variable_to_shape_map().values()]
-    assert original_fc6 not in shapes and (original_fc6[0], 4) in shapes
+    # 추론 모델의 fc 커널은 출력 축 먼저 ([출력, 입력], heads.OutputMajorFcBody) 로 저장된다.
+    assert original_fc6 not in shapes and original_fc6[::-1] not in shapes and (4, original_fc6[0]) in shapes
     got = loaded.signatures["serving_default"](images=tf.constant(image))
     np.testing.assert_allclose(got["detection_scores"], expected["detection_scores"], atol=1e-4)
     np.testing.assert_allclose(got["detection_boxes"], expected["detection_boxes"], atol=1e-4)
