@@ -133,10 +133,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 20
     # 실행 방식: jit_compile — 복제본 스텝을 XLA 로 컴파일 (이어 학습에서 바꿔도 된다),
-    #   mixed_precision — GPU mixed_float16 (손실 스케일), CPU mixed_bfloat16; 변수·체크포인트는 float32.
+    #   mixed_precision — GPU mixed_float16 (손실 스케일), bfloat16 명령이 있는 CPU mixed_bfloat16, 없는 CPU 는
+    #     float32 (`precision.mixed_policy_name`); 변수·체크포인트는 float32.
     # 이 2코어 CPU (AVX512_BF16) 에서 잰 값 (benchmarks/bench_train_e2e): mixed 는 vgg16_paper 스텝 5.74 → 3.85 s,
     # cpu_small 0.168 → 0.140 s 로 빠르고, XLA 는 둘 다 느렸다 (6.72 s, 0.188 s). 그래서 모든 프리셋의 기본은
-    # mixed_precision 켬, jit_compile 끔 (bf16 명령이 없는 CPU 에서는 --nomixed_precision 이 빠를 수 있다).
+    # mixed_precision 켬 (bf16 명령이 없는 CPU 는 알아서 float32), jit_compile 끔.
     jit_compile: bool = False
     mixed_precision: bool = True
     # 한 tf.function 호출로 돌릴 스텝 수 (호스트는 루프마다 한 번 손실을 읽는다; 체크포인트·단계 끝에서 자른다).

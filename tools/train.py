@@ -144,7 +144,11 @@ def _train():
     config = config_lib.build_config(FLAGS.config, _overrides())
     config = schedule.resolve_stage_steps(config, FLAGS.num_steps)
     if config.train.mixed_precision:  # 모델을 만들기 전에
-        keras.mixed_precision.set_global_policy(precision.mixed_policy_name())
+        policy = precision.mixed_policy_name()
+        if policy == "float32":
+            print("train: note: this CPU has no bfloat16 instructions (AVX512_BF16 / AMX); training in "
+                  "float32, which is faster here than emulated mixed bfloat16")
+        keras.mixed_precision.set_global_policy(policy)
     spec = record_spec.RecordSpec.read(FLAGS.records, config)  # 파일·지문 확인은 한 번, 학습 시작 (run.json) 전에
     tf.random.set_seed(config.train.seed)
 
