@@ -25,6 +25,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn.training import events
+from frcnn.training import precision
 from tests.testing import REPO_ROOT, damage_image, write_voc_dir
 
 pytestmark = pytest.mark.slow  # 모든 테스트가 도구를 subprocess 로 돌린다
@@ -268,10 +269,11 @@ POLICY_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("flag, policy", [("--mixed_precision", "mixed_bfloat16"),
-                                          ("--nomixed_precision", "float32")])
+@pytest.mark.parametrize("flag, policy", [("--mixed_precision", None), ("--nomixed_precision", "float32")])
 def test_the_binary_sets_the_precision_policy_before_training(records, tmp_path, flag, policy):
-    """전역 dtype 정책은 라이브러리가 아니라 바이너리가 학습 전에 정한다 (CPU: mixed_bfloat16)."""
+    """전역 dtype 정책은 라이브러리가 아니라 바이너리가 학습 전에 정한다 (CPU: bfloat16 명령이 있으면
+    mixed_bfloat16, 없으면 float32 — `precision.mixed_policy_name`, 그 규칙은 test_precision 이 본다)."""
+    policy = policy or precision.mixed_policy_name()
     script = tmp_path / "policy.py"
     script.write_text(POLICY_SCRIPT)
     result = subprocess.run([sys.executable, str(script), *_train_args(records, str(tmp_path / "run"), flag)],
