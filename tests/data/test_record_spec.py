@@ -4,7 +4,9 @@
 """
 
 import dataclasses
+import glob
 import json
+import shutil
 
 import pytest
 
@@ -96,8 +98,6 @@ def test_reading_with_another_preset_names_the_preset_that_made_them(written):
 
 def test_a_broken_metadata_file_is_named(written, tmp_path):
     pattern, _ = written
-    import glob
-    import shutil
     for path in glob.glob(pattern):
         shutil.copy(path, tmp_path)
     (tmp_path / "trainval.json").write_text("{ not json")
