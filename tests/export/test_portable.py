@@ -129,11 +129,9 @@ def _assert_same_detections(export_dir, kind, file_name, tmp_path):
         count = int(expected["num_detections"][0])
         assert int(got["num_detections"][0]) == count, key
         found_any |= count > 0
-        np.testing.assert_array_equal(got["detection_classes"], expected["detection_classes"], err_msg=key)
-        np.testing.assert_allclose(got["detection_boxes"], expected["detection_boxes"], atol=1e-3,
-                                   err_msg=key)
-        np.testing.assert_allclose(got["detection_scores"], expected["detection_scores"], atol=1e-4,
-                                   err_msg=key)
+        columns = ("detection_classes", "detection_scores", "detection_boxes")
+        rows = [list(zip(*[item[column][0, :count] for column in columns])) for item in (got, expected)]
+        _match_detections(*rows, box_atol=1e-3, context=key)
     assert found_any  # 비교할 검출이 있었다
 
 
@@ -251,9 +249,8 @@ def test_evaluation_collects_the_same_detections_from_every_format(exported, tmp
     collected = runner.collect(sources.open_voc_source(voc_dir, "trainval", None), portable_fn, batch_size=4)
     assert sum(len(detections.boxes) for detections in reference.detections) > 0
     for expected, got in zip(reference.detections, collected.detections):
-        np.testing.assert_array_equal(got.classes, expected.classes)
-        np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-2)  # VOC 픽셀
-        np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)
+        _match_detections(*[list(zip(item.classes, item.scores, item.boxes)) for item in (got, expected)],
+                          box_atol=1e-2)  # VOC 픽셀
 
 
 def test_runner_refuses_a_wrong_input(exported):
@@ -282,9 +279,23 @@ def test_detect_tool_draws_with_every_format(exported, tmp_path, file_name):
         with open(tmp_path / name / "detections.json") as handle:
             reports[name] = json.load(handle)["images"][0]["detections"]
     assert reports["portable"] and len(reports["portable"]) == len(reports["saved_model"])
-    for got, expected in zip(reports["portable"], reports["saved_model"]):
-        assert got["class_name"] == expected["class_name"]
-        np.testing.assert_allclose(got["box_normalized"], expected["box_normalized"], atol=1e-3)
+    _match_detections(*[[(item["class_name"], item["score"], item["box_normalized"])
+                         for item in reports[name]] for name in ("portable", "saved_model")], box_atol=1e-3)
+
+
+def _match_detections(got, expected, box_atol, context=""):
+    """두 검출 목록 [(클래스, 점수, 상자)] 이 같은 집합인가: 클래스 같고 점수 1e-4, 상자 box_atol 안.
+
+    점수가 거의 같은 검출은 런타임마다 순서가 바뀔 수 있어, 순서가 아니라 하나씩 짝지어 맞춘다.
+    """
+    assert len(got) == len(expected), context
+    unmatched = list(got)
+    for name, score, box in expected:
+        index = next((index for index, (other_name, other_score, other_box) in enumerate(unmatched)
+                      if other_name == name and abs(other_score - score) <= 1e-4
+                      and np.allclose(other_box, box, atol=box_atol)), None)
+        assert index is not None, (context, (name, score, box), unmatched)
+        del unmatched[index]
 
 
 @pytest.mark.parametrize("file_name, module", [(signature.TFLITE_FILE, "ai_edge_litert"),
