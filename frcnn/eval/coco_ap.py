@@ -46,14 +46,7 @@ class CocoResult:
 
 
 def voc_to_coco_boxes(voc_boxes):
-    """VOC 픽셀 박스를 COCO [x, y, w, h] (0-based 연속 픽셀) 로 바꾼다.
-
-    Args:
-      voc_boxes: [N, 4] float (xmin, ymin, xmax, ymax) VOC 픽셀.
-
-    Returns:
-      [N, 4] float64 [x, y, w, h].
-    """
+    """[N, 4] VOC 픽셀 박스 → [N, 4] float64 COCO [x, y, w, h] (0-based 연속 픽셀)."""
     voc_boxes = np.asarray(voc_boxes, dtype=np.float64).reshape(-1, 4)
     xmin, ymin, xmax, ymax = voc_boxes.T
     return np.stack([xmin - 1.0, ymin - 1.0, xmax - xmin + 1.0, ymax - ymin + 1.0], axis=1)
@@ -109,15 +102,8 @@ def _defined(value):
 
 
 def _per_class_ap(precision, iou_index=None):
-    """COCOeval.eval['precision'] [T, R, K, A, M] 에서 클래스별 AP (넓이 all, maxDets 100).
-
-    Args:
-      precision: [T, R, K, A, M] float, -1 = 정의 안 됨.
-      iou_index: None 이면 모든 IoU 임계 평균, 아니면 그 임계 하나.
-
-    Returns:
-      [K] 목록, 각 float 또는 None.
-    """
+    """COCOeval.eval['precision'] [T, R, K, A, M] (-1 = 정의 안 됨) 에서 클래스별 AP [K] (float 또는 None; 넓이
+    all, maxDets 100). iou_index 가 None 이면 모든 IoU 임계 평균, 아니면 그 임계 하나."""
     iou_rows = slice(None) if iou_index is None else slice(iou_index, iou_index + 1)
     values = precision[iou_rows, :, :, 0, -1]
     results = []
@@ -131,11 +117,8 @@ def _per_class_ap(precision, iou_index=None):
 def evaluate_coco(ground_truths, detections, num_classes, verbose=False):
     """pycocotools 로 COCO bbox 지표를 계산한다.
 
-    Args:
-      ground_truths: 이미지별 voc_ap.ImageGroundTruth 목록 (VOC 픽셀).
-      detections: 같은 순서의 voc_ap.ImageDetections 목록.
-      num_classes: C.
-      verbose: True 면 pycocotools 의 출력 (요약 표 포함) 을 그대로 보여 준다.
+    ground_truths·detections 는 같은 순서의 voc_ap.ImageGroundTruth·ImageDetections 목록 (VOC 픽셀), verbose 면
+    pycocotools 의 출력 (요약 표 포함) 을 그대로 보여 준다.
 
     Returns:
       CocoResult.

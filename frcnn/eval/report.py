@@ -36,14 +36,9 @@ def build_report(class_names, ground_truths, detections, voc_results, coco_resul
 
     Args:
       class_names: 클래스 이름 목록 (id 1..C 순서).
-      ground_truths: voc_ap.ImageGroundTruth 목록 (클래스별 GT 수를 세는 데 쓴다).
-      detections: voc_ap.ImageDetections 목록 (클래스별 검출 수).
-      voc_results: {"voc07": VocApResult, "voc12": VocApResult} 중 계산한 것.
-      coco_result: coco_ap.CocoResult 또는 None.
+      ground_truths, detections: voc_ap.ImageGroundTruth·ImageDetections 목록 (클래스별 GT·검출 수를 센다).
+      voc_results: {"voc07": VocApResult, "voc12": VocApResult} 중 계산한 것; coco_result: CocoResult 또는 None.
       **info: 보고서 최상위에 그대로 넣을 값 (num_images, wall_time_s, source 등).
-
-    Returns:
-      보고서 dict (JSON 직렬화 가능).
     """
     num_classes = len(class_names)
     num_gt, num_difficult = voc_ap.count_ground_truths(ground_truths, num_classes)
@@ -75,16 +70,8 @@ def _format_value(value):
 
 
 def format_table(report):
-    """보고서 dict 를 사람이 읽는 표 문자열로 만든다.
-
-    열: class, #gt (difficult 제외), AP VOC07, AP VOC12. 그 아래 mAP 줄과 COCO 줄.
-
-    Args:
-      report: build_report 의 결과.
-
-    Returns:
-      여러 줄 문자열 (끝 줄바꿈 없음).
-    """
+    """보고서 dict 를 사람이 읽는 표 (끝 줄바꿈 없는 여러 줄) 로: 열 class, #gt (difficult 제외), AP VOC07,
+    AP VOC12, 그 아래 mAP 줄과 COCO 줄."""
     name_width = max([len("class"), len("mAP"), len("COCO AP50")]
                      + [len(row["name"]) for row in report["classes"]])
     header = f"{'class':<{name_width}}  {'#gt':>6}  {'AP VOC07':>8}  {'AP VOC12':>8}"
@@ -108,13 +95,9 @@ def format_table(report):
 
 
 def write_json_report(report, path):
-    """보고서를 JSON 으로 원자적으로 쓴다 (frcnn.fileio; 실패하면 아무것도 남기지 않는다).
+    """보고서를 path 에 JSON 으로 원자적으로 쓴다 (frcnn.fileio; 상위 디렉터리는 만든다).
 
     NaN/inf 는 JSON 표준이 아니므로 받지 않는다 (정의되지 않은 값은 build_report 가 null 로 바꾼다).
-
-    Args:
-      report: build_report 의 결과.
-      path: 출력 파일 경로. 상위 디렉터리는 필요하면 만든다.
 
     Raises:
       ValueError: report 에 NaN 또는 inf 가 있을 때.
@@ -130,15 +113,8 @@ def plot_file_name(class_name):
 def plot_precision_recall(class_names, voc_results, plot_dir):
     """GT 가 있는 클래스마다 precision–recall 곡선을 PNG 로 그린다 (지표별 AP 를 범례에).
 
-    그림들은 frcnn.fileio.staged_files 로 모두-아니면-없음으로 쓴다.
-
-    Args:
-      class_names: 클래스 이름 목록 (id 1..C 순서).
-      voc_results: {"voc07": VocApResult, "voc12": VocApResult} 중 하나 이상 (곡선은 같고 AP 만 다르다).
-      plot_dir: 출력 디렉터리 (없으면 만든다).
-
-    Returns:
-      쓴 PNG 경로 목록 (클래스 순서).
+    그림들은 frcnn.fileio.staged_files 로 plot_dir 에 모두-아니면-없음으로 쓰고, 쓴 경로 목록 (클래스 순서) 을
+    돌려준다. voc_results 의 지표들 ("voc07", "voc12") 은 곡선이 같고 AP 만 다르다.
     """
     if not voc_results:
         return []

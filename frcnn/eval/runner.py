@@ -36,13 +36,8 @@ from frcnn.export import signature
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationInputs:
-    """지표에 넣을 준비가 된 GT 와 검출.
-
-    Attributes:
-      class_names: 클래스 이름 tuple (id 1..C 순서).
-      ground_truths: 이미지별 voc_ap.ImageGroundTruth 목록.
-      detections: 같은 순서의 voc_ap.ImageDetections 목록.
-    """
+    """지표에 넣을 준비가 된 GT 와 검출: 클래스 이름 (id 1..C 순서), 같은 이미지 순서의 voc_ap.ImageGroundTruth·
+    ImageDetections 목록."""
 
     class_names: tuple
     ground_truths: list
@@ -50,41 +45,22 @@ class EvaluationInputs:
 
 
 def normalized_to_voc(normalized_boxes, height, width):
-    """정규화 박스를 한 이미지의 VOC 픽셀 박스로 바꾼다.
-
-    Args:
-      normalized_boxes: [N, 4] float [ymin, xmin, ymax, xmax] ∈ [0, 1].
-      height: 이미지 높이 H.
-      width: 이미지 너비 W.
-
-    Returns:
-      [N, 4] float64 VOC 픽셀 (xmin = x0 * W + 1, ymin = y0 * H + 1, xmax = x1 * W, ymax = y1 * H).
-    """
+    """[N, 4] 정규화 박스 → 크기 (H, W) 이미지의 [N, 4] float64 VOC 픽셀 (xmin = x0 * W + 1, …, ymax = y1 * H)."""
     normalized_boxes = np.asarray(normalized_boxes, dtype=np.float64).reshape(-1, 4)
     continuous_boxes = normalized_boxes * np.array([height, width, height, width], dtype=np.float64)
     return voc.boxes_to_voc(continuous_boxes).astype(np.float64)
 
 
 def _split_outputs(outputs, sizes):
-    """모델 출력 dict 를 이미지별 (VOC 박스, 점수, id, 이름) 로 자른다.
-
-    Args:
-      outputs: detection_boxes [B, N, 4], detection_scores [B, N], detection_classes [B, N],
-        detection_class_names [B, N] (선택), num_detections [B].
-      sizes: 이미지별 (H, W) 목록, 길이 B.
-
-    Returns:
-      길이 B 목록, 각 (boxes [n, 4] VOC 픽셀, scores [n], class_ids [n], class_names [n] str). 패딩(클래스 0)은 뺀다.
-    """
+    """모델 출력 dict ([B, N, …], 이름은 선택) 를 이미지별 (VOC 픽셀 박스 [n, 4], 점수 [n], id [n], 이름 [n]) 로
+    자른다 (sizes: 이미지별 (H, W)). 패딩 (클래스 0) 은 뺀다."""
     arrays = {key: np.asarray(value) for key, value in outputs.items()}
     per_image = []
     for image_index, (height, width) in enumerate(sizes):
         count = int(arrays[signature.NUM_DETECTIONS][image_index])
         class_ids = arrays[signature.CLASSES][image_index, :count].astype(np.int64)
-        if signature.CLASS_NAMES in arrays:
-            names = [_decode(name) for name in arrays[signature.CLASS_NAMES][image_index, :count]]
-        else:
-            names = [""] * count
+        names = [_decode(name) for name in arrays[signature.CLASS_NAMES][image_index, :count]] \
+            if signature.CLASS_NAMES in arrays else [""] * count
         keep = class_ids > 0
         per_image.append((
             normalized_to_voc(arrays[signature.BOXES][image_index, :count][keep], height, width),
@@ -130,15 +106,11 @@ def collect(source, detect_fn, batch_size=8, max_images=None, progress=None):
 
 def _batches(items, batch_size):
     """SourceItem 들을 batch_size 개씩의 SourceExample 목록으로 묶는다. 첫 SourceError 는 던진다."""
-    batch = []
-    for item in items:
-        if isinstance(item, sources.SourceError):
-            raise item
-        batch.append(item)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
+    items = iter(items)
+    while batch := list(itertools.islice(items, batch_size)):
+        errors = [item for item in batch if isinstance(item, sources.SourceError)]
+        if errors:
+            raise errors[0]
         yield batch
 
 
@@ -204,13 +176,7 @@ def _resolve_classes(base_names, pairs):
 
 
 def compute_metrics(inputs, metrics, iou_threshold=voc_ap.DEFAULT_IOU_THRESHOLD, coco_verbose=False):
-    """요청한 지표를 계산한다.
-
-    Args:
-      inputs: EvaluationInputs.
-      metrics: report.ALL_METRICS 의 부분 목록.
-      iou_threshold: VOC 매칭 임계값.
-      coco_verbose: pycocotools 출력을 보일지.
+    """EvaluationInputs 에서 요청한 지표 (report.ALL_METRICS 의 부분) 를 계산한다.
 
     Returns:
       (voc_results dict 지표 → VocApResult, coco_result 또는 None).
@@ -235,20 +201,12 @@ def evaluate(detect_fn, *, voc_dir=None, split="test", record_paths=None, coco_a
 
     Args:
       detect_fn: image_bytes [B] tf.string → SavedModel 출력 키의 dict.
-      voc_dir: VOC 루트. voc_dir, record_paths, coco_annotations 중 하나만.
-      split: VOC 분할 이름.
-      record_paths: TFRecord 파일 경로 목록 (비어 있으면 안 된다).
-      coco_annotations: COCO instances JSON 경로 (coco_images_dir 와 함께).
-      coco_images_dir: COCO 이미지 디렉터리.
+      voc_dir, record_paths, coco_annotations: 데이터 (셋 중 하나만; 레코드 목록은 비면 안 되고 COCO 는
+        coco_images_dir 와 함께). split 은 VOC 분할, classes_flag 는 --classes 값 (`open_source`).
       metrics: 계산할 지표 ("voc07", "voc12", "coco") 목록.
-      output_path: JSON 보고서 경로 (None 이면 쓰지 않음).
-      plot_dir: PR 곡선 PNG 디렉터리 (None 이면 그리지 않음; voc 지표가 하나라도 있어야 함).
-      batch_size: 배치 크기.
-      max_images: 앞에서부터 이만큼만.
-      classes_flag: None 또는 --classes 값.
-      iou_threshold: VOC 매칭 임계값.
-      coco_verbose: pycocotools 출력을 보일지.
-      progress: None 또는 `progress(done, total)` 콜백 (검출을 마친 이미지 수, 전체 이미지 수).
+      output_path, plot_dir: JSON 보고서 경로, PR 곡선 PNG 디렉터리 (None 이면 쓰지 않음).
+      batch_size, max_images, progress: `collect` 의 것.
+      iou_threshold, coco_verbose: `compute_metrics` 의 것.
       source_info: 보고서 "source" 에 더할 dict (예: saved_model 경로).
 
     Returns:
@@ -270,16 +228,11 @@ def evaluate(detect_fn, *, voc_dir=None, split="test", record_paths=None, coco_a
         inputs.class_names, inputs.ground_truths, inputs.detections, voc_results, coco_result,
         source={**(source_info or {}), **where}, metrics=list(metrics), iou_threshold=iou_threshold,
         num_images=len(inputs.ground_truths), wall_time_s=round(time.perf_counter() - start_time, 3))
-    _write_outputs(evaluation_report, inputs.class_names, voc_results, output_path, plot_dir)
-    return evaluation_report
-
-
-def _write_outputs(evaluation_report, class_names, voc_results, output_path, plot_dir):
-    """PR 그림 (경로를 보고서 "plots" 에 더한다) 과 JSON 보고서를 쓴다. None 인 출력은 건너뛴다."""
-    if plot_dir is not None:
-        evaluation_report["plots"] = report.plot_precision_recall(class_names, voc_results, plot_dir)
+    if plot_dir is not None:  # 그림 경로는 보고서 "plots" 에
+        evaluation_report["plots"] = report.plot_precision_recall(inputs.class_names, voc_results, plot_dir)
     if output_path is not None:
         report.write_json_report(evaluation_report, output_path)
+    return evaluation_report
 
 
 def _check_arguments(voc_dir, record_paths, coco_annotations, coco_images_dir, metrics, batch_size,

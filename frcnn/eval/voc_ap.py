@@ -59,18 +59,11 @@ class ImageGroundTruth:
     areas: np.ndarray = None
 
     def __post_init__(self):
-        """배열로 바꾸고 모양·길이를 검사한다."""
-        object.__setattr__(self, "boxes", _as_array(self.boxes, np.float64, (4,), "boxes"))
-        object.__setattr__(self, "classes", _as_array(self.classes, np.int64, (), "classes"))
-        object.__setattr__(self, "difficult", _as_array(self.difficult, bool, (), "difficult"))
-        is_crowd = np.zeros(len(self.boxes), bool) if self.is_crowd is None else self.is_crowd
-        object.__setattr__(self, "is_crowd", _as_array(is_crowd, bool, (), "is_crowd"))
-        optional = {}
-        if self.areas is not None:
-            object.__setattr__(self, "areas", _as_array(self.areas, np.float64, (), "areas"))
-            optional["areas"] = self.areas
-        _check_lengths(self.image_id, boxes=self.boxes, classes=self.classes, difficult=self.difficult,
-                       is_crowd=self.is_crowd, **optional)
+        if self.is_crowd is None:  # 모두 crowd 아님
+            num_boxes = len(_as_array(self.boxes, np.float64, (4,), "boxes"))
+            object.__setattr__(self, "is_crowd", np.zeros(num_boxes, bool))
+        _coerce(self, boxes=(np.float64, (4,)), classes=(np.int64, ()), difficult=(bool, ()),
+                is_crowd=(bool, ()), areas=(np.float64, ()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,18 +83,19 @@ class ImageDetections:
     image_id: str = ""
 
     def __post_init__(self):
-        """배열로 바꾸고 모양·길이를 검사한다."""
-        object.__setattr__(self, "boxes", _as_array(self.boxes, np.float64, (4,), "boxes"))
-        object.__setattr__(self, "scores", _as_array(self.scores, np.float64, (), "scores"))
-        object.__setattr__(self, "classes", _as_array(self.classes, np.int64, (), "classes"))
-        _check_lengths(self.image_id, boxes=self.boxes, scores=self.scores, classes=self.classes)
+        _coerce(self, boxes=(np.float64, (4,)), scores=(np.float64, ()), classes=(np.int64, ()))
 
 
-def _check_lengths(image_id, **arrays):
-    """배열들의 첫 차원 길이가 같은지 검사한다."""
-    lengths = {name: len(array) for name, array in arrays.items()}
+def _coerce(instance, **specs):
+    """필드 (이름 → (dtype, 꼬리 모양); None 인 선택 필드는 건너뜀) 를 배열로 바꿔 다시 넣고 첫 차원 길이가
+    모두 같은지 검사한다."""
+    lengths = {}
+    for name, (dtype, shape_tail) in specs.items():
+        if getattr(instance, name) is not None:
+            object.__setattr__(instance, name, _as_array(getattr(instance, name), dtype, shape_tail, name))
+            lengths[name] = len(getattr(instance, name))
     if len(set(lengths.values())) > 1:
-        raise ValueError(f"image {image_id!r}: mismatched lengths {lengths}")
+        raise ValueError(f"image {instance.image_id!r}: mismatched lengths {lengths}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,15 +137,7 @@ class VocApResult:
 
 
 def voc_iou(box, gt_boxes):
-    """VOC +1 규약 IoU: 박스 하나와 GT 여럿.
-
-    Args:
-      box: [4] float VOC 픽셀 (xmin, ymin, xmax, ymax).
-      gt_boxes: [G, 4] float VOC 픽셀.
-
-    Returns:
-      [G] float64 IoU.
-    """
+    """VOC +1 규약 IoU: VOC 픽셀 박스 [4] 하나와 GT [G, 4] → [G] float64."""
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     inter_width = np.maximum(
         np.minimum(gt_boxes[:, 2], box[2]) - np.maximum(gt_boxes[:, 0], box[0]) + 1.0, 0.0)
@@ -164,13 +150,7 @@ def voc_iou(box, gt_boxes):
 
 
 def match_class(ground_truths, detections, class_id, iou_threshold=DEFAULT_IOU_THRESHOLD):
-    """한 클래스의 검출을 점수 순으로 GT 와 짝지어 TP/FP 를 정한다 (devkit 규칙).
-
-    Args:
-      ground_truths: 이미지별 ImageGroundTruth 목록.
-      detections: 같은 순서의 이미지별 ImageDetections 목록.
-      class_id: 평가할 클래스 id.
-      iou_threshold: IoU 가 이 값을 넘어야 매칭.
+    """한 클래스의 검출을 점수 순으로 GT 와 짝지어 TP/FP 를 정한다 (devkit 규칙; 같은 이미지 순서의 목록들).
 
     Returns:
       (is_true_positive [D] bool, is_false_positive [D] bool, num_gt int).
@@ -218,16 +198,8 @@ def _gather_class_detections(detections, class_id):
 
 
 def average_precision(recall, precision, use_07_metric=True):
-    """devkit `voc_ap`: recall/precision 곡선에서 AP 를 계산한다.
-
-    Args:
-      recall: [D] float, 누적 recall (증가 순).
-      precision: [D] float, 누적 precision.
-      use_07_metric: True 면 VOC07 11점 보간, False 면 전 점 (포락선 아래 넓이).
-
-    Returns:
-      AP (float).
-    """
+    """devkit `voc_ap`: 누적 recall [D] (증가 순)·precision [D] 곡선의 AP (float). use_07_metric 이면 VOC07 11점
+    보간, 아니면 전 점 (포락선 아래 넓이)."""
     recall = np.asarray(recall, dtype=np.float64)
     precision = np.asarray(precision, dtype=np.float64)
     if use_07_metric:
@@ -245,18 +217,7 @@ def average_precision(recall, precision, use_07_metric=True):
 
 def evaluate_class(ground_truths, detections, class_id, iou_threshold=DEFAULT_IOU_THRESHOLD,
                    use_07_metric=True):
-    """한 클래스의 devkit AP.
-
-    Args:
-      ground_truths: 이미지별 ImageGroundTruth 목록.
-      detections: 같은 순서의 이미지별 ImageDetections 목록.
-      class_id: 클래스 id.
-      iou_threshold: 매칭 IoU 임계값.
-      use_07_metric: 11점 보간이면 True.
-
-    Returns:
-      ClassAp. GT 가 없으면 ap = NaN, recall/precision 은 빈 배열.
-    """
+    """한 클래스의 devkit AP (ClassAp). GT 가 없으면 ap = NaN, recall/precision 은 빈 배열."""
     is_true_positive, is_false_positive, num_gt = match_class(
         ground_truths, detections, class_id, iou_threshold)
     num_detections = len(is_true_positive)
@@ -276,8 +237,7 @@ def evaluate_voc(ground_truths, detections, num_classes, iou_threshold=DEFAULT_I
     """모든 클래스의 devkit AP 와 mAP.
 
     Args:
-      ground_truths: 이미지별 ImageGroundTruth 목록 (VOC 픽셀 박스).
-      detections: 같은 길이·순서의 이미지별 ImageDetections 목록.
+      ground_truths, detections: 같은 길이·순서의 이미지별 ImageGroundTruth·ImageDetections 목록.
       num_classes: C, 클래스 id 는 1..C.
       iou_threshold: IoU 가 이 값을 넘어야 매칭 (devkit 0.5).
       use_07_metric: True 면 VOC07 11점, False 면 VOC2010+ 전 점.
@@ -316,15 +276,7 @@ def check_inputs(ground_truths, detections, num_classes):
 
 
 def count_ground_truths(ground_truths, num_classes):
-    """클래스별 GT 수.
-
-    Args:
-      ground_truths: ImageGroundTruth 목록.
-      num_classes: C.
-
-    Returns:
-      (num_gt [C] int64 difficult 아닌 GT 수, num_difficult [C] int64), 인덱스 0 = 클래스 1.
-    """
+    """클래스별 GT 수: (difficult 아닌 GT 수 [C] int64, difficult 수 [C] int64), 인덱스 0 = 클래스 1."""
     num_gt = np.zeros(num_classes + 1, dtype=np.int64)
     num_difficult = np.zeros(num_classes + 1, dtype=np.int64)
     for ground_truth in ground_truths:
