@@ -99,15 +99,7 @@ class Batcher:
             return sum(len(tasks) for tasks in self._queues.values())
 
     def run(self, servable, signature_name, inputs):
-        """요청 하나를 큐에 넣고 그 결과를 기다린다 (servable.run 과 같은 꼴).
-
-        Args:
-          servable: Servable.
-          signature_name: str.
-          inputs: dict, 입력 이름 → np.ndarray [B, ...].
-
-        Returns:
-          dict, 출력 이름 → np.ndarray [B, ...].
+        """요청 하나를 큐에 넣고 그 결과 (출력 이름 → [B, ...]) 를 기다린다 (servable.run 과 같은 꼴).
 
         Raises:
           RequestError: 큐가 찼거나 배처가 멈췄을 때 (503), 모델이 입력을 거부했을 때 (400).

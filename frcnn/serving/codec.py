@@ -66,13 +66,7 @@ class RequestError(ValueError):
 
 
 def parse_json_body(body):
-    """요청 본문 바이트를 JSON 객체로 읽는다.
-
-    Args:
-      body: bytes, HTTP 요청 본문.
-
-    Returns:
-      dict, 최상위 JSON 객체.
+    """HTTP 요청 본문 바이트를 최상위 JSON 객체 (dict) 로 읽는다.
 
     Raises:
       RequestError: UTF-8/JSON 이 아니거나, 중첩이 MAX_JSON_DEPTH 보다 깊거나, 최상위가 객체가 아닐 때 (400).
@@ -125,16 +119,8 @@ def _tensor_info(spec, tensor_name):
 def signature_def_proto(signature_name, inputs, outputs):
     """시그니처 하나를 TF Serving 메타데이터의 SignatureDef 프로토로 만든다 (gRPC 와 REST 가 함께 쓴다).
 
-    텐서 이름은 TF2 ``tf.saved_model.save`` 가 쓰는 규칙
+    inputs·outputs 는 이름 → tf.TensorSpec. 텐서 이름은 TF2 ``tf.saved_model.save`` 가 쓰는 규칙
     (입력 ``<시그니처>_<입력>:0``, 출력 ``StatefulPartitionedCall:<이름 순 번호>``)을 따른다.
-
-    Args:
-      signature_name: str, 시그니처 키.
-      inputs: dict, 입력 이름 → tf.TensorSpec.
-      outputs: dict, 출력 이름 → tf.TensorSpec.
-
-    Returns:
-      meta_graph_pb2.SignatureDef.
     """
     signature_def = meta_graph_pb2.SignatureDef(method_name=METHOD_NAME)
     for name, spec in sorted(inputs.items()):
@@ -145,11 +131,8 @@ def signature_def_proto(signature_name, inputs, outputs):
 
 
 def signature_def_json(signature_name, inputs, outputs):
-    """``signature_def_proto`` 의 JSON (TF Serving REST 메타데이터의 SignatureDef 하나).
-
-    Returns:
-      dict, ``{"inputs": ..., "outputs": ..., "method_name": ...}`` (TF Serving 에 없는 ``defaults`` 는 뺀다).
-    """
+    """``signature_def_proto`` 의 JSON dict ``{"inputs", "outputs", "method_name"}`` (TF Serving 에 없는
+    ``defaults`` 는 뺀다)."""
     document = message_to_json(signature_def_proto(signature_name, inputs, outputs))
     document.pop("defaults", None)
     return document
@@ -172,13 +155,9 @@ def _string_array(value, where):
     """중첩 리스트의 문자열 값들을 object dtype bytes 배열로 바꾼다."""
     if isinstance(value, list):
         leaves = [_string_array(item, where) for item in value]
-        shapes = {leaf.shape for leaf in leaves}
-        if len(shapes) > 1:
+        if len({leaf.shape for leaf in leaves}) > 1:
             raise RequestError(f"{where}: nested lists have different lengths")
-        stacked = np.empty((len(leaves),) + (shapes.pop() if shapes else ()), dtype=object)
-        for index, leaf in enumerate(leaves):
-            stacked[index, ...] = leaf
-        return stacked
+        return _stack_objects(leaves) if leaves else np.empty((0,), dtype=object)
     return np.array(_string_leaf(value, where), dtype=object)
 
 
@@ -210,19 +189,8 @@ def _numeric_array(value, dtype, where):
 
 
 def json_to_array(value, spec, where):
-    """입력 하나의 JSON 값을 spec 의 dtype 을 가진 numpy 배열로 바꾼다.
-
-    Args:
-      value: JSON 값 (스칼라, 중첩 리스트, ``{"b64": ...}``).
-      spec: tf.TensorSpec, 그 입력의 명세.
-      where: str, 오류 메시지에 쓸 위치 설명.
-
-    Returns:
-      np.ndarray, 문자열 입력이면 bytes 를 담은 object 배열.
-
-    Raises:
-      RequestError: 값이 dtype 에 맞지 않을 때 (400).
-    """
+    """입력 하나의 JSON 값 (스칼라, 중첩 리스트, ``{"b64": ...}``) 을 spec 의 dtype 배열로 바꾼다 (문자열은 bytes
+    object 배열). 값이 dtype 에 맞지 않으면 RequestError (400; 메시지는 where 로 시작)."""
     if spec.dtype == tf.string:
         return _string_array(value, where)
     return _numeric_array(value, spec.dtype, where)
@@ -235,12 +203,16 @@ def _check_shape(array, spec, name):
                            f"{[-1 if size is None else size for size in spec.shape.as_list()]}")
 
 
+def _is_named(value, specs):
+    """값이 입력 이름 → 값 dict 인지 (입력이 하나면 ``{"b64": ...}`` 는 값 자체다)."""
+    return isinstance(value, dict) and not (len(specs) == 1 and set(value) == {BINARY_KEY}
+                                            and BINARY_KEY not in specs)
+
+
 def _instance_values(instance, specs, index):
     """인스턴스 하나를 입력 이름 → JSON 값 딕셔너리로 풀어낸다."""
     names = list(specs)
-    is_named = isinstance(instance, dict) and not (len(names) == 1 and set(instance) == {BINARY_KEY}
-                                                   and BINARY_KEY not in specs)
-    if not is_named:
+    if not _is_named(instance, specs):
         if len(names) != 1:
             raise RequestError(f"instance {index}: the signature has inputs {names}; "
                                "each instance must be an object naming them")
@@ -252,14 +224,7 @@ def _instance_values(instance, specs, index):
 
 
 def instances_to_inputs(instances, specs):
-    """행 형식 ``instances`` 를 입력 이름 → 배치 배열로 쌓는다.
-
-    Args:
-      instances: list, 인스턴스 B 개.
-      specs: dict, 입력 이름 → tf.TensorSpec.
-
-    Returns:
-      dict, 입력 이름 → np.ndarray [B, ...].
+    """행 형식 ``instances`` (B 개) 를 입력 이름 → 배치 배열 [B, ...] 로 쌓는다 (specs: 입력 이름 → TensorSpec).
 
     Raises:
       RequestError: 인스턴스 형식/dtype 이 틀리거나 모양이 달라 쌓을 수 없을 때 (400).
@@ -290,22 +255,13 @@ def _stack_objects(arrays):
 
 
 def columnar_to_inputs(columns, specs):
-    """열 형식 ``inputs`` 를 입력 이름 → 배치 배열로 바꾼다.
-
-    Args:
-      columns: dict (입력 이름 → 배치 값) 또는 입력이 하나인 시그니처면 배치 값 자체.
-      specs: dict, 입력 이름 → tf.TensorSpec.
-
-    Returns:
-      dict, 입력 이름 → np.ndarray.
+    """열 형식 ``inputs`` (입력 이름 → 배치 값, 입력이 하나면 배치 값 자체) 를 입력 이름 → 배열로 바꾼다.
 
     Raises:
       RequestError: 이름이나 값이 시그니처와 맞지 않을 때 (400).
     """
     names = list(specs)
-    is_named = isinstance(columns, dict) and not (len(names) == 1 and set(columns) == {BINARY_KEY}
-                                                  and BINARY_KEY not in specs)
-    if not is_named:
+    if not _is_named(columns, specs):
         if len(names) != 1:
             raise RequestError(f"'inputs' must be an object naming the signature inputs {names}")
         columns = {names[0]: columns}
@@ -336,28 +292,15 @@ def _strings_to_json(value, binary):
 
 
 def array_to_json(array, name):
-    """출력 배열 하나를 JSON 으로 바꿀 수 있는 파이썬 값(중첩 리스트)으로 만든다.
-
-    Args:
-      array: np.ndarray, 모델 출력 (문자열이면 bytes object 배열).
-      name: str, 출력 이름 (``_bytes`` 로 끝나면 항상 b64 로 인코딩).
-
-    Returns:
-      리스트/스칼라.
-    """
+    """출력 배열 하나 (문자열이면 bytes object 배열) 를 JSON 으로 쓸 중첩 리스트·스칼라로 (이름이 ``_bytes`` 로
+    끝나면 문자열은 항상 b64)."""
     if array.dtype == object:
         return _strings_to_json(array.tolist(), binary=name.endswith(BINARY_OUTPUT_SUFFIX))
     return array.tolist()
 
 
 def outputs_to_predictions(outputs):
-    """출력 배치를 행 형식 ``predictions`` 로 나눈다.
-
-    Args:
-      outputs: dict, 출력 이름 → np.ndarray [B, ...].
-
-    Returns:
-      list, 인스턴스마다 출력이 여럿이면 ``{이름: 값}``, 하나면 값.
+    """출력 배치 (이름 → [B, ...]) 를 행 형식 ``predictions`` 로: 인스턴스마다 출력이 여럿이면 ``{이름: 값}``, 하나면 값.
 
     Raises:
       ValueError: 출력들의 첫 차원(배치) 크기가 서로 다를 때.
@@ -365,19 +308,17 @@ def outputs_to_predictions(outputs):
     batch_sizes = {name: (array.shape[0] if array.ndim else None) for name, array in outputs.items()}
     if len(set(batch_sizes.values())) != 1 or None in batch_sizes.values():
         raise ValueError(f"outputs do not share a batch dimension {batch_sizes}; use the 'inputs' format")
-    columns = {name: array_to_json(array, name) for name, array in sorted(outputs.items())}
-    batch_size = next(iter(batch_sizes.values()))
-    if len(columns) == 1:
-        return next(iter(columns.values()))
-    return [{name: values[index] for name, values in columns.items()} for index in range(batch_size)]
+    columns = outputs_to_columnar(outputs)
+    if len(outputs) == 1:
+        return columns
+    return [{name: values[index] for name, values in columns.items()}
+            for index in range(next(iter(batch_sizes.values())))]
 
 
 def outputs_to_columnar(outputs):
     """출력 배치를 열 형식 ``outputs`` 로 바꾼다 (출력이 하나면 그 값만)."""
     columns = {name: array_to_json(array, name) for name, array in sorted(outputs.items())}
-    if len(columns) == 1:
-        return next(iter(columns.values()))
-    return columns
+    return next(iter(columns.values())) if len(columns) == 1 else columns
 
 
 def _dtype_name(enum):
@@ -396,15 +337,7 @@ def check_dtype(proto, spec, name):
 
 
 def tensor_proto_to_array(proto, spec, name):
-    """gRPC 입력 TensorProto 하나를 spec 의 dtype 을 가진 numpy 배열로 바꾼다.
-
-    Args:
-      proto: tensor_pb2.TensorProto.
-      spec: tf.TensorSpec, 그 입력의 명세.
-      name: str, 입력 이름 (오류 메시지용).
-
-    Returns:
-      np.ndarray, 문자열이면 bytes 를 담은 object 배열.
+    """gRPC 입력 TensorProto 하나를 spec 의 dtype 배열로 (문자열은 bytes object 배열; name 은 오류 메시지용).
 
     Raises:
       RequestError: dtype 이 다르거나, 값을 읽을 수 없거나, 모양이 맞지 않을 때 (400).

@@ -116,17 +116,8 @@ def _json_response(status, payload, headers=None):
 
 def build_app(service, tracker, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
               request_timeout=DEFAULT_REQUEST_TIMEOUT_SECONDS):
-    """TF Serving REST 경로를 ModelService 로 잇는 Starlette 앱.
-
-    Args:
-      service: ModelService.
-      tracker: service.RequestTracker (처리 중 요청 수, 종료 중 여부).
-      max_body_bytes: int, 이보다 큰 본문은 413.
-      request_timeout: float, 본문을 다 받을 때까지의 최대 초 (넘으면 408).
-
-    Returns:
-      Starlette 앱 (ASGI).
-    """
+    """TF Serving REST 경로를 ModelService 로 잇는 Starlette 앱 (ASGI). tracker 는 service.RequestTracker;
+    max_body_bytes 보다 큰 본문은 413, request_timeout 초 안에 다 받지 못한 본문은 408."""
     budget = BodyBudget(BODY_BUDGET_BODIES * max_body_bytes)
     if service.metrics is not None:
         service.metrics.watch_body_bytes(lambda: budget.used)

@@ -71,14 +71,7 @@ class Servable:
         return self.signatures[signature_name][1]
 
     def run(self, signature_name, inputs):
-        """시그니처를 한 배치로 실행한다.
-
-        Args:
-          signature_name: str, 시그니처 키.
-          inputs: dict, 입력 이름 → np.ndarray [B, ...] (문자열이면 bytes object 배열).
-
-        Returns:
-          dict, 출력 이름 → np.ndarray [B, ...].
+        """시그니처를 한 배치로 실행한다: 입력 이름 → [B, ...] 배열 (문자열은 bytes object 배열) → 출력 이름 → [B, ...].
 
         Raises:
           RequestError: 모델이 입력을 거부했을 때 (예: 이미지가 아닌 바이트, 400).
@@ -112,14 +105,8 @@ class Servable:
 
 
 def short_error_message(message):
-    """TF 런타임 오류 메시지에서 그래프 위치/스택 줄을 빼고 원인 줄만 남긴다.
-
-    Args:
-      message: str, ``tf.errors.OpError.message``.
-
-    Returns:
-      str, 예: ``"Unknown image file format. One of JPEG, PNG, ... required."``.
-    """
+    """``tf.errors.OpError.message`` 에서 그래프 위치/스택 줄을 빼고 원인 줄만 남긴다 (예: ``"Unknown image file
+    format. One of JPEG, PNG, ... required."``)."""
     noise_prefixes = ("Graph execution error", "Detected at node", "<stack traces", "[[")
     lines = [line.strip() for line in message.splitlines()]
     useful = [line for line in lines if line and not line.startswith(noise_prefixes)]
@@ -139,15 +126,8 @@ def _warmup_example():
 
 
 def warmup_array(input_name, spec):
-    """입력 명세에 맞는 배치 1 짜리 워밍업 입력. 만들 수 없으면 None.
-
-    Args:
-      input_name: str, 입력 이름 (``examples`` 면 tf.Example, 다른 문자열 입력이면 PNG).
-      spec: tf.TensorSpec, 입력 명세.
-
-    Returns:
-      np.ndarray 또는 None.
-    """
+    """입력 명세에 맞는 배치 1 짜리 워밍업 배열 (``examples`` 입력이면 tf.Example, 다른 문자열 입력이면 PNG,
+    uint8 이미지면 회색 판). 만들 수 없으면 None."""
     shape = spec.shape.as_list()
     if spec.dtype == tf.string and len(shape) == 1:
         sample = _warmup_example() if input_name == "examples" else _warmup_png()

@@ -74,15 +74,8 @@ class ServingServer:
             self._stopped.set()
 
     def graceful_shutdown(self, drain_timeout=DEFAULT_DRAIN_TIMEOUT_SECONDS):
-        """새 연결·RPC 를 그만 받고, 처리 중인 요청이 끝나기를 기다린 뒤 멈춘다.
-
-        ``serve_forever`` 를 도는 스레드가 아닌 다른 스레드에서 불러야 한다.
-
-        Args:
-          drain_timeout: float, 처리 중 요청을 기다릴 최대 초.
-
-        Returns:
-          bool, 시간 안에 모든 요청이 끝났으면 True.
+        """새 연결·RPC 를 그만 받고, 처리 중인 요청이 끝나기를 drain_timeout 초까지 기다린 뒤 멈춘다 (시간 안에 모두
+        끝났으면 True). ``serve_forever`` 를 도는 스레드가 아닌 다른 스레드에서 불러야 한다.
         """
         if self._closed:
             return True

@@ -230,14 +230,9 @@ class ModelService:
         return name
 
     def predict_json(self, body, model_name, version=None, label=None):
-        """``POST /v1/models/NAME[/versions/N]:predict`` 의 요청 본문을 처리한다.
-
-        Args:
-          body: bytes, JSON 요청 본문 (``signature_name`` 과 ``instances`` 또는 ``inputs`` 중 하나).
-          model_name, version, label: URL 의 모델 이름, 버전 번호 (int 또는 None), 라벨.
-
-        Returns:
-          dict, ``{"predictions": [...]}`` (행 형식) 또는 ``{"outputs": ...}`` (열 형식).
+        """``POST /v1/models/NAME[/versions/N]:predict`` 의 JSON 본문 (``signature_name`` 과 ``instances`` 또는
+        ``inputs`` 중 하나) 을 처리해 ``{"predictions": [...]}`` (행 형식) 또는 ``{"outputs": ...}`` (열 형식) 을
+        돌려준다. model_name, version (int 또는 None), label 은 URL 의 것.
 
         Raises:
           RequestError: 요청이 잘못되었을 때 (400), 없는 모델/버전 (404), 큐가 찼을 때 (503).
@@ -263,13 +258,7 @@ class ModelService:
             return {"outputs": codec.outputs_to_columnar(outputs)}
 
     def predict_proto(self, request):
-        """gRPC ``PredictionService/Predict``.
-
-        Args:
-          request: predict_pb2.PredictRequest.
-
-        Returns:
-          predict_pb2.PredictResponse (``output_filter`` 가 있으면 그 출력만).
+        """gRPC ``PredictionService/Predict`` (응답은 ``output_filter`` 의 출력만, 비면 모두).
 
         Raises:
           RequestError: 400 (시그니처, 입력 이름, dtype, 모양, 디코딩할 수 없는 이미지), 404, 503.
