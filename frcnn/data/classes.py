@@ -19,13 +19,7 @@ from frcnn.data import voc
 
 
 def parse_classes_flag(classes_flag: str) -> tuple:
-    """쉼표 목록 또는 클래스 파일 경로를 클래스 이름 tuple 로 읽고 검사한다.
-
-    Args:
-      classes_flag: 비지 않은 --classes 값.
-
-    Returns:
-      클래스 이름 tuple (id 1..C 순서).
+    """비지 않은 --classes 값 (쉼표 목록 또는 클래스 파일 경로) 을 클래스 이름 tuple (id 1..C 순서) 로 읽는다.
 
     Raises:
       voc.VocError: 클래스 파일이 없거나 읽을 수 없음, 빈 이름, 빈 목록, 중복 이름.
@@ -48,14 +42,7 @@ def parse_classes_flag(classes_flag: str) -> tuple:
 
 
 def discover_classes(found_names) -> tuple:
-    """자동 규칙: 모두 VOC 클래스면 `voc.VOC_CLASSES`, 아니면 발견된 이름의 정렬 목록.
-
-    Args:
-      found_names: 데이터에서 발견된 클래스 이름들의 iterable (중복 가능).
-
-    Returns:
-      클래스 이름 tuple.
-    """
+    """자동 규칙: 발견된 이름 (중복 가능) 이 모두 VOC 클래스면 `voc.VOC_CLASSES`, 아니면 그 정렬 tuple."""
     found = set(found_names)
     if found <= set(voc.VOC_CLASSES):
         return voc.VOC_CLASSES
@@ -63,15 +50,7 @@ def discover_classes(found_names) -> tuple:
 
 
 def class_ids(class_names, classes, source_path: str) -> np.ndarray:
-    """클래스 이름들을 목록의 1부터 시작하는 id 로 바꾼다.
-
-    Args:
-      class_names: [G] 클래스 이름.
-      classes: 클래스 이름 목록 (id 1..C 순서).
-      source_path: 오류 메시지에 쓸 위치 (XML 경로 등).
-
-    Returns:
-      [G] int64, 1..C.
+    """[G] 클래스 이름을 목록 (id 1..C 순서) 의 [G] int64 id 로 바꾼다.
 
     Raises:
       voc.VocError: 목록에 없는 클래스가 있을 때 (source_path 로).
@@ -91,13 +70,8 @@ def unnamed_class(class_id):
 def from_id_name_pairs(pairs):
     """레코드처럼 id 가 이미 붙은 (id, 이름) 쌍들에서 클래스 목록을 정한다.
 
-    id k 의 이름은 처음 나온 비지 않은 이름, 이름이 한 번도 없으면 `class_k`; 목록은 1..최대 id.
-
-    Args:
-      pairs: (class_id, class_name) 쌍의 iterable. id ≤ 0 (배경·패딩) 은 최대 id 에만 영향이 없다.
-
-    Returns:
-      (names tuple, id_to_name dict) — id_to_name 에는 이름이 실제로 나온 id 만 있다.
+    id k 의 이름은 처음 나온 비지 않은 이름, 이름이 한 번도 없으면 `class_k`; 목록은 1..최대 id (id ≤ 0 인
+    배경·패딩 쌍은 무시). (names tuple, id_to_name dict) 를 돌려주며 id_to_name 에는 이름이 나온 id 만 있다.
     """
     id_to_name, max_id = {}, 0
     for class_id, name in pairs:

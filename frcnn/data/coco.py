@@ -120,13 +120,8 @@ def _load_problem(error: Exception) -> str:
 def read_coco(annotations_path: str, images_dir: str, classes_flag: Optional[str] = None) -> CocoDataset:
     """COCO JSON 을 읽고 범주를 라벨로 맞추고 모든 주석을 검사한다 (이미지 파일은 `read_image_checked` 가).
 
-    Args:
-      annotations_path: instances JSON 경로.
-      images_dir: 이미지 'file_name' 의 기준 디렉터리.
-      classes_flag: None/'' (모든 범주, id 순서) 또는 --classes 값 (고를 범주 이름: 쉼표 목록 또는 파일).
-
-    Returns:
-      CocoDataset.
+    images_dir 는 이미지 'file_name' 의 기준 디렉터리, classes_flag 는 None/'' (모든 범주, id 순서) 또는 고를
+    범주 이름 (--classes 값).
 
     Raises:
       sources.SourceError: 파일 전체의 문제 (`load_coco`, 목록이 없음, 범주·이미지 id 중복·잘못된 범주,
@@ -166,16 +161,10 @@ def read_image_checked(annotations_path: str, image: CocoImage) -> bytes:
 
 
 def open_coco_source(annotations_path: str, images_dir: str, classes_flag: Optional[str]) -> sources.Source:
-    """COCO JSON 한 파일을 변환 소스로 연다.
+    """COCO JSON 한 파일을 변환 소스로 연다 (인자는 `read_coco` 의 것).
 
-    Args:
-      annotations_path: instances JSON 경로.
-      images_dir: 이미지 디렉터리.
-      classes_flag: None/'' 또는 --classes 값 (`read_coco`).
-
-    Returns:
-      sources.Source: 모르는 이미지 id 의 주석 (SourceError) 다음에 파일 순서의 이미지들. metadata 에
-        'coco_annotations' (경로) 와 'coco_categories' ([{label, id, name}], 라벨 순서).
+    items 는 모르는 이미지 id 의 주석 (SourceError) 다음에 파일 순서의 이미지들, metadata 는
+    'coco_annotations' (경로) 와 'coco_categories' ([{label, id, name}], 라벨 순서).
 
     Raises:
       sources.SourceError: 파일 전체의 문제 (`read_coco`).

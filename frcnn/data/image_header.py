@@ -67,13 +67,7 @@ def image_format(data):
 
 
 def image_dims(data):
-    """인코딩된 이미지의 (H, W, 프레임 수) 를 머리에서 읽는다 (디코딩하지 않는다).
-
-    Args:
-      data: bytes.
-
-    Returns:
-      (height, width, frames) int 들; 모르는 형식이면 (0, 0, 0).
+    """인코딩된 이미지 bytes 의 (H, W, 프레임 수) int 들을 머리에서 읽는다 (모르는 형식이면 (0, 0, 0)).
 
     Raises:
       ImageHeaderError: 아는 형식인데 머리가 잘렸거나 깨졌을 때.

@@ -14,18 +14,7 @@ from frcnn.ops import box_ops
 
 
 def resize_scale(height, width, min_size, max_size):
-    """리사이즈 배율과 리사이즈된 크기.
-
-    Args:
-      height: 스칼라 또는 [B] 원본 높이 (정수·실수 텐서).
-      width: 같은 모양의 원본 너비.
-      min_size: int.
-      max_size: int.
-
-    Returns:
-      scale: float32 배율.
-      resized: 같은 모양 + [2] int32 (h, w).
-    """
+    """원본 높이·너비 (스칼라 또는 [B], 정수·실수 텐서) 의 리사이즈 배율 (float32) 과 크기 ([..., 2] int32 (h, w))."""
     height = tf.cast(height, tf.float32)
     width = tf.cast(width, tf.float32)
     short = tf.minimum(height, width)
@@ -55,16 +44,7 @@ def canvas_for_image(height, width, spec):
 
 
 def resize_image(image, min_size, max_size):
-    """한 장의 이미지를 정책대로 리사이즈한다 (패딩 없음).
-
-    Args:
-      image: [H, W, 3] uint8 또는 float32.
-      min_size, max_size: int, 짧은 변 목표와 긴 변 상한 (`input.min_size`, `input.max_size`).
-
-    Returns:
-      resized: [h, w, 3] float32 (0–255 범위).
-      scale: float32 스칼라.
-    """
+    """[H, W, 3] 이미지 한 장을 정책대로 리사이즈한다 (패딩 없음): ([h, w, 3] float32 0–255, 배율 스칼라)."""
     shape = tf.shape(image)
     scale, size = resize_scale(shape[0], shape[1], min_size, max_size)
     resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
@@ -72,15 +52,7 @@ def resize_image(image, min_size, max_size):
 
 
 def pad_to_canvas(image, canvas):
-    """리사이즈된 이미지를 캔버스 (Hc, Wc) 의 왼쪽 위에 두고 0 으로 채운다.
-
-    Args:
-      image: [h, w, 3] float32.
-      canvas: (Hc, Wc) Python int (정적 모양) 또는 int32 스칼라 텐서.
-
-    Returns:
-      [Hc, Wc, 3] float32.
-    """
+    """[h, w, 3] 이미지를 캔버스 (Hc, Wc) (int 면 정적 모양, 또는 int32 스칼라 텐서) 의 왼쪽 위에 두고 0 으로 채운다."""
     canvas_height, canvas_width = canvas
     padded = tf.image.pad_to_bounding_box(image, 0, 0, canvas_height, canvas_width)
     if isinstance(canvas_height, int) and isinstance(canvas_width, int):
@@ -93,8 +65,7 @@ def canvas_boxes(normalized_boxes, heights, widths, min_size, max_size):
 
     Args:
       normalized_boxes: [..., G, 4] float32 정규화 [ymin, xmin, ymax, xmax], −1 패딩.
-      heights: [...] 정수 원본 높이 H.
-      widths: [...] 정수 원본 너비 W.
+      heights, widths: [...] 정수 원본 높이 H, 너비 W.
       min_size, max_size: int (`resize_image` 와 같다).
 
     Returns:

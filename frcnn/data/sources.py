@@ -173,13 +173,8 @@ def _voc_items(loaded: list, class_list) -> Iterator[SourceItem]:
 def open_voc_source(voc_dir: str, split: str, classes_flag: Optional[str]) -> Source:
     """VOC 디렉터리의 한 분할을 연다: id 목록과 모든 XML 을 읽고 클래스 목록을 정한다.
 
-    Args:
-      voc_dir: VOC 루트 (…/VOC2007).
-      split: ImageSets/Main/<split>.txt 의 분할 이름.
-      classes_flag: None/'' (자동), 쉼표 목록, 또는 클래스 파일 경로.
-
-    Returns:
-      Source. 개별 XML·이미지 오류와 목록에 없는 클래스는 items 안의 SourceError 로 나온다.
+    classes_flag 는 None/'' (자동), 쉼표 목록, 또는 클래스 파일 경로. 개별 XML·이미지 오류와 목록에 없는
+    클래스는 items 안의 SourceError 로 나온다.
 
     Raises:
       SourceError: 분할 파일이나 --classes 자체의 문제, 분할이 비었을 때.
@@ -219,13 +214,9 @@ def _record_example(path: str, serialized: bytes) -> SourceItem:
 def open_records_source(record_paths, classes_flag: Optional[str] = None) -> Source:
     """TFRecord 파일들 (`make_tfrecords` 출력 또는 다른 도구의 TF OD API 레코드) 을 소스로 연다.
 
-    Args:
-      record_paths: TFRecord 파일 경로 목록 (이 순서로 읽는다).
-      classes_flag: None/'' 또는 --classes 값 (쉼표 목록 또는 파일). 없으면 classes 는 빈 tuple 이고,
-        class_ids 는 레코드의 라벨 그대로, class_names 는 레코드의 텍스트 (없으면 '').
-
-    Returns:
-      Source. 필수 특징이 빠지거나 개수가 맞지 않는 예제는 items 안의 SourceError (파일 경로로).
+    파일은 주어진 순서로 읽는다. classes_flag 가 비면 classes 는 빈 tuple 이고, class_ids 는 레코드의 라벨 그대로,
+    class_names 는 레코드의 텍스트 (없으면 ''). 필수 특징이 빠지거나 개수가 맞지 않는 예제는 items 안의
+    SourceError (파일 경로로).
 
     Raises:
       SourceError: --classes 값의 문제.

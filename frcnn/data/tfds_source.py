@@ -80,15 +80,8 @@ def _tfds_example(element: dict, split: str, tfds_names, class_list) -> sources.
 
 
 def open_tfds_source(split: str, data_dir: Optional[str], classes_flag: Optional[str]) -> sources.Source:
-    """tfds `voc/2007` 의 한 분할을 연다.
-
-    Args:
-      split: tfds 분할 이름 ('train', 'validation', 'test', 'train+validation' 등).
-      data_dir: tfds 데이터 디렉터리 (None 이면 tfds 기본값).
-      classes_flag: None/'' 이면 tfds 클래스 이름 그대로, 아니면 쉼표 목록 또는 클래스 파일.
-
-    Returns:
-      sources.Source.
+    """tfds `voc/2007` 의 한 분할 ('train', 'test', 'train+validation' 등; data_dir 이 None 이면 tfds 기본값) 을
+    연다. classes_flag 가 비면 tfds 클래스 이름 그대로.
 
     Raises:
       SourceError: 데이터셋을 열 수 없거나 --classes 가 잘못됐을 때.

@@ -82,42 +82,22 @@ class VocAnnotation:
 
 
 def voc_to_boxes(voc_boxes) -> np.ndarray:
-    """VOC 1-based 포함 픽셀 박스를 연속 픽셀 박스로 바꾼다.
-
-    Args:
-      voc_boxes: [G, 4] 실수 배열, (xmin, ymin, xmax, ymax) VOC 픽셀.
-
-    Returns:
-      [G, 4] float32, [ymin - 1, xmin - 1, ymax, xmax].
-    """
+    """[G, 4] VOC 픽셀 (xmin, ymin, xmax, ymax) → [G, 4] float32 연속 픽셀 [ymin - 1, xmin - 1, ymax, xmax]."""
     voc_boxes = np.asarray(voc_boxes, dtype=np.float32).reshape(-1, 4)
     xmin, ymin, xmax, ymax = voc_boxes.T
     return np.stack([ymin - 1.0, xmin - 1.0, ymax, xmax], axis=1).astype(np.float32)
 
 
 def boxes_to_voc(boxes_continuous) -> np.ndarray:
-    """연속 픽셀 박스를 VOC 1-based 포함 픽셀 박스로 바꾼다 (voc_to_boxes 의 역).
-
-    Args:
-      boxes_continuous: [G, 4] 실수 배열, [ymin, xmin, ymax, xmax] 연속 픽셀.
-
-    Returns:
-      [G, 4] float32, (xmin + 1, ymin + 1, xmax, ymax).
-    """
+    """voc_to_boxes 의 역: [G, 4] 연속 픽셀 [ymin, xmin, ymax, xmax] → [G, 4] float32 VOC 픽셀
+    (xmin + 1, ymin + 1, xmax, ymax)."""
     boxes_continuous = np.asarray(boxes_continuous, dtype=np.float32).reshape(-1, 4)
     ymin, xmin, ymax, xmax = boxes_continuous.T
     return np.stack([xmin + 1.0, ymin + 1.0, xmax, ymax], axis=1).astype(np.float32)
 
 
 def read_split_ids(voc_dir: str, split: str) -> list[str]:
-    """ImageSets/Main/<split>.txt 의 이미지 id 목록을 읽는다.
-
-    Args:
-      voc_dir: VOC 루트 (예 .../VOC2007).
-      split: 분할 이름 (예 'trainval', 'test').
-
-    Returns:
-      파일 순서 그대로의 이미지 id 목록. 빈 줄은 건너뛴다.
+    """<voc_dir>/ImageSets/Main/<split>.txt 의 이미지 id 목록 (파일 순서, 빈 줄은 건너뜀) 을 읽는다.
 
     Raises:
       VocError: 파일이 없거나 읽을 수 없거나, 한 줄에 id 가 둘 이상일 때.
@@ -140,13 +120,6 @@ def read_annotation(voc_dir: str, image_id: str) -> VocAnnotation:
 
     <object> 는 없거나 하나거나 여럿일 수 있다. <difficult>/<truncated> 가 없으면 False.
     이미지 밖으로 1 픽셀 이내로 벗어난 박스는 잘라내고, 그보다 크면 오류다.
-
-    Args:
-      voc_dir: VOC 루트 (예 .../VOC2007).
-      image_id: 이미지 id (예 '000005').
-
-    Returns:
-      검사된 VocAnnotation.
 
     Raises:
       VocError: 파일 없음/읽기 실패, XML 문법 오류, <annotation> 루트 없음, <size> 오류,
@@ -173,33 +146,14 @@ def read_annotation(voc_dir: str, image_id: str) -> VocAnnotation:
 
 
 def read_image_checked(annotation: VocAnnotation) -> bytes:
-    """이미지 파일을 읽어 끝까지 디코딩하고 크기가 XML <size> 와 같은지 검사한다.
-
-    Args:
-      annotation: read_annotation 의 결과.
-
-    Returns:
-      파일의 원래 바이트 (다시 인코딩하지 않음).
-
-    Raises:
-      VocError: 파일 없음/읽기 실패, 손상되거나 잘린 이미지, JPEG/PNG 가 아님,
-        디코딩한 크기가 XML 크기와 다를 때.
-    """
+    """주석의 이미지 파일을 `read_image_file_checked` 로 읽는다 (크기는 XML <size> 와 비교)."""
     stated = f"the XML <size> {annotation.width}x{annotation.height} in {annotation.xml_path}"
     return read_image_file_checked(annotation.image_path, annotation.width, annotation.height, stated)
 
 
 def read_image_file_checked(image_path: str, width: int, height: int, stated: str) -> bytes:
-    """이미지 파일을 읽어 끝까지 디코딩하고 크기가 주석이 적은 (width, height) 와 같은지 검사한다.
-
-    Args:
-      image_path: 이미지 파일 경로.
-      width: 주석의 너비 W.
-      height: 주석의 높이 H.
-      stated: 크기가 다를 때 메시지에 쓸 주석 쪽 설명 (예 "the XML <size> 40x30 in …").
-
-    Returns:
-      파일의 원래 바이트 (다시 인코딩하지 않음).
+    """이미지 파일을 읽어 끝까지 디코딩하고 크기가 주석이 적은 (width, height) 와 같은지 검사한 뒤 원래 바이트
+    (다시 인코딩하지 않음) 를 돌려준다. stated: 크기가 다를 때 메시지에 쓸 주석 쪽 설명 ("the XML <size> 40x30 in …").
 
     Raises:
       VocError: 파일 없음/읽기 실패, 손상되거나 잘린 이미지, JPEG/PNG 가 아님, 크기가 다를 때.
