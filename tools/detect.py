@@ -38,41 +38,33 @@ flags.DEFINE_string(
 flags.DEFINE_float(
     "score_threshold", 0.5,
     "Detections scoring below this value (in [0, 1]) are neither drawn nor written to "
-    "detections.json.")
+    "detections.json.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_enum(
     "format", "jpg", ["png", "jpg"],
     "File format of the drawn images: png (lossless) or jpg (quality 95).")
 flags.DEFINE_integer(
     "max_images", None,
-    "Process only the first N matched images (after sorting); default: all of them.")
+    "Process only the first N matched images (after sorting); default: all of them.", lower_bound=1)
 flags.DEFINE_integer(
     "num_threads", None,
     "Threads of the LiteRT interpreter / ONNX Runtime session for a .tflite / .onnx model "
     "(default: the usable CPU cores, cgroup limits included). A SavedModel uses TensorFlow's own "
-    "threading.")
+    "threading.", lower_bound=1)
 flags.mark_flags_as_required(["saved_model", "images", "output_dir"])
 
 flags.DEFINE_integer("max_image_pixels", 64 * 1024 * 1024,
                      "Pixel budget: an image whose header (JPEG/PNG/GIF/BMP/WebP) gives more pixels "
                      "(H x W x frames) is refused before it is decoded, naming the file (decompression "
                      "bombs). PIL's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS) follows it. "
-                     "Default 64 M pixels.")
+                     "Default 64 M pixels.", lower_bound=1)
 
 
 def main(argv):
     """플래그를 확인하고 이미지 경로를 푼 뒤 `detect_io.detect_images` 를 부른다."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not 0.0 <= FLAGS.score_threshold <= 1.0:
-        raise app.UsageError(f"--score_threshold must be in [0, 1], got {FLAGS.score_threshold}")
-    if FLAGS.max_images is not None and FLAGS.max_images < 1:
-        raise app.UsageError(f"--max_images must be at least 1, got {FLAGS.max_images}")
-    if FLAGS.max_image_pixels <= 0:
-        raise app.UsageError(f"--max_image_pixels must be > 0, got {FLAGS.max_image_pixels}")
     from PIL import Image
     Image.MAX_IMAGE_PIXELS = FLAGS.max_image_pixels  # 머리 검사 (frcnn.data.image_header) 와 PIL 의 폭탄 검사
-    if FLAGS.num_threads is not None and FLAGS.num_threads < 1:
-        raise app.UsageError(f"--num_threads must be at least 1, got {FLAGS.num_threads}")
     try:
         image_paths = detect_io.resolve_image_paths(FLAGS.images)[:FLAGS.max_images]
         report = detect_io.detect_images(FLAGS.saved_model, image_paths, FLAGS.output_dir,

@@ -45,13 +45,8 @@ class DetectionInputError(Exception):
 
 
 def resolve_image_paths(images_spec):
-    """이미지 지정 문자열 (도구의 `--images` 값) 을 이미지 파일 경로 목록으로 푼다.
-
-    Args:
-        images_spec: 파일, 쉼표로 구분한 목록, 디렉터리, 또는 glob 패턴.
-
-    Returns:
-        중복 없는 파일 경로 list (디렉터리와 glob 은 이름순, 목록은 주어진 순서).
+    """`--images` 값 (파일, 쉼표 목록, 디렉터리, glob 패턴) 을 중복 없는 파일 경로 list 로 푼다 (디렉터리와 glob 은
+    이름순, 목록은 주어진 순서).
 
     Raises:
         DetectionInputError: 파일이 없거나, 디렉터리에 이미지가 없거나, glob 에 맞는 파일이 없을 때.
@@ -92,11 +87,7 @@ def output_name(image_path, image_format):
 
 
 def check_unique_outputs(image_paths, image_format):
-    """서로 다른 입력이 같은 출력 이름(같은 stem)을 갖지 않는지 확인한다.
-
-    Raises:
-        DetectionInputError: 두 입력이 같은 출력 이름을 가질 때.
-    """
+    """서로 다른 입력이 같은 출력 이름 (같은 stem) 을 가지면 DetectionInputError."""
     owners = {}
     for path in image_paths:
         name = output_name(path, image_format)
@@ -107,14 +98,8 @@ def check_unique_outputs(image_paths, image_format):
 
 
 def load_serve_bytes(saved_model_dir, num_threads=None):
-    """SavedModel 디렉터리 또는 model.tflite / model.onnx 를 `frcnn.export.loader.load` 로 읽고 그 `serve_bytes`
-    (JPEG/PNG 바이트 B 개 → numpy 출력 dict) 를 돌려준다 (.tflite/.onnx 런타임 스레드 num_threads, None 이면 쓸 수
-    있는 코어 수).
-
-    Raises:
-        DetectionInputError: 디렉터리가 없거나, 모델이 아니거나, 시그니처가 없을 때; 런타임이 없거나
-            읽을 수 없는 .tflite / .onnx 일 때.
-    """
+    """`frcnn.export.loader.load` 가 읽은 모델의 `serve_bytes` (JPEG/PNG 바이트 B 개 → numpy 출력 dict).
+    loader 의 오류 (없는 모델·시그니처, 런타임 없음) 는 DetectionInputError 로."""
     try:
         return loader.load(saved_model_dir, (signature.SERVE_BYTES,), num_threads).serve_bytes
     except (ValueError, ImportError) as error:
@@ -134,14 +119,8 @@ def _check_budget(image_path, image_bytes):
 
 
 def read_image(image_path):
-    """이미지 파일의 원본 바이트와 디코딩한 RGB 배열을 읽는다.
-
-    Returns:
-        (bytes, uint8 [H, W, 3]) 튜플.
-
-    Raises:
-        DetectionInputError: 읽을 수 없거나 JPEG/PNG 가 아니거나 깨진 파일일 때.
-    """
+    """이미지 파일의 (원본 bytes, 디코딩한 RGB uint8 [H, W, 3]). 읽을 수 없거나 JPEG/PNG 가 아니거나 깨진 파일,
+    픽셀 예산을 넘는 파일은 DetectionInputError."""
     try:
         with open(image_path, "rb") as image_file:
             image_bytes = image_file.read()
@@ -157,15 +136,8 @@ def read_image(image_path):
 
 
 def run_detector(serve_bytes, image_bytes, image_path):
-    """이미지 한 장의 바이트로 `serve_bytes` 를 돌려 배치 차원을 뺀 numpy 출력을 돌려준다.
-
-    Returns:
-        dict: detection_boxes float32 [N, 4], detection_scores float32 [N],
-        detection_classes int32 [N], detection_class_names bytes [N], num_detections int.
-
-    Raises:
-        DetectionInputError: 모델이 이미지를 처리하지 못했거나 출력 키가 빠졌을 때.
-    """
+    """이미지 한 장의 바이트로 `serve_bytes` 를 돌려 배치 차원을 뺀 출력 dict (signature.OUTPUT_NAMES: 박스 [N, 4],
+    점수·클래스·이름 [N], 검출 수) 를 돌려준다. 모델이 처리하지 못했거나 출력이 빠지면 DetectionInputError."""
     try:
         outputs = serve_bytes([image_bytes])
     except (tf.errors.InvalidArgumentError, ValueError) as error:
@@ -180,15 +152,8 @@ def run_detector(serve_bytes, image_bytes, image_path):
 def detection_record(image_path, image_shape, detections, indices, image_format):
     """detections.json 의 이미지 한 장 항목을 만든다 (`indices` 의 검출만, 점수 높은 순).
 
-    Args:
-        image_path: 입력 이미지 경로.
-        image_shape: (H, W).
-        detections: `run_detector` 의 dict.
-        indices: int [K] 보고할 검출의 인덱스 (`draw.select_detections`).
-        image_format: 그린 이미지의 형식 ("png" 또는 "jpg").
-
-    Returns:
-        dict: image, output, height, width, num_detections (= K), detections (K 개 dict).
+    detections 는 `run_detector` 의 dict, indices 는 int [K] (`draw.select_detections`), image_shape 는 (H, W).
+    항목 키: image, output, height, width, num_detections (= K), detections (K 개 dict).
     """
     height, width = image_shape
     scale = np.array([height, width, height, width], dtype=np.float64)
@@ -219,14 +184,7 @@ def summary_line(record):
 
 
 def detect_one(serve_bytes, image_path, score_threshold, image_format):
-    """이미지 한 장: 읽기 → 검출 → 그리기.
-
-    Returns:
-        (detections.json 항목 dict, 그린 이미지 uint8 [H, W, 3]) 튜플.
-
-    Raises:
-        DetectionInputError: 이미지를 읽거나 검출하지 못했을 때.
-    """
+    """이미지 한 장: 읽기 → 검출 → 그리기. (detections.json 항목 dict, 그린 uint8 [H, W, 3]) 을 돌려준다."""
     image_bytes, pixels = read_image(image_path)
     detections = run_detector(serve_bytes, image_bytes, image_path)
     detection_arrays = {
@@ -248,21 +206,15 @@ def detect_images(saved_model_dir, image_paths, output_dir, score_threshold, ima
     """이미지들에 검출을 돌려 그린 이미지와 detections.json 을 `output_dir` 에 쓴다.
 
     모든 파일을 스테이징에 쓰고, 전부 성공한 뒤에만 최종 이름으로 옮긴다 (`fileio.staged_files`).
-    실패하면 스테이징을 지우고 예외를 그대로 올린다.
+    실패하면 스테이징을 지우고 예외 (DetectionInputError: 이미지, 모델, 출력 디렉터리 문제) 를 그대로 올린다.
 
     Args:
-        saved_model_dir: `serve_bytes` 시그니처가 있는 SavedModel 디렉터리.
-        image_paths: JPEG/PNG 파일 경로 list.
-        output_dir: 출력 디렉터리 (없으면 만든다).
-        score_threshold: 이보다 낮은 점수의 검출은 버린다.
-        image_format: "png" 또는 "jpg".
+        saved_model_dir: SavedModel 디렉터리 또는 model.tflite / model.onnx.
+        score_threshold: 이보다 낮은 점수의 검출은 버린다. image_format: "png" 또는 "jpg".
         num_threads: .tflite / .onnx 런타임의 스레드 수 (None 이면 쓸 수 있는 코어 수; SavedModel 에는 쓰지 않는다).
 
     Returns:
         detections.json 에 쓴 dict.
-
-    Raises:
-        DetectionInputError: 입력 이미지, 모델, 출력 디렉터리 문제.
     """
     check_unique_outputs(image_paths, image_format)
     serve_bytes = load_serve_bytes(saved_model_dir, num_threads)

@@ -50,8 +50,8 @@ flags.DEFINE_string("output", None, "Write the JSON report here (per-class APs p
 flags.DEFINE_string("plot_dir", None, "Write one precision-recall PNG per class with ground truth here "
                     "(needs voc07 or voc12 in --metrics).")
 flags.DEFINE_integer("batch_size", 8, "Images per serve_bytes call (images of different sizes may share a "
-                     "batch).")
-flags.DEFINE_integer("max_images", None, "Evaluate only the first N images (quick runs).")
+                     "batch).", lower_bound=1)
+flags.DEFINE_integer("max_images", None, "Evaluate only the first N images (quick runs).", lower_bound=1)
 flags.DEFINE_string("classes", None, "Class list, ids 1..C in order: 'a,b,c' or a text file with one name "
                     "per line. Default: the model's detection_class_names, with VOC directories the VOC 20 "
                     "classes when all annotated names are VOC classes (else the sorted annotated names); "
@@ -61,13 +61,13 @@ flags.DEFINE_boolean("coco_verbose", False, "Show pycocotools' own printed outpu
 flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
 flags.DEFINE_integer("num_threads", None, "Threads of the LiteRT interpreter / ONNX Runtime session for a "
                      ".tflite / .onnx model (default: the usable CPU cores, cgroup limits included). A "
-                     "SavedModel uses TensorFlow's own threading.")
+                     "SavedModel uses TensorFlow's own threading.", lower_bound=1)
 
 flags.DEFINE_integer("max_image_pixels", 64 * 1024 * 1024,
                      "Pixel budget: an image whose header (JPEG/PNG/GIF/BMP/WebP) gives more pixels "
                      "(H x W x frames) is refused before it is decoded, naming the file (decompression "
                      "bombs). PIL's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS) follows it. "
-                     "Default 64 M pixels.")
+                     "Default 64 M pixels.", lower_bound=1)
 
 
 def _validate():
@@ -91,32 +91,16 @@ def _validate():
                              f"{','.join(report.ALL_METRICS)}")
     if FLAGS.plot_dir and not any(metric in report.VOC_METRICS for metric in FLAGS.metrics):
         raise app.UsageError("--plot_dir needs voc07 or voc12 in --metrics")
-    if FLAGS.num_threads is not None and FLAGS.num_threads < 1:
-        raise app.UsageError(f"--num_threads must be >= 1, got {FLAGS.num_threads}")
-    if FLAGS.batch_size < 1:
-        raise app.UsageError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
-    if FLAGS.max_images is not None and FLAGS.max_images < 1:
-        raise app.UsageError(f"--max_images must be >= 1, got {FLAGS.max_images}")
     if not 0.0 < FLAGS.iou_threshold < 1.0:
         raise app.UsageError(f"--iou_threshold must lie in (0, 1), got {FLAGS.iou_threshold}")
-
-
-def _record_paths():
-    """--records glob 에 맞는 파일 목록 (정렬). --records 가 없으면 None.
-
-    Raises:
-      ValueError: 맞는 파일이 없을 때.
-    """
-    if not FLAGS.records:
-        return None
-    return record_spec.matching_files(FLAGS.records)
 
 
 def _evaluate(progress):
     """SavedModel 을 불러와 플래그대로 평가하고 보고서 dict 를 돌려준다."""
     detect_fn = loader.load(FLAGS.saved_model, ("serve_bytes",), FLAGS.num_threads).serve_bytes
+    record_paths = record_spec.matching_files(FLAGS.records) if FLAGS.records else None  # glob → 정렬된 목록
     return runner.evaluate(
-        detect_fn, voc_dir=FLAGS.voc_dir, split=FLAGS.split, record_paths=_record_paths(),
+        detect_fn, voc_dir=FLAGS.voc_dir, split=FLAGS.split, record_paths=record_paths,
         coco_annotations=FLAGS.coco_annotations or None, coco_images_dir=FLAGS.coco_images_dir or None,
         metrics=tuple(FLAGS.metrics), output_path=FLAGS.output, plot_dir=FLAGS.plot_dir,
         batch_size=FLAGS.batch_size, max_images=FLAGS.max_images, classes_flag=FLAGS.classes,
@@ -141,8 +125,6 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     _validate()
-    if FLAGS.max_image_pixels <= 0:
-        raise app.UsageError(f"--max_image_pixels must be > 0, got {FLAGS.max_image_pixels}")
     from PIL import Image
     Image.MAX_IMAGE_PIXELS = FLAGS.max_image_pixels  # 머리 검사 (frcnn.data.image_header) 와 PIL 의 폭탄 검사
     try:

@@ -73,10 +73,7 @@ class SyntheticObject:
 
     Attributes:
         name: 클래스 이름(CLASSES 의 원소).
-        xmin: 보이는 픽셀의 첫 열 + 1 (VOC 1-based 포함 좌표).
-        ymin: 보이는 픽셀의 첫 행 + 1.
-        xmax: 보이는 픽셀의 마지막 열 + 1.
-        ymax: 보이는 픽셀의 마지막 행 + 1.
+        xmin, ymin, xmax, ymax: 보이는 픽셀의 첫·마지막 열/행 + 1 (VOC 1-based 포함 좌표).
         truncated: 도형 일부가 이미지 경계 밖으로 잘렸는지.
         difficult: 보이는 박스의 긴 변이 DIFFICULT_MAX_SIDE 보다 작은지.
     """
@@ -100,14 +97,7 @@ class _Placement:
 
 
 def _unit_polygon(class_name):
-    """중심이 원점이고 반지름이 약 1 인 단위 다각형 꼭짓점을 돌려준다.
-
-    Args:
-        class_name: _POLYGON_CLASSES 중 하나.
-
-    Returns:
-        float64 [V, 2] (x, y) 꼭짓점, y 는 아래쪽이 +.
-    """
+    """_POLYGON_CLASSES 의 단위 다각형: 중심이 원점, 반지름 약 1 인 float64 [V, 2] (x, y) 꼭짓점 (y 는 아래쪽이 +)."""
     if class_name == "square":
         return np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64)
     if class_name == "triangle":
@@ -132,11 +122,8 @@ def _unit_polygon(class_name):
 def make_shape_mask(class_name, size, angle_degrees=0.0, aspect=1.0):
     """도형 하나를 정사각형 패치 가운데에 그린 bool 마스크를 만든다.
 
-    Args:
-        class_name: CLASSES 중 하나.
-        size: 회전·늘이기 전 도형의 가로·세로 범위(픽셀, > 0).
-        angle_degrees: 다각형 회전 각(도). 원과 고리는 무시한다.
-        aspect: 가로 배율(세로는 1 / aspect). 1 이면 늘이지 않는다.
+    size 는 회전·늘이기 전 도형의 가로·세로 범위(픽셀, > 0), angle_degrees 는 다각형 회전 각(도; 원과 고리는
+    무시), aspect 는 가로 배율(세로는 1 / aspect).
 
     Returns:
         bool [S, S] 마스크, S 는 홀수이고 도형 중심이 패치 중심 (S // 2, S // 2) 이다.
@@ -173,19 +160,8 @@ def make_shape_mask(class_name, size, angle_degrees=0.0, aspect=1.0):
 
 
 def place_mask(shape_mask, center_x, center_y, height, width):
-    """패치 마스크를 캔버스의 (center_x, center_y) 에 놓고 경계 밖을 잘라낸다.
-
-    Args:
-        shape_mask: bool [S, S], make_shape_mask 의 결과.
-        center_x: 도형 중심의 열(정수 픽셀, 캔버스 밖이어도 된다).
-        center_y: 도형 중심의 행.
-        height: 캔버스 높이 H.
-        width: 캔버스 너비 W.
-
-    Returns:
-        (canvas_mask, truncated): bool [H, W] 마스크와, 도형 픽셀 일부가 캔버스 밖으로
-        잘렸는지 여부.
-    """
+    """패치 마스크 bool [S, S] 를 H×W 캔버스의 (center_x, center_y) (정수 픽셀, 캔버스 밖이어도 된다) 에 놓고 경계
+    밖을 잘라낸다. (bool [H, W] 마스크, 도형 픽셀 일부가 잘렸는지) 를 돌려준다."""
     side = shape_mask.shape[0]
     top = int(center_y) - side // 2
     left = int(center_x) - side // 2
@@ -199,14 +175,7 @@ def place_mask(shape_mask, center_x, center_y, height, width):
 
 
 def mask_to_voc_box(mask):
-    """마스크의 True 픽셀을 감싸는 가장 작은 VOC 박스를 구한다.
-
-    Args:
-        mask: bool [H, W], True 가 하나 이상.
-
-    Returns:
-        (xmin, ymin, xmax, ymax) 1-based 포함 정수 좌표.
-    """
+    """마스크 bool [H, W] 의 (하나 이상인) True 픽셀을 감싸는 가장 작은 VOC 박스 (xmin, ymin, xmax, ymax)."""
     rows = np.flatnonzero(mask.any(axis=1))
     columns = np.flatnonzero(mask.any(axis=0))
     return int(columns[0]) + 1, int(rows[0]) + 1, int(columns[-1]) + 1, int(rows[-1]) + 1
@@ -221,15 +190,7 @@ def _annotate(class_name, visible_mask, truncated):
 
 
 def _pick_colour(rng, background_mean):
-    """배경 평균과 충분히 대비되는 무작위 물체 색을 고른다.
-
-    Args:
-        rng: numpy Generator.
-        background_mean: float [3], 마스크 아래 현재 이미지의 평균 색.
-
-    Returns:
-        float64 [3] RGB (0..255). 어떤 채널은 배경 평균과 MIN_COLOUR_CONTRAST 이상 다르다.
-    """
+    """마스크 아래 배경 평균색 [3] 과 어떤 채널이 MIN_COLOUR_CONTRAST 이상 다른 무작위 RGB 색 float64 [3]."""
     colour = rng.uniform(0, 255, 3)
     if np.max(np.abs(colour - background_mean)) < MIN_COLOUR_CONTRAST:
         channel = rng.integers(3)
@@ -244,12 +205,8 @@ def paint_object(image, mask, rng):
     """마스크 픽셀을 배경과 대비되는 색(약한 명암·잡음 포함)으로 칠한다.
 
     색의 한 채널이 마스크 아래 배경 평균과 MIN_COLOUR_CONTRAST 이상 다르고 명암·잡음은
-    그보다 작으므로, 평평한 배경이면 마스크의 모든 픽셀(그리고 그 픽셀만)이 바뀐다.
-
-    Args:
-        image: float32 [H, W, 3] (0..255), 제자리에서 수정된다.
-        mask: bool [H, W] 칠할 픽셀.
-        rng: numpy Generator.
+    그보다 작으므로, 평평한 배경이면 마스크의 모든 픽셀(그리고 그 픽셀만)이 바뀐다. image (float32 [H, W, 3],
+    0..255) 는 제자리에서 수정된다.
     """
     colour = _pick_colour(rng, image[mask].mean(axis=0))
     rows, columns = np.nonzero(mask)
@@ -265,21 +222,8 @@ def paint_object(image, mask, rng):
 
 
 def draw_object(image, class_name, center_x, center_y, size, rng, angle_degrees=0.0, aspect=1.0):
-    """이미지 위에 도형 하나를 그리고 그 주석을 돌려준다(가림 없는 단일 물체용).
-
-    Args:
-        image: float32 [H, W, 3] (0..255), 제자리에서 수정된다.
-        class_name: CLASSES 중 하나.
-        center_x: 도형 중심의 열(정수 픽셀, 경계 밖이면 잘린다).
-        center_y: 도형 중심의 행.
-        size: 도형의 가로·세로 범위(픽셀).
-        rng: numpy Generator(색·명암).
-        angle_degrees: 다각형 회전 각(도).
-        aspect: 가로 배율.
-
-    Returns:
-        SyntheticObject, 또는 도형이 캔버스에 전혀 걸치지 않으면 None.
-    """
+    """image (float32 [H, W, 3], 제자리 수정) 위에 도형 하나를 그리고 SyntheticObject 를 돌려준다 (가림 없는 단일
+    물체용; 인자는 make_shape_mask·place_mask 의 것). 도형이 캔버스에 전혀 걸치지 않으면 None."""
     height, width = image.shape[:2]
     mask, truncated = place_mask(make_shape_mask(class_name, size, angle_degrees, aspect),
                                  center_x, center_y, height, width)
@@ -332,16 +276,7 @@ def _add_texture(rng, image, texture, rows, columns):
 
 
 def make_background(rng, height, width):
-    """단색 또는 그라디언트 위에 질감 0~2 개와 약한 잡음, 가끔 가는 선을 얹은 배경.
-
-    Args:
-        rng: numpy Generator.
-        height: H.
-        width: W.
-
-    Returns:
-        float32 [H, W, 3], 값 범위 0..255.
-    """
+    """단색 또는 그라디언트 위에 질감 0~2 개와 약한 잡음, 가끔 가는 선을 얹은 배경 float32 [H, W, 3] (0..255)."""
     rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
     start_colour = rng.uniform(0, 255, 3).astype(np.float32)
     image = np.broadcast_to(start_colour, (height, width, 3)).copy()
@@ -381,17 +316,8 @@ def _sample_object_size(rng, height, width):
 
 
 def _sample_center(rng, shape_mask, height, width):
-    """도형 중심 (x, y): 보통은 도형 전체가 이미지 안, TRUNCATION_PROBABILITY 로 한 경계에 걸치게.
-
-    Args:
-        rng: numpy Generator.
-        shape_mask: bool [S, S], 중심이 (S // 2, S // 2) 인 도형 패치.
-        height: H.
-        width: W.
-
-    Returns:
-        (center_x, center_y) 정수 픽셀.
-    """
+    """도형 패치 bool [S, S] 의 정수 중심 (x, y): 보통은 도형 전체가 H×W 이미지 안, TRUNCATION_PROBABILITY 로 한
+    경계에 걸치게."""
     # 패치 중심에서 도형 픽셀 양 끝까지의 거리(왼/위는 음수).
     first_x, first_y, last_x, last_y = (value - 1 - shape_mask.shape[0] // 2
                                         for value in mask_to_voc_box(shape_mask))
@@ -426,11 +352,7 @@ def _boxes_conflict(box, other):
 
 
 def _layout_objects(rng, height, width):
-    """겹침 제한을 지키며 물체들을 배치한다(그리는 순서 = 목록 순서, 뒤가 위).
-
-    Returns:
-        _Placement 목록.
-    """
+    """겹침 제한을 지키며 물체들을 배치한 _Placement 목록 (그리는 순서 = 목록 순서, 뒤가 위)."""
     if rng.random() < EMPTY_IMAGE_PROBABILITY:
         return []
     num_objects = 1 + int(rng.choice(len(_OBJECT_COUNT_PROBABILITIES),
@@ -482,14 +404,7 @@ def _visible_placements(placements):
 
 
 def render_image(rng):
-    """합성 이미지 한 장과 그 물체 주석을 만든다.
-
-    Args:
-        rng: numpy Generator. 같은 상태면 같은 결과.
-
-    Returns:
-        (image, objects): uint8 [H, W, 3] RGB 이미지와 SyntheticObject 목록(그리는 순서).
-    """
+    """합성 이미지 한 장: (uint8 [H, W, 3] RGB, SyntheticObject 목록 (그리는 순서)). 같은 rng 상태면 같은 결과."""
     height, width = _image_size(rng)
     image = make_background(rng, height, width)
     objects = []
@@ -500,17 +415,7 @@ def render_image(rng):
 
 
 def annotation_dict(image_id, height, width, objects):
-    """VOC XML 과 같은 구조의 dict 를 만든다(xmltodict.unparse 용).
-
-    Args:
-        image_id: '000001' 같은 이미지 id.
-        height: H.
-        width: W.
-        objects: SyntheticObject 목록.
-
-    Returns:
-        {"annotation": {...}} dict, 값은 모두 문자열.
-    """
+    """VOC XML 과 같은 구조의 {"annotation": {...}} dict (xmltodict.unparse 용, 값은 모두 문자열)."""
     annotation = {
         "folder": "VOC2007",
         "filename": f"{image_id}.jpg",
@@ -532,11 +437,7 @@ def annotation_dict(image_id, height, width, objects):
 
 
 def _split_ids(num_trainval, num_test, seed):
-    """이미지 id 를 trainval/test 로, trainval 을 다시 train/val 반반으로 나눈다.
-
-    Returns:
-        {"trainval": [...], "train": [...], "val": [...], "test": [...]} 정렬된 id 목록.
-    """
+    """이미지 id 를 trainval/test 로, trainval 을 다시 train/val 반반으로 나눈다 (분할 이름 → 정렬된 id 목록)."""
     rng = np.random.default_rng([seed, 0])
     all_ids = [f"{index:06d}" for index in range(1, num_trainval + num_test + 1)]
     order = rng.permutation(len(all_ids))
@@ -574,15 +475,10 @@ def generate(output_dir, num_trainval=400, num_test=200, seed=0, progress=True, 
     임시 디렉터리에 모두 쓴 뒤 이름을 바꾸므로 (`fileio.atomic_directory`) 실패하면 아무것도 남지 않는다.
 
     Args:
-        output_dir: 출력 루트 디렉터리(없으면 만든다).
-        num_trainval: trainval 이미지 수(>= 2, 반씩 train/val).
-        num_test: test 이미지 수(>= 1).
+        output_dir: 출력 루트 디렉터리(없으면 만든다). 만들어진 OUTPUT/VOC2007 의 Path 를 돌려준다.
+        num_trainval, num_test: trainval (>= 2, 반씩 train/val), test (>= 1) 이미지 수.
         seed: 난수 seed(>= 0). 같은 seed 면 바이트 단위로 같은 파일.
-        progress: stderr 에 진행 막대를 보일지.
-        overwrite: 비어 있지 않은 VOC2007 이 이미 있으면 바꿔 쓸지.
-
-    Returns:
-        만들어진 VOC2007 디렉터리의 Path.
+        progress: stderr 에 진행 막대를 보일지. overwrite: 비어 있지 않은 VOC2007 이 이미 있으면 바꿔 쓸지.
 
     Raises:
         ValueError: 인자가 범위를 벗어날 때.
