@@ -9,7 +9,6 @@
   같은 스텝이 여러 번 있으면 (이어 학습이 같은 스텝을 다시 평가) 마지막에 쓴 값을 쓴다.
 """
 
-import json
 import os
 import sys
 
@@ -38,15 +37,6 @@ def read_eval_scalars(log_dir):
     if not scalars:
         raise ValueError(f"{log_dir}: no validation scalars (train with --eval_records)")
     return scalars
-
-
-def _read_best(model_dir):
-    """run.json 의 최고 기록 (없으면 None)."""
-    try:
-        with open(os.path.join(model_dir, "run.json"), encoding="utf-8") as handle:
-            return json.load(handle).get("best")
-    except (OSError, ValueError):
-        return None
 
 
 def plot(scalars, best, output):
@@ -88,9 +78,11 @@ def _table(scalars):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from frcnn.training import run_file
+
     try:
         scalars = read_eval_scalars(os.path.join(FLAGS.model_dir, "eval"))
-        plot(scalars, _read_best(FLAGS.model_dir), FLAGS.output)
+        plot(scalars, run_file.read_best(FLAGS.model_dir), FLAGS.output)
     except (ValueError, OSError) as error:
         print(f"plot_validation: error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -24,24 +24,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 # 서로 잘 구별되는 20색 팔레트 (Sasha Trubetskoy) 에서 회색·흰색 계열을 뺀 것.
 PALETTE = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (220, 190, 255),
-    (170, 110, 40),
-    (128, 0, 0),
-    (170, 255, 195),
-    (128, 128, 0),
-    (255, 215, 180),
-    (0, 0, 128),
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+    (170, 110, 40), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128),
 )
 # 라벨 글자와 라벨 상자 가장자리 사이 여백 (픽셀).
 LABEL_PADDING = 2
@@ -50,45 +35,21 @@ DARK_TEXT_LUMINANCE = 150.0
 
 
 def class_color(class_name):
-    """클래스 이름에 결정적으로 대응하는 팔레트 색을 고른다.
+    """클래스 이름 (str 또는 UTF-8 bytes) 에 결정적으로 대응하는 `PALETTE` 의 (r, g, b).
 
     프로세스마다 달라지는 `hash()` 대신 CRC32 를 써서, 실행이 바뀌어도 같은 이름은 같은 색이다.
-
-    Args:
-        class_name: 클래스 이름 (str 또는 UTF-8 bytes).
-
-    Returns:
-        (r, g, b) 정수 튜플, `PALETTE` 의 한 원소.
     """
     name = decode_class_name(class_name)
     return PALETTE[zlib.crc32(name.encode("utf-8")) % len(PALETTE)]
 
 
 def line_width_for(height, width):
-    """이미지 크기에 비례한 테두리 두께: max(1, round((H + W) / 400)).
-
-    예: 375×500 VOC 이미지 → 2, 750×1000 → 4, 64×64 → 1.
-
-    Args:
-        height: 이미지 높이 H (픽셀).
-        width: 이미지 너비 W (픽셀).
-
-    Returns:
-        테두리 두께 (픽셀, 1 이상의 int).
-    """
+    """이미지 크기에 비례한 테두리 두께 (픽셀): max(1, round((H + W) / 400)). 예: 375×500 → 2, 64×64 → 1."""
     return max(1, _round_half_up((height + width) / 400.0))
 
 
 def font_size_for(height, width):
-    """이미지 크기에 비례한 라벨 글자 크기: max(10, round((H + W) / 60)).
-
-    Args:
-        height: 이미지 높이 H (픽셀).
-        width: 이미지 너비 W (픽셀).
-
-    Returns:
-        글자 크기 (픽셀, 10 이상의 int).
-    """
+    """이미지 크기에 비례한 라벨 글자 크기 (픽셀): max(10, round((H + W) / 60))."""
     return max(10, _round_half_up((height + width) / 60.0))
 
 
@@ -131,17 +92,7 @@ def draw_detections(image, boxes, scores, class_names, num_detections=None,
     점수가 높은 검출이 위에 보이도록 낮은 점수부터 그린다. 라벨 상자는 박스 위쪽 바깥에 붙이고,
     박스가 이미지 위쪽 경계에 닿아 자리가 없으면 박스 안쪽 위에 붙인다.
 
-    Args:
-        image: uint8 [H, W, 3] RGB 이미지.
-        boxes: float [N, 4] 정규화 [ymin, xmin, ymax, xmax].
-        scores: float [N] 점수.
-        class_names: 길이 N 의 클래스 이름 (str 또는 bytes).
-        num_detections: 유효한 검출 수 (앞쪽부터). None 이면 N 전체.
-        score_threshold: 이 값보다 낮은 점수의 검출은 그리지 않는다.
-        classes: 선택. int [N] 클래스 id; 0(패딩) 인 검출은 그리지 않는다.
-
-    Returns:
-        uint8 [H, W, 3] 검출이 그려진 이미지.
+    image 는 uint8 [H, W, 3] RGB, 나머지 인자는 `select_detections` 의 것 (그것이 고른 검출만 그린다).
 
     Raises:
         ValueError: 이미지가 uint8 [H, W, 3] 이 아니거나 검출 배열 모양이 맞지 않을 때.
@@ -224,14 +175,7 @@ def _check_detection_shapes(boxes, scores, class_names, classes):
 
 
 def decode_class_name(class_name):
-    """클래스 이름을 str 로: bytes 는 UTF-8 로 풀고 (잘못된 바이트는 U+FFFD), str 은 그대로.
-
-    Args:
-        class_name: str, bytes 또는 numpy bytes_ (SavedModel 의 string 출력 원소).
-
-    Returns:
-        str 클래스 이름.
-    """
+    """클래스 이름 (str, bytes, numpy bytes_) 을 str 로: bytes 는 UTF-8 로 풀고 (잘못된 바이트는 U+FFFD)."""
     if isinstance(class_name, (bytes, np.bytes_)):
         return bytes(class_name).decode("utf-8", errors="replace")
     return str(class_name)
