@@ -1,0 +1,102 @@
+"""torchvision 기준 구현과 비교하는 일치 시험의 도우미 (torch·torchvision 은 `[torch]` 추가 묶음; 없으면 건너뛴다).
+
+  - `import_torchvision()`: torch, torchvision 을 가져오거나 시험을 건너뛴다.
+  - `randomize_(module, seed)`: 합성곱 bias 와 BN 의 아핀 값·이동 통계를 무작위로 (기본값 1/0 이면 정규화가
+    항등에 가까워 틀린 정규화 공식도 통과한다).
+  - `copy_weights(torch_module, keras_model)`: torch 모듈 경로의 '.' 을 '_' 로 바꾼 이름의 Keras 층에 가중치를
+    옮긴다 (Conv2d OIHW → HWIO, BatchNorm2d·FrozenBatchNorm2d 는 weight, bias, running_mean, running_var).
+  - `nchw`/`nhwc`: 배열 축 순서 바꾸기. `assert_close_relative`: 기준 최댓값에 대한 상대 오차 검사.
+"""
+
+import sys
+
+import numpy as np
+import pytest
+
+
+def import_torchvision():
+    """(torch, torchvision); 설치되지 않았으면 시험을 건너뛴다.
+
+    PyPI 의 CUDA torch 는 triton (GPU 커널 컴파일러) 을 함께 설치하고, torchvision 을 가져올 때 torch._dynamo 가
+    triton 을 가져온다. triton 의 네이티브 라이브러리는 TensorFlow 뒤에 읽히면 segfault 를 낸다 (LLVM 기호
+    충돌) — CPU eager 시험에는 triton 이 필요 없으므로 가져오기를 막는다 (torch 는 없는 것으로 안다).
+    """
+    sys.modules.setdefault("triton", None)
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    torch.set_num_threads(1)  # 공유 CPU 에서 검소하게
+    return torch, torchvision
+
+
+def randomize_(module, seed):
+    """module 안의 합성곱 bias 와 BN (BatchNorm2d, FrozenBatchNorm2d) 값을 무작위로 바꾼다 (제자리)."""
+    import torch
+    from torchvision.ops import misc
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(tensor, low, high):
+        tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
+
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, (torch.nn.BatchNorm2d, misc.FrozenBatchNorm2d)):
+                uniform(layer.weight, 0.5, 1.5)
+                uniform(layer.bias, -0.3, 0.3)
+                uniform(layer.running_mean, -0.3, 0.3)
+                uniform(layer.running_var, 0.5, 2.0)
+            elif isinstance(layer, torch.nn.Conv2d) and layer.bias is not None:
+                uniform(layer.bias, -0.1, 0.1)
+
+
+def _keras_values(layer):
+    """torch 층 하나의 값을 Keras `set_weights` 순서의 numpy 목록으로."""
+    import torch
+    from torchvision.ops import misc
+
+    if isinstance(layer, torch.nn.Conv2d):
+        values = [layer.weight.detach().numpy().transpose(2, 3, 1, 0)]
+        return values + ([layer.bias.detach().numpy()] if layer.bias is not None else [])
+    if isinstance(layer, (torch.nn.BatchNorm2d, misc.FrozenBatchNorm2d)):
+        return [tensor.detach().numpy() for tensor in
+                (layer.weight, layer.bias, layer.running_mean, layer.running_var)]
+    raise TypeError(f"no Keras mapping for {type(layer).__name__}")
+
+
+def copy_weights(torch_module, keras_model):
+    """torch_module 의 합성곱·BN 가중치를 같은 경로 이름 ('.' → '_') 의 keras_model 층으로. 옮긴 층 수를 돌려준다.
+
+    Raises:
+      AssertionError: Keras 모델의 가중치 층 가운데 옮겨지지 않은 층이 있을 때.
+    """
+    import torch
+    from torchvision.ops import misc
+
+    copied = set()
+    for path, layer in torch_module.named_modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.BatchNorm2d, misc.FrozenBatchNorm2d)):
+            name = path.replace(".", "_")
+            keras_model.get_layer(name).set_weights(_keras_values(layer))
+            copied.add(name)
+    missing = [layer.name for layer in keras_model.layers if layer.weights and layer.name not in copied]
+    assert not missing, f"Keras layers without torch weights: {missing}"
+    return len(copied)
+
+
+def nhwc(tensor):
+    """torch [B, C, H, W] → numpy [B, H, W, C]."""
+    return tensor.detach().numpy().transpose(0, 2, 3, 1)
+
+
+def nchw(array):
+    """numpy [B, H, W, C] → [B, C, H, W] (연속 배열)."""
+    return np.ascontiguousarray(np.asarray(array).transpose(0, 3, 1, 2))
+
+
+def assert_close_relative(actual, expected, tolerance=1e-4):
+    """|actual − expected| ≤ tolerance · max|expected| (원소마다) — 특징의 '1e-4 상대' 기준."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = max(float(np.abs(expected).max()), 1e-12)
+    error = float(np.abs(actual - expected).max())
+    assert error <= tolerance * scale, f"max error {error:.3g} > {tolerance} x {scale:.3g}"
