@@ -5,6 +5,7 @@
     항등에 가까워 틀린 정규화 공식도 통과한다).
   - `copy_weights(torch_module, keras_model)`: torch 모듈 경로의 '.' 을 '_' 로 바꾼 이름의 Keras 층에 가중치를
     옮긴다 (Conv2d OIHW → HWIO, BatchNorm2d·FrozenBatchNorm2d 는 weight, bias, running_mean, running_var).
+  - `reference_backbone(depth, variant, …)`: torchvision 의 ResNet-FPN 백본 (무작위, eval 모드), `random_images`.
   - `nchw`/`nhwc`: 배열 축 순서 바꾸기. `assert_close_relative`: 기준 최댓값에 대한 상대 오차 검사.
 """
 
@@ -12,6 +13,8 @@ import sys
 
 import numpy as np
 import pytest
+
+INPUT_SHAPE = (2, 3, 100, 130)  # [B, C, H, W]: 32 의 배수가 아니라 ⌈n/2⌉ 단계와 두 배 아닌 확대를 드러낸다
 
 
 def import_torchvision():
@@ -100,3 +103,32 @@ def assert_close_relative(actual, expected, tolerance=1e-4):
     scale = max(float(np.abs(expected).max()), 1e-12)
     error = float(np.abs(actual - expected).max())
     assert error <= tolerance * scale, f"max error {error:.3g} > {tolerance} x {scale:.3g}"
+
+
+def reference_backbone(depth, variant, trainable_layers=3, epsilon=1e-5, seed=0):
+    """torchvision 의 ResNet-FPN 백본 (eval 모드, 무작위 BN): v1 은 FrozenBatchNorm2d (eps), v2 는 BN (FPN 도).
+
+    fasterrcnn_resnet50_fpn (사전학습 백본) 과 _v2 가 `_resnet_fpn_extractor` 로 만드는 그대로.
+    """
+    import torch
+    import torchvision
+    from torchvision.models.detection import backbone_utils
+    from torchvision.models.detection._utils import overwrite_eps
+    from torchvision.ops import misc
+
+    torch.manual_seed(seed)
+    builder = getattr(torchvision.models, f"resnet{depth}")
+    if variant == "v1":
+        resnet = builder(norm_layer=misc.FrozenBatchNorm2d)
+        overwrite_eps(resnet, epsilon)
+        backbone = backbone_utils._resnet_fpn_extractor(resnet, trainable_layers)
+    else:
+        backbone = backbone_utils._resnet_fpn_extractor(builder(), trainable_layers,
+                                                        norm_layer=torch.nn.BatchNorm2d)
+    randomize_(backbone, seed + 1)
+    return backbone.eval()
+
+
+def random_images(seed=0, shape=INPUT_SHAPE):
+    """[B, C, H, W] float32 정규화된 이미지 같은 값 (numpy, 표준 정규분포)."""
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)

@@ -33,7 +33,8 @@ def resized_size(height, width, min_size=MIN_SIZE, max_size=MAX_SIZE):
     """
     height = tf.cast(height, tf.float64)
     width = tf.cast(width, tf.float64)
-    scale = tf.minimum(float(min_size) / tf.minimum(height, width), float(max_size) / tf.maximum(height, width))
+    short, long = tf.minimum(height, width), tf.maximum(height, width)
+    scale = tf.minimum(float(min_size) / short, float(max_size) / long)
     return tf.cast(tf.floor(tf.stack([height * scale, width * scale], axis=-1)), tf.int32)
 
 

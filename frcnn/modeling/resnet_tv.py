@@ -35,7 +35,8 @@ CONV_INITIALIZER = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncat
 class FrozenBatchNorm(keras.layers.Layer):
     """torchvision `FrozenBatchNorm2d`: 고정된 통계·아핀 값의 정규화 (학습되지 않는다).
 
-    [B, H, W, C] → x · scale + shift, scale = weight · (running_var + eps)^(−1/2), shift = bias − running_mean · scale.
+    [B, H, W, C] → x · scale + shift, scale = weight · (running_var + eps)^(−1/2),
+    shift = bias − running_mean · scale.
     변수 순서 (`get_weights`): weight, bias, running_mean, running_var — torchvision 의 버퍼 이름 그대로.
     """
 
@@ -160,7 +161,8 @@ def freeze_layers(model, trainable_layers):
       ValueError: trainable_layers 가 0–5 밖일 때.
     """
     if not 0 <= trainable_layers <= len(TRAINABLE_PREFIXES):
-        raise ValueError(f"trainable_layers must be in [0, {len(TRAINABLE_PREFIXES)}], got {trainable_layers}")
+        raise ValueError(f"trainable_layers must be in [0, {len(TRAINABLE_PREFIXES)}], "
+                         f"got {trainable_layers}")
     prefixes = TRAINABLE_PREFIXES[:trainable_layers]
     if trainable_layers == len(TRAINABLE_PREFIXES):
         prefixes += ("bn1",)

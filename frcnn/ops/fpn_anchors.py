@@ -76,6 +76,7 @@ def pyramid_anchors(height, width, sizes=SIZES, aspect_ratios=ASPECT_RATIOS):
     levels, counts = [], []
     for (grid_height, grid_width), level_sizes in zip(grid_sizes(height, width, len(sizes)), sizes):
         base = cell_anchors(level_sizes, aspect_ratios)
-        levels.append(level_anchors(grid_height, grid_width, height // grid_height, width // grid_width, base))
+        strides = (height // grid_height, width // grid_width)
+        levels.append(level_anchors(grid_height, grid_width, *strides, base))
         counts.append(grid_height * grid_width * len(base))
     return tf.concat(levels, axis=0), counts

@@ -120,8 +120,8 @@ def _gather_bilinear(table, base, width, rows, cols, dtype):
     for row_index, row_factor in ((row_low, 1.0 - row_weight), (row_high, row_weight)):
         for col_index, col_factor in ((col_low, 1.0 - col_weight), (col_high, col_weight)):
             # [B, R, S, S] 평면 표의 행 번호와 가중치
-            index = (base[..., None, None] + tf.cast(row_index, tf.int32)[..., :, None] * width[..., None, None]
-                     + tf.cast(col_index, tf.int32)[..., None, :])
+            row_start = tf.cast(row_index, tf.int32)[..., :, None] * width[..., None, None]
+            index = base[..., None, None] + row_start + tf.cast(col_index, tf.int32)[..., None, :]
             weight = row_factor[..., :, None] * col_factor[..., None, :] * valid
             term = tf.gather(table, index) * tf.cast(weight, dtype)[..., None]
             result = term if result is None else result + term

@@ -13,32 +13,6 @@ from frcnn.ops import fpn_anchors
 from tests import torch_reference
 
 torch, torchvision = torch_reference.import_torchvision()
-from torchvision.models.detection._utils import overwrite_eps  # noqa: E402  (torch 가 있을 때만)
-from torchvision.models.detection import backbone_utils  # noqa: E402
-from torchvision.ops import misc  # noqa: E402
-
-INPUT_SHAPE = (2, 3, 100, 130)  # [B, C, H, W]
-
-
-def reference_backbone(depth, variant, trainable_layers=3, epsilon=1e-5, seed=0):
-    """torchvision 의 ResNet-FPN 백본 (eval 모드): v1 은 FrozenBatchNorm2d, v2 는 BatchNorm2d (FPN 도)."""
-    torch.manual_seed(seed)
-    builder = getattr(torchvision.models, f"resnet{depth}")
-    if variant == "v1":
-        resnet = builder(norm_layer=misc.FrozenBatchNorm2d)
-        if epsilon != 1e-5:
-            overwrite_eps(resnet, epsilon)
-        backbone = backbone_utils._resnet_fpn_extractor(resnet, trainable_layers)
-    else:
-        backbone = backbone_utils._resnet_fpn_extractor(builder(), trainable_layers,
-                                                        norm_layer=torch.nn.BatchNorm2d)
-    torch_reference.randomize_(backbone, seed + 1)
-    return backbone.eval()
-
-
-def random_images(seed=0, shape=INPUT_SHAPE):
-    """[B, C, H, W] float32 정규화된 이미지 같은 값 (numpy)."""
-    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
 def keras_body(reference, depth, variant, trainable_layers=3, epsilon=1e-5):
@@ -48,10 +22,10 @@ def keras_body(reference, depth, variant, trainable_layers=3, epsilon=1e-5):
     return body
 
 
-def compare_body(depth, variant, epsilon=1e-5, shape=INPUT_SHAPE):
-    reference = reference_backbone(depth, variant, epsilon=epsilon)
+def compare_body(depth, variant, epsilon=1e-5, shape=torch_reference.INPUT_SHAPE):
+    reference = torch_reference.reference_backbone(depth, variant, epsilon=epsilon)
     body = keras_body(reference, depth, variant, epsilon=epsilon)
-    images = random_images(shape=shape)
+    images = torch_reference.random_images(shape=shape)
     with torch.no_grad():
         expected = reference.body(torch.from_numpy(images))
     actual = body(tf.constant(torch_reference.nhwc(torch.from_numpy(images))))
@@ -72,7 +46,7 @@ def test_resnet50_body_matches_torchvision(variant, epsilon):
 
 def test_stage_grid_sizes_match_torchvision():
     """fpn_anchors.grid_sizes (⌈n/2⌉ 단계) 가 torchvision 백본의 C2–C5 와 P6 크기와 같다."""
-    reference = reference_backbone(18, "v1")
+    reference = torch_reference.reference_backbone(18, "v1")
     for height, width in ((100, 130), (64, 96), (33, 31)):
         with torch.no_grad():
             outputs = reference(torch.zeros(1, 3, height, width))
@@ -84,7 +58,7 @@ def test_stage_grid_sizes_match_torchvision():
 @pytest.mark.parametrize("trainable_layers", [0, 3, 5])
 def test_trainable_layers_match_torchvision(variant, trainable_layers):
     """학습되는 층이 torchvision 의 requires_grad 매개변수를 가진 모듈과 같다 (BN 의 gamma·beta 포함)."""
-    reference = reference_backbone(18, variant, trainable_layers)
+    reference = torch_reference.reference_backbone(18, variant, trainable_layers)
     expected = {name.rsplit(".", 1)[0].replace(".", "_")
                 for name, parameter in reference.body.named_parameters() if parameter.requires_grad}
     body = resnet_tv.resnet_body(18, "frozen" if variant == "v1" else "batch", 1e-5, trainable_layers)
@@ -94,9 +68,9 @@ def test_trainable_layers_match_torchvision(variant, trainable_layers):
 
 def test_frozen_batch_norm_layers_still_use_batch_statistics_in_training():
     """v2 의 얼린 BN (줄기, layer1) 도 PyTorch 처럼 학습 모드에서 배치 통계로 정규화한다."""
-    reference = reference_backbone(18, "v2", trainable_layers=2)
+    reference = torch_reference.reference_backbone(18, "v2", trainable_layers=2)
     body = keras_body(reference, 18, "v2", trainable_layers=2)
-    images = random_images(seed=3)
+    images = torch_reference.random_images(seed=3)
     with torch.no_grad():
         expected = reference.body.train()(torch.from_numpy(images))
     actual = body(tf.constant(torch_reference.nhwc(torch.from_numpy(images))), training=True)
