@@ -110,8 +110,7 @@ def reference_backbone(depth, variant, trainable_layers=3, epsilon=1e-5, seed=0)
 
     fasterrcnn_resnet50_fpn (사전학습 백본) 과 _v2 가 `_resnet_fpn_extractor` 로 만드는 그대로.
     """
-    import torch
-    import torchvision
+    torch, torchvision = import_torchvision()
     from torchvision.models.detection import backbone_utils
     from torchvision.models.detection._utils import overwrite_eps
     from torchvision.ops import misc

@@ -1,4 +1,5 @@
-"""fpn 시험: torchvision `FeaturePyramidNetwork` + `LastLevelMaxPool` 과 같은 P2–P6 (torch 가 없으면 건너뛴다).
+"""fpn 시험: torchvision `FeaturePyramidNetwork` + `LastLevelMaxPool` 과 같은 P2–P6 (torch 가 없으면 torchvision 과
+비교하는 시험만 건너뛴다).
 
 단계마다 기준의 입력을 먹인다: FPN 에는 torchvision 백본 (body) 이 낸 C2–C5 를 그대로 넣는다. 백본 전체
 (`resnet_fpn`) 도 끝에서 끝까지 한 번 비교한다. 입력 100×130 은 위→아래 경로에 두 배가 아닌 확대 (7 → 13 등) 를 만든다.
@@ -14,8 +15,6 @@ from frcnn.modeling import fpn
 from frcnn.modeling import resnet_tv
 from tests import torch_reference
 
-torch, torchvision = torch_reference.import_torchvision()
-
 
 def _pyramid(variant):
     return fpn.feature_pyramid(resnet_tv.stage_channels(18), norm=None if variant == "v1" else "batch")
@@ -23,6 +22,7 @@ def _pyramid(variant):
 
 @pytest.mark.parametrize("variant", ["v1", "v2"])
 def test_pyramid_fed_torchvision_stage_outputs_matches(variant):
+    torch, _ = torch_reference.import_torchvision()
     reference = torch_reference.reference_backbone(18, variant)
     images = torch.from_numpy(torch_reference.random_images())
     with torch.no_grad():
@@ -37,6 +37,7 @@ def test_pyramid_fed_torchvision_stage_outputs_matches(variant):
 
 
 def test_resnet_fpn_matches_torchvision_end_to_end():
+    torch, _ = torch_reference.import_torchvision()
     reference = torch_reference.reference_backbone(18, "v2", seed=5)
     backbone = fpn.resnet_fpn(18, "v2")
     torch_reference.copy_weights(reference.body, backbone.get_layer("body"))
@@ -51,6 +52,7 @@ def test_resnet_fpn_matches_torchvision_end_to_end():
 
 @pytest.mark.parametrize("source,target", [(7, 13), (13, 25), (3, 7), (4, 8), (5, 9), (6, 6)])
 def test_nearest_resize_matches_torch_interpolate(source, target):
+    torch, _ = torch_reference.import_torchvision()
     values = np.arange(source * (source + 1), dtype=np.float32).reshape(1, source, source + 1, 1)
     expected = torch.nn.functional.interpolate(torch.from_numpy(torch_reference.nchw(values)),
                                                size=(target, target + 2), mode="nearest")

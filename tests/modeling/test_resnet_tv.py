@@ -1,4 +1,5 @@
-"""resnet_tv 시험: torchvision ResNet 과 같은 가중치로 같은 C2–C5 를 내는지 (torch 가 없으면 건너뛴다).
+"""resnet_tv 시험: torchvision ResNet 과 같은 가중치로 같은 C2–C5 를 내는지 (torch 가 없으면 torchvision 과 비교하는 시험만
+건너뛴다).
 
 기준: torchvision 의 `resnet18`/`resnet50` 을 `_resnet_fpn_extractor` 로 감싼 백본의 `body` (IntermediateLayerGetter),
 무작위 가중치에 BN 값도 무작위로 바꾼 것. 입력은 32 의 배수가 아닌 100×130 (⌈n/2⌉ 단계와 대칭 패딩을 드러낸다).
@@ -12,8 +13,6 @@ from frcnn.modeling import resnet_tv
 from frcnn.ops import fpn_anchors
 from tests import torch_reference
 
-torch, torchvision = torch_reference.import_torchvision()
-
 
 def keras_body(reference, depth, variant, trainable_layers=3, epsilon=1e-5):
     norm = "frozen" if variant == "v1" else "batch"
@@ -23,6 +22,7 @@ def keras_body(reference, depth, variant, trainable_layers=3, epsilon=1e-5):
 
 
 def compare_body(depth, variant, epsilon=1e-5, shape=torch_reference.INPUT_SHAPE):
+    torch, _ = torch_reference.import_torchvision()
     reference = torch_reference.reference_backbone(depth, variant, epsilon=epsilon)
     body = keras_body(reference, depth, variant, epsilon=epsilon)
     images = torch_reference.random_images(shape=shape)
@@ -46,6 +46,7 @@ def test_resnet50_body_matches_torchvision(variant, epsilon):
 
 def test_stage_grid_sizes_match_torchvision():
     """fpn_anchors.grid_sizes (⌈n/2⌉ 단계) 가 torchvision 백본의 C2–C5 와 P6 크기와 같다."""
+    torch, _ = torch_reference.import_torchvision()
     reference = torch_reference.reference_backbone(18, "v1")
     for height, width in ((100, 130), (64, 96), (33, 31)):
         with torch.no_grad():
@@ -68,6 +69,7 @@ def test_trainable_layers_match_torchvision(variant, trainable_layers):
 
 def test_frozen_batch_norm_layers_still_use_batch_statistics_in_training():
     """v2 의 얼린 BN (줄기, layer1) 도 PyTorch 처럼 학습 모드에서 배치 통계로 정규화한다."""
+    torch, _ = torch_reference.import_torchvision()
     reference = torch_reference.reference_backbone(18, "v2", trainable_layers=2)
     body = keras_body(reference, 18, "v2", trainable_layers=2)
     images = torch_reference.random_images(seed=3)
