@@ -106,3 +106,29 @@ def test_low_precision_features_keep_their_dtype(dtype):
     features = [tf.cast(level, dtype) for level in pyramid(np.random.default_rng(4))]
     pooled = multiscale_roi_align.multiscale_roi_align(features, tf.constant(image_boxes()))
     assert pooled.dtype == dtype and pooled.shape == (2 * len(image_boxes()[0]), 7, 7, CHANNELS)
+
+
+def test_converts_to_litert_builtin_ops_and_gives_the_same_features():
+    """gather 표본은 LiteRT 내장 연산 (GATHER 등) 만으로 변환되고 같은 값을 낸다."""
+    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+    rng = np.random.default_rng(5)
+    features = [level[:1, ::4, ::4] for level in pyramid(rng)]  # [1, Hl/4, Wl/4, C]: 작게
+    boxes = np.asarray([EDGE_BOXES], np.float32) / 4.0
+    specs = [tf.TensorSpec(level.shape, tf.float32) for level in features]
+    specs.append(tf.TensorSpec(boxes.shape, tf.float32))
+
+    @tf.function(input_signature=specs)
+    def pooled(p2, p3, p4, p5, rois):
+        return multiscale_roi_align.multiscale_roi_align([p2, p3, p4, p5], rois)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([pooled.get_concrete_function()], pooled)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    interpreter = interpreter_module.Interpreter(model_content=converter.convert())
+    interpreter.allocate_tensors()
+    inputs = dict(zip(("p2", "p3", "p4", "p5", "rois"), features + [boxes]))
+    for detail in interpreter.get_input_details():  # 입력 이름에 인자 이름이 든다
+        interpreter.set_tensor(detail["index"], next(value for key, value in inputs.items()
+                                                     if key in detail["name"]))
+    interpreter.invoke()
+    actual = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    torch_reference.assert_close_relative(actual, pooled(*features, boxes), tolerance=1e-5)
