@@ -4,7 +4,8 @@
   - `randomize_(module, seed)`: 합성곱 bias 와 BN 의 아핀 값·이동 통계를 무작위로 (기본값 1/0 이면 정규화가
     항등에 가까워 틀린 정규화 공식도 통과한다).
   - `copy_weights(torch_module, keras_model)`: torch 모듈 경로의 '.' 을 '_' 로 바꾼 이름의 Keras 층에 가중치를
-    옮긴다 (Conv2d OIHW → HWIO, BatchNorm2d·FrozenBatchNorm2d 는 weight, bias, running_mean, running_var).
+    옮긴다 (Conv2d OIHW → HWIO, BatchNorm2d·FrozenBatchNorm2d 는 weight, bias, running_mean, running_var,
+    Linear 는 전치; Flatten 뒤의 Linear 는 `flattened_dense_values`).
   - `reference_backbone(depth, variant, …)`: torchvision 의 ResNet-FPN 백본 (무작위, eval 모드), `random_images`.
   - `nchw`/`nhwc`: 배열 축 순서 바꾸기. `assert_close_relative`: 기준 최댓값에 대한 상대 오차 검사.
 """
@@ -63,11 +64,22 @@ def _keras_values(layer):
     if isinstance(layer, (torch.nn.BatchNorm2d, misc.FrozenBatchNorm2d)):
         return [tensor.detach().numpy() for tensor in
                 (layer.weight, layer.bias, layer.running_mean, layer.running_var)]
+    if isinstance(layer, torch.nn.Linear):
+        return [layer.weight.detach().numpy().T, layer.bias.detach().numpy()]
     raise TypeError(f"no Keras mapping for {type(layer).__name__}")
 
 
-def copy_weights(torch_module, keras_model):
-    """torch_module 의 합성곱·BN 가중치를 같은 경로 이름 ('.' → '_') 의 keras_model 층으로. 옮긴 층 수를 돌려준다.
+def flattened_dense_values(linear, channels, height, width):
+    """Flatten 바로 뒤의 torch Linear → Keras Dense 값: 입력 축을 (c, y, x) 에서 (y, x, c) 로 바꾼다."""
+    weight = linear.weight.detach().numpy().reshape(-1, channels, height, width)
+    return [weight.transpose(2, 3, 1, 0).reshape(height * width * channels, -1), linear.bias.detach().numpy()]
+
+
+def copy_weights(torch_module, keras_model, overrides=None):
+    """torch_module 의 합성곱·BN·Linear 가중치를 같은 경로 이름 ('.' → '_') 의 keras_model 층으로.
+
+    overrides: 선택 {Keras 층 이름: 값 목록} — 그 층은 이 값으로 (예: `flattened_dense_values`).
+    옮긴 층 수를 돌려준다.
 
     Raises:
       AssertionError: Keras 모델의 가중치 층 가운데 옮겨지지 않은 층이 있을 때.
@@ -75,11 +87,12 @@ def copy_weights(torch_module, keras_model):
     import torch
     from torchvision.ops import misc
 
+    overrides = overrides or {}
     copied = set()
     for path, layer in torch_module.named_modules():
-        if isinstance(layer, (torch.nn.Conv2d, torch.nn.BatchNorm2d, misc.FrozenBatchNorm2d)):
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.BatchNorm2d, misc.FrozenBatchNorm2d, torch.nn.Linear)):
             name = path.replace(".", "_")
-            keras_model.get_layer(name).set_weights(_keras_values(layer))
+            keras_model.get_layer(name).set_weights(overrides.get(name) or _keras_values(layer))
             copied.add(name)
     missing = [layer.name for layer in keras_model.layers if layer.weights and layer.name not in copied]
     assert not missing, f"Keras layers without torch weights: {missing}"
