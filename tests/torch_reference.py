@@ -90,7 +90,8 @@ def copy_weights(torch_module, keras_model, overrides=None):
     overrides = overrides or {}
     copied = set()
     for path, layer in torch_module.named_modules():
-        if isinstance(layer, (torch.nn.Conv2d, torch.nn.BatchNorm2d, misc.FrozenBatchNorm2d, torch.nn.Linear)):
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d,
+                              misc.FrozenBatchNorm2d)):
             name = path.replace(".", "_")
             keras_model.get_layer(name).set_weights(overrides.get(name) or _keras_values(layer))
             copied.add(name)
