@@ -8,6 +8,7 @@
     Linear 는 전치; Flatten 뒤의 Linear 는 `flattened_dense_values`).
   - `reference_backbone(depth, variant, …)`: torchvision 의 ResNet-FPN 백본 (무작위, eval 모드), `random_images`.
   - `nchw`/`nhwc`: 배열 축 순서 바꾸기. `assert_close_relative`: 기준 최댓값에 대한 상대 오차 검사.
+  - `assert_same_ranking`: 점수 순 박스 목록이 같은지 (거의 같은 점수끼리의 순서 바뀜은 허용).
 """
 
 import sys
@@ -145,3 +146,22 @@ def reference_backbone(depth, variant, trainable_layers=3, epsilon=1e-5, seed=0)
 def random_images(seed=0, shape=INPUT_SHAPE):
     """[B, C, H, W] float32 정규화된 이미지 같은 값 (numpy, 표준 정규분포)."""
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def assert_same_ranking(actual_boxes, actual_scores, expected_boxes, expected_scores, actual_labels=None,
+                        expected_labels=None, tie=1e-5):
+    """자리마다 같은 박스 (0.05 px) 와 라벨 — 점수가 tie 안으로 같은 것끼리는 순서가 바뀌어도 된다.
+
+    TF 와 torch 의 float32 시그모이드·소프트맥스는 1 ulp 다를 수 있어 (0.8955542 와 0.8955541) 거의 같은 두
+    점수의 순서가 뒤집힌다. 기대 박스 하나는 한 번만 짝지어진다.
+    """
+    if actual_labels is None:
+        actual_labels = np.zeros(len(actual_boxes), int)
+        expected_labels = np.zeros(len(expected_boxes), int)
+    used = np.zeros(len(expected_boxes), bool)
+    for index, (box, score, label) in enumerate(zip(actual_boxes, actual_scores, actual_labels)):
+        group = np.flatnonzero((np.abs(expected_scores - score) <= tie) & (expected_labels == label) & ~used)
+        assert len(group), f"box {index}: no expected box of label {label} with score {score}"
+        distances = np.abs(expected_boxes[group] - box).max(axis=1)
+        assert distances.min() <= 0.05, f"box {index}: {box} is {distances.min():.3g} px off"
+        used[group[np.argmin(distances)]] = True

@@ -43,21 +43,6 @@ def _reference(anchors, counts, logits, deltas, pre_nms, post_nms):
     return [(box.numpy()[:, [1, 0, 3, 2]], score.numpy()) for box, score in zip(boxes, scores)]
 
 
-def _assert_same_ranking(actual_boxes, actual_scores, expected_boxes, expected_scores, tie=1e-5):
-    """자리마다 같은 박스 (0.05 px) — 점수가 tie 안으로 같은 박스끼리는 순서가 바뀌어도 된다.
-
-    TF 와 torch 의 float32 시그모이드는 1 ulp 다를 수 있어 (0.8955542 와 0.8955541) 거의 같은 두 점수의 순서가
-    뒤집힌다. 기대 박스 하나는 한 번만 짝지어진다.
-    """
-    used = np.zeros(len(expected_boxes), bool)
-    for index, (box, score) in enumerate(zip(actual_boxes, actual_scores)):
-        group = np.flatnonzero((np.abs(expected_scores - score) <= tie) & ~used)
-        assert len(group), f"proposal {index}: no expected proposal with score {score}"
-        distances = np.abs(expected_boxes[group] - box).max(axis=1)
-        assert distances.min() <= 0.05, f"proposal {index}: {box} is {distances.min():.3g} px off"
-        used[group[np.argmin(distances)]] = True
-
-
 @pytest.mark.parametrize("pre_nms,post_nms", [(300, 200), (1000, 1000)])
 @pytest.mark.parametrize("training", [False, True])
 def test_matches_torchvision_filter_proposals(pre_nms, post_nms, training):
@@ -72,7 +57,8 @@ def test_matches_torchvision_filter_proposals(pre_nms, post_nms, training):
         assert bool(tf.reduce_all(valid[image, :count]))
         actual_scores = scores[image, :count].numpy()
         np.testing.assert_allclose(actual_scores, expected_scores, atol=1e-4)
-        _assert_same_ranking(proposals[image, :count].numpy(), actual_scores, expected_boxes, expected_scores)
+        torch_reference.assert_same_ranking(proposals[image, :count].numpy(), actual_scores, expected_boxes,
+                                            expected_scores)
         np.testing.assert_array_equal(scores[image, count:].numpy(), 0.0)
 
 
