@@ -1,5 +1,5 @@
-"""postprocess.detect 를 torchvision `RoIHeads.postprocess_detections` (score > 0.05, 변 ≥ 1e-2 px, 클래스별 NMS 0.5,
-상위 100) 와 비교한다: 같은 제안·로짓·델타를 먹여 같은 검출 (박스 0.05 px, 점수 1e-4, 같은 클래스·개수)
+"""postprocess.detect 를 torchvision `RoIHeads.postprocess_detections` (score > 0.05, 변 ≥ 1e-2 px, 클래스별
+NMS 0.5, 상위 100) 와 비교한다: 같은 제안·로짓·델타를 먹여 같은 검출 (박스 0.05 px, 점수 1e-4, 같은 클래스·개수)
 (torch 가 없으면 건너뛴다).
 
 torchvision 의 델타 (dx, dy, dw, dh) 는 클래스마다 [1, 0, 3, 2] 로 바꿔 먹인다. 이 프로젝트의 검출은 리사이즈된
@@ -40,8 +40,8 @@ def _reference(rois, logits, deltas):
                                detections_per_img=100)
     proposals = [torch.from_numpy(image[:, [1, 0, 3, 2]]) for image in rois]
     with torch.no_grad():
-        boxes, scores, labels = heads.postprocess_detections(torch.from_numpy(logits), torch.from_numpy(deltas),
-                                                             proposals, list(IMAGE_SIZES))
+        boxes, scores, labels = heads.postprocess_detections(
+            torch.from_numpy(logits), torch.from_numpy(deltas), proposals, list(IMAGE_SIZES))
     return [(box.numpy()[:, [1, 0, 3, 2]], score.numpy(), label.numpy())
             for box, score, label in zip(boxes, scores, labels)]
 
