@@ -67,3 +67,16 @@ def test_level_top_k_keeps_each_level_apart():
     indices, sizes = fpn_proposals.level_top_k(logits, [3, 4], 2)
     assert sizes == [2, 2]
     np.testing.assert_array_equal(indices.numpy(), [[0, 2, 3, 4]])
+
+
+def test_training_path_compiles_with_xla():
+    anchors, counts, logits, deltas = _inputs(seed=2)
+
+    def proposals(logits, deltas):
+        return fpn_proposals.fpn_proposals(logits, deltas, tf.constant(anchors), counts,
+                                           tf.constant(IMAGE_SIZES), 300, 200, training=True)
+
+    eager = proposals(tf.constant(logits), tf.constant(deltas))
+    compiled = tf.function(proposals, jit_compile=True)(tf.constant(logits), tf.constant(deltas))
+    for eager_part, compiled_part in zip(eager, compiled):
+        np.testing.assert_allclose(compiled_part.numpy(), eager_part.numpy(), atol=1e-4)
