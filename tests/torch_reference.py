@@ -165,3 +165,34 @@ def assert_same_ranking(actual_boxes, actual_scores, expected_boxes, expected_sc
         distances = np.abs(expected_boxes[group] - box).max(axis=1)
         assert distances.min() <= 0.05, f"box {index}: {box} is {distances.min():.3g} px off"
         used[group[np.argmin(distances)]] = True
+
+
+# torchvision 델타 (dx, dy, dw, dh) 의 k 번째 → 이 프로젝트 (dy, dx, dh, dw) 의 k 번째 자리에 올 torchvision 번호
+DELTA_ORDER = (1, 0, 3, 2)
+
+
+def _delta_channels(groups):
+    """앵커·클래스 groups 개의 델타 채널을 이 프로젝트 순서로: [g·4 + DELTA_ORDER[k]]."""
+    return [group * 4 + k for group in range(groups) for k in DELTA_ORDER]
+
+
+def copy_rpn_head(reference, head):
+    """torchvision `RPNHead` → `rpn.RpnHead` (만들어진 것): conv.i.0 → rpn_conv…, 델타 채널은 앵커마다 순서 바꿈."""
+    def values(layer, order=None):
+        kernel = layer.weight.detach().numpy().transpose(2, 3, 1, 0)
+        bias = layer.bias.detach().numpy()
+        return [kernel, bias] if order is None else [kernel[..., order], bias[order]]
+
+    for index, conv in enumerate([head.conv] + head.extra_convs):
+        conv.set_weights(values(reference.conv[index][0]))
+    head.objectness.set_weights(values(reference.cls_logits))
+    head.box_deltas.set_weights(values(reference.bbox_pred, _delta_channels(head.anchors_per_location)))
+
+
+def copy_box_predictor(predictor, detector_head):
+    """torchvision `FastRCNNPredictor` → `heads.DetectorHead` (만들어진 것) 의 class_logits·box_deltas."""
+    order = _delta_channels(detector_head.num_classes + 1)
+    detector_head.class_logits.set_weights([predictor.cls_score.weight.detach().numpy().T,
+                                            predictor.cls_score.bias.detach().numpy()])
+    detector_head.box_deltas.set_weights([predictor.bbox_pred.weight.detach().numpy().T[:, order],
+                                          predictor.bbox_pred.bias.detach().numpy()[order]])

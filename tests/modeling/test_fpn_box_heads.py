@@ -14,7 +14,6 @@ from frcnn.modeling import heads
 from tests import torch_reference
 
 CHANNELS, POOL, UNITS, CLASSES = 8, 7, 32, 4
-DELTA_ORDER = (1, 0, 3, 2)
 
 
 def _reference(variant):
@@ -43,11 +42,7 @@ def _keras_head(variant, reference_body, predictor):
         first_fc: torch_reference.flattened_dense_values(linear, CHANNELS, POOL, POOL)})
     head = heads.DetectorHead(body, CLASSES)
     head(tf.zeros([1, POOL, POOL, CHANNELS]))
-    head.class_logits.set_weights([predictor.cls_score.weight.detach().numpy().T,
-                                   predictor.cls_score.bias.detach().numpy()])
-    order = [klass * 4 + k for klass in range(CLASSES + 1) for k in DELTA_ORDER]
-    head.box_deltas.set_weights([predictor.bbox_pred.weight.detach().numpy().T[:, order],
-                                 predictor.bbox_pred.bias.detach().numpy()[order]])
+    torch_reference.copy_box_predictor(predictor, head)
     return head
 
 
@@ -61,7 +56,8 @@ def test_box_head_and_predictor_match_torchvision(variant):
     head = _keras_head(variant, reference_body, predictor)
     logits, deltas = head(tf.constant(torch_reference.nhwc(torch.from_numpy(features))))
     torch_reference.assert_close_relative(logits, expected_logits.numpy())
-    expected_deltas = expected_deltas.numpy().reshape(6, CLASSES + 1, 4)[..., list(DELTA_ORDER)]
+    expected_deltas = expected_deltas.numpy().reshape(6, CLASSES + 1, 4)
+    expected_deltas = expected_deltas[..., list(torch_reference.DELTA_ORDER)]
     torch_reference.assert_close_relative(deltas, expected_deltas)
 
 

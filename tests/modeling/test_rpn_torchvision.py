@@ -15,27 +15,12 @@ from tests import torch_reference
 CHANNELS = 16
 ANCHORS = 3
 GRIDS = ((24, 32), (12, 16), (6, 8), (3, 4), (2, 2))  # 96×128 입력의 P2–P6
-# 이 프로젝트의 델타 k 번째 = torchvision 의 델타 DELTA_ORDER[k] 번째
-DELTA_ORDER = (1, 0, 3, 2)
 
 
 def _keras_head(reference, conv_depth):
     head = rpn.RpnHead(CHANNELS, ANCHORS, conv_depth=conv_depth)
     head(tf.zeros([1, 4, 4, CHANNELS]))
-
-    def values(layer, output_order=None):
-        kernel = layer.weight.detach().numpy().transpose(2, 3, 1, 0)
-        bias = layer.bias.detach().numpy()
-        if output_order is not None:
-            kernel, bias = kernel[..., output_order], bias[output_order]
-        return [kernel, bias]
-
-    convs = [head.conv] + head.extra_convs
-    for index, conv in enumerate(convs):
-        conv.set_weights(values(reference.conv[index][0]))
-    head.objectness.set_weights(values(reference.cls_logits))
-    delta_channels = [anchor * 4 + k for anchor in range(ANCHORS) for k in DELTA_ORDER]
-    head.box_deltas.set_weights(values(reference.bbox_pred, delta_channels))
+    torch_reference.copy_rpn_head(reference, head)
     return head
 
 
@@ -60,4 +45,4 @@ def test_rpn_head_over_pyramid_matches_torchvision(conv_depth):
     actual_deltas = tf.concat([deltas for _, deltas in outputs], axis=1)
     torch_reference.assert_close_relative(actual_logits, expected_logits.numpy().reshape(2, -1))
     torch_reference.assert_close_relative(
-        actual_deltas, expected_deltas.numpy().reshape(2, -1, 4)[..., list(DELTA_ORDER)])
+        actual_deltas, expected_deltas.numpy().reshape(2, -1, 4)[..., list(torch_reference.DELTA_ORDER)])
