@@ -2,11 +2,13 @@
 (torch 가 없으면 건너뛴다). 모델 배선 (`model.py`) 전의 시험용 조립: 변환 → 백본·FPN → RPN 헤드 → 앵커 → 제안 →
 MultiScaleRoIAlign → TwoMLPHead + 예측기 → 후처리 → 원본 좌표.
 
-작게: min_size 128, max_size 200 (크기 규칙은 같다), 제안 사전 300 / 사후 100, 클래스 3 + 배경. RPN·예측기 가중치를
+빠른 시험은 작게: min_size 128, max_size 200 (크기 규칙은 같다); slow 시험은 800/1333 에 네 크기
+(289×385 포함), 제안 사전 300 / 사후 100, 클래스 3 + 배경. RPN·예측기 가중치를
 키워 점수가 고르게 흩어지고 이미지마다 검출이 10 개 이상 나오게 한다. 두 이미지는 방향이 다르다 (가로형, 세로형).
 """
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from frcnn import config as config_lib
@@ -22,19 +24,20 @@ from frcnn.ops import fpn_anchors
 from frcnn.ops import multiscale_roi_align
 from tests import torch_reference
 
-MIN_SIZE, MAX_SIZE = 128, 200
 PRE_NMS, POST_NMS = 300, 100
 CLASSES = 3
 IMAGE_SHAPES = ((97, 130), (150, 101))  # (H, W): 가로형, 세로형
+# torchvision 의 실제 크기 규칙 (800, 1333): 289×385 → 799×1065, 375×500 → 800×1066, 두 방향
+FULL_SIZE_SHAPES = ((289, 385), (385, 289), (375, 500), (500, 375))
 
 
-def _reference_model():
+def _reference_model(min_size, max_size):
     torch, _ = torch_reference.import_torchvision()
     from torchvision.models.detection import faster_rcnn
 
     model = faster_rcnn.FasterRCNN(
         torch_reference.reference_backbone(18, "v1", seed=3), num_classes=CLASSES + 1,
-        min_size=MIN_SIZE, max_size=MAX_SIZE, rpn_pre_nms_top_n_test=PRE_NMS,
+        min_size=min_size, max_size=max_size, rpn_pre_nms_top_n_test=PRE_NMS,
         rpn_post_nms_top_n_test=POST_NMS).eval()
     torch.manual_seed(4)
     with torch.no_grad():
@@ -62,17 +65,17 @@ def _keras_parts(reference):
     return backbone, rpn_head, detector_head
 
 
-def _batch(images):
+def _batch(images, min_size, max_size):
     """변환 → 같은 크기 (32 배수) 로 0 패딩한 배치 [B, Hp, Wp, 3] 과 리사이즈 크기 [B, 2]."""
-    transformed = [tv_transform.transform_image(tf.constant(image), MIN_SIZE, MAX_SIZE) for image in images]
+    transformed = [tv_transform.transform_image(tf.constant(image), min_size, max_size) for image in images]
     sizes = np.stack([size.numpy() for _, size in transformed])
     canvas = tv_transform.padded_size(int(sizes[:, 0].max()), int(sizes[:, 1].max()))
     return tf.stack([resize.pad_to_canvas(image, canvas) for image, _ in transformed]), sizes
 
 
-def _detect(parts, images):
+def _detect(parts, images, min_size, max_size):
     backbone, rpn_head, detector_head = parts
-    batch, sizes = _batch(images)
+    batch, sizes = _batch(images, min_size, max_size)
     pyramid = backbone(batch)
     outputs = [rpn_head(level) for level in pyramid]
     anchors, counts = fpn_anchors.pyramid_anchors(*batch.shape[1:3])
@@ -87,14 +90,24 @@ def _detect(parts, images):
 
 
 def test_detections_match_torchvision_faster_rcnn_end_to_end():
+    compare_end_to_end(IMAGE_SHAPES, 128, 200)
+
+
+@pytest.mark.slow
+def test_detections_match_torchvision_at_full_size():
+    compare_end_to_end(FULL_SIZE_SHAPES, 800, 1333)
+
+
+def compare_end_to_end(shapes, min_size, max_size):
+    """shapes 의 무작위 이미지 한 배치를 양쪽에 먹여 같은 검출 (이미지마다 10 개 이상) 인지."""
     torch, _ = torch_reference.import_torchvision()
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8) for shape in IMAGE_SHAPES]
-    reference = _reference_model()
+    images = [rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8) for shape in shapes]
+    reference = _reference_model(min_size, max_size)
     with torch.no_grad():
         expected = reference([torch.from_numpy(image).permute(2, 0, 1).float() / 255.0 for image in images])
-    detections = _detect(_keras_parts(reference), images)
-    for index, (shape, target) in enumerate(zip(IMAGE_SHAPES, expected)):
+    detections = _detect(_keras_parts(reference), images, min_size, max_size)
+    for index, (shape, target) in enumerate(zip(shapes, expected)):
         count = int(detections["num_detections"][index])
         assert count == len(target["boxes"]) >= 10, (index, count, len(target["boxes"]))
         # 정규화 좌표 × 원본 (H, W) = 원본 픽셀. 점수는 단계를 거치며 1e-5 쯤 어긋난다 (그 안의 순서는
