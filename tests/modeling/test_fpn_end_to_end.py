@@ -1,4 +1,4 @@
-"""FPN 조각을 이어 torchvision `FasterRCNN` (ResNet-18-FPN v1, 무작위 가중치) 과 끝에서 끝까지 같은 검출을 내는지
+"""FPN 조각을 이어 torchvision `FasterRCNN` (ResNet-18-FPN v1·v2, 무작위 가중치) 과 끝에서 끝까지 같은 검출을 내는지
 (torch 가 없으면 건너뛴다). 모델 배선 (`model.py`) 전의 시험용 조립: 변환 → 백본·FPN → RPN 헤드 → 앵커 → 제안 →
 MultiScaleRoIAlign → TwoMLPHead + 예측기 → 후처리 → 원본 좌표.
 
@@ -26,39 +26,54 @@ from tests import torch_reference
 
 PRE_NMS, POST_NMS = 300, 100
 CLASSES = 3
+# 예측기·RPN 가중치의 표준편차와 배경 로짓 bias (v2 의 몸통 출력이 더 크다)
+PREDICTOR_STD = {"v1": 0.05, "v2": 0.005}
+BACKGROUND_BIAS = {"v1": 4.2, "v2": 2.5}
 IMAGE_SHAPES = ((97, 130), (150, 101))  # (H, W): 가로형, 세로형
 # torchvision 의 실제 크기 규칙 (800, 1333): 289×385 → 799×1065, 375×500 → 800×1066, 두 방향
 FULL_SIZE_SHAPES = ((289, 385), (385, 289), (375, 500), (500, 375))
 
 
-def _reference_model(min_size, max_size):
+def _reference_model(variant, min_size, max_size):
+    """torchvision FasterRCNN: v1 (FrozenBN, RPN 합성곱 1, TwoMLPHead) 또는 v2 (BN, RPN 합성곱 2, 4conv+fc)."""
     torch, _ = torch_reference.import_torchvision()
     from torchvision.models.detection import faster_rcnn
+    from torchvision.models.detection import rpn as tv_rpn
 
+    torch.manual_seed(2)  # v2 의 헤드는 씨앗을 정하는 reference_backbone 보다 먼저 만들어진다
+    extra = {}
+    if variant == "v2":
+        extra = {"rpn_head": tv_rpn.RPNHead(256, 3, conv_depth=2),
+                 "box_head": faster_rcnn.FastRCNNConvFCHead((256, 7, 7), [256] * 4, [1024],
+                                                            norm_layer=torch.nn.BatchNorm2d)}
+        torch_reference.randomize_(extra["box_head"], seed=6)
     model = faster_rcnn.FasterRCNN(
-        torch_reference.reference_backbone(18, "v1", seed=3), num_classes=CLASSES + 1,
+        torch_reference.reference_backbone(18, variant, seed=3), num_classes=CLASSES + 1,
         min_size=min_size, max_size=max_size, rpn_pre_nms_top_n_test=PRE_NMS,
-        rpn_post_nms_top_n_test=POST_NMS).eval()
+        rpn_post_nms_top_n_test=POST_NMS, **extra).eval()
     torch.manual_seed(4)
     with torch.no_grad():
         for module in (model.rpn.head, model.roi_heads.box_predictor):
             for parameter in module.parameters():
-                parameter.copy_(torch.randn(parameter.shape) * 0.05)
-        model.roi_heads.box_predictor.cls_score.bias[0] = 4.2  # 배경을 높여 100 개 상한 아래로 (53, 38 개)
+                parameter.copy_(torch.randn(parameter.shape) * PREDICTOR_STD[variant])
+        # 배경을 높여 100 개 상한 아래로 (빠른 시험 v1 53·38 개, v2 22·46 개)
+        model.roi_heads.box_predictor.cls_score.bias[0] = BACKGROUND_BIAS[variant]
     return model
 
 
-def _keras_parts(reference):
-    backbone = fpn.resnet_fpn(18, "v1")
+def _keras_parts(variant, reference):
+    backbone = fpn.resnet_fpn(18, variant)
     torch_reference.copy_weights(reference.backbone.body, backbone.get_layer("body"))
     torch_reference.copy_weights(reference.backbone.fpn, backbone.get_layer("fpn"))
-    rpn_head = rpn.RpnHead(256, 3)
+    rpn_head = rpn.RpnHead(256, 3, conv_depth=1 if variant == "v1" else 2)
     rpn_head(tf.zeros([1, 4, 4, 256]))
     torch_reference.copy_rpn_head(reference.rpn.head, rpn_head)
-    body = fpn_box_heads.two_mlp_head()
-    fc6 = reference.roi_heads.box_head.fc6
-    torch_reference.copy_weights(reference.roi_heads.box_head, body,
-                                 overrides={"fc6": torch_reference.flattened_dense_values(fc6, 256, 7, 7)})
+    body, first_fc = ((fpn_box_heads.two_mlp_head(), "fc6") if variant == "v1"
+                      else (fpn_box_heads.conv_fc_head(), "5"))
+    box_head = reference.roi_heads.box_head
+    fc = dict(box_head.named_modules())[first_fc]
+    torch_reference.copy_weights(box_head, body,
+                                 overrides={first_fc: torch_reference.flattened_dense_values(fc, 256, 7, 7)})
     detector_head = heads.DetectorHead(body, CLASSES)
     detector_head(tf.zeros([1, 7, 7, 256]))
     torch_reference.copy_box_predictor(reference.roi_heads.box_predictor, detector_head)
@@ -89,24 +104,25 @@ def _detect(parts, images, min_size, max_size):
                               config_lib.RoiConfig(), min_box_size=1e-2)
 
 
-def test_detections_match_torchvision_faster_rcnn_end_to_end():
-    compare_end_to_end(IMAGE_SHAPES, 128, 200)
+@pytest.mark.parametrize("variant", ["v1", "v2"])
+def test_detections_match_torchvision_faster_rcnn_end_to_end(variant):
+    compare_end_to_end(variant, IMAGE_SHAPES, 128, 200)
 
 
 @pytest.mark.slow
 def test_detections_match_torchvision_at_full_size():
-    compare_end_to_end(FULL_SIZE_SHAPES, 800, 1333)
+    compare_end_to_end("v1", FULL_SIZE_SHAPES, 800, 1333)
 
 
-def compare_end_to_end(shapes, min_size, max_size):
+def compare_end_to_end(variant, shapes, min_size, max_size):
     """shapes 의 무작위 이미지 한 배치를 양쪽에 먹여 같은 검출 (이미지마다 10 개 이상) 인지."""
     torch, _ = torch_reference.import_torchvision()
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8) for shape in shapes]
-    reference = _reference_model(min_size, max_size)
+    reference = _reference_model(variant, min_size, max_size)
     with torch.no_grad():
         expected = reference([torch.from_numpy(image).permute(2, 0, 1).float() / 255.0 for image in images])
-    detections = _detect(_keras_parts(reference), images, min_size, max_size)
+    detections = _detect(_keras_parts(variant, reference), images, min_size, max_size)
     for index, (shape, target) in enumerate(zip(shapes, expected)):
         count = int(detections["num_detections"][index])
         assert count == len(target["boxes"]) >= 10, (index, count, len(target["boxes"]))
