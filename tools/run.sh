@@ -8,16 +8,19 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.frcnn-installed
+# 설치할 추가 묶음. CI 는 .ci/run 에서 FRCNN_EXTRAS=test,deploy,torch 로 torchvision 일치 시험까지 설치한다
+# (~4.5 GB); 사용자의 `bash tools/run.sh test` 는 torch 없이 그 시험들을 건너뛴다.
+EXTRAS=${FRCNN_EXTRAS:-test,deploy}
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[run] creating virtual environment in $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-# setup.cfg 가 바뀌었을 때만 다시 설치한다.
-if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ]; then
-  echo "[run] installing frcnn and its dependencies (a few minutes the first time)"
+# setup.cfg 나 추가 묶음이 바뀌었을 때만 다시 설치한다 (도장 파일이 설치한 묶음을 적어 둔다).
+if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ] || [ "$(cat "$STAMP")" != "$EXTRAS" ]; then
+  echo "[run] installing frcnn[$EXTRAS] and its dependencies (a few minutes the first time)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[test,deploy]"
-  touch "$STAMP"
+  "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+  echo "$EXTRAS" > "$STAMP"
 fi
 command=${1:-}
 shift || true

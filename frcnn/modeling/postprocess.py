@@ -16,7 +16,7 @@ NMS_METHODS = tuple(nms_ops.CLASS_NMS)
 
 
 def detect(rois, roi_valid, class_logits, box_deltas, image_sizes, detection_config, roi_config,
-           nms="combined"):
+           nms="combined", min_box_size=0.0):
     """RoI 별 점수와 델타로 최종 검출을 만든다.
 
     Args:
@@ -28,6 +28,8 @@ def detect(rois, roi_valid, class_logits, box_deltas, image_sizes, detection_con
       detection_config: `config.DetectionConfig`.
       roi_config: `config.RoiConfig`.
       nms: `NMS_METHODS` 중 하나.
+      min_box_size: float 픽셀; 자른 뒤 높이나 너비가 이보다 짧은 박스는 버린다 (torchvision 1e-2: 이미지 밖
+        제안이 잘려 생긴 넓이 0 박스를 없앤다; 0 이면 끔).
 
     Returns:
       dict: boxes [B, N, 4] float32 정규화 [0, 1] (리사이즈된 이미지 = 원본 이미지 기준),
@@ -44,6 +46,10 @@ def detect(rois, roi_valid, class_logits, box_deltas, image_sizes, detection_con
     boxes = box_coder.decode(deltas, rois[:, :, None, :], roi_config.box_weights)
     boxes = tf.reshape(box_ops.clip_boxes(tf.reshape(boxes, [batch_size, -1, 4]), image_sizes),
                        [batch_size, num_rois, num_classes, 4])
+    if min_box_size > 0:
+        big_enough = (((boxes[..., 2] - boxes[..., 0]) >= min_box_size)
+                      & ((boxes[..., 3] - boxes[..., 1]) >= min_box_size))
+        scores = tf.where(big_enough, scores, 0.0)
     # 정규화 좌표로 바꿔 NMS (리사이즈 배율이 사라진다)
     sizes = tf.tile(image_sizes, [1, 2])[:, None, None, :]
     normalized = boxes / sizes

@@ -15,14 +15,22 @@ from frcnn.ops import nms
 
 
 class RpnHead(keras.layers.Layer):
-    """특징맵 → (객체성 로짓 [B, A], 박스 델타 [B, A, 4])."""
+    """특징맵 → (객체성 로짓 [B, A], 박스 델타 [B, A, 4]).
 
-    def __init__(self, channels, anchors_per_location, **kwargs):
+    conv_depth: 3×3 합성곱 + ReLU 층 수 (torchvision `RPNHead(conv_depth=…)`: fasterrcnn_resnet50_fpn 1, _v2 2;
+    stride 1 의 3×3 'same' 은 PyTorch 의 패딩 1 과 같다). FPN 이면 같은 헤드를 수준마다 적용한다.
+    """
+
+    def __init__(self, channels, anchors_per_location, conv_depth=1, **kwargs):
         super().__init__(**kwargs)
         self.anchors_per_location = anchors_per_location
         init = keras.initializers.RandomNormal(stddev=0.01)
         self.conv = keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
                                         kernel_initializer=init, name="rpn_conv")
+        # 둘째 층부터 (속성 `conv` 는 그대로라 예전 체크포인트가 읽힌다)
+        self.extra_convs = [keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
+                                                kernel_initializer=init, name=f"rpn_conv_{index}")
+                            for index in range(2, conv_depth + 1)]
         self.objectness = keras.layers.Conv2D(anchors_per_location, 1, kernel_initializer=init,
                                               name="rpn_objectness")
         self.box_deltas = keras.layers.Conv2D(anchors_per_location * 4, 1, kernel_initializer=init,
@@ -30,6 +38,8 @@ class RpnHead(keras.layers.Layer):
 
     def call(self, features):
         hidden = self.conv(features)
+        for conv in self.extra_convs:
+            hidden = conv(hidden)
         batch_size = tf.shape(features)[0]
         # [B, Hf, Wf, K] → [B, A]
         objectness_logits = tf.reshape(self.objectness(hidden), [batch_size, -1])
