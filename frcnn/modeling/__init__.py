@@ -10,5 +10,10 @@
   losses       RPN·검출기 손실 (smooth L1, 교차 엔트로피).
   postprocess  클래스별 디코드와 NMS.
   model        `FasterRCNN`: 위를 한 화면에 잇는 모델.
+  resnet_tv    torchvision 의 ResNet v1.5 (PyTorch 대칭 패딩, FrozenBN/BN, trainable_backbone_layers).
+  fpn          torchvision 의 FPN (C2–C5 → P2–P6, v1·v2).
+  fpn_proposals  FPN RPN 제안 (수준별 top-k·NMS, 전체 top-k; torchvision RegionProposalNetwork).
+  fpn_box_heads  TwoMLPHead (v1) 와 4×conv-BN + fc (v2) 박스 헤드.
+  (resnet_tv … fpn_box_heads 는 FPN 프리셋의 부품: torchvision 과 단계별로 같음을 시험했고, 아직 프리셋에 잇지 않았다.)
 가져오는 것: frcnn.ops, frcnn.config (데이터·학습·내보내기는 가져오지 않는다).
 """

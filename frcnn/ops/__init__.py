@@ -8,5 +8,7 @@
   sampler    균형 표본 추출 (RPN 256 앵커와 RoI 128 개가 함께 쓰는 하나).
   nms        NMS 변형 (학습 padded·XLA, 추론 이미지별 V5, 클래스별 combined·클래스 오프셋).
   roi_ops    RoI max pooling (bin 의 모든 칸 최댓값, 희소 표) / RoIAlign (학습: matmul 쌍선형, 추론: crop_and_resize).
+  fpn_anchors  torchvision 의 FPN 앵커 (P2–P6, 32…512 × 0.5/1/2, 반올림·보폭 규칙 그대로).
+  multiscale_roi_align  torchvision `MultiScaleRoIAlign` (aligned=False, P2–P5 수준 배정, gather 표본기).
 가져오는 것: frcnn.config 만.
 """
