@@ -11,14 +11,13 @@ import pytest
 from frcnn import config as config_lib
 from frcnn import fileio
 from frcnn.data import record_spec
-from frcnn.data import records
 from frcnn.data import sources
 from frcnn.data import voc
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
 from pipelines import convert
-from tests.testing import VOC_IMAGES, convert_voc, read_records, write_voc_dir
+from tests.testing import VOC_IMAGES, convert_voc, read_records, record_anchor_matches, write_voc_dir
 
 
 DROP = "input.difficult=drop"  # 참조 구현들의 기본 (cpu_small 프리셋은 keep)
@@ -113,9 +112,8 @@ def _expected_matches(example, config, flipped):
 def test_anchor_matches_equal_single_image_labels(converted, flipped):
     _, output_dir, _ = converted
     config = config_lib.build_config("cpu_small", DROP)
-    key = "anchor_matches_flipped_bytes" if flipped else "anchor_matches_bytes"
     for example in read_records(str(output_dir / "trainval-*.tfrecord")):
-        matches = records.decode_anchor_matches(example[key], None).numpy()
+        matches = record_anchor_matches(example, config, flipped)
         assert matches.shape == (_num_anchors(example, config),)
         np.testing.assert_array_equal(matches, _expected_matches(example, config, flipped))
         num_objects = len(example["classes"])
@@ -140,7 +138,7 @@ def test_labeler_batch_equals_full_anchor_labels():
             height=300, width=400 + 37 * index, normalized_boxes=boxes.astype(np.float32),
             class_ids=np.ones(count, np.int64), class_names=("dog",) * count,
             difficult=np.zeros(count, bool), truncated=np.zeros(count, bool)))
-    matches, flipped = convert.AnchorLabeler(record_spec.RecordSpec.from_config(config))(examples)
+    matches, flipped, _ = convert.AnchorLabeler(record_spec.RecordSpec.from_config(config))(examples)
     for example, example_matches, example_flipped in zip(examples, matches, flipped):
         parsed = {"height": example.height, "width": example.width, "boxes": example.normalized_boxes,
                   "difficult": example.difficult}
@@ -234,9 +232,8 @@ def test_progress_callback_counts_every_source_item(tmp_path):
 
 def _matches_by_image(output_dir):
     config = config_lib.build_config("cpu_small")
-    return {example["source_id"]: (example, records.decode_anchor_matches(
-        example["anchor_matches_bytes"], _num_anchors(example, config)).numpy())
-        for example in read_records(str(output_dir / "trainval-*.tfrecord"))}
+    return {example["source_id"]: (example, record_anchor_matches(example, config))
+            for example in read_records(str(output_dir / "trainval-*.tfrecord"))}
 
 
 @pytest.mark.parametrize("mode", ["ignore", "keep"])

@@ -10,8 +10,8 @@ import tensorflow as tf
 from frcnn import config as config_lib
 from pipelines import input_pipeline
 from frcnn.data import record_spec
-from frcnn.data import records
-from tests.testing import VOC_IMAGES, convert_voc, damage_image, read_records, write_voc_dir
+from tests.testing import (VOC_IMAGES, convert_voc, damage_image, read_records, record_anchor_matches,
+                           write_voc_dir)
 
 CONFIG = config_lib.build_config("cpu_small")
 G = CONFIG.input.max_gt_boxes
@@ -111,12 +111,9 @@ def test_flip_is_consistent_with_records(record_pattern):
         np.testing.assert_allclose(element["gt_boxes"][real], expected[real], rtol=1e-6)
         assert np.all(element["gt_boxes"][~real] == -1)
         record = stored[image_id]
-        np.testing.assert_array_equal(
-            element["anchor_matches"],
-            records.decode_anchor_matches(record["anchor_matches_flipped_bytes"], None))
-        np.testing.assert_array_equal(
-            plain[image_id]["anchor_matches"],
-            records.decode_anchor_matches(record["anchor_matches_bytes"], None))
+        np.testing.assert_array_equal(element["anchor_matches"], record_anchor_matches(record, CONFIG, True))
+        np.testing.assert_array_equal(plain[image_id]["anchor_matches"],
+                                      record_anchor_matches(record, CONFIG))
 
 
 def test_training_repeats_and_drops_remainder(record_pattern):
