@@ -11,6 +11,7 @@ import pytest
 from frcnn import config as config_lib
 from frcnn import fileio
 from frcnn.data import record_spec
+from frcnn.data import records
 from frcnn.data import sources
 from frcnn.data import voc
 from frcnn.modeling import rpn_targets
@@ -121,6 +122,21 @@ def test_anchor_matches_equal_single_image_labels(converted, flipped):
         # difficult 가 아닌 각 GT 는 적어도 한 앵커에 매칭되고, difficult 물체는 어디에도 매칭되지 않는다 (drop).
         trained = {index + 1 for index in range(num_objects) if not example["difficult"][index]}
         assert set(np.unique(matches[matches > 0])) == trained
+
+
+@pytest.mark.parametrize("preset", ["vgg16_paper", "vgg16_seed", "cpu_small"])
+def test_sparse_records_decode_to_full_anchor_labels(tmp_path, preset):
+    """희소 레코드를 푼 밀집 코드 == 한 이미지씩 전체 앵커로 계산한 `label_anchors` (원본·뒤집기), 프리셋마다.
+    경계를 넘는 앵커의 −1 은 레코드에 없고 (무시로 적힌 수 < 밀집 코드의 −1 수) 읽을 때 되살아난다."""
+    config = config_lib.build_config(preset, DROP)
+    convert_voc(write_voc_dir(tmp_path), tmp_path / "records", preset=preset, overrides=DROP)
+    for example in read_records(str(tmp_path / "records" / "trainval-*.tfrecord")):
+        for flipped in (False, True):
+            matches = record_anchor_matches(example, config, flipped)
+            np.testing.assert_array_equal(matches, _expected_matches(example, config, flipped))
+            ignore_key = records.anchor_label_keys(flipped)[0]
+            assert len(example[ignore_key]) < np.sum(matches == -1)
+            assert len(example[records.anchor_label_keys(flipped)[1]]) == np.sum(matches > 0)
 
 
 def test_labeler_batch_equals_full_anchor_labels():
