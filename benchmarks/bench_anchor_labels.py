@@ -1,0 +1,161 @@
+"""희소 앵커 라벨 측정: 레코드 바이트와 학습 파이프라인 images/s 를 옛 (밀집 int16) 형식과 한 실행 안에서 나란히.
+
+사용 예 (옛 형식 = 이 변경 앞 커밋의 worktree):
+    git worktree add /tmp/old_21a <앞 커밋>
+    nice -n 15 python -m benchmarks.bench_anchor_labels --old_tree=/tmp/old_21a --preset=vgg16_paper
+
+하는 일:
+  1. `bench_make_tfrecords.make_voc` 로 VOC 크기 (500×375, 일곱 장에 한 장 세로형) JPEG 의 임시 VOC 를 만든다.
+  2. 두 트리의 `tools.make_tfrecords` 로 각자 레코드를 만든다 (각 트리 디렉터리에서 하위 프로세스).
+  3. 바이트: 레코드마다 JPEG 바이트, 라벨 바이트 (라벨 특징 `image/anchor_matches*` 를 뺀 직렬화와의 차이,
+     특징 이름 포함), 나머지. "라벨이 더하는 몫" = 라벨 바이트 / 라벨 없는 레코드 바이트.
+  4. 같음: 두 트리의 `build_dataset` (모든 캔버스, 뒤집기 없음·있음) 이 내는 `anchor_matches` 가 이미지마다
+     비트 단위로 같은지.
+  5. 속도: 두 트리의 `benchmarks.bench_pipeline` 을 번갈아 --rounds 번 (기계가 시끄러워서) 돌려 images/s 의
+     중앙값과 비율 (새 / 옛). 학습 루프처럼 캔버스 하나 (--canvas) 의 데이터셋이다.
+"""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from benchmarks import bench_make_tfrecords
+from frcnn.data import records
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("old_tree", None, "Worktree of the commit before sparse labels (dense int16 records).")
+flags.DEFINE_string("preset", "vgg16_paper", "Preset to make records for.")
+flags.DEFINE_integer("voc_images", 50, "Synthetic VOC-sized images (--seed: bench_make_tfrecords's flag).")
+flags.DEFINE_integer("rounds", 5, "Alternating old/new pipeline measurements.")
+flags.DEFINE_integer("num_batches", 150, "Batches timed per pipeline measurement.")
+flags.DEFINE_integer("canvas", 0, "Canvas index of the timed one-canvas dataset (-1: all canvases).")
+flags.mark_flag_as_required("old_tree")
+
+NEW_TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# 두 트리에 공통인 API 로 `anchor_matches` 를 source_id·뒤집기별로 npz 에 쓰는 코드 (트리 디렉터리에서 실행).
+_DUMP_MATCHES = """
+import sys
+import numpy as np
+from frcnn import config as config_lib
+from frcnn.data import record_spec
+from pipelines import input_pipeline
+pattern, preset, output = sys.argv[1:4]
+spec = record_spec.RecordSpec.read(pattern, config_lib.build_config(preset))
+found = {}
+for flip in (False, True):
+    for batch in input_pipeline.build_dataset(spec, training=False, batch_size=1, flip=flip):
+        found[batch["source_ids"].numpy()[0].decode() + ("/flipped" if flip else "")] = (
+            batch["anchor_matches"].numpy()[0])
+np.savez(output, **found)
+"""
+
+
+def _run(tree: str, arguments) -> str:
+    """트리 디렉터리에서 파이썬 하위 프로세스를 돌리고 표준 출력을 돌려준다 (실패하면 stderr 와 함께 오류)."""
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=tree)
+    result = subprocess.run([sys.executable] + list(arguments), cwd=tree, env=environment,
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{tree}: {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def _make_records(tree: str, voc_dir: str, output_dir: str) -> str:
+    _run(tree, ["-m", "tools.make_tfrecords", f"--voc_dir={voc_dir}", "--split=trainval",
+                f"--output_dir={output_dir}", f"--config={FLAGS.preset}"])
+    return os.path.join(output_dir, "trainval-*.tfrecord")
+
+
+def record_bytes(pattern: str) -> dict:
+    """레코드 바이트를 JPEG, 앵커 라벨 특징, 나머지로 나눈 합 (이미지 수와 함께)."""
+    totals = {"images": 0, "record": 0, "jpeg": 0, "labels": 0}
+    for path in tf.io.gfile.glob(pattern):
+        for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            example = tf.train.Example.FromString(serialized)
+            feature = example.features.feature
+            totals["jpeg"] += len(feature[records.ENCODED].bytes_list.value[0])
+            for name in [name for name in feature if name.startswith(records.ANCHOR_MATCHES)]:
+                del feature[name]
+            totals["labels"] += len(serialized) - len(example.SerializeToString())
+            totals["record"] += len(serialized)
+            totals["images"] += 1
+    return totals
+
+
+def _print_bytes(name: str, totals: dict) -> float:
+    """한 형식의 이미지당 바이트와, 라벨이 레코드에 더하는 몫 (%) 을 출력하고 그 몫을 돌려준다."""
+    count = totals["images"]
+    share = 100.0 * totals["labels"] / (totals["record"] - totals["labels"])
+    print(f"{name:7s} per image: record {totals['record'] / count:9.0f} B, JPEG {totals['jpeg'] / count:8.0f} B, "
+          f"labels {totals['labels'] / count:8.0f} B (labels/JPEG {totals['labels'] / totals['jpeg']:.3f}); "
+          f"labels add {share:.1f} % to the record")
+    return share
+
+
+def _same_matches(old_pattern: str, new_pattern: str, work_dir: str) -> int:
+    """두 트리의 파이프라인 `anchor_matches` 가 같은지 확인하고 비교한 (이미지, 뒤집기) 수를 돌려준다."""
+    dumps = {}
+    for side, tree, pattern in (("old", FLAGS.old_tree, old_pattern), ("new", NEW_TREE, new_pattern)):
+        dumps[side] = os.path.join(work_dir, f"{side}_matches.npz")
+        _run(tree, ["-c", _DUMP_MATCHES, pattern, FLAGS.preset, dumps[side]])
+    old, new = np.load(dumps["old"]), np.load(dumps["new"])
+    if sorted(old.files) != sorted(new.files):
+        raise AssertionError(f"different images: {sorted(set(old.files) ^ set(new.files))}")
+    for key in old.files:
+        if old[key].shape != new[key].shape or not np.array_equal(old[key], new[key]):
+            raise AssertionError(f"{key}: dense anchor labels differ between the old and new records")
+    return len(old.files)
+
+
+def _pipeline_rate(tree: str, pattern: str) -> float:
+    arguments = ["-m", "benchmarks.bench_pipeline", f"--records={pattern}", f"--preset={FLAGS.preset}",
+                 f"--num_batches={FLAGS.num_batches}"]
+    if FLAGS.canvas >= 0:
+        arguments.append(f"--canvas={FLAGS.canvas}")
+    output = _run(tree, arguments)
+    return float(re.search(r"([0-9.]+) images/s", output).group(1))
+
+
+def _compare_pipelines(old_pattern: str, new_pattern: str) -> dict:
+    """옛·새 파이프라인을 번갈아 재고 중앙값·비율을 출력한다."""
+    rates = {"old": [], "new": []}
+    for round_index in range(FLAGS.rounds):
+        for side, tree, pattern in (("old", FLAGS.old_tree, old_pattern), ("new", NEW_TREE, new_pattern)):
+            rates[side].append(_pipeline_rate(tree, pattern))
+        print(f"round {round_index + 1}: old {rates['old'][-1]:.1f}, new {rates['new'][-1]:.1f} images/s "
+              f"(new/old {rates['new'][-1] / rates['old'][-1]:.3f})", flush=True)
+    medians = {side: statistics.median(values) for side, values in rates.items()}
+    ratio = statistics.median(new / old for old, new in zip(rates["old"], rates["new"]))
+    print(f"pipeline median images/s: old (dense) {medians['old']:.1f}, new (sparse) {medians['new']:.1f}, "
+          f"new/old of the medians {medians['new'] / medians['old']:.3f}, median of the rounds' new/old "
+          f"{ratio:.3f}")
+    return {**medians, "median_round_ratio": ratio, "rounds": rates}
+
+
+def main(argv):
+    del argv
+    with tempfile.TemporaryDirectory() as work_dir:
+        voc_dir = os.path.join(work_dir, "VOC2007")
+        bench_make_tfrecords.make_voc(voc_dir, FLAGS.voc_images, FLAGS.seed)
+        old_pattern = _make_records(FLAGS.old_tree, voc_dir, os.path.join(work_dir, "old"))
+        new_pattern = _make_records(NEW_TREE, voc_dir, os.path.join(work_dir, "new"))
+        print(f"preset {FLAGS.preset}, {FLAGS.voc_images} synthetic VOC-sized JPEGs (500×375, every 7th 375×500)")
+        shares = {name: _print_bytes(name, record_bytes(pattern))
+                  for name, pattern in (("dense", old_pattern), ("sparse", new_pattern))}
+        print(f"bit-identical dense anchor_matches from old and new records: "
+              f"{_same_matches(old_pattern, new_pattern, work_dir)} (image, flip) pairs")
+        rates = _compare_pipelines(old_pattern, new_pattern)
+    print(json.dumps({"preset": FLAGS.preset, "label_share_percent": shares, "images_per_second": rates}))
+
+
+if __name__ == "__main__":
+    app.run(main)
