@@ -95,7 +95,8 @@ def _print_bytes(name: str, totals: dict) -> float:
     """한 형식의 이미지당 바이트와, 라벨이 레코드에 더하는 몫 (%) 을 출력하고 그 몫을 돌려준다."""
     count = totals["images"]
     share = 100.0 * totals["labels"] / (totals["record"] - totals["labels"])
-    print(f"{name:7s} per image: record {totals['record'] / count:9.0f} B, JPEG {totals['jpeg'] / count:8.0f} B, "
+    print(f"{name:7s} per image: record {totals['record'] / count:9.0f} B, "
+          f"JPEG {totals['jpeg'] / count:8.0f} B, "
           f"labels {totals['labels'] / count:8.0f} B (labels/JPEG {totals['labels'] / totals['jpeg']:.3f}); "
           f"labels add {share:.1f} % to the record")
     return share
@@ -148,7 +149,8 @@ def main(argv):
         bench_make_tfrecords.make_voc(voc_dir, FLAGS.voc_images, FLAGS.seed)
         old_pattern = _make_records(FLAGS.old_tree, voc_dir, os.path.join(work_dir, "old"))
         new_pattern = _make_records(NEW_TREE, voc_dir, os.path.join(work_dir, "new"))
-        print(f"preset {FLAGS.preset}, {FLAGS.voc_images} synthetic VOC-sized JPEGs (500×375, every 7th 375×500)")
+        print(f"preset {FLAGS.preset}, {FLAGS.voc_images} synthetic VOC-sized JPEGs "
+              "(500×375, every 7th 375×500)")
         shares = {name: _print_bytes(name, record_bytes(pattern))
                   for name, pattern in (("dense", old_pattern), ("sparse", new_pattern))}
         print(f"bit-identical dense anchor_matches from old and new records: "
