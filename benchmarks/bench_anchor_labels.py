@@ -13,6 +13,8 @@
      비트 단위로 같은지.
   5. 속도: 두 트리의 `benchmarks.bench_pipeline` 을 번갈아 --rounds 번 (기계가 시끄러워서) 돌려 images/s 의
      중앙값과 비율 (새 / 옛). 학습 루프처럼 캔버스 하나 (--canvas) 의 데이터셋이다.
+  6. 디코딩만: 레코드 하나를 라벨 없이 파싱 vs 모두 파싱 + 밀집 코드로 풀기의 시간 차 (ms, 순차, 다섯 번 중 최소) 와
+     그것이 새 파이프라인의 이미지 한 장 시간에서 차지하는 몫. 시끄러운 기계에서 5 의 비율보다 안정적이다.
 """
 
 import json
@@ -56,6 +58,43 @@ for flip in (False, True):
         found[batch["source_ids"].numpy()[0].decode() + ("/flipped" if flip else "")] = (
             batch["anchor_matches"].numpy()[0])
 np.savez(output, **found)
+"""
+
+# 레코드 하나의 라벨 디코딩 비용 (ms): 라벨 특징 없이 파싱 vs 모두 파싱 + 밀집 코드 [A] 로 풀기, 캔버스 하나,
+# 메모리에 올린 레코드, 순차 map (CPU 시간). 옛 트리는 int16 바이트 (decode_raw), 새 트리는 희소 목록.
+_DECODE_COST = """
+import sys, time
+import tensorflow as tf
+from frcnn import config as config_lib
+from frcnn.data import record_spec, records, resize
+from pipelines import input_pipeline
+pattern, preset, canvas, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+spec = record_spec.RecordSpec.read(pattern, config_lib.build_config(preset))
+if hasattr(input_pipeline, "dense_anchor_matches"):
+    table = input_pipeline.anchor_table(spec, canvas)
+    def labels(parsed):
+        _, size = resize.canvas_boxes(tf.zeros([1, 4]), parsed["height"], parsed["width"], spec.min_size,
+                                      spec.max_size)
+        return input_pipeline.dense_anchor_matches(parsed, spec, table, canvas, size, tf.constant(False))
+else:
+    def labels(parsed):
+        return records.decode_anchor_matches(parsed["anchor_matches_bytes"], spec.anchor_counts[canvas])
+plain_spec = {key: value for key, value in records.parsing_spec().items()
+              if not key.startswith(records.ANCHOR_MATCHES)}
+functions = {"without": lambda serialized: tf.io.parse_single_example(serialized, plain_spec)[records.HEIGHT],
+             "with": lambda serialized: labels(records.parse_example(serialized))}
+cached = tf.data.TFRecordDataset(list(spec.files)).filter(input_pipeline._canvas_filter(canvas, spec)).cache()
+best = {}
+for _ in range(5):
+    for name, function in functions.items():
+        iterator = iter(cached.repeat().map(function))
+        for _ in range(50):
+            next(iterator)
+        start = time.perf_counter()
+        for _ in range(count):
+            next(iterator)
+        best[name] = min(best.get(name, 1e9), (time.perf_counter() - start) / count * 1e3)
+print(best["with"] - best["without"])
 """
 
 
@@ -142,6 +181,21 @@ def _compare_pipelines(old_pattern: str, new_pattern: str) -> dict:
     return {**medians, "median_round_ratio": ratio, "rounds": rates}
 
 
+def _decode_costs(old_pattern: str, new_pattern: str, rates: dict) -> dict:
+    """라벨 디코딩 비용 (ms/레코드) 과 새 파이프라인 중앙값에서 이미지 한 장 시간에 대한 몫을 출력한다."""
+    canvas = max(FLAGS.canvas, 0)
+    costs = {}
+    for side, tree, pattern in (("old", FLAGS.old_tree, old_pattern), ("new", NEW_TREE, new_pattern)):
+        output = _run(tree, ["-c", _DECODE_COST, pattern, FLAGS.preset, str(canvas), "2000"])
+        costs[side] = float(output.split()[-1])
+    per_image_ms = 1e3 / rates["new"]
+    print(f"label parsing + decoding per record (canvas {canvas}, one thread): old (dense) "
+          f"{costs['old']:.3f} ms, new (sparse) {costs['new']:.3f} ms = "
+          f"{100 * costs['new'] / per_image_ms:.2f} % of the new pipeline's {per_image_ms:.1f} ms per image "
+          f"(CPU time over 2 cores: ×2 at most)")
+    return costs
+
+
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as work_dir:
@@ -156,7 +210,9 @@ def main(argv):
         print(f"bit-identical dense anchor_matches from old and new records: "
               f"{_same_matches(old_pattern, new_pattern, work_dir)} (image, flip) pairs")
         rates = _compare_pipelines(old_pattern, new_pattern)
-    print(json.dumps({"preset": FLAGS.preset, "label_share_percent": shares, "images_per_second": rates}))
+        costs = _decode_costs(old_pattern, new_pattern, rates)
+    print(json.dumps({"preset": FLAGS.preset, "label_share_percent": shares, "images_per_second": rates,
+                      "label_decode_ms": costs}))
 
 
 if __name__ == "__main__":
