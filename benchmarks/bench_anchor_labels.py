@@ -11,15 +11,15 @@
      특징 이름 포함), 나머지. "라벨이 더하는 몫" = 라벨 바이트 / 라벨 없는 레코드 바이트.
   4. 같음: 두 트리의 `build_dataset` (모든 캔버스, 뒤집기 없음·있음) 이 내는 `anchor_matches` 가 이미지마다
      비트 단위로 같은지.
-  5. 속도: 두 트리의 `benchmarks.bench_pipeline` 을 번갈아 --rounds 번 (기계가 시끄러워서) 돌려 images/s 의
-     중앙값과 비율 (새 / 옛). 학습 루프처럼 캔버스 하나 (--canvas) 의 데이터셋이다.
+  5. 속도: 두 트리의 학습 모드 `build_dataset` (`benchmarks.bench_pipeline` 과 같은 측정에 이미지당 CPU 시간을
+     더한 것) 을 번갈아 --rounds 번 (기계가 시끄러워서) 돌려 images/s 와 이미지당 CPU ms 의 중앙값과 비율 (새 / 옛).
+     학습 루프처럼 캔버스 하나 (--canvas) 의 데이터셋이다.
   6. 디코딩만: 레코드 하나를 라벨 없이 파싱 vs 모두 파싱 + 밀집 코드로 풀기의 시간 차 (ms, 순차, 다섯 번 중 최소) 와
      그것이 새 파이프라인의 이미지 한 장 시간에서 차지하는 몫. 시끄러운 기계에서 5 의 비율보다 안정적이다.
 """
 
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -97,6 +97,26 @@ for _ in range(5):
 print(best["with"] - best["without"])
 """
 
+# 학습 모드 `build_dataset` (캔버스 하나, 무작위 뒤집기) 의 wall images/s 와 이미지당 프로세스 CPU 시간 (ms, 모든
+# 스레드). CPU 시간은 다른 작업이 코어를 나눠 써도 덜 흔들린다 (두 트리에 같은 코드).
+_PIPELINE = """
+import sys, time
+from frcnn import config as config_lib
+from frcnn.data import record_spec
+from pipelines import input_pipeline
+pattern, preset, canvas, num_batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+config = config_lib.build_config(preset)
+spec = record_spec.RecordSpec.read(pattern, config)
+dataset = input_pipeline.build_dataset(spec, training=True, canvas=None if canvas < 0 else canvas)
+iterator = iter(dataset)
+for _ in range(10):
+    next(iterator)
+wall, cpu = time.perf_counter(), time.process_time()
+images = sum(int(next(iterator)["images"].shape[0]) for _ in range(num_batches))
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+print(images / wall, cpu / images * 1e3)
+"""
+
 
 def _run(tree: str, arguments) -> str:
     """트리 디렉터리에서 파이썬 하위 프로세스를 돌리고 표준 출력을 돌려준다 (실패하면 stderr 와 함께 오류)."""
@@ -156,43 +176,46 @@ def _same_matches(old_pattern: str, new_pattern: str, work_dir: str) -> int:
     return len(old.files)
 
 
-def _pipeline_rate(tree: str, pattern: str) -> float:
-    arguments = ["-m", "benchmarks.bench_pipeline", f"--records={pattern}", f"--preset={FLAGS.preset}",
-                 f"--num_batches={FLAGS.num_batches}"]
-    if FLAGS.canvas >= 0:
-        arguments.append(f"--canvas={FLAGS.canvas}")
-    output = _run(tree, arguments)
-    return float(re.search(r"([0-9.]+) images/s", output).group(1))
+def _pipeline_rate(tree: str, pattern: str):
+    """한 트리의 (wall images/s, 이미지당 CPU ms)."""
+    output = _run(tree, ["-c", _PIPELINE, pattern, FLAGS.preset, str(FLAGS.canvas), str(FLAGS.num_batches)])
+    rate, cpu_ms = output.split()[-2:]
+    return float(rate), float(cpu_ms)
 
 
 def _compare_pipelines(old_pattern: str, new_pattern: str) -> dict:
-    """옛·새 파이프라인을 번갈아 재고 중앙값·비율을 출력한다."""
-    rates = {"old": [], "new": []}
+    """옛·새 파이프라인을 번갈아 재고 (wall images/s, 이미지당 CPU ms) 의 중앙값·비율을 출력한다."""
+    sides = (("old", FLAGS.old_tree, old_pattern), ("new", NEW_TREE, new_pattern))
+    rates, cpu = {"old": [], "new": []}, {"old": [], "new": []}
     for round_index in range(FLAGS.rounds):
-        for side, tree, pattern in (("old", FLAGS.old_tree, old_pattern), ("new", NEW_TREE, new_pattern)):
-            rates[side].append(_pipeline_rate(tree, pattern))
-        print(f"round {round_index + 1}: old {rates['old'][-1]:.1f}, new {rates['new'][-1]:.1f} images/s "
-              f"(new/old {rates['new'][-1] / rates['old'][-1]:.3f})", flush=True)
+        for side, tree, pattern in sides:
+            rate, cpu_ms = _pipeline_rate(tree, pattern)
+            rates[side].append(rate)
+            cpu[side].append(cpu_ms)
+        print(f"round {round_index + 1}: old {rates['old'][-1]:.1f}, new {rates['new'][-1]:.1f} images/s; "
+              f"CPU per image old {cpu['old'][-1]:.1f}, new {cpu['new'][-1]:.1f} ms", flush=True)
     medians = {side: statistics.median(values) for side, values in rates.items()}
+    cpu_medians = {side: statistics.median(values) for side, values in cpu.items()}
     ratio = statistics.median(new / old for old, new in zip(rates["old"], rates["new"]))
     print(f"pipeline median images/s: old (dense) {medians['old']:.1f}, new (sparse) {medians['new']:.1f}, "
           f"new/old of the medians {medians['new'] / medians['old']:.3f}, median of the rounds' new/old "
           f"{ratio:.3f}")
-    return {**medians, "median_round_ratio": ratio, "rounds": rates}
+    print(f"pipeline median CPU ms per image: old {cpu_medians['old']:.2f}, new {cpu_medians['new']:.2f}, "
+          f"new/old {cpu_medians['new'] / cpu_medians['old']:.3f}")
+    return {**medians, "median_round_ratio": ratio, "rounds": rates, "cpu_ms_per_image": cpu}
 
 
 def _decode_costs(old_pattern: str, new_pattern: str, rates: dict) -> dict:
-    """라벨 디코딩 비용 (ms/레코드) 과 새 파이프라인 중앙값에서 이미지 한 장 시간에 대한 몫을 출력한다."""
+    """라벨 디코딩 비용 (ms/레코드) 과 그것이 새 파이프라인의 이미지당 CPU 시간 (중앙값) 에서 차지하는 몫."""
     canvas = max(FLAGS.canvas, 0)
     costs = {}
     for side, tree, pattern in (("old", FLAGS.old_tree, old_pattern), ("new", NEW_TREE, new_pattern)):
         output = _run(tree, ["-c", _DECODE_COST, pattern, FLAGS.preset, str(canvas), "2000"])
         costs[side] = float(output.split()[-1])
-    per_image_ms = 1e3 / rates["new"]
+    cpu_ms = statistics.median(rates["cpu_ms_per_image"]["new"])
     print(f"label parsing + decoding per record (canvas {canvas}, one thread): old (dense) "
           f"{costs['old']:.3f} ms, new (sparse) {costs['new']:.3f} ms = "
-          f"{100 * costs['new'] / per_image_ms:.2f} % of the new pipeline's {per_image_ms:.1f} ms per image "
-          f"(CPU time over 2 cores: ×2 at most)")
+          f"{100 * costs['new'] / cpu_ms:.2f} % of the new pipeline's {cpu_ms:.1f} CPU ms per image")
     return costs
 
 
