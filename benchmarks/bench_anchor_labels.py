@@ -16,6 +16,7 @@
      학습 루프처럼 캔버스 하나 (--canvas) 의 데이터셋이다.
   6. 디코딩만: 레코드 하나를 라벨 없이 파싱 vs 모두 파싱 + 밀집 코드로 풀기의 시간 차 (ms, 순차, 다섯 번 중 최소) 와
      그것이 새 파이프라인의 이미지 한 장 시간에서 차지하는 몫. 시끄러운 기계에서 5 의 비율보다 안정적이다.
+  7. 끄기: 새 트리의 한 프로세스에서 라벨 디코딩을 0 텐서로 바꾼 파이프라인과 번갈아 잰 이미지당 CPU ms.
 """
 
 import json
@@ -115,6 +116,29 @@ wall, cpu = time.perf_counter(), time.process_time()
 images = sum(int(next(iterator)["images"].shape[0]) for _ in range(num_batches))
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 print(images / wall, cpu / images * 1e3)
+"""
+
+# 같은 프로세스·같은 트리에서 라벨 디코딩 (`dense_anchor_matches`) 을 0 텐서로 바꾼 파이프라인과 번갈아 잰
+# 이미지당 CPU ms: 디코딩이 파이프라인에 더하는 몫을 다른 차이 (레코드 크기, 트리) 없이 본다 (새 트리 전용).
+_ABLATION = """
+import sys, time
+import tensorflow as tf
+from frcnn import config as config_lib
+from frcnn.data import record_spec
+from pipelines import input_pipeline
+pattern, preset, canvas, num_batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+spec = record_spec.RecordSpec.read(pattern, config_lib.build_config(preset))
+real = input_pipeline.dense_anchor_matches
+zeros = lambda *arguments: tf.zeros([spec.anchor_counts[canvas]], tf.int32)
+for _ in range(4):
+    for name, function in (("real", real), ("zeros", zeros)):
+        input_pipeline.dense_anchor_matches = function
+        iterator = iter(input_pipeline.build_dataset(spec, training=True, canvas=canvas))
+        for _ in range(10):
+            next(iterator)
+        cpu = time.process_time()
+        images = sum(int(next(iterator)["images"].shape[0]) for _ in range(num_batches))
+        print(name, (time.process_time() - cpu) / images * 1e3)
 """
 
 
@@ -219,6 +243,21 @@ def _decode_costs(old_pattern: str, new_pattern: str, rates: dict) -> dict:
     return costs
 
 
+def _ablation(pattern: str) -> dict:
+    """새 트리에서 라벨 디코딩을 끈 파이프라인과의 이미지당 CPU ms (중앙값) 를 출력한다."""
+    canvas = max(FLAGS.canvas, 0)
+    output = _run(NEW_TREE, ["-c", _ABLATION, pattern, FLAGS.preset, str(canvas), str(FLAGS.num_batches)])
+    values = {"real": [], "zeros": []}
+    for line in output.splitlines():
+        name, cpu_ms = line.split()
+        values[name].append(float(cpu_ms))
+    medians = {name: statistics.median(found) for name, found in values.items()}
+    print(f"same process, new tree, CPU ms per image (median of 4 alternations): labels decoded "
+          f"{medians['real']:.2f}, decoding replaced by zeros {medians['zeros']:.2f} "
+          f"(decoding adds {100 * (medians['real'] / medians['zeros'] - 1):+.1f} %)")
+    return values
+
+
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as work_dir:
@@ -234,8 +273,9 @@ def main(argv):
               f"{_same_matches(old_pattern, new_pattern, work_dir)} (image, flip) pairs")
         rates = _compare_pipelines(old_pattern, new_pattern)
         costs = _decode_costs(old_pattern, new_pattern, rates)
+        ablation = _ablation(new_pattern)
     print(json.dumps({"preset": FLAGS.preset, "label_share_percent": shares, "images_per_second": rates,
-                      "label_decode_ms": costs}))
+                      "label_decode_ms": costs, "ablation_cpu_ms_per_image": ablation}))
 
 
 if __name__ == "__main__":
