@@ -6,7 +6,8 @@
      `frcnn.data.coco.open_coco_source`): 소스가
      이미지·주석을 검사해 `SourceExample` 을 차례로 낸다.
   3. 같은 방향(가로/세로)·비슷한 물체 수의 이미지를 `LABEL_BATCH_SIZE` 장씩 모아 `tf.function` 한 번으로 원본과
-     좌우 뒤집은 GT 의 앵커 매칭 코드를 함께 계산한다 (이미지별 즉시 실행 TF 호출 없음).
+     좌우 뒤집은 GT 의 앵커 매칭 코드를 함께 계산한다 (이미지별 즉시 실행 TF 호출 없음). 레코드에는 희소하게
+     적는다 (`records.build_example`: 양성·IoU 무시 앵커만, 경계 밖 앵커는 읽을 때 다시 계산).
   4. 샤드에 번갈아 쓰고, 끝나면 `<split>.json` 과 함께 제 이름으로 옮긴다 (`fileio.StagedFiles`).
      새 파일을 모두 옮긴 뒤에야 새 묶음에 없는 옛 출력(예: 샤드가 더 많던 옛 실행)을 지운다.
      실패하면 임시 파일을 지우고 옛 출력은 그대로 둔다.
@@ -114,8 +115,8 @@ class AnchorLabeler:
 
     def _label_batch(self, anchors, normalized_boxes, is_difficult, heights, widths, is_crowd=None):
         """[A, 4] 앵커, [B, G, 4] 정규화 GT, [B, G] difficult, [B] H, [B] W, 선택 [B, G] crowd → ([B, A], [B, A])
-        int16 원본·뒤집기 코드. difficult 물체는 `input.difficult` 대로 (`modeling.difficult`), crowd 물체는
-        `modeling.crowd` 대로 뺀다."""
+        int16 원본·뒤집기 코드와 [B, A] bool 경계 밖 앵커 (`rpn_targets.boundary_ignored`; 두 벌이 같다).
+        difficult 물체는 `input.difficult` 대로 (`modeling.difficult`), crowd 물체는 `modeling.crowd` 대로 뺀다."""
         config = self.config
         gt_boxes, image_sizes = resize.canvas_boxes(normalized_boxes, heights, widths, config.input.min_size,
                                                     config.input.max_size)
@@ -133,7 +134,8 @@ class AnchorLabeler:
         # [2B, A] 매칭 코드
         matches = _label_used_anchors(anchors, target_boxes, both_sizes, config.rpn, ignore_boxes,
                                       crowd_boxes)
-        return tf.split(tf.cast(matches, tf.int16), 2, axis=0)
+        matches, flipped = tf.split(tf.cast(matches, tf.int16), 2, axis=0)
+        return matches, flipped, rpn_targets.boundary_ignored(anchors, image_sizes, config.rpn)
 
     def __call__(self, examples: Sequence[sources.SourceExample]):
         """한 방향의 이미지들에 라벨을 붙인다.
@@ -142,7 +144,8 @@ class AnchorLabeler:
           examples: 모두 같은 캔버스 (`canvas_of`) 의 `sources.SourceExample` 들.
 
         Returns:
-          (anchor_matches [B, A] int16, anchor_matches_flipped [B, A] int16) numpy; A 는 그 캔버스의 앵커 수.
+          (anchor_matches [B, A] int16, anchor_matches_flipped [B, A] int16, boundary_ignored [B, A] bool)
+          numpy; A 는 그 캔버스의 앵커 수, boundary_ignored 는 이미지 경계를 넘어 무시되는 앵커 (레코드에 적지 않는다).
         """
         canvas = self.canvas_of(examples[0])
         max_objects = max(1, max(len(example.class_ids) for example in examples))
@@ -158,10 +161,10 @@ class AnchorLabeler:
         widths = np.array([example.width for example in examples], np.int32)
         arguments = (self.anchors(canvas), padded, is_difficult, heights, widths)
         if is_crowd.any():
-            matches, flipped = self._label_with_crowd(*arguments, is_crowd)
+            labels = self._label_with_crowd(*arguments, is_crowd)
         else:
-            matches, flipped = self._label(*arguments)
-        return matches.numpy(), flipped.numpy()
+            labels = self._label(*arguments)
+        return tuple(label.numpy() for label in labels)
 
 
 def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None, crowd_boxes=None):
@@ -292,10 +295,10 @@ def _batch_key(example: sources.SourceExample, labeler: AnchorLabeler) -> tuple:
 
 def _write_batch(examples, labeler, writer, fingerprint, tally) -> None:
     """한 캔버스의 이미지 배치에 라벨을 붙이고 쓴다."""
-    matches, flipped = labeler(examples)
+    matches, flipped, boundary = labeler(examples)
     canvas = labeler.canvas_of(examples[0])  # 배치는 한 캔버스
-    for example, example_matches, example_flipped in zip(examples, matches, flipped):
-        record = records.build_example(example, example_matches, example_flipped, fingerprint)
+    for example, example_matches, example_flipped, outside in zip(examples, matches, flipped, boundary):
+        record = records.build_example(example, example_matches, example_flipped, fingerprint, outside)
         writer.write(record.SerializeToString())
         tally.num_images += 1
         tally.num_objects += len(example.class_ids)

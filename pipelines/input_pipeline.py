@@ -3,6 +3,8 @@
 레코드의 앵커 매칭 코드는 `make_tfrecords` 가 같은 리사이즈 식(`resize.resize_scale`)과 같은
 float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 앵커 지문은 `RecordSpec.read` 가 시작 전에 한 번
 확인하고 (레코드마다 다시 확인한다), 뒤집기를 하면 미리 계산해 둔 뒤집힌 이미지의 코드를 쓴다.
+레코드의 코드는 희소하다 (`records` 모듈 설명): 적힌 양성·무시 앵커를 캔버스의 [A] 에 흩뿌리고, 이미지 경계를
+넘는 앵커의 −1 은 같은 앵커·같은 이미지 크기로 다시 계산한다 (`rpn_targets.boundary_ignored`, 그래프 안).
 
 용어:
   B 배치, G 최대 GT 수 (`input.max_gt_boxes`, −1 패딩), A 앵커 수.
@@ -19,10 +21,13 @@ float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 앵커 지문�
 import os
 import sys
 
+import numpy as np
 import tensorflow as tf
 
 from frcnn.data import records
 from frcnn.data import resize
+from frcnn.modeling import rpn_targets
+from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
 
 
@@ -95,7 +100,48 @@ def _skip_undecodable(dataset, num_records: int, what: str):
     return counted.filter(lambda element: element["decoded"])
 
 
-def _prepare(parsed, spec, training, flip, seed, canvas):
+def anchor_table(spec, canvas=None):
+    """캔버스 k (None 이면 모든 캔버스) 의 앵커를 한 번 계산해 둔 표 (데이터셋마다 한 번).
+
+    Returns:
+      (anchors [ΣA, 4] float32 numpy — 캔버스 번호 순으로 이은 것, starts [K] 시작 위치, counts [K] 앵커 수);
+      canvas 가 주어지면 그 캔버스 하나 (K = 1).
+    """
+    indices = range(len(spec.canvas_shapes)) if canvas is None else [canvas]
+    arrays = [anchors_lib.anchors_for_canvas(spec.config, spec.canvas_shapes[index]).numpy()
+              for index in indices]
+    counts = np.array([len(array) for array in arrays], np.int32)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
+    return np.concatenate(arrays), starts, counts
+
+
+def dense_anchor_matches(parsed, spec, table, canvas_index, image_size, flip):
+    """레코드의 희소 앵커 라벨 → 그 캔버스의 [A] int32 밀집 매칭 코드 (그래프 안).
+
+    Args:
+      parsed: `records.parse_example` dict (희소 라벨 두 벌).
+      spec: `RecordSpec` (rpn 설정).
+      table: `anchor_table(spec, canvas)`.
+      canvas_index: 표가 캔버스 하나면 무시, 모든 캔버스면 이미지의 캔버스 번호 (int32 스칼라 텐서).
+      image_size: [2] float32 리사이즈된 (h, w) (`resize.canvas_boxes`).
+      flip: bool 스칼라 텐서, 뒤집힌 이미지의 라벨을 쓸지.
+
+    Returns:
+      [A] int32 (표가 캔버스 하나면 A 가 정적).
+    """
+    anchors, starts, counts = table
+    anchors = tf.constant(anchors)
+    if len(starts) > 1:
+        # [A_k, 4] 이 이미지의 캔버스 앵커
+        begin, size = tf.gather(starts, canvas_index), tf.gather(counts, canvas_index)
+        anchors = tf.slice(anchors, [begin, 0], [size, 4])
+    boundary = rpn_targets.boundary_ignored(anchors, image_size[None], spec.config.rpn)[0]  # [A]
+    sparse = tf.cond(flip, lambda: [parsed[key] for key in records.anchor_label_keys(True)],
+                     lambda: [parsed[key] for key in records.anchor_label_keys(False)])
+    return records.decode_anchor_matches(sparse, boundary)
+
+
+def _prepare(parsed, spec, training, flip, seed, canvas, table):
     """디코딩한 레코드 하나 → 배치 전 원소 dict (모양은 `build_dataset` 의 배치 모양에서 B 를 뺀 것)."""
     config = spec.config
     image = parsed["image"]
@@ -108,13 +154,11 @@ def _prepare(parsed, spec, training, flip, seed, canvas):
     do_flip = _flip_decision(training and config.input.random_flip, flip, seed)
     resized = tf.cond(do_flip, lambda: tf.image.flip_left_right(resized), lambda: resized)
     gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)
-    matches_bytes = tf.where(do_flip, parsed["anchor_matches_flipped_bytes"], parsed["anchor_matches_bytes"])
     if canvas is None:
         index = resize.canvas_for_image(original_size[0], original_size[1], spec)
         shape = tf.unstack(tf.constant(spec.canvas_shapes, tf.int32)[index])
-        num_anchors = None
     else:
-        shape, num_anchors = spec.canvas_shapes[canvas], spec.anchor_counts[canvas]
+        index, shape = canvas, spec.canvas_shapes[canvas]
     return {
         "images": resize.pad_to_canvas(resized, shape),
         "image_sizes": image_size,
@@ -124,7 +168,7 @@ def _prepare(parsed, spec, training, flip, seed, canvas):
         "gt_classes": _pad_objects(parsed["classes"], max_gt_boxes, -1),
         "gt_difficult": _pad_objects(parsed["difficult"], max_gt_boxes, False),
         "gt_crowd": _pad_objects(parsed["is_crowd"], max_gt_boxes, False),
-        "anchor_matches": records.decode_anchor_matches(matches_bytes, num_anchors),
+        "anchor_matches": dense_anchor_matches(parsed, spec, table, index, image_size, do_flip),
         "source_ids": parsed["source_id"],
         "skipped_records": parsed["skipped_records"],
     }
@@ -208,7 +252,8 @@ def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
         raise ValueError("build_dataset needs a RecordSpec read from records (RecordSpec.read)")
     batch_size = batch_size or spec.config.train.batch_size
     dataset = _decoded_records(spec, training, seed, canvas)
-    dataset = dataset.map(lambda parsed: _prepare(parsed, spec, training, flip, seed, canvas),
+    table = anchor_table(spec, canvas)
+    dataset = dataset.map(lambda parsed: _prepare(parsed, spec, training, flip, seed, canvas, table),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     if canvas is not None:
         dataset = dataset.batch(batch_size, drop_remainder=training)

@@ -20,10 +20,12 @@ from PIL import Image
 from frcnn import config as config_lib
 from frcnn.data import record_spec
 from frcnn.data import records
+from frcnn.data import resize
 from frcnn.data import sources
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from pipelines import convert
+from pipelines import input_pipeline
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,6 +132,21 @@ def read_records(pattern):
             example = records.parse_example(serialized)
             parsed.append({key: value.numpy() for key, value in example.items()})
     return sorted(parsed, key=lambda example: example["source_id"])
+
+
+def record_anchor_matches(example, config, flipped=False):
+    """`read_records` 의 레코드 하나 → 학습 파이프라인과 같은 [A] 밀집 앵커 매칭 코드 (numpy).
+
+    캔버스·리사이즈 크기는 레코드의 height/width 로 (`resize.canvas_for_image`, `resize.canvas_boxes`),
+    밀집 코드는 `input_pipeline.dense_anchor_matches` 로 푼다.
+    """
+    spec = record_spec.RecordSpec.from_config(config)
+    height, width = int(example["height"]), int(example["width"])
+    canvas = int(resize.canvas_for_image(height, width, spec))
+    _, image_size = resize.canvas_boxes(tf.zeros([1, 4]), height, width, spec.min_size, spec.max_size)
+    table = input_pipeline.anchor_table(spec, canvas)
+    return input_pipeline.dense_anchor_matches(example, spec, table, canvas, image_size,
+                                               tf.constant(flipped)).numpy()
 
 
 def damage_image(record_pattern, output_dir, image_id):

@@ -8,7 +8,8 @@
   캔버스 k: 학습 배치의 고정 모양 (Hc, Wc). 넓이 오름차순 (같으면 가로형 먼저), 번호 = 이 순서. 짧은 변은
     min_size, 긴 변은 canvas_long_sides 와 max_size (stride 배수로 올림). 두 방향이 같은 모양이면 하나다.
   A 캔버스 하나의 앵커 수 = (Hc / stride)·(Wc / stride)·위치당 앵커 수.
-  지문(fingerprint): 앵커 라벨을 정하는 설정 (캔버스, 앵커, 매칭 임계값, G, difficult 방식) 의 sha256 앞 12자리.
+  지문(fingerprint): 앵커 라벨을 정하는 설정 (캔버스, 앵커, 매칭 임계값, G, difficult 방식) 과 레코드의 라벨
+    형식 (`records.ANCHOR_LABEL_FORMAT`) 의 sha256 앞 12자리.
   canvas_counts: 캔버스마다 레코드 수 (학습 루프가 루프마다 캔버스를 이 비율로 고른다).
 """
 
@@ -63,6 +64,7 @@ def anchor_fingerprint(config, shapes=None) -> str:
         "allow_cross_boundary": config.rpn.allow_cross_boundary,
         "max_gt_boxes": config.input.max_gt_boxes,
         "difficult": config.input.difficult,
+        "anchor_labels": records.ANCHOR_LABEL_FORMAT,
     }
     text = json.dumps(relevant, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -144,7 +146,7 @@ class RecordSpec:
             "num_anchors": list(self.anchor_counts),
             "canvas_counts": [canvas_counts.get(index, 0) for index in range(len(self.canvas_shapes))],
             **{key: counts[key] for key in ("num_images", "num_objects", "num_difficult", "num_crowd")},
-            "difficult": self.config.input.difficult, **extra,
+            "difficult": self.config.input.difficult, "anchor_labels": records.ANCHOR_LABEL_FORMAT, **extra,
         }
 
 
@@ -200,6 +202,11 @@ def _first_record_fingerprint(path: str) -> Optional[str]:
     return None
 
 
+def _regenerate(config) -> str:
+    """옛 형식 레코드를 다시 만드는 방법 (거부 메시지의 끝)."""
+    return f"regenerate them with make_tfrecords --config={config.name} --overwrite"
+
+
 def _check_fingerprint(spec: RecordSpec, metadata: dict, record_fingerprint, file_pattern: str) -> None:
     """json 과 첫 레코드의 지문이 명세와 같은지 확인한다 (다르면 다시 만드는 방법을 밝힌 ValueError)."""
     config = spec.config
@@ -213,8 +220,11 @@ def _check_fingerprint(spec: RecordSpec, metadata: dict, record_fingerprint, fil
     if found != spec.fingerprint and "canvases" not in metadata:
         raise ValueError(
             f"records '{file_pattern}' were made by an older frcnn with one canvas per orientation; the "
-            f"records now hold anchor labels for the preset's aspect-ratio canvases: regenerate them with "
-            f"make_tfrecords --config={config.name} --overwrite")
+            f"records now hold anchor labels for the preset's aspect-ratio canvases: {_regenerate(config)}")
+    if found != spec.fingerprint and metadata.get("anchor_labels") != records.ANCHOR_LABEL_FORMAT:
+        raise ValueError(
+            f"records '{file_pattern}' were made by an older frcnn with dense anchor labels; the records now "
+            f"store them sparsely ({records.ANCHOR_LABEL_FORMAT}): {_regenerate(config)}")
     if found != spec.fingerprint or record_fingerprint not in (None, spec.fingerprint):
         found = found if found != spec.fingerprint else record_fingerprint
         override = metadata.get("params_override") or ""

@@ -2,7 +2,7 @@
 
 TF Object Detection API 의 특징 이름을 그대로 써서 기존 TF 도구가 레코드를 읽을 수 있다.
 `image/object/is_crowd` (COCO iscrowd) 가 없는 옛 레코드 (VOC) 는 모든 물체가 crowd 가 아닌 것으로 읽는다.
-이 프로젝트가 더하는 특징은 미리 계산한 RPN 앵커 매칭 코드 두 벌(원본·좌우 뒤집기)과 그 지문이다.
+이 프로젝트가 더하는 특징은 미리 계산한 RPN 앵커 매칭 코드 두 벌(원본·좌우 뒤집기, 희소)과 그 지문이다.
 특징 이름 문자열("image/...")은 이 모듈에만 있다. 쓰는 곳:
   쓰기: `build_example` (make_tfrecords), `image_example` (서버 워밍업).
   그래프 안 파싱: `parse_example` (학습 파이프라인), `parse_image_size` (방향 거르기),
@@ -15,7 +15,11 @@ TF Object Detection API 의 특징 이름을 그대로 써서 기존 TF 도구�
   박스: 정규화 [0, 1] 좌표. 레코드에는 OD API 관례대로 xmin/ymin/xmax/ymax 네 목록으로 저장하고,
     라이브러리 안에서는 [ymin, xmin, ymax, xmax] 로 다룬다. 정규화 = 연속 픽셀 / (H 또는 W).
   앵커 매칭 코드: −1 무시, 0 음성, k ≥ 1 은 GT k−1 에 매칭된 양성 (`frcnn.modeling.rpn_targets`).
-    레코드에는 int16 little-endian 바이트열 (길이 2·A 바이트).
+  희소 앵커 라벨 (형식 `ANCHOR_LABEL_FORMAT`): 한 벌마다 int64 목록 세 개 —
+    무시 앵커 번호의 차분, 양성 앵커 번호의 차분, 양성 앵커의 코드 k. 번호는 오름차순이고 차분의 첫 값은 첫 번호
+    그대로라서 누적합이 번호다. 음성 (0) 은 적지 않는다. 이미지 경계를 넘어 무시되는 앵커 (기하만으로 정해진다)
+    도 적지 않고, 읽을 때 이미지 크기로 다시 계산한 마스크 (`boundary_ignored`) 로 −1 을 채운다.
+    tf.Example 의 Int64List 는 packed varint 라서 128 미만의 차분·코드는 1 바이트다 (파싱은 C++ 한 번, 그래프 안).
 """
 
 import glob
@@ -40,12 +44,17 @@ CLASS_TEXT = "image/object/class/text"
 DIFFICULT = "image/object/difficult"
 TRUNCATED = "image/object/truncated"
 IS_CROWD = "image/object/is_crowd"
-ANCHOR_MATCHES = "image/anchor_matches"
-ANCHOR_MATCHES_FLIPPED = "image/anchor_matches_flipped"
 ANCHOR_FINGERPRINT = "image/anchor_fingerprint"
 
-# 앵커 매칭 코드의 저장 형식: int16 little-endian.
-ANCHOR_MATCHES_DTYPE = np.dtype("<i2")
+# 희소 앵커 라벨의 형식 이름 (지문과 `<split>.json` 의 "anchor_labels" 에 들어간다; 바꾸면 옛 레코드는 거부된다).
+ANCHOR_LABEL_FORMAT = "sparse-varint-1"
+# 희소 라벨 한 벌의 세 목록: parse_example 키 접미사 → 특징 이름 접미사.
+_ANCHOR_LABEL_PARTS = (("ignore_deltas", "ignore_index_deltas"),
+                       ("positive_deltas", "positive_index_deltas"),
+                       ("positive_codes", "positive_codes"))
+# 원본·뒤집기 두 벌의 특징 이름 앞부분 (parse_example 키 앞부분과 같다: anchor_matches, anchor_matches_flipped).
+ANCHOR_MATCHES = "image/anchor_matches"
+ANCHOR_MATCHES_FLIPPED = "image/anchor_matches_flipped"
 
 # 샤드 파일 이름 `<split>-NNNNN-of-MMMMM.tfrecord` 의 정규식 (split 그룹).
 SHARD_NAME_PATTERN = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord$")
@@ -78,23 +87,65 @@ def _float_feature(values):
     return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value) for value in values]))
 
 
-def encode_anchor_matches(anchor_matches) -> bytes:
-    """앵커 매칭 코드 [A] 정수 배열을 int16 little-endian 바이트로 바꾼다."""
-    return np.asarray(anchor_matches).astype(ANCHOR_MATCHES_DTYPE).tobytes()
+def anchor_label_keys(flipped: bool):
+    """희소 라벨 한 벌의 parse_example 키 세 개 (무시 차분, 양성 차분, 양성 코드)."""
+    prefix = "anchor_matches_flipped" if flipped else "anchor_matches"
+    return tuple(f"{prefix}_{key}" for key, _ in _ANCHOR_LABEL_PARTS)
 
 
-def decode_anchor_matches(encoded, num_anchors):
-    """레코드의 앵커 매칭 바이트를 [A] int32 텐서로 푼다.
+def _anchor_label_features(flipped: bool):
+    """희소 라벨 한 벌의 특징 이름 세 개 (`anchor_label_keys` 와 같은 순서)."""
+    prefix = ANCHOR_MATCHES_FLIPPED if flipped else ANCHOR_MATCHES
+    return tuple(f"{prefix}/{name}" for _, name in _ANCHOR_LABEL_PARTS)
+
+
+def _deltas(indices):
+    """오름차순 번호 → 차분 (첫 값은 첫 번호)."""
+    return np.diff(indices, prepend=0)
+
+
+def encode_anchor_matches(anchor_matches, boundary_ignored=None):
+    """[A] 밀집 매칭 코드를 희소 라벨 세 목록으로 바꾼다 (모듈 설명의 형식).
 
     Args:
-      encoded: string 스칼라 텐서, `encode_anchor_matches` 의 결과.
-      num_anchors: int A (정적 모양), 또는 None (캔버스가 섞인 데이터셋: [None]).
+      anchor_matches: [A] 정수, −1 무시 / 0 음성 / k ≥ 1 양성.
+      boundary_ignored: 선택, [A] bool — 이미지 경계를 넘어 무시되는 앵커 (적지 않는다). None 이면 없음.
 
     Returns:
-      [A] int32.
+      (무시 번호 차분, 양성 번호 차분, 양성 코드): int64 numpy 배열 세 개.
+
+    Raises:
+      ValueError: 경계 밖 앵커의 코드가 −1 이 아닐 때 (읽는 쪽이 같은 코드를 되살릴 수 없다).
     """
-    decoded = tf.io.decode_raw(encoded, tf.int16, little_endian=True)
-    return tf.ensure_shape(tf.cast(decoded, tf.int32), [num_anchors])
+    matches = np.asarray(anchor_matches).astype(np.int64).reshape(-1)
+    stored = np.ones(matches.shape, bool)
+    if boundary_ignored is not None:
+        stored = ~np.asarray(boundary_ignored, bool).reshape(-1)
+        if np.any(matches[~stored] != -1):
+            raise ValueError("an anchor crossing the image boundary has a match code other than -1")
+    ignored = np.flatnonzero(stored & (matches < 0))
+    positive = np.flatnonzero(stored & (matches > 0))
+    return _deltas(ignored), _deltas(positive), matches[positive]
+
+
+def decode_anchor_matches(sparse_labels, boundary_ignored):
+    """희소 라벨 세 목록과 경계 마스크를 [A] int32 밀집 매칭 코드로 푼다 (그래프 안, 정적 모양).
+
+    Args:
+      sparse_labels: (무시 차분 [n], 양성 차분 [p], 양성 코드 [p]) 정수 텐서 — `parse_example` 의
+        `anchor_label_keys(flipped)` 값.
+      boundary_ignored: [A] bool 텐서, 이미지 경계를 넘어 무시되는 앵커 (A 가 정적이면 결과도 정적).
+
+    Returns:
+      [A] int32: 적힌 번호는 그 코드, 경계 밖은 −1, 나머지는 0 (음성).
+    """
+    ignore_deltas, positive_deltas, positive_codes = (tf.cast(part, tf.int32) for part in sparse_labels)
+    # [n + p, 1] 무시·양성 앵커 번호 (차분의 누적합)
+    indices = tf.concat([tf.cumsum(ignore_deltas), tf.cumsum(positive_deltas)], axis=0)[:, None]
+    updates = tf.concat([tf.fill(tf.shape(ignore_deltas), -1), positive_codes], axis=0)
+    dense = tf.scatter_nd(indices, updates, tf.shape(boundary_ignored, out_type=tf.int32))
+    dense = tf.where(boundary_ignored, -1, dense)
+    return tf.ensure_shape(dense, boundary_ignored.shape)
 
 
 def _image_features(image_bytes, image_format, height, width):
@@ -125,8 +176,18 @@ def image_example(image_bytes, image_format, height, width):
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint):
-    """변환 소스의 한 이미지와 앵커 코드로 tf.train.Example 을 만든다.
+def _anchor_label_feature_dict(anchor_matches, anchor_matches_flipped, boundary_ignored):
+    """두 벌의 희소 라벨 특징 여섯 개."""
+    features = {}
+    for flipped, matches in ((False, anchor_matches), (True, anchor_matches_flipped)):
+        parts = encode_anchor_matches(matches, boundary_ignored)
+        names = _anchor_label_features(flipped)
+        features.update({name: _int64_feature(part) for name, part in zip(names, parts)})
+    return features
+
+
+def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint, boundary_ignored=None):
+    """변환 소스의 한 이미지와 앵커 코드로 tf.train.Example 을 만든다 (앵커 코드는 희소하게 적는다).
 
     Args:
       example: `frcnn.data.sources.SourceExample` (image_bytes, image_format, filename, image_id, height,
@@ -135,6 +196,7 @@ def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint):
       anchor_matches: [A] 정수, 원본 이미지의 앵커 매칭 코드.
       anchor_matches_flipped: [A] 정수, 좌우 뒤집은 이미지의 앵커 매칭 코드.
       fingerprint: str, `config.anchor_fingerprint`.
+      boundary_ignored: 선택, [A] bool — 이미지 경계를 넘어 무시되는 앵커 (두 벌이 같다; 적지 않는다).
 
     Returns:
       tf.train.Example.
@@ -153,8 +215,7 @@ def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint):
         DIFFICULT: _int64_feature(np.asarray(example.difficult, bool)),
         TRUNCATED: _int64_feature(np.asarray(example.truncated, bool)),
         IS_CROWD: _int64_feature(crowd_flags(example)),
-        ANCHOR_MATCHES: _bytes_feature([encode_anchor_matches(anchor_matches)]),
-        ANCHOR_MATCHES_FLIPPED: _bytes_feature([encode_anchor_matches(anchor_matches_flipped)]),
+        **_anchor_label_feature_dict(anchor_matches, anchor_matches_flipped, boundary_ignored),
         ANCHOR_FINGERPRINT: _bytes_feature([fingerprint.encode()]),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))
@@ -187,8 +248,8 @@ def parsing_spec():
         DIFFICULT: tf.io.VarLenFeature(tf.int64),
         TRUNCATED: tf.io.VarLenFeature(tf.int64),
         IS_CROWD: tf.io.VarLenFeature(tf.int64),
-        ANCHOR_MATCHES: scalar_string,
-        ANCHOR_MATCHES_FLIPPED: scalar_string,
+        **{name: tf.io.VarLenFeature(tf.int64)
+           for flipped in (False, True) for name in _anchor_label_features(flipped)},
         ANCHOR_FINGERPRINT: scalar_string,
     }
 
@@ -201,13 +262,14 @@ def parse_example(serialized):
 
     Returns:
       dict: 'image_bytes', 'format', 'filename', 'source_id', 'anchor_fingerprint' (string 스칼라),
-        'anchor_matches_bytes', 'anchor_matches_flipped_bytes' (string 스칼라),
+        `anchor_label_keys(False)`, `anchor_label_keys(True)` 의 키 (원본·뒤집기 희소 라벨, int64 [n]),
         'height', 'width' (int32 스칼라), 'boxes' [G, 4] float32 정규화 [ymin, xmin, ymax, xmax],
         'classes' [G] int32 (1부터), 'class_names' [G] string, 'difficult' [G] bool,
         'truncated' [G] bool, 'is_crowd' [G] bool (특징이 없는 레코드는 모두 False).
     """
     features = tf.io.parse_single_example(serialized, parsing_spec())
-    dense = {key: tf.sparse.to_dense(value) if isinstance(value, tf.sparse.SparseTensor) else value
+    # VarLen 특징 하나의 SparseTensor 값은 순서대로라 .values 가 밀집 목록이다
+    dense = {key: value.values if isinstance(value, tf.sparse.SparseTensor) else value
              for key, value in features.items()}
     # [G, 4] 정규화 박스
     boxes = tf.stack([dense[BOX_YMIN], dense[BOX_XMIN], dense[BOX_YMAX], dense[BOX_XMAX]], axis=-1)
@@ -224,8 +286,8 @@ def parse_example(serialized):
         "difficult": dense[DIFFICULT] > 0,
         "truncated": dense[TRUNCATED] > 0,
         "is_crowd": _pad_to(dense[IS_CROWD] > 0, tf.shape(boxes)[0]),
-        "anchor_matches_bytes": dense[ANCHOR_MATCHES],
-        "anchor_matches_flipped_bytes": dense[ANCHOR_MATCHES_FLIPPED],
+        **{key: dense[name] for flipped in (False, True)
+           for key, name in zip(anchor_label_keys(flipped), _anchor_label_features(flipped))},
         "anchor_fingerprint": dense[ANCHOR_FINGERPRINT],
     }
 

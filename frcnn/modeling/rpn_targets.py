@@ -2,9 +2,10 @@
 
 용어:
   B 배치, A 앵커 수, G 최대 GT 수.
-  앵커 매칭 코드 `anchor_matches` [B, A] int32 (레코드에는 int16 바이트):
+  앵커 매칭 코드 `anchor_matches` [B, A] int32 (레코드에는 희소하게: `frcnn.data.records`):
     −1 무시 (애매한 IoU 이거나 이미지 경계를 넘는 앵커), 0 음성, k ≥ 1 양성이며 GT k−1 에 매칭.
-  규칙 (논문): IoU > 0.7 양성, 각 GT 의 최고 IoU 앵커도 양성, IoU < 0.3 음성, 경계를 넘는 앵커는 무시.
+  규칙 (논문): IoU > 0.7 양성, 각 GT 의 최고 IoU 앵커도 양성, IoU < 0.3 음성, 경계를 넘는 앵커는 무시
+    (`boundary_ignored`: 앵커와 이미지 크기만으로 정해져 레코드에 적지 않고 읽을 때 다시 계산한다).
   무시 박스 (`input.difficult=ignore` 의 difficult 물체): 그와 IoU ≥ 0.3 인 음성 앵커는 무시 (`difficult`).
   crowd 상자 (COCO iscrowd): 넓이의 70 % 넘게 그 안에 드는 (IoA > 0.7) 음성 앵커는 무시 (`crowd`).
   박스 형식 `[ymin, xmin, ymax, xmax]`, 캔버스 픽셀.
@@ -20,6 +21,24 @@ from frcnn.ops import matcher as matcher_lib
 
 IGNORE_CODE = -1
 NEGATIVE_CODE = 0
+
+
+def boundary_ignored(anchors, image_sizes, rpn_config):
+    """이미지 경계를 넘어 무시되는 앵커 (`rpn.allow_cross_boundary` 가 거짓일 때; 참이면 없음).
+
+    Args:
+      anchors: [A, 4] float32 캔버스 앵커.
+      image_sizes: [B, 2] float32 리사이즈된 이미지 (높이, 너비).
+      rpn_config: `config.RpnConfig`.
+
+    Returns:
+      [B, A] bool.
+    """
+    # [B, A] 이미지 안에 완전히 들어가는 앵커
+    inside = box_ops.inside_image(anchors, image_sizes)
+    if rpn_config.allow_cross_boundary:
+        return tf.zeros_like(inside)
+    return ~inside
 
 
 def label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None, crowd_boxes=None):
@@ -44,8 +63,8 @@ def label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None,
     iou = box_ops.pairwise_iou(batched_anchors, gt_boxes)
     inside = None
     if not rpn_config.allow_cross_boundary:
-        # [B, A] 이미지 안에 완전히 들어가는 앵커 (경계를 넘는 앵커는 학습에서 무시)
-        inside = box_ops.inside_image(anchors, image_sizes)
+        # [B, A] 경계를 넘지 않는 앵커 (넘는 앵커는 학습에서 무시)
+        inside = ~boundary_ignored(anchors, image_sizes, rpn_config)
     matcher = matcher_lib.Matcher(rpn_config.negative_iou, rpn_config.positive_iou,
                                   allow_low_quality_matches=True, positive_inclusive=False)
     matched_gt_indices, labels = matcher(iou, inside)

@@ -12,6 +12,7 @@ import pytest
 
 from frcnn import config
 from frcnn.data import record_spec
+from frcnn.data import records
 from tests.testing import convert_voc, write_voc_dir
 
 
@@ -23,6 +24,14 @@ def test_fingerprint_changes_with_anchor_settings_only():
     assert record_spec.anchor_fingerprint(base) != record_spec.anchor_fingerprint(seed)
     changed = config.apply_overrides(base, "rpn.positive_iou=0.6")
     assert record_spec.anchor_fingerprint(base) != record_spec.anchor_fingerprint(changed)
+
+
+def test_fingerprint_covers_the_anchor_label_format(monkeypatch):
+    """라벨 형식을 바꾸면 (밀집 → 희소처럼) 지문이 바뀌어 옛 레코드가 거부된다."""
+    base = config.get_preset("cpu_small")
+    current = record_spec.anchor_fingerprint(base)
+    monkeypatch.setattr(records, "ANCHOR_LABEL_FORMAT", "dense-int16")
+    assert record_spec.anchor_fingerprint(base) != current
 
 
 def test_canvas_shapes():

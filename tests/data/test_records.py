@@ -1,5 +1,5 @@
 """frcnn.data.records 테스트: 샤드·메타데이터 파일 이름, Example 만들기 → 직렬화 → 파싱 왕복 (그래프 안·numpy), 이미지만 담은 예제,
-다른 도구가 만든 레코드 읽기, 앵커 코드 바이트."""
+다른 도구가 만든 레코드 읽기, 희소 앵커 라벨."""
 
 import glob
 
@@ -21,21 +21,53 @@ def _example(num_objects=2):
         truncated=np.array([False, True])[:num_objects])
 
 
-def test_anchor_matches_bytes_are_int16_little_endian():
-    encoded = records.encode_anchor_matches([-1, 0, 258, 1])
-    assert encoded == b"\xff\xff\x00\x00\x02\x01\x01\x00"
-    decoded = records.decode_anchor_matches(tf.constant(encoded), 4)
-    assert decoded.dtype == tf.int32 and decoded.numpy().tolist() == [-1, 0, 258, 1]
-    with pytest.raises(Exception):
-        records.decode_anchor_matches(tf.constant(encoded), 5)
+def _decode(parts, boundary):
+    return records.decode_anchor_matches([tf.constant(part, tf.int64) for part in parts],
+                                         tf.constant(boundary, tf.bool)).numpy()
+
+
+def test_sparse_anchor_labels_hand_checked():
+    """손으로 푼 예: 앵커 10개, 경계 밖 1·8·9, 무시 0·4, 양성 3 (코드 2)·6 (코드 130), 나머지 음성."""
+    matches = [-1, -1, 0, 2, -1, 0, 130, 0, -1, -1]
+    boundary = [False, True, False, False, False, False, False, False, True, True]
+    ignore_deltas, positive_deltas, positive_codes = records.encode_anchor_matches(matches, boundary)
+    assert ignore_deltas.tolist() == [0, 4]  # 번호 0, 4
+    assert positive_deltas.tolist() == [3, 3]  # 번호 3, 6
+    assert positive_codes.tolist() == [2, 130]
+    decoded = _decode((ignore_deltas, positive_deltas, positive_codes), boundary)
+    assert decoded.dtype == np.int32 and decoded.tolist() == matches
+    # 경계 마스크가 없으면 모든 무시 앵커를 적는다
+    assert records.encode_anchor_matches(matches)[0].tolist() == [0, 1, 3, 4, 1]  # 번호 0, 1, 4, 8, 9
+    with pytest.raises(ValueError, match="crossing the image boundary has a match code other than -1"):
+        records.encode_anchor_matches([0, 1], [True, False])
+
+
+def test_sparse_anchor_labels_varint_bytes():
+    """Int64List 는 packed varint: 128 미만의 차분·코드는 한 바이트, 128 이상은 두 바이트."""
+    narrow = tf.train.Int64List(value=[0, 4, 127]).SerializeToString()
+    assert narrow == bytes([0x0A, 3, 0, 4, 127])  # 필드 1 (packed) 태그, 길이 3, 값 세 바이트
+    assert len(tf.train.Int64List(value=[0, 4, 128]).SerializeToString()) == len(narrow) + 1
+
+
+def test_sparse_anchor_labels_roundtrip_random():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        matches = rng.choice([-1, 0, 0, 0, 1, 2, 300], size=2000).astype(np.int32)
+        boundary = rng.random(2000) < 0.4
+        matches[boundary] = -1
+        decoded = _decode(records.encode_anchor_matches(matches, boundary), boundary)
+        np.testing.assert_array_equal(decoded, matches)
+    with pytest.raises(Exception):  # 캔버스 밖 번호
+        _decode(([12], [], []), [False] * 10)
 
 
 @pytest.mark.parametrize("num_objects", [2, 0])
 def test_example_roundtrip(num_objects):
     source = _example(num_objects)
-    matches = np.array([-1, 0, 1, 2, 0], np.int32)
-    flipped = np.array([0, 2, -1, 1, 0], np.int32)
-    serialized = records.build_example(source, matches, flipped, "abc123def456").SerializeToString()
+    matches = np.array([-1, 0, 1, 2, -1], np.int32)
+    flipped = np.array([0, 2, -1, 1, -1], np.int32)
+    serialized = records.build_example(source, matches, flipped, "abc123def456",
+                                       [False, False, False, False, True]).SerializeToString()
     parsed = {key: value.numpy() for key, value in records.parse_example(tf.constant(serialized)).items()}
     assert parsed["image_bytes"] == source.image_bytes
     assert (parsed["format"], parsed["filename"], parsed["source_id"]) == (b"jpeg", b"000007.jpg", b"000007")
@@ -46,10 +78,11 @@ def test_example_roundtrip(num_objects):
     assert parsed["difficult"].tolist() == [True, False][:num_objects]
     assert parsed["truncated"].tolist() == [False, True][:num_objects]
     assert parsed["anchor_fingerprint"] == b"abc123def456"
-    assert records.decode_anchor_matches(parsed["anchor_matches_bytes"], 5).numpy().tolist() == \
-        matches.tolist()
-    assert records.decode_anchor_matches(parsed["anchor_matches_flipped_bytes"], 5).numpy().tolist() == \
-        flipped.tolist()
+    boundary = [False, False, False, False, True]
+    for key_flipped, expected in ((False, matches), (True, flipped)):
+        parts = [parsed[key] for key in records.anchor_label_keys(key_flipped)]
+        assert all(part.dtype == np.int64 for part in parts)
+        assert _decode(parts, boundary).tolist() == expected.tolist()
 
 
 def test_feature_names_follow_object_detection_api():

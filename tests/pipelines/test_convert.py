@@ -18,7 +18,7 @@ from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
 from pipelines import convert
-from tests.testing import VOC_IMAGES, convert_voc, read_records, write_voc_dir
+from tests.testing import VOC_IMAGES, convert_voc, read_records, record_anchor_matches, write_voc_dir
 
 
 DROP = "input.difficult=drop"  # 참조 구현들의 기본 (cpu_small 프리셋은 keep)
@@ -113,9 +113,8 @@ def _expected_matches(example, config, flipped):
 def test_anchor_matches_equal_single_image_labels(converted, flipped):
     _, output_dir, _ = converted
     config = config_lib.build_config("cpu_small", DROP)
-    key = "anchor_matches_flipped_bytes" if flipped else "anchor_matches_bytes"
     for example in read_records(str(output_dir / "trainval-*.tfrecord")):
-        matches = records.decode_anchor_matches(example[key], None).numpy()
+        matches = record_anchor_matches(example, config, flipped)
         assert matches.shape == (_num_anchors(example, config),)
         np.testing.assert_array_equal(matches, _expected_matches(example, config, flipped))
         num_objects = len(example["classes"])
@@ -123,6 +122,21 @@ def test_anchor_matches_equal_single_image_labels(converted, flipped):
         # difficult 가 아닌 각 GT 는 적어도 한 앵커에 매칭되고, difficult 물체는 어디에도 매칭되지 않는다 (drop).
         trained = {index + 1 for index in range(num_objects) if not example["difficult"][index]}
         assert set(np.unique(matches[matches > 0])) == trained
+
+
+@pytest.mark.parametrize("preset", ["vgg16_paper", "vgg16_seed", "cpu_small"])
+def test_sparse_records_decode_to_full_anchor_labels(tmp_path, preset):
+    """희소 레코드를 푼 밀집 코드 == 한 이미지씩 전체 앵커로 계산한 `label_anchors` (원본·뒤집기), 프리셋마다.
+    경계를 넘는 앵커의 −1 은 레코드에 없고 (무시로 적힌 수 < 밀집 코드의 −1 수) 읽을 때 되살아난다."""
+    config = config_lib.build_config(preset, DROP)
+    convert_voc(write_voc_dir(tmp_path), tmp_path / "records", preset=preset, overrides=DROP)
+    for example in read_records(str(tmp_path / "records" / "trainval-*.tfrecord")):
+        for flipped in (False, True):
+            matches = record_anchor_matches(example, config, flipped)
+            np.testing.assert_array_equal(matches, _expected_matches(example, config, flipped))
+            ignore_key = records.anchor_label_keys(flipped)[0]
+            assert len(example[ignore_key]) < np.sum(matches == -1)
+            assert len(example[records.anchor_label_keys(flipped)[1]]) == np.sum(matches > 0)
 
 
 def test_labeler_batch_equals_full_anchor_labels():
@@ -140,7 +154,7 @@ def test_labeler_batch_equals_full_anchor_labels():
             height=300, width=400 + 37 * index, normalized_boxes=boxes.astype(np.float32),
             class_ids=np.ones(count, np.int64), class_names=("dog",) * count,
             difficult=np.zeros(count, bool), truncated=np.zeros(count, bool)))
-    matches, flipped = convert.AnchorLabeler(record_spec.RecordSpec.from_config(config))(examples)
+    matches, flipped, _ = convert.AnchorLabeler(record_spec.RecordSpec.from_config(config))(examples)
     for example, example_matches, example_flipped in zip(examples, matches, flipped):
         parsed = {"height": example.height, "width": example.width, "boxes": example.normalized_boxes,
                   "difficult": example.difficult}
@@ -234,9 +248,8 @@ def test_progress_callback_counts_every_source_item(tmp_path):
 
 def _matches_by_image(output_dir):
     config = config_lib.build_config("cpu_small")
-    return {example["source_id"]: (example, records.decode_anchor_matches(
-        example["anchor_matches_bytes"], _num_anchors(example, config)).numpy())
-        for example in read_records(str(output_dir / "trainval-*.tfrecord"))}
+    return {example["source_id"]: (example, record_anchor_matches(example, config))
+            for example in read_records(str(output_dir / "trainval-*.tfrecord"))}
 
 
 @pytest.mark.parametrize("mode", ["ignore", "keep"])

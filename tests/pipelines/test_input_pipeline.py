@@ -1,7 +1,9 @@
 """pipelines.input_pipeline 테스트: 캔버스별 배치 모양, XML 정답과 같은 캔버스 박스, 뒤집기 일관성, 지문 거부,
-디코딩할 수 없는 레코드 건너뛰기."""
+디코딩할 수 없는 레코드 건너뛰기, 옛 형식 (밀집 라벨·캔버스 이전) 레코드 거부."""
 
+import glob
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +13,8 @@ from frcnn import config as config_lib
 from pipelines import input_pipeline
 from frcnn.data import record_spec
 from frcnn.data import records
-from tests.testing import VOC_IMAGES, convert_voc, damage_image, read_records, write_voc_dir
+from tests.testing import (VOC_IMAGES, convert_voc, damage_image, read_records, record_anchor_matches,
+                           write_voc_dir)
 
 CONFIG = config_lib.build_config("cpu_small")
 G = CONFIG.input.max_gt_boxes
@@ -111,12 +114,9 @@ def test_flip_is_consistent_with_records(record_pattern):
         np.testing.assert_allclose(element["gt_boxes"][real], expected[real], rtol=1e-6)
         assert np.all(element["gt_boxes"][~real] == -1)
         record = stored[image_id]
-        np.testing.assert_array_equal(
-            element["anchor_matches"],
-            records.decode_anchor_matches(record["anchor_matches_flipped_bytes"], None))
-        np.testing.assert_array_equal(
-            plain[image_id]["anchor_matches"],
-            records.decode_anchor_matches(record["anchor_matches_bytes"], None))
+        np.testing.assert_array_equal(element["anchor_matches"], record_anchor_matches(record, CONFIG, True))
+        np.testing.assert_array_equal(plain[image_id]["anchor_matches"],
+                                      record_anchor_matches(record, CONFIG))
 
 
 def test_training_repeats_and_drops_remainder(record_pattern):
@@ -180,6 +180,46 @@ def test_records_from_before_the_canvas_set_say_to_regenerate(record_pattern, tm
         json.dump(metadata, handle)
     with pytest.raises(ValueError, match=r"older frcnn with one canvas per orientation.*regenerate them with "
                                          r"make_tfrecords --config=cpu_small --overwrite"):
+        _dataset(pattern, CONFIG, training=True)
+
+
+def _dense_copy(record_pattern, output_dir):
+    """레코드를 옛 형식 (희소 라벨 대신 int16 밀집 `image/anchor_matches` 바이트, 옛 지문) 으로 복사한다."""
+    os.makedirs(output_dir)
+    for path in sorted(glob.glob(record_pattern)):
+        with tf.io.TFRecordWriter(os.path.join(output_dir, os.path.basename(path))) as writer:
+            for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+                example = tf.train.Example.FromString(serialized)
+                feature = example.features.feature
+                for name in list(feature):
+                    if name.startswith("image/anchor_matches"):
+                        del feature[name]
+                dense = np.zeros(1000, "<i2").tobytes()
+                feature["image/anchor_matches"].bytes_list.value.append(dense)
+                feature["image/anchor_matches_flipped"].bytes_list.value.append(dense)
+                feature[records.ANCHOR_FINGERPRINT].bytes_list.value[0] = b"0123456789ab"
+                writer.write(example.SerializeToString())
+    return os.path.join(output_dir, os.path.basename(record_pattern))
+
+
+def test_dense_records_from_before_sparse_labels_say_to_regenerate(record_pattern, tmp_path):
+    pattern = _dense_copy(record_pattern, str(tmp_path / "dense"))
+    with open(record_pattern.replace("trainval-*.tfrecord", "trainval.json")) as handle:
+        metadata = json.load(handle)
+    assert metadata["anchor_labels"] == records.ANCHOR_LABEL_FORMAT
+    metadata.pop("anchor_labels")  # 옛 변환기는 이 키를 쓰지 않았다
+    metadata["anchor_fingerprint"] = "0123456789ab"
+    with open(tmp_path / "dense" / "trainval.json", "w") as handle:
+        json.dump(metadata, handle)
+    with pytest.raises(ValueError, match=r"older frcnn with dense anchor labels.*regenerate them with "
+                                         r"make_tfrecords --config=cpu_small --overwrite"):
+        _dataset(pattern, CONFIG, training=True)
+    # json 은 새것인데 레코드가 옛것이면 첫 레코드의 지문이 거부한다
+    metadata.update(anchor_labels=records.ANCHOR_LABEL_FORMAT,
+                    anchor_fingerprint=record_spec.anchor_fingerprint(CONFIG))
+    with open(tmp_path / "dense" / "trainval.json", "w") as handle:
+        json.dump(metadata, handle)
+    with pytest.raises(ValueError, match=r"anchor fingerprint 0123456789ab.*--config=cpu_small"):
         _dataset(pattern, CONFIG, training=True)
 
 
