@@ -286,16 +286,21 @@ def test_detect_tool_draws_with_every_format(exported, tmp_path, file_name):
 def _match_detections(got, expected, box_atol, context=""):
     """두 검출 목록 [(클래스, 점수, 상자)] 이 같은 집합인가: 클래스 같고 점수 1e-4, 상자 box_atol 안.
 
-    점수가 거의 같은 검출은 런타임마다 순서가 바뀔 수 있어, 순서가 아니라 하나씩 짝지어 맞춘다.
+    점수가 거의 같은 검출은 런타임마다 순서가 바뀔 수 있어, 순서가 아니라 하나씩 짝지어 맞춘다. 몇 스텝만 학습한
+    모델은 RPN 점수가 거의 같아 (1e-4 안) 제안 top-k 의 경계에서 런타임마다 다른 제안 하나가 남을 수 있다: 그래서
+    검출 10 개마다 하나까지는 짝이 없어도 된다 (CI 에서 본 경우: 10 개 중 0.30004 대 0.29961 하나). 개수는 같아야 한다.
     """
     assert len(got) == len(expected), context
-    unmatched = list(got)
+    unmatched, missing = list(got), []
     for name, score, box in expected:
         index = next((index for index, (other_name, other_score, other_box) in enumerate(unmatched)
                       if other_name == name and abs(other_score - score) <= 1e-4
                       and np.allclose(other_box, box, atol=box_atol)), None)
-        assert index is not None, (context, (name, score, box), unmatched)
-        del unmatched[index]
+        if index is None:
+            missing.append((name, score, box))
+        else:
+            del unmatched[index]
+    assert len(missing) <= len(expected) // 10, (context, missing, unmatched)
 
 
 @pytest.mark.parametrize("file_name, module", [(signature.TFLITE_FILE, "ai_edge_litert"),
@@ -311,3 +316,18 @@ def test_a_missing_runtime_names_the_extra(exported, monkeypatch, file_name, mod
     assert message.startswith(os.path.join(exported[1], file_name) + ": running a ")
     assert f"needs {module}" in message and "install the deploy extra: pip install -e '.[deploy]'" in message
     assert "\n" not in message
+
+
+def test_detection_matching_tolerates_one_swap_in_ten_and_no_more():
+    """`_match_detections` 자체: 순서 무관, 10 개 중 하나의 다른 검출은 허용, 둘이나 어긋난 상자는 실패."""
+    boxes = np.linspace(0, 0.5, 40).reshape(10, 4)
+    expected = [(1, 0.3 + index * 1e-3, boxes[index]) for index in range(10)]
+    _match_detections(expected[::-1], expected, box_atol=1e-3)
+    one_swapped = expected[:9] + [(1, 0.2, boxes[0] + 0.3)]
+    _match_detections(one_swapped, expected, box_atol=1e-3)
+    with pytest.raises(AssertionError):
+        two_swapped = one_swapped[:8] + [(1, 0.25, boxes[1] + 0.3), one_swapped[9]]
+        _match_detections(two_swapped, expected, box_atol=1e-3)
+    with pytest.raises(AssertionError):
+        shifted = [(name, score, box + 0.01) for name, score, box in expected]
+        _match_detections(shifted, expected, box_atol=1e-3)
