@@ -149,17 +149,25 @@ def record_anchor_matches(example, config, flipped=False):
                                                tf.constant(flipped)).numpy()
 
 
-def damage_image(record_pattern, output_dir, image_id):
-    """레코드와 `<split>.json` 을 output_dir 로 복사하며 image_id 의 JPEG 바이트만 망가뜨린다. 새 glob 을 돌려준다."""
+def rewrite_records(record_pattern, output_dir, edit):
+    """레코드를 output_dir 로 복사하며 예제마다 `edit(feature)` (tf.train.Example 의 feature 맵) 로 고친다."""
     os.makedirs(output_dir)
     for path in sorted(glob.glob(record_pattern)):
         with tf.io.TFRecordWriter(os.path.join(output_dir, os.path.basename(path))) as writer:
             for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
                 example = tf.train.Example.FromString(serialized)
-                feature = example.features.feature
-                if feature[records.SOURCE_ID].bytes_list.value[0].decode() == image_id:
-                    feature[records.ENCODED].bytes_list.value[0] = b"\xff\xd8 not a jpeg"
+                edit(example.features.feature)
                 writer.write(example.SerializeToString())
+    return os.path.join(output_dir, os.path.basename(record_pattern))
+
+
+def damage_image(record_pattern, output_dir, image_id):
+    """레코드와 `<split>.json` 을 output_dir 로 복사하며 image_id 의 JPEG 바이트만 망가뜨린다. 새 glob 을 돌려준다."""
+    def edit(feature):
+        if feature[records.SOURCE_ID].bytes_list.value[0].decode() == image_id:
+            feature[records.ENCODED].bytes_list.value[0] = b"\xff\xd8 not a jpeg"
+
+    rewrite_records(record_pattern, output_dir, edit)
     directory = os.path.dirname(record_pattern)
     for name in os.listdir(directory):
         if name.endswith(".json"):

@@ -1,9 +1,7 @@
 """pipelines.input_pipeline 테스트: 캔버스별 배치 모양, XML 정답과 같은 캔버스 박스, 뒤집기 일관성, 지문 거부,
 디코딩할 수 없는 레코드 건너뛰기, 옛 형식 (밀집 라벨·캔버스 이전) 레코드 거부."""
 
-import glob
 import json
-import os
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from pipelines import input_pipeline
 from frcnn.data import record_spec
 from frcnn.data import records
 from tests.testing import (VOC_IMAGES, convert_voc, damage_image, read_records, record_anchor_matches,
-                           write_voc_dir)
+                           rewrite_records, write_voc_dir)
 
 CONFIG = config_lib.build_config("cpu_small")
 G = CONFIG.input.max_gt_boxes
@@ -185,21 +183,15 @@ def test_records_from_before_the_canvas_set_say_to_regenerate(record_pattern, tm
 
 def _dense_copy(record_pattern, output_dir):
     """레코드를 옛 형식 (희소 라벨 대신 int16 밀집 `image/anchor_matches` 바이트, 옛 지문) 으로 복사한다."""
-    os.makedirs(output_dir)
-    for path in sorted(glob.glob(record_pattern)):
-        with tf.io.TFRecordWriter(os.path.join(output_dir, os.path.basename(path))) as writer:
-            for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
-                example = tf.train.Example.FromString(serialized)
-                feature = example.features.feature
-                for name in list(feature):
-                    if name.startswith("image/anchor_matches"):
-                        del feature[name]
-                dense = np.zeros(1000, "<i2").tobytes()
-                feature["image/anchor_matches"].bytes_list.value.append(dense)
-                feature["image/anchor_matches_flipped"].bytes_list.value.append(dense)
-                feature[records.ANCHOR_FINGERPRINT].bytes_list.value[0] = b"0123456789ab"
-                writer.write(example.SerializeToString())
-    return os.path.join(output_dir, os.path.basename(record_pattern))
+    def edit(feature):
+        for name in [name for name in feature if name.startswith("image/anchor_matches")]:
+            del feature[name]
+        dense = np.zeros(1000, "<i2").tobytes()
+        feature["image/anchor_matches"].bytes_list.value.append(dense)
+        feature["image/anchor_matches_flipped"].bytes_list.value.append(dense)
+        feature[records.ANCHOR_FINGERPRINT].bytes_list.value[0] = b"0123456789ab"
+
+    return rewrite_records(record_pattern, output_dir, edit)
 
 
 def test_dense_records_from_before_sparse_labels_say_to_regenerate(record_pattern, tmp_path):
