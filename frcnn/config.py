@@ -38,6 +38,9 @@ class InputConfig:
     # 최대 캔버스 (min_size, max_size) 말고 더 둘 캔버스의 긴 변 (픽셀, stride 배수). 비면 방향마다 하나.
     # [min_size, max_size) 밖의 값은 쓰이지 않는다 (크기를 덮어써도 오류가 아니다).
     canvas_long_sides: Tuple[int, ...] = ()
+    # 리사이즈 크기 규칙 (`data.resize.SIZE_RULES`): round — 배율 (float32) × 변을 반올림, 긴 변 ≤ max_size;
+    # torchvision — torchvision `GeneralizedRCNNTransform` 그대로 ⌊변 · 배율⌋ 을 float64 로 (FPN 프리셋).
+    size_rule: str = "round"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +60,32 @@ class AnchorConfig:
 class BackboneConfig:
     """백본과 검출기 헤드."""
 
-    name: str = "vgg16"  # vgg16 | resnet50 | mobilenet_v2 | small_cnn
+    # vgg16 | resnet50 | mobilenet_v2 | small_cnn (한 수준) | resnet_fpn | small_fpn (특징 피라미드, `fpn.variant`)
+    name: str = "vgg16"
     weights: str = "imagenet"  # imagenet | none (처음부터) | 로컬 Keras 가중치 파일 경로
-    freeze_blocks: int = 2  # 사전학습 가중치일 때 얼릴 앞쪽 블록 수 (VGG16: conv1–conv2)
+    # 사전학습 가중치일 때 얼릴 앞쪽 블록 수 (VGG16: conv1–conv2; resnet_fpn: torchvision
+    # trainable_backbone_layers = 5 − freeze_blocks, 곧 2 면 conv1·layer1 을 얼린다)
+    freeze_blocks: int = 2
+    depth: int = 50  # resnet_fpn 의 ResNet 깊이 (18, 34, 50, 101)
+    # resnet_fpn v1 의 FrozenBatchNorm eps (torchvision 1e-5; 그 COCO v1 가중치는 0 으로 쓴다)
+    norm_epsilon: float = 1e-5
     width: int = 32  # small_cnn 의 첫 단계 채널 수
     fc_units: int = 4096  # VGG16/small_cnn 헤드의 fc6/fc7 너비
     dropout: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class FpnConfig:
+    """특징 피라미드 (P2–P6; `modeling.fpn_model`). variant 가 비면 한 수준 모델이다.
+
+    v1 — torchvision `fasterrcnn_resnet50_fpn`: FPN 합성곱에 bias, RPN 합성곱 하나, 몸통 TwoMLPHead.
+    v2 — `fasterrcnn_resnet50_fpn_v2`: 백본·FPN 에 BatchNorm (bias 없음), RPN 합성곱 둘, 몸통 4×(합성곱-BN) + fc.
+    피라미드 프리셋에서 anchors.sizes 는 수준마다 하나 (P2 부터), anchors.stride 는 캔버스가 나뉘는 가장 큰
+    stride (32), rpn.pre_nms_top_k 는 수준마다, rpn.min_box_size 는 리사이즈된 이미지 픽셀이다 (torchvision).
+    """
+
+    variant: str = ""  # "" | v1 | v2
+    channels: int = 256  # 피라미드 채널 (torchvision 256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +93,7 @@ class RpnConfig:
     """RPN: 앵커 매칭, 미니배치 샘플링, 제안 생성."""
 
     conv_channels: int = 512
+    conv_depth: int = 1  # 3×3 합성곱 층 수 (torchvision v2 는 2)
     positive_iou: float = 0.7  # IoU > 0.7 양성
     negative_iou: float = 0.3  # IoU < 0.3 음성
     allow_cross_boundary: bool = False  # 이미지 밖으로 나가는 앵커를 학습에서 무시 (논문)
@@ -108,6 +132,7 @@ class DetectionConfig:
     nms_iou: float = 0.3
     max_detections: int = 100
     max_detections_per_class: int = 100
+    min_box_size: float = 0.0  # 자른 뒤 변이 이보다 짧은 검출을 버린다 (픽셀; torchvision 1e-2)
     # 내보낼 때 fc6/fc7 을 절단 SVD 로 근사할 특잇값 수 (Fast R-CNN 3.1 절); 비면 끔. 학습에는 영향 없음.
     fc_svd_ranks: Tuple[int, ...] = ()
 
@@ -157,6 +182,7 @@ class ExperimentConfig:
     input: InputConfig = InputConfig()
     anchors: AnchorConfig = AnchorConfig()
     backbone: BackboneConfig = BackboneConfig()
+    fpn: FpnConfig = FpnConfig()
     rpn: RpnConfig = RpnConfig()
     roi: RoiConfig = RoiConfig()
     detection: DetectionConfig = DetectionConfig()
@@ -206,12 +232,57 @@ def _cpu_small() -> ExperimentConfig:
     )
 
 
+def _resnet50_fpn(variant="v1") -> ExperimentConfig:
+    # torchvision `fasterrcnn_resnet50_fpn` (_v2) 그대로: 변환 800/1333 (float64 크기 규칙, 32 배수 패딩), ResNet-50
+    # v1.5 + FPN P2–P6, 앵커 32…512 × 3 비율, RPN 학습 2000/2000·시험 1000/1000 (수준별 사전), 교차 경계 앵커도
+    # 학습, RoI 512 개 중 25 % 전경, MultiScaleRoIAlign 7×7, 몸통 1024, smooth L1 β = 1/9 (σ = 3), 점수 0.05,
+    # NMS 0.5, 100 개, 변 ≥ 1e-2. 학습은 torchvision 레시피 (배치 16, lr 0.02, 감쇠 1e-4, 워밍업 1000, 26 에폭 중
+    # 16·22 에서 × 0.1) 를 배치 2 로 선형 축소하고 VOC07 trainval (5011 장) 26 에폭 ≈ 65k 스텝으로 잡았다.
+    # 캔버스: 800×1088 (4:3), 800×1216 (3:2), 800×1344 (그 밖) 과 세로형.
+    return ExperimentConfig(
+        name="resnet50_fpn" if variant == "v1" else "resnet50_fpn_v2",
+        input=InputConfig(min_size=800, max_size=1333, size_rule="torchvision", canvas_long_sides=(1088, 1216)),
+        anchors=AnchorConfig(stride=32, sizes=(32.0, 64.0, 128.0, 256.0, 512.0)),
+        backbone=BackboneConfig(name="resnet_fpn", depth=50, fc_units=1024, dropout=0.0, freeze_blocks=2),
+        fpn=FpnConfig(variant=variant),
+        rpn=RpnConfig(conv_channels=256, conv_depth=1 if variant == "v1" else 2, allow_cross_boundary=True,
+                      pre_nms_top_k=2000, post_nms_top_k=2000, test_pre_nms_top_k=1000,
+                      test_post_nms_top_k=1000, min_box_size=1e-3),
+        roi=RoiConfig(num_rois=512, smooth_l1_sigma=3.0, op="align"),
+        detection=DetectionConfig(nms_iou=0.5, min_box_size=1e-2),
+        train=TrainConfig(batch_size=2, num_steps=65000, learning_rate=0.0025, weight_decay=0.0001,
+                          warmup_steps=1000, decay_steps=(40000, 55000)),
+    )
+
+
+def _cpu_small_fpn() -> ExperimentConfig:
+    # cpu_small 과 같은 입력·학습에 FPN 기계 (P2–P6, 수준별 제안, MultiScaleRoIAlign) 를 작은 BN 합성곱망
+    # (stride 4–32) 위에 얹었다. 캔버스는 32 배수 (128×160, 128×192).
+    small = _cpu_small()
+    return dataclasses.replace(
+        small, name="cpu_small_fpn",
+        input=dataclasses.replace(small.input, canvas_long_sides=(160,)),
+        anchors=AnchorConfig(stride=32, sizes=(16.0, 32.0, 64.0, 128.0, 256.0)),
+        backbone=dataclasses.replace(small.backbone, name="small_fpn"),
+        fpn=FpnConfig(variant="v1", channels=64),
+        rpn=dataclasses.replace(small.rpn, conv_channels=64, pre_nms_top_k=300, test_pre_nms_top_k=300,
+                                min_box_size=1e-3),
+        detection=DetectionConfig(min_box_size=1e-2),
+    )
+
+
 DIFFICULT_MODES = ("drop", "ignore", "keep")
+SIZE_RULES = ("round", "torchvision")
+SINGLE_LEVEL_BACKBONES = ("vgg16", "resnet50", "mobilenet_v2", "small_cnn")
+PYRAMID_BACKBONES = ("resnet_fpn", "small_fpn")
 
 PRESETS = {
     "vgg16_paper": _vgg16_paper,
     "vgg16_seed": _vgg16_seed,
     "cpu_small": _cpu_small,
+    "resnet50_fpn": _resnet50_fpn,
+    "resnet50_fpn_v2": lambda: _resnet50_fpn("v2"),
+    "cpu_small_fpn": _cpu_small_fpn,
 }
 
 
@@ -336,8 +407,16 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         (0 < config.roi.foreground_fraction <= 1, "roi.foreground_fraction must be in (0, 1]"),
         (config.roi.op in ("pool", "align"), "roi.op must be 'pool' or 'align'"),
         (config.input.difficult in DIFFICULT_MODES, "input.difficult must be 'drop', 'ignore' or 'keep'"),
-        (config.backbone.name in ("vgg16", "resnet50", "mobilenet_v2", "small_cnn"),
-         "backbone.name must be vgg16, resnet50, mobilenet_v2 or small_cnn"),
+        (config.backbone.name in SINGLE_LEVEL_BACKBONES + PYRAMID_BACKBONES,
+         f"backbone.name must be one of {', '.join(SINGLE_LEVEL_BACKBONES + PYRAMID_BACKBONES)}"),
+        (config.input.size_rule in SIZE_RULES, f"input.size_rule must be one of {', '.join(SIZE_RULES)}"),
+        (config.fpn.variant in ("", "v1", "v2"), "fpn.variant must be '', 'v1' or 'v2'"),
+        ((config.backbone.name in PYRAMID_BACKBONES) == bool(config.fpn.variant),
+         f"fpn.variant is needed with (and only with) backbone.name {' or '.join(PYRAMID_BACKBONES)}"),
+        (not config.fpn.variant or (config.anchors.stride == 32 and len(config.anchors.sizes) == 5
+                                    and config.roi.op == "align"),
+         "an FPN preset needs anchors.stride=32, five anchors.sizes (P2–P6) and roi.op=align"),
+        (config.rpn.conv_depth >= 1, "rpn.conv_depth must be ≥ 1"),
         (config.train.training_mode in ("joint", "alternating"),
          "train.training_mode must be 'joint' or 'alternating'"),
         (config.train.batch_size > 0 and config.train.num_steps > 0,

@@ -119,7 +119,7 @@ class AnchorLabeler:
         difficult 물체는 `input.difficult` 대로 (`modeling.difficult`), crowd 물체는 `modeling.crowd` 대로 뺀다."""
         config = self.config
         gt_boxes, image_sizes = resize.canvas_boxes(normalized_boxes, heights, widths, config.input.min_size,
-                                                    config.input.max_size)
+                                                    config.input.max_size, config.input.size_rule)
         # [B, G, 4] 리사이즈된 너비 w 안에서 뒤집은 GT
         flipped_boxes = box_ops.flip_left_right(gt_boxes, image_sizes[:, 1:2])
         both_boxes = tf.concat([gt_boxes, flipped_boxes], axis=0)

@@ -146,11 +146,11 @@ def _prepare(parsed, spec, training, flip, seed, canvas, table):
     config = spec.config
     image = parsed["image"]
     original_size = tf.shape(image)[:2]
-    resized, scale = resize.resize_image(image, spec.min_size, spec.max_size)
+    resized, scale = resize.resize_image(image, spec.min_size, spec.max_size, config.input.size_rule)
     max_gt_boxes = config.input.max_gt_boxes
     normalized_boxes = _pad_objects(parsed["boxes"], max_gt_boxes, -1.0)  # [G, 4]
     gt_boxes, image_size = resize.canvas_boxes(normalized_boxes, original_size[0], original_size[1],
-                                               spec.min_size, spec.max_size)
+                                               spec.min_size, spec.max_size, config.input.size_rule)
     do_flip = _flip_decision(training and config.input.random_flip, flip, seed)
     resized = tf.cond(do_flip, lambda: tf.image.flip_left_right(resized), lambda: resized)
     gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)

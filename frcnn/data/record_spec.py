@@ -7,7 +7,7 @@
 용어:
   캔버스 k: 학습 배치의 고정 모양 (Hc, Wc). 넓이 오름차순 (같으면 가로형 먼저), 번호 = 이 순서. 짧은 변은
     min_size, 긴 변은 canvas_long_sides 와 max_size (stride 배수로 올림). 두 방향이 같은 모양이면 하나다.
-  A 캔버스 하나의 앵커 수 = (Hc / stride)·(Wc / stride)·위치당 앵커 수.
+  A 캔버스 하나의 앵커 수 (`ops.anchors.num_anchors`): 한 수준이면 (Hc / stride)·(Wc / stride)·위치당 앵커 수, 피라미드면 P2–P6 의 합.
   지문(fingerprint): 앵커 라벨을 정하는 설정 (캔버스, 앵커, 매칭 임계값, G, difficult 방식) 과 레코드의 라벨
     형식 (`records.ANCHOR_LABEL_FORMAT`) 의 sha256 앞 12자리.
   canvas_counts: 캔버스마다 레코드 수 (학습 루프가 루프마다 캔버스를 이 비율로 고른다).
@@ -24,6 +24,7 @@ from typing import Optional, Tuple
 import tensorflow as tf
 
 from frcnn.data import records
+from frcnn.ops import anchors
 
 
 def _round_up(value: int, stride: int) -> int:
@@ -46,10 +47,8 @@ def canvases(config) -> Tuple[Tuple[int, int], ...]:
 
 
 def num_anchors(config, canvas: Tuple[int, int]) -> int:
-    """캔버스 (높이, 너비) 하나의 앵커 수 A."""
-    height, width = canvas
-    stride = config.anchors.stride
-    return (height // stride) * (width // stride) * config.anchors.num_anchors_per_location
+    """캔버스 (높이, 너비) 하나의 앵커 수 A (`ops.anchors.num_anchors`)."""
+    return anchors.num_anchors(config, canvas)
 
 
 def anchor_fingerprint(config, shapes=None) -> str:
@@ -57,6 +56,7 @@ def anchor_fingerprint(config, shapes=None) -> str:
     relevant = {
         "min_size": config.input.min_size,
         "max_size": config.input.max_size,
+        "size_rule": config.input.size_rule,
         "canvases": shapes or canvases(config),
         "anchors": dataclasses.asdict(config.anchors),
         "positive_iou": config.rpn.positive_iou,

@@ -10,16 +10,29 @@
 
 import tensorflow as tf
 
+from frcnn.data import tv_transform
 from frcnn.ops import box_ops
 
 
-def resize_scale(height, width, min_size, max_size):
-    """원본 높이·너비 (스칼라 또는 [B], 정수·실수 텐서) 의 리사이즈 배율 (float32) 과 크기 ([..., 2] int32 (h, w))."""
+SIZE_RULES = ("round", "torchvision")
+
+
+def resize_scale(height, width, min_size, max_size, rule="round"):
+    """원본 높이·너비 (스칼라 또는 [B], 정수·실수 텐서) 의 리사이즈 배율 (float32) 과 크기 ([..., 2] int32 (h, w)).
+
+    rule: 'round' — 배율 (float32) × 변을 반올림하고 max_size 로 자른다; 'torchvision' — ⌊변 · 배율⌋ 을 float64 로
+      (`tv_transform.resized_size`; 배율은 그 float32 값).
+    """
+    if rule not in SIZE_RULES:
+        raise ValueError(f"unknown size rule '{rule}' (expected one of {SIZE_RULES})")
     height = tf.cast(height, tf.float32)
     width = tf.cast(width, tf.float32)
     short = tf.minimum(height, width)
     long = tf.maximum(height, width)
     scale = tf.minimum(float(min_size) / short, float(max_size) / long)
+    if rule == "torchvision":
+        size = tv_transform.resized_size(height, width, min_size, max_size)
+        return scale, size
     resized_height = tf.cast(tf.round(height * scale), tf.int32)
     resized_width = tf.cast(tf.round(width * scale), tf.int32)
     # 반올림 때문에 긴 변이 max_size 를 넘지 않도록.
@@ -37,16 +50,16 @@ def canvas_for_image(height, width, spec):
     spec: `record_spec.RecordSpec` (리사이즈 크기, 캔버스 목록). 리사이즈된 (h, w) 를 담는 가장 작은 캔버스다;
     가장 큰 가로형·세로형 캔버스는 어떤 리사이즈 결과든 담으므로 늘 하나가 있다.
     """
-    _, resized = resize_scale(height, width, spec.min_size, spec.max_size)
+    _, resized = resize_scale(height, width, spec.min_size, spec.max_size, spec.config.input.size_rule)
     shapes = tf.constant(spec.canvas_shapes, tf.int32)  # [K, 2]
     fits = tf.logical_and(shapes[:, 0] >= resized[0], shapes[:, 1] >= resized[1])
     return tf.cast(tf.argmax(tf.cast(fits, tf.int32)), tf.int32)  # 처음 True (넓이 오름차순)
 
 
-def resize_image(image, min_size, max_size):
+def resize_image(image, min_size, max_size, rule="round"):
     """[H, W, 3] 이미지 한 장을 정책대로 리사이즈한다 (패딩 없음): ([h, w, 3] float32 0–255, 배율 스칼라)."""
     shape = tf.shape(image)
-    scale, size = resize_scale(shape[0], shape[1], min_size, max_size)
+    scale, size = resize_scale(shape[0], shape[1], min_size, max_size, rule)
     resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
     return resized, scale
 
@@ -60,19 +73,19 @@ def pad_to_canvas(image, canvas):
     return padded
 
 
-def canvas_boxes(normalized_boxes, heights, widths, min_size, max_size):
+def canvas_boxes(normalized_boxes, heights, widths, min_size, max_size, rule="round"):
     """정규화 GT 를 캔버스 픽셀로 바꾼다 (레코드의 앵커 라벨과 학습 파이프라인이 같은 float32 연산을 쓴다).
 
     Args:
       normalized_boxes: [..., G, 4] float32 정규화 [ymin, xmin, ymax, xmax], −1 패딩.
       heights, widths: [...] 정수 원본 높이 H, 너비 W.
-      min_size, max_size: int (`resize_image` 와 같다).
+      min_size, max_size, rule: `resize_image` 와 같다.
 
     Returns:
       gt_boxes: [..., G, 4] float32 캔버스 픽셀 (패딩은 −1 그대로).
       image_sizes: [..., 2] float32 리사이즈된 (h, w).
     """
-    _, resized = resize_scale(heights, widths, min_size, max_size)
+    _, resized = resize_scale(heights, widths, min_size, max_size, rule)
     image_sizes = tf.cast(resized, tf.float32)
     # [..., 1, 4] (h, w, h, w)
     scale = tf.concat([image_sizes, image_sizes], axis=-1)[..., None, :]

@@ -15,10 +15,8 @@
 
 import tensorflow as tf
 
-from frcnn.data import resize
+from frcnn.ops import normalize as normalize_lib
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIZE = 800
 MAX_SIZE = 1333
 SIZE_DIVISIBLE = 32
@@ -40,8 +38,7 @@ def resized_size(height, width, min_size=MIN_SIZE, max_size=MAX_SIZE):
 
 def normalize(images):
     """0–255 RGB (정수 또는 실수) → ImageNet 정규화 float32: (x / 255 − 평균) / 표준편차. 모양은 [..., 3]."""
-    scaled = tf.cast(images, tf.float32) / 255.0
-    return (scaled - tf.constant(IMAGENET_MEAN, tf.float32)) / tf.constant(IMAGENET_STD, tf.float32)
+    return normalize_lib.imagenet_normalize(tf.cast(images, tf.float32))
 
 
 def transform_image(image, min_size=MIN_SIZE, max_size=MAX_SIZE):
@@ -66,9 +63,9 @@ def padded_size(height, width, divisor=SIZE_DIVISIBLE):
 
 
 def pad_image(image, divisor=SIZE_DIVISIBLE):
-    """[h, w, 3] 정규화된 이미지를 오른쪽·아래 0 으로 divisor 의 배수 크기까지 (`resize.pad_to_canvas`)."""
+    """[h, w, 3] 정규화된 이미지를 오른쪽·아래 0 으로 divisor 의 배수 크기까지 ."""
     shape = tf.shape(image)
-    return resize.pad_to_canvas(image, padded_size(shape[0], shape[1], divisor))
+    return tf.image.pad_to_bounding_box(image, 0, 0, *padded_size(shape[0], shape[1], divisor))
 
 
 def rescale_boxes(boxes, from_size, to_size):

@@ -14,7 +14,7 @@
 from frcnn import config as config_lib
 from frcnn.export import truncated_svd
 from frcnn.modeling import heads
-from frcnn.modeling import model as model_lib
+from frcnn.modeling import builder
 
 
 def build_inference_model(trained, config):
@@ -33,7 +33,7 @@ def build_inference_model(trained, config):
     """
     config = config_lib.without_pretrained_weights(config)
     box_head, compressed = _inference_box_head(trained.detector_head.body, config.detection.fc_svd_ranks)
-    model = model_lib.FasterRCNN(config, trained.num_classes, box_head=box_head)
+    model = builder.build_model(config, trained.num_classes, box_head=box_head)
     stride = config.anchors.stride
     model.build_all((4 * stride, 4 * stride))  # 변수만 만든다 (특징은 입력 크기와 무관)
     _copy_weights(trained, model, copy_body=box_head is None)

@@ -20,6 +20,8 @@ import warnings
 import keras
 import tensorflow as tf
 
+from frcnn.ops import normalize
+
 # Caffe 방식 ImageNet 평균 (BGR) — VGG16/ResNet50 의 Keras 가중치가 기대하는 정규화.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
@@ -34,7 +36,8 @@ def symmetric_normalize(images):
     return images / 127.5 - 1.0
 
 
-NORMALIZERS = {"caffe": caffe_normalize, "symmetric": symmetric_normalize}
+NORMALIZERS = {"caffe": caffe_normalize, "symmetric": symmetric_normalize,
+               "imagenet": normalize.imagenet_normalize}
 
 
 class Backbone(keras.Model):
@@ -291,7 +294,7 @@ def _split_application_head(config, name):
 
 
 # ---- small_cnn ----
-def _conv_bn(x, filters, strides, name):
+def conv_bn(x, filters, strides, name):
     x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
                             name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
@@ -305,14 +308,14 @@ def _small_cnn(config, name):
         raise ValueError("small_cnn has no ImageNet weights; use --backbone_weights=none or a file")
     width = config.backbone.width
     inputs = keras.Input((None, None, 3))
-    x = _conv_bn(inputs, width, 2, "stem")
-    x = _conv_bn(x, width, 1, "block1")
+    x = conv_bn(inputs, width, 2, "stem")
+    x = conv_bn(x, width, 1, "block1")
     x = keras.layers.MaxPooling2D(2, name="pool1")(x)
-    x = _conv_bn(x, width * 2, 1, "block2a")
-    x = _conv_bn(x, width * 2, 1, "block2b")
+    x = conv_bn(x, width * 2, 1, "block2a")
+    x = conv_bn(x, width * 2, 1, "block2b")
     x = keras.layers.MaxPooling2D(2, name="pool2")(x)
-    x = _conv_bn(x, width * 4, 1, "block3a")
-    x = _conv_bn(x, width * 4, 1, "block3b")
+    x = conv_bn(x, width * 4, 1, "block3a")
+    x = conv_bn(x, width * 4, 1, "block3b")
     features = keras.Model(inputs, x, name=f"{name}_features")
     if weights != "none":
         if not os.path.exists(weights):

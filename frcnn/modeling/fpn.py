@@ -77,11 +77,13 @@ def feature_pyramid(in_channels, out_channels=OUT_CHANNELS, norm=None, name="fpn
     return keras.Model(inputs, outputs, name=name)
 
 
-def resnet_fpn(depth=50, variant="v1", epsilon=1e-5, trainable_layers=3, name="backbone"):
+def resnet_fpn(depth=50, variant="v1", epsilon=1e-5, trainable_layers=3, out_channels=OUT_CHANNELS,
+               body_norm=None, name="backbone"):
     """torchvision `resnet_fpn_backbone` / `_resnet_fpn_extractor`: 정규화 이미지 → [P2, …, P6].
 
     variant 'v1': 백본 FrozenBatchNorm (eps = epsilon), FPN 은 bias 합성곱 (`fasterrcnn_resnet50_fpn`,
     사전학습 백본일 때). 'v2': 백본·FPN 모두 BatchNorm, FPN 합성곱은 bias 없음 (`fasterrcnn_resnet50_fpn_v2`).
+    body_norm: 백본 정규화를 바꾼다 ('batch': 사전학습 없이 만든 torchvision v1 — 보통 BatchNorm).
 
     Returns:
       keras.Model: [B, H, W, 3] → 다섯 [B, Hl, Wl, 256]. 하위 모델 이름 'body' (ResNet), 'fpn'.
@@ -92,8 +94,8 @@ def resnet_fpn(depth=50, variant="v1", epsilon=1e-5, trainable_layers=3, name="b
     norms = {"v1": ("frozen", None), "v2": ("batch", "batch")}
     if variant not in norms:
         raise ValueError(f"unknown FPN variant '{variant}' (expected one of {sorted(norms)})")
-    body_norm, fpn_norm = norms[variant]
-    body = resnet_tv.resnet_body(depth, body_norm, epsilon, trainable_layers, name="body")
-    pyramid = feature_pyramid(resnet_tv.stage_channels(depth), norm=fpn_norm, name="fpn")
+    default_norm, fpn_norm = norms[variant]
+    body = resnet_tv.resnet_body(depth, body_norm or default_norm, epsilon, trainable_layers, name="body")
+    pyramid = feature_pyramid(resnet_tv.stage_channels(depth), out_channels, norm=fpn_norm, name="fpn")
     inputs = keras.Input((None, None, 3))
     return keras.Model(inputs, pyramid(body(inputs)), name=name)

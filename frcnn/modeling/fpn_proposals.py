@@ -24,33 +24,42 @@ MIN_BOX_SIZE = 1e-3
 def level_top_k(objectness_logits, level_counts, pre_nms_top_k):
     """수준마다 로짓 상위 k_l 개의 앵커 번호 [B, T] int32 (수준 순서로 잇고, 수준 안에서는 로짓 내림차순).
 
+    A_l 이 동적 (추론의 임의 크기 입력) 이면 k_l 을 정적으로 pre_nms_top_k 로 두고, 로짓 뒤에 −∞ 를 pre_nms_top_k 개
+    덧대 뽑는다: 덧댄 자리 (번호 ≥ A_l) 는 유효하지 않다 — torchvision 의 min(pre, A_l) 개와 같은 후보가 남는다.
+
     Args:
       objectness_logits: [B, A] float32.
-      level_counts: 수준별 앵커 수 A_l (Python int).
+      level_counts: 수준별 앵커 수 A_l (Python int 또는 int32 스칼라 텐서).
       pre_nms_top_k: int.
 
     Returns:
-      indices [B, T] int32, 그리고 수준별 k_l (Python int 목록).
+      indices [B, T] int32 (덧댄 자리는 그 수준의 마지막 앵커), valid [B, T] bool, 수준별 k_l (Python int 목록).
     """
-    indices, sizes, offset = [], [], 0
+    indices, valid, sizes, offset = [], [], [], 0
     for count in level_counts:
-        size = min(pre_nms_top_k, count)
-        _, top = tf.math.top_k(objectness_logits[:, offset:offset + count], k=size, sorted=True)
-        indices.append(top + offset)
+        logits = objectness_logits[:, offset:offset + count]
+        if isinstance(count, int):
+            size = min(pre_nms_top_k, count)
+        else:
+            size = pre_nms_top_k
+            logits = tf.pad(logits, [[0, 0], [0, size]], constant_values=float("-inf"))
+        _, top = tf.math.top_k(logits, k=size, sorted=True)
+        valid.append(top < count)
+        indices.append(tf.minimum(top, count - 1) + offset)
         sizes.append(size)
         offset += count
-    return tf.concat(indices, axis=1), sizes
+    return tf.concat(indices, axis=1), tf.concat(valid, axis=1), sizes
 
 
-def _candidate_boxes(objectness_logits, box_deltas, anchors, indices, image_sizes, min_box_size):
-    """상위 앵커의 디코드·자른 박스 [B, T, 4] 와 점수 [B, T] (버린 박스는 −1)."""
+def _candidate_boxes(objectness_logits, box_deltas, anchors, indices, valid, image_sizes, min_box_size):
+    """상위 앵커의 디코드·자른 박스 [B, T, 4] 와 점수 [B, T] (버린 박스와 덧댄 자리는 −1)."""
     logits = tf.gather(objectness_logits, indices, batch_dims=1)
     deltas = tf.gather(box_deltas, indices, batch_dims=1)
     boxes = box_coder.decode(deltas, tf.gather(anchors, indices), RPN_BOX_WEIGHTS)
     boxes = box_ops.clip_boxes(boxes, tf.cast(image_sizes, tf.float32))
     big_enough = (((boxes[..., 2] - boxes[..., 0]) >= min_box_size)
                   & ((boxes[..., 3] - boxes[..., 1]) >= min_box_size))
-    return boxes, tf.where(big_enough, tf.sigmoid(logits), -1.0)
+    return boxes, tf.where(big_enough & valid, tf.sigmoid(logits), -1.0)
 
 
 def _level_survivors(boxes, scores, sizes, post_nms_top_k, nms_iou, training):
@@ -76,7 +85,7 @@ def fpn_proposals(objectness_logits, box_deltas, anchors, level_counts, image_si
       objectness_logits: [B, A] float32.
       box_deltas: [B, A, 4] float32 (dy, dx, dh, dw).
       anchors: [A, 4] float32 (`fpn_anchors.pyramid_anchors`).
-      level_counts: 수준별 앵커 수 (Python int, 합이 A).
+      level_counts: 수준별 앵커 수 (Python int 또는 동적 int32 스칼라, 합이 A).
       image_sizes: [B, 2] (h, w) 리사이즈된 이미지 크기 (패딩 제외).
       pre_nms_top_k: 수준별 사전 NMS 개수 (torchvision 학습 2000 / 시험 1000).
       post_nms_top_k: 이미지당 제안 수 (학습 2000 / 시험 1000).
@@ -91,8 +100,8 @@ def fpn_proposals(objectness_logits, box_deltas, anchors, level_counts, image_si
     """
     objectness_logits = tf.stop_gradient(tf.cast(objectness_logits, tf.float32))
     box_deltas = tf.stop_gradient(tf.cast(box_deltas, tf.float32))
-    indices, sizes = level_top_k(objectness_logits, level_counts, pre_nms_top_k)
-    boxes, scores = _candidate_boxes(objectness_logits, box_deltas, anchors, indices, image_sizes,
+    indices, valid, sizes = level_top_k(objectness_logits, level_counts, pre_nms_top_k)
+    boxes, scores = _candidate_boxes(objectness_logits, box_deltas, anchors, indices, valid, image_sizes,
                                      min_box_size)
     boxes, scores = _level_survivors(boxes, scores, sizes, post_nms_top_k, nms_iou, training)
     # [B, P] 모든 수준을 점수 순으로

@@ -55,13 +55,22 @@ class FasterRCNN(keras.Model):
         super().__init__(**kwargs)
         self.config = config
         self.num_classes = num_classes
-        self.backbone = backbones.build_backbone(config, "backbone")
-        self.rpn_backbone = (backbones.build_backbone(config, "rpn_backbone")
-                             if separate_rpn_backbone else None)
-        self.rpn_head = rpn.RpnHead(config.rpn.conv_channels, config.anchors.num_anchors_per_location,
-                                    name="rpn_head")
-        body = box_head if box_head is not None else backbones.build_box_head(config)
+        self.backbone = self.build_backbone("backbone")
+        self.rpn_backbone = self.build_backbone("rpn_backbone") if separate_rpn_backbone else None
+        self.rpn_head = rpn.RpnHead(config.rpn.conv_channels, self.anchors_per_location(),
+                                    conv_depth=config.rpn.conv_depth, name="rpn_head")
+        body = box_head if box_head is not None else self.build_box_head()
         self.detector_head = heads.DetectorHead(body, num_classes, name="detector_head")
+
+    # ---- 구성 요소 (피라미드 모델 `fpn_model.FpnFasterRCNN` 이 바꾼다) ----
+    def build_backbone(self, name):
+        return backbones.build_backbone(self.config, name)
+
+    def build_box_head(self):
+        return backbones.build_box_head(self.config)
+
+    def anchors_per_location(self):
+        return self.config.anchors.num_anchors_per_location
 
     # ---- 백본 → RPN → 제안 ----
     def anchors(self, features):
@@ -71,10 +80,14 @@ class FasterRCNN(keras.Model):
         return anchors_lib.generate_anchors(height, width, self.config.anchors.stride,
                                             self.config.anchors.sizes, self.config.anchors.aspect_ratios)
 
+    def rpn_outputs(self, features):
+        """RPN 헤드: 특징 → (객체성 로짓 [B, A], 박스 델타 [B, A, 4])."""
+        return self.rpn_head(features)
+
     def proposals(self, features, inputs, training):
         """RPN 출력과 제안. 반환: (objectness_logits, box_deltas, anchors, (proposals, scores, valid))."""
         # [B, A], [B, A, 4]
-        objectness_logits, box_deltas = self.rpn_head(features)
+        objectness_logits, box_deltas = self.rpn_outputs(features)
         anchors = self.anchors(features)
         proposals = rpn.generate_proposals(objectness_logits, box_deltas, anchors, inputs["image_sizes"],
                                            inputs["scales"], self.config.rpn, training)
@@ -194,7 +207,8 @@ class FasterRCNN(keras.Model):
         class_logits, box_deltas = self.detector(features, proposals, training=False, portable=portable)
         return postprocess.detect(proposals, valid, class_logits, box_deltas, image_sizes,
                                   self.config.detection, self.config.roi,
-                                  nms="class_offset" if portable else "combined")
+                                  nms="class_offset" if portable else "combined",
+                                  min_box_size=self.config.detection.min_box_size)
 
     def call(self, images, training=False):
         """Keras 호환 진입점: 캔버스 전체를 이미지로 보고 검출한다."""
@@ -212,6 +226,6 @@ class FasterRCNN(keras.Model):
         images = tf.zeros([1, height, width, 3])
         for backbone in filter(None, [self.backbone, self.rpn_backbone]):
             features = backbone(images, training=False)
-            self.rpn_head(features)
+            self.rpn_outputs(features)
         rois = tf.constant([[[0.0, 0.0, float(height), float(width)]]])
         self.detector(features, rois, training=False)

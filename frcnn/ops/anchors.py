@@ -11,6 +11,8 @@
 import numpy as np
 import tensorflow as tf
 
+from frcnn.ops import fpn_anchors
+
 
 def cell_anchors(sizes, aspect_ratios):
     """원점 중심의 기본 앵커 K 개 [K, 4] float32 (numpy). 순서: 크기 바깥, 비율 안쪽."""
@@ -46,8 +48,26 @@ def generate_anchors(feature_height, feature_width, stride, sizes, aspect_ratios
 
 
 def anchors_for_canvas(config, canvas):
-    """캔버스 (높이, 너비) 하나의 앵커 [A, 4] (`config.canvases` 의 한 모양)."""
+    """캔버스 (높이, 너비) 하나의 앵커 [A, 4] (`RecordSpec.canvas_shapes` 의 한 모양). 피라미드 프리셋
+    (`fpn.variant`) 이면 P2–P6 앵커 (`fpn_anchors.pyramid_anchors`, 수준마다 anchors.sizes 하나)."""
     height, width = canvas
+    if config.fpn.variant:
+        return fpn_anchors.pyramid_anchors(height, width, pyramid_sizes(config), config.anchors.aspect_ratios)[0]
     stride = config.anchors.stride
     return generate_anchors(height // stride, width // stride, stride,
                             config.anchors.sizes, config.anchors.aspect_ratios)
+
+
+def pyramid_sizes(config):
+    """피라미드 프리셋의 수준별 앵커 크기 ((s_P2,), (s_P3,), …) (`fpn_anchors` 형식)."""
+    return tuple((size,) for size in config.anchors.sizes)
+
+
+def num_anchors(config, canvas):
+    """캔버스 (높이, 너비) 하나의 앵커 수 A (Python int)."""
+    height, width = canvas
+    if config.fpn.variant:
+        grids = fpn_anchors.grid_sizes(height, width, len(config.anchors.sizes))
+        return sum(rows * cols for rows, cols in grids) * len(config.anchors.aspect_ratios)
+    stride = config.anchors.stride
+    return (height // stride) * (width // stride) * config.anchors.num_anchors_per_location

@@ -49,12 +49,12 @@ def level_anchors(grid_height, grid_width, stride_y, stride_x, base):
     """한 수준의 모든 앵커 [Hl·Wl·K, 4] float32 텐서.
 
     Args:
-      grid_height, grid_width: Hl, Wl (int).
-      stride_y, stride_x: 패딩된 입력 크기 // 격자 크기 (int).
+      grid_height, grid_width: Hl, Wl (Python int 또는 int32 스칼라 텐서).
+      stride_y, stride_x: 패딩된 입력 크기 // 격자 크기 (같은 종류).
       base: [K, 4] 기본 앵커 (`cell_anchors`).
     """
-    shifts_y = tf.range(grid_height, dtype=tf.float32) * float(stride_y)
-    shifts_x = tf.range(grid_width, dtype=tf.float32) * float(stride_x)
+    shifts_y = tf.range(grid_height, dtype=tf.float32) * tf.cast(stride_y, tf.float32)
+    shifts_x = tf.range(grid_width, dtype=tf.float32) * tf.cast(stride_x, tf.float32)
     grid_y, grid_x = tf.meshgrid(shifts_y, shifts_x, indexing="ij")
     # [Hl·Wl, 1, 4] 칸마다 (y, x, y, x) 이동
     shifts = tf.reshape(tf.stack([grid_y, grid_x, grid_y, grid_x], axis=-1), [-1, 1, 4])
@@ -65,7 +65,8 @@ def pyramid_anchors(height, width, sizes=SIZES, aspect_ratios=ASPECT_RATIOS):
     """패딩된 입력 (H, W) 의 전체 앵커 [A, 4] float32 와 수준별 앵커 수.
 
     Args:
-      height, width: 패딩된 입력 크기 (Python int; 배치 텐서의 크기, 이미지 자신의 크기가 아니다).
+      height, width: 패딩된 입력 크기 (배치 텐서의 크기, 이미지 자신의 크기가 아니다): Python int (학습 캔버스,
+        정적 개수) 또는 int32 스칼라 텐서 (추론의 임의 크기; 개수도 텐서).
       sizes: 수준마다 앵커 크기들 (P2 부터).
       aspect_ratios: 종횡비 (높이/너비), 모든 수준에 같다.
 

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from frcnn import config as config_lib
 from frcnn.data import record_spec
+from frcnn.modeling import builder
 from frcnn.modeling import model as model_lib
 from frcnn.training import best_checkpoint
 from frcnn.training import distribute
@@ -35,7 +36,7 @@ from frcnn.training import schedule
 def build_model(config, num_classes):
     """설정의 학습 모드에 맞는 모델을 만들고 변수를 만든다 (교대 학습이면 RPN 백본을 따로 둔다)."""
     alternating = config.train.training_mode == "alternating"
-    model = model_lib.FasterRCNN(config, num_classes, separate_rpn_backbone=alternating)
+    model = builder.build_model(config, num_classes, separate_rpn_backbone=alternating)
     model.build_all(record_spec.largest_canvas(config))
     return model
 

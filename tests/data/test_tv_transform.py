@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from frcnn.data import tv_transform
+from frcnn.ops import normalize
 from tests import torch_reference
 
 # (H, W) → (h, w): ⌊변 · min(800 / 짧은 변, 1333 / 긴 변)⌋, float64 (Python 으로 손 계산)
@@ -43,8 +44,8 @@ def _reference_transform():
     _, torchvision = torch_reference.import_torchvision()
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    return GeneralizedRCNNTransform(tv_transform.MIN_SIZE, tv_transform.MAX_SIZE, tv_transform.IMAGENET_MEAN,
-                                    tv_transform.IMAGENET_STD).eval()
+    return GeneralizedRCNNTransform(tv_transform.MIN_SIZE, tv_transform.MAX_SIZE, normalize.IMAGENET_MEAN,
+                                    normalize.IMAGENET_STD).eval()
 
 
 def test_sizes_match_torchvision_over_a_sweep():

@@ -64,9 +64,19 @@ def test_matches_torchvision_filter_proposals(pre_nms, post_nms, training):
 
 def test_level_top_k_keeps_each_level_apart():
     logits = tf.constant([[5.0, 1.0, 3.0, 9.0, 8.0, 0.0, 7.0]])
-    indices, sizes = fpn_proposals.level_top_k(logits, [3, 4], 2)
+    indices, valid, sizes = fpn_proposals.level_top_k(logits, [3, 4], 2)
     assert sizes == [2, 2]
     np.testing.assert_array_equal(indices.numpy(), [[0, 2, 3, 4]])
+    assert valid.numpy().all()
+
+
+def test_level_top_k_with_dynamic_counts_pads_short_levels():
+    """동적 A_l: 모든 수준이 k = pre_nms 개, A_l < pre_nms 인 수준의 남는 자리는 유효하지 않다."""
+    logits = tf.constant([[5.0, 1.0, 3.0, 9.0, 8.0, 0.0, 7.0]])
+    indices, valid, sizes = fpn_proposals.level_top_k(logits, [tf.constant(3), tf.constant(4)], 4)
+    assert sizes == [4, 4]
+    np.testing.assert_array_equal(indices.numpy(), [[0, 2, 1, 2, 3, 4, 6, 5]])
+    np.testing.assert_array_equal(valid.numpy(), [[True, True, True, False, True, True, True, True]])
 
 
 def test_training_path_compiles_with_xla():
