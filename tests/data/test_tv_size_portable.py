@@ -55,7 +55,8 @@ def _divisible_sizes(rng, min_size, max_size, count):
     other = step * rng.integers(1, np.maximum(tv_size_portable.MAX_SIDE // step, 1) + 1)
     other = np.minimum(other, tv_size_portable.MAX_SIDE)
     swap = rng.random(count) < 0.5
-    return (np.where(swap, other, limiting).astype(np.int32), np.where(swap, limiting, other).astype(np.int32))
+    heights, widths = np.where(swap, other, limiting), np.where(swap, limiting, other)
+    return heights.astype(np.int32), widths.astype(np.int32)
 
 
 def _exact_floor(heights, widths, min_size, max_size):
@@ -141,7 +142,8 @@ def _litert_interpreter(shape):
     converter = tf.lite.TFLiteConverter.from_concrete_functions([size.get_concrete_function()], size)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     interpreter = interpreter_module.Interpreter(model_content=converter.convert())
-    assert not [detail["name"] for detail in interpreter.get_tensor_details() if detail["dtype"] == np.float64]
+    # 실수 텐서가 하나도 없다: int32 와 bool 뿐
+    assert {np.dtype(detail["dtype"]) for detail in interpreter.get_tensor_details()} == {np.int32, np.bool_}
     return interpreter
 
 
@@ -153,8 +155,8 @@ def _run_litert(interpreter, heights, widths):
         interpreter.resize_tensor_input(detail["index"], np.shape(heights))
     interpreter.allocate_tensors()
     for detail in details:
-        interpreter.set_tensor(detail["index"], np.asarray(next(value for key, value in values.items()
-                                                               if key in detail["name"]), np.int32))
+        value = next(value for key, value in values.items() if key in detail["name"])
+        interpreter.set_tensor(detail["index"], np.asarray(value, np.int32))
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
