@@ -55,7 +55,7 @@ def _floor_log2_ratio(numerator, denominator):
 
 def _scaled_remainder(numerator, denominator, exponent):
     """[...] int32 a · 2^E mod s (제곱-곱셈, 높은 비트부터; 중간값 < s² ≤ 2^28)."""
-    power = tf.math.floormod(tf.ones_like(denominator), denominator)  # 2^0 mod s
+    power = tf.math.floormod(1, denominator)  # 2^0 mod s (s = 1 이면 0)
     for bit in reversed(range(EXPONENT_BITS)):
         power = tf.math.floormod(power * power, denominator)
         bit_set = tf.equal(tf.math.floormod(tf.math.floordiv(exponent, 2 ** bit), 2), 1)

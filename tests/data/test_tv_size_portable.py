@@ -143,7 +143,8 @@ def _litert_interpreter(shape):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     interpreter = interpreter_module.Interpreter(model_content=converter.convert())
     # 실수 텐서가 하나도 없다: int32 와 bool 뿐
-    assert {np.dtype(detail["dtype"]) for detail in interpreter.get_tensor_details()} == {np.int32, np.bool_}
+    dtypes = {np.dtype(detail["dtype"]) for detail in interpreter.get_tensor_details()}
+    assert dtypes == {np.dtype(np.int32), np.dtype(np.bool_)}
     return interpreter
 
 
