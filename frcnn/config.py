@@ -241,7 +241,8 @@ def _resnet50_fpn(variant="v1") -> ExperimentConfig:
     # 캔버스: 800×1088 (4:3), 800×1216 (3:2), 800×1344 (그 밖) 과 세로형.
     return ExperimentConfig(
         name="resnet50_fpn" if variant == "v1" else "resnet50_fpn_v2",
-        input=InputConfig(min_size=800, max_size=1333, size_rule="torchvision", canvas_long_sides=(1088, 1216)),
+        input=InputConfig(min_size=800, max_size=1333, size_rule="torchvision",
+                          canvas_long_sides=(1088, 1216)),
         anchors=AnchorConfig(stride=32, sizes=(32.0, 64.0, 128.0, 256.0, 512.0)),
         backbone=BackboneConfig(name="resnet_fpn", depth=50, fc_units=1024, dropout=0.0, freeze_blocks=2),
         fpn=FpnConfig(variant=variant),
@@ -257,7 +258,8 @@ def _resnet50_fpn(variant="v1") -> ExperimentConfig:
 
 def _cpu_small_fpn() -> ExperimentConfig:
     # cpu_small 과 같은 입력·학습에 FPN 기계 (P2–P6, 수준별 제안, MultiScaleRoIAlign) 를 작은 BN 합성곱망
-    # (stride 4–32) 위에 얹었다. 캔버스는 32 배수 (128×160, 128×192).
+    # (stride 4–32) 위에 얹었다. 캔버스는 32 배수 (128×160, 128×192). 앵커는 torchvision 처럼 격자 칸의 모서리에
+    # 중심이 있어 (반 칸 어긋남 없음) P5·P6 의 큰 앵커가 거의 모두 이미지 밖으로 걸친다 — torchvision 처럼 학습에 쓴다.
     small = _cpu_small()
     return dataclasses.replace(
         small, name="cpu_small_fpn",
@@ -266,7 +268,7 @@ def _cpu_small_fpn() -> ExperimentConfig:
         backbone=dataclasses.replace(small.backbone, name="small_fpn"),
         fpn=FpnConfig(variant="v1", channels=64),
         rpn=dataclasses.replace(small.rpn, conv_channels=64, pre_nms_top_k=300, test_pre_nms_top_k=300,
-                                min_box_size=1e-3),
+                                min_box_size=1e-3, allow_cross_boundary=True),
         detection=DetectionConfig(min_box_size=1e-2),
     )
 

@@ -197,6 +197,16 @@ def tiny_config(extra=""):
     return config_lib.build_config("cpu_small", TINY + ("," + extra if extra else ""))
 
 
+# cpu_small_fpn 을 같은 64×64 캔버스로 (P2–P6 = 16² … 1²; torchvision 크기 규칙)
+TINY_FPN = TINY.replace("anchors.sizes=(16,32)", "anchors.sizes=(8,16,32,64,128)") + (
+    ",fpn.channels=16,rpn.pre_nms_top_k=100,rpn.test_pre_nms_top_k=100,rpn.test_post_nms_top_k=32,"
+    "input.size_rule=torchvision")
+
+
+def tiny_fpn_config(extra=""):
+    return config_lib.build_config("cpu_small_fpn", TINY_FPN + ("," + extra if extra else ""))
+
+
 def make_batches(cfg, count=None):
     """밝은 사각형 두 개가 있는 작은 배치 (tiny_config 의 유일한 캔버스 64×64; 앵커 코드는 label_anchors)."""
     images = np.full([2, 64, 64, 3], 40.0, np.float32)

@@ -10,6 +10,7 @@
 
 import tensorflow as tf
 
+from frcnn.data import tv_size_portable
 from frcnn.data import tv_transform
 from frcnn.ops import box_ops
 
@@ -17,11 +18,12 @@ from frcnn.ops import box_ops
 SIZE_RULES = ("round", "torchvision")
 
 
-def resize_scale(height, width, min_size, max_size, rule="round"):
+def resize_scale(height, width, min_size, max_size, rule="round", portable=False):
     """원본 높이·너비 (스칼라 또는 [B], 정수·실수 텐서) 의 리사이즈 배율 (float32) 과 크기 ([..., 2] int32 (h, w)).
 
     rule: 'round' — 배율 (float32) × 변을 반올림하고 max_size 로 자른다; 'torchvision' — ⌊변 · 배율⌋ 을 float64 로
       (`tv_transform.resized_size`; 배율은 그 float32 값).
+    portable: LiteRT 그래프 (float64 없음) — torchvision 규칙을 int32 로 똑같이 (`tv_size_portable`; 변 ≤ 16384).
     """
     if rule not in SIZE_RULES:
         raise ValueError(f"unknown size rule '{rule}' (expected one of {SIZE_RULES})")
@@ -31,8 +33,14 @@ def resize_scale(height, width, min_size, max_size, rule="round"):
     long = tf.maximum(height, width)
     scale = tf.minimum(float(min_size) / short, float(max_size) / long)
     if rule == "torchvision":
-        size = tv_transform.resized_size(height, width, min_size, max_size)
-        return scale, size
+        if portable:
+            sides = [tf.cast(side, tf.int32) for side in (height, width)]
+            size = tv_size_portable.resized_size_portable(*sides, min_size, max_size)
+            if height.shape.rank == 0:
+                # axis=0 으로 다시 쌓는다: tf.image.resize 는 크기가 axis=0 의 Pack 이길 요구한다
+                size = tf.stack([size[0], size[1]], axis=0)
+            return scale, size
+        return scale, tv_transform.resized_size(height, width, min_size, max_size)
     resized_height = tf.cast(tf.round(height * scale), tf.int32)
     resized_width = tf.cast(tf.round(width * scale), tf.int32)
     # 반올림 때문에 긴 변이 max_size 를 넘지 않도록.

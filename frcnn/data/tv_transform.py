@@ -6,7 +6,7 @@
     이것을 Python float (float64) 로 계산한다 (`F.interpolate(scale_factor=…, recompute_scale_factor=True)`).
     그래서 289×385 → 799×1065 (800/289 · 289 = 799.999…), 375×500 → 800×1066 (`data.resize` 의 float32 반올림은
     1067). 여기서도 float64 로 계산한다 (TF 의 float64 나눗셈·곱셈은 IEEE 정확 반올림이라 같은 값이다).
-    LiteRT 에는 float64 가 없다 — 그 그래프에서는 이 규칙을 따로 흉내 내야 한다 (아직 없음).
+    LiteRT 에는 float64 가 없다 — 그 그래프는 같은 규칙을 int32 로 정확히 계산한다 (`tv_size_portable`).
   정규화: RGB / 255 → (x − 평균) / 표준편차 (ImageNet), 리사이즈 **전에**. 리사이즈: 쌍선형, 반 칸 중심,
     안티에일리어싱 없음 (배율 = 입력 / 출력; torch 의 `align_corners=False` 와 같은 표본 위치·가장자리 규칙).
   패딩: 정규화 뒤 0 으로 오른쪽·아래에, 32 의 배수까지.

@@ -49,7 +49,8 @@ class DetectionModule(tf.Module):
         shape = tf.shape(images)
         batch = images.shape[0] or shape[0]  # 정적이면 Python int (배치 1 의 NMS 는 루프 없는 연산 하나)
         scale, size = resize.resize_scale(shape[1], shape[2], self.config.input.min_size,
-                                          self.config.input.max_size, self.config.input.size_rule)
+                                          self.config.input.max_size, self.config.input.size_rule,
+                                          portable=self.portable)
         # SavedModel 은 uint8 그대로 리사이즈한다 (같은 float32 결과, 원본 크기의 float32 사본 없이); LiteRT 의
         # RESIZE_BILINEAR 는 입력과 출력 dtype 이 같아야 하므로 이식 그래프는 먼저 float32 로 바꾼다.
         source = tf.cast(images, tf.float32) if self.portable else images

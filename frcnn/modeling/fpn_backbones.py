@@ -4,7 +4,7 @@
   B 배치, H·W 입력 (패딩된, 32 의 배수), C 피라미드 채널 (`fpn.channels`), D 몸통 출력 (`backbone.fc_units`).
   resnet_fpn — torchvision `resnet_fpn_backbone` 그대로 (`fpn.resnet_fpn`): ResNet v1.5 (깊이 `backbone.depth`) + FPN.
     정규화 ImageNet 평균·표준편차 (`tv_transform.normalize`). 사전학습 가중치가 없으면 torchvision 처럼 모든 층을
-    학습하고 보통 BatchNorm 을 쓴다 (`fasterrcnn_resnet50_fpn(weights_backbone=None)`: FrozenBN 도 얼린 층도 없음);
+    학습하고 보통 BatchNorm 을 쓴다 (torchvision `weights_backbone=None`: FrozenBN·얼린 층 없음);
     있으면 v1 은 FrozenBatchNorm (eps `backbone.norm_epsilon`), 앞쪽 `freeze_blocks` 단계를 얼린다 (torchvision
     trainable_backbone_layers = 5 − freeze_blocks).
   small_fpn  — cpu_small_fpn 용 작은 BN-ReLU 합성곱망: stride 4, 8, 16, 32 의 C2–C5 (채널 w, 2w, 4w, 8w) + 같은 FPN.
@@ -82,4 +82,3 @@ def build_box_head(config, name="box_head"):
     if config.fpn.variant == "v1":
         return fpn_box_heads.two_mlp_head(channels, pool_size, units, name=name)
     return fpn_box_heads.conv_fc_head(channels, pool_size, (channels,) * 4, (units,), name=name)
-

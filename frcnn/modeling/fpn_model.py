@@ -38,7 +38,8 @@ class FpnFasterRCNN(model.FasterRCNN):
     def rpn_outputs(self, features):
         """수준마다 같은 RPN 헤드 → 이은 (객체성 로짓 [B, A], 박스 델타 [B, A, 4])."""
         outputs = [self.rpn_head(level) for level in features]
-        return tf.concat([logits for logits, _ in outputs], 1), tf.concat([deltas for _, deltas in outputs], 1)
+        logits = tf.concat([level_logits for level_logits, _ in outputs], 1)
+        return logits, tf.concat([level_deltas for _, level_deltas in outputs], 1)
 
     def pyramid_anchors(self, features):
         """(앵커 [A, 4], 수준별 개수): 학습 캔버스면 정적 (Python int), 추론이면 동적."""

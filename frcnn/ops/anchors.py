@@ -52,7 +52,8 @@ def anchors_for_canvas(config, canvas):
     (`fpn.variant`) 이면 P2–P6 앵커 (`fpn_anchors.pyramid_anchors`, 수준마다 anchors.sizes 하나)."""
     height, width = canvas
     if config.fpn.variant:
-        return fpn_anchors.pyramid_anchors(height, width, pyramid_sizes(config), config.anchors.aspect_ratios)[0]
+        sizes = pyramid_sizes(config)
+        return fpn_anchors.pyramid_anchors(height, width, sizes, config.anchors.aspect_ratios)[0]
     stride = config.anchors.stride
     return generate_anchors(height // stride, width // stride, stride,
                             config.anchors.sizes, config.anchors.aspect_ratios)

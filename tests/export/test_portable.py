@@ -28,7 +28,7 @@ from frcnn.export import loader
 from frcnn.export import signature
 from frcnn.export import runtimes
 from frcnn.training import loop
-from tests.testing import REPO_ROOT, make_batches, tiny_config, write_voc_dir
+from tests.testing import REPO_ROOT, make_batches, tiny_config, tiny_fpn_config, write_voc_dir
 
 pytestmark = pytest.mark.slow  # tools.export 와 런타임을 subprocess 로 돌린다
 MAX_DETECTIONS = 10
@@ -77,12 +77,14 @@ def _export(*args):
                           text=True, timeout=600)
 
 
-@pytest.fixture(scope="module", params=["align", "pool"])
+@pytest.fixture(scope="module", params=["align", "pool", "fpn"])
 def exported(request, tmp_path_factory):
-    """(model_dir, export_dir): roi.op 마다 6 스텝 학습한 작은 모델과 세 형식의 내보내기."""
+    """(model_dir, export_dir): roi.op 마다 (그리고 피라미드 모델: torchvision 크기 규칙, 수준별 제안,
+    MultiScaleRoIAlign) 6 스텝 학습한 작은 모델과 세 형식의 내보내기."""
     root = tmp_path_factory.mktemp(f"portable_{request.param}")
     model_dir, export_dir = str(root / "run"), str(root / "export")
-    cfg = tiny_config(f"train.num_steps=6,roi.op={request.param}")
+    cfg = (tiny_fpn_config("train.num_steps=6") if request.param == "fpn"
+           else tiny_config(f"train.num_steps=6,roi.op={request.param}"))
     loop.train(record_spec.RecordSpec.from_config(cfg, ["a", "b"], [1]), "x", model_dir, lambda batch_size,
                canvas: make_batches(cfg))
     result = _export(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--score_threshold=0.001",

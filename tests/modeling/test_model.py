@@ -14,6 +14,7 @@ import tensorflow as tf
 from frcnn.ops import anchors as anchors_lib
 from frcnn.data import record_spec
 from frcnn import config as config_lib
+from frcnn.modeling import builder
 from frcnn.modeling import model as model_lib
 from frcnn.modeling import rpn_targets
 
@@ -22,6 +23,10 @@ OVERRIDES = ("backbone.width=8,backbone.fc_units=32,input.min_size=64,input.max_
              "rpn.test_pre_nms_top_k=200,rpn.test_post_nms_top_k=32,roi.num_rois=32,"
              "detection.max_detections=10")
 CONFIG = config_lib.build_config("cpu_small", OVERRIDES)
+# 같은 크기의 피라미드 모델 (cpu_small_fpn: P2–P6, 수준별 제안, MultiScaleRoIAlign)
+FPN_CONFIG = config_lib.build_config(
+    "cpu_small_fpn", OVERRIDES + ",fpn.channels=16,anchors.sizes=(8,16,32,64,128),rpn.test_pre_nms_top_k=100")
+CONFIGS = {"single": CONFIG, "fpn": FPN_CONFIG}
 CANVAS = record_spec.largest_canvas(CONFIG)
 NUM_CLASSES = 2
 RPN_KEYS = {"rpn_objectness_loss", "rpn_box_loss"}
@@ -35,7 +40,7 @@ STAGE_KEYS = {
 }
 
 
-def _synthetic_batch():
+def _synthetic_batch(config=CONFIG):
     """어두운 배경에 밝은 사각형(클래스 1 빨강, 2 초록)을 그린 이미지 2 장과 앵커 매칭 코드."""
     height, width = CANVAS
     images = np.full((2, height, width, 3), 30.0, np.float32)
@@ -52,8 +57,8 @@ def _synthetic_batch():
                 ymin, xmin, ymax, xmax = box.astype(int)
                 images[b, ymin:ymax, xmin:xmax] = colors[label]
     image_sizes = tf.constant([[height, width]] * 2, tf.float32)
-    anchors = anchors_lib.anchors_for_canvas(CONFIG, CANVAS)
-    anchor_matches = rpn_targets.label_anchors(anchors, tf.constant(gt_boxes), image_sizes, CONFIG.rpn)
+    anchors = anchors_lib.anchors_for_canvas(config, CANVAS)
+    anchor_matches = rpn_targets.label_anchors(anchors, tf.constant(gt_boxes), image_sizes, config.rpn)
     return {
         "images": tf.constant(images),
         "image_sizes": image_sizes,
@@ -68,7 +73,7 @@ def _synthetic_batch():
 
 def _build_model(separate_rpn_backbone, config=CONFIG):
     keras.utils.set_random_seed(0)
-    model = model_lib.FasterRCNN(config, NUM_CLASSES, separate_rpn_backbone=separate_rpn_backbone)
+    model = builder.build_model(config, NUM_CLASSES, separate_rpn_backbone=separate_rpn_backbone)
     model.build_all(CANVAS)
     return model
 
@@ -76,6 +81,11 @@ def _build_model(separate_rpn_backbone, config=CONFIG):
 @pytest.fixture(scope="module")
 def batch():
     return _synthetic_batch()
+
+
+@pytest.fixture(scope="module")
+def batches():
+    return {name: _synthetic_batch(config) for name, config in CONFIGS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +152,11 @@ def test_alternating_stages_need_separate_rpn_backbone():
         model.stage_variables("rpn")
 
 
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
 @pytest.mark.parametrize("stage", ["rpn", "detector", "rpn_finetune", "detector_finetune"])
-def test_one_step_changes_only_stage_variables(stage, batch):
-    model = _build_model(separate_rpn_backbone=True)
+def test_one_step_changes_only_stage_variables(stage, kind, batches):
+    batch = batches[kind]
+    model = _build_model(separate_rpn_backbone=True, config=CONFIGS[kind])
     variables = _all_variables(model)
     before = [variable.numpy().copy() for variable in variables]
     stage_variables = model.stage_variables(stage)
@@ -161,8 +173,12 @@ def test_one_step_changes_only_stage_variables(stage, batch):
     changed = {id(variable) for variable, old in zip(variables, before)
                if not np.array_equal(variable.numpy(), old)}
     assert changed <= allowed, [v.path for v in variables if id(v) in changed - allowed]
-    # 그 단계의 학습 변수는 모두 바뀐다.
-    assert _ids(stage_variables) <= changed, [v.path for v in stage_variables if id(v) not in changed]
+    # 그 단계의 학습 변수는 모두 바뀐다 — 피라미드의 검출기 단계에서는 P2 출력 층까지만: 64×96 캔버스의 RoI 는
+    # 모두 √넓이 < 112 라 P2 에서 읽히고 (`roi_levels`), P3–P5 출력 합성곱은 검출기 손실에 닿지 않는다.
+    unreached = (("layer_blocks_1", "layer_blocks_2", "layer_blocks_3")
+                 if kind == "fpn" and stage.startswith("detector") else ())
+    expected = [v for v in stage_variables if not v.path.startswith(unreached)]
+    assert _ids(expected) <= changed, [v.path for v in expected if id(v) not in changed]
 
 
 def test_model_tracks_backbone_variables_for_checkpoints(tmp_path):
@@ -179,10 +195,12 @@ def test_model_tracks_backbone_variables_for_checkpoints(tmp_path):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
 
 
-@pytest.mark.parametrize("roi_op, jit_compile", [("align", False), ("pool", True)])
-def test_joint_training_reduces_loss(batch, roi_op, jit_compile):
-    """RoIAlign 과 (XLA 로 컴파일한) 정확한 RoI max pooling 모두 학습된다."""
-    config = config_lib.build_config("cpu_small", f"{OVERRIDES},roi.op={roi_op}")
+@pytest.mark.parametrize("roi_op, jit_compile", [("align", False), ("pool", True), ("fpn", True)])
+def test_joint_training_reduces_loss(batches, roi_op, jit_compile):
+    """RoIAlign, (XLA 로 컴파일한) 정확한 RoI max pooling, (XLA 로 컴파일한) 피라미드 모델 모두 학습된다."""
+    batch = batches["fpn" if roi_op == "fpn" else "single"]
+    config = (FPN_CONFIG if roi_op == "fpn"
+              else config_lib.build_config("cpu_small", f"{OVERRIDES},roi.op={roi_op}"))
     model = _build_model(separate_rpn_backbone=False, config=config)
     variables = model.stage_variables("joint")
     optimizer = keras.optimizers.SGD(learning_rate=0.02, momentum=0.9)

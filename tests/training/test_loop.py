@@ -14,7 +14,7 @@ import tensorflow as tf
 from frcnn.training import loop
 from frcnn.data import record_spec
 from frcnn.training import trainer
-from tests.testing import make_batches, tiny_config
+from tests.testing import make_batches, tiny_config, tiny_fpn_config
 
 
 def _train(cfg, model_dir, batches=None, **callbacks):
@@ -47,8 +47,9 @@ def test_resume_after_interruption_and_finished_run(tmp_path):
         _train(tiny_config("train.num_steps=7,train.learning_rate=0.5"), model_dir)
 
 
-def test_alternating_runs_all_four_stages(tmp_path):
-    cfg = tiny_config("train.training_mode='alternating',train.stage_steps=(2,2,2,2),"
+@pytest.mark.parametrize("make_config", [tiny_config, tiny_fpn_config], ids=["single", "fpn"])
+def test_alternating_runs_all_four_stages(tmp_path, make_config):
+    cfg = make_config("train.training_mode='alternating',train.stage_steps=(2,2,2,2),"
                       "train.checkpoint_every=100")
     model_dir = str(tmp_path / "alt")
     result = _train(cfg, model_dir)
