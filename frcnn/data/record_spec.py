@@ -56,7 +56,6 @@ def anchor_fingerprint(config, shapes=None) -> str:
     relevant = {
         "min_size": config.input.min_size,
         "max_size": config.input.max_size,
-        "size_rule": config.input.size_rule,
         "canvases": shapes or canvases(config),
         "anchors": dataclasses.asdict(config.anchors),
         "positive_iou": config.rpn.positive_iou,
@@ -66,6 +65,9 @@ def anchor_fingerprint(config, shapes=None) -> str:
         "difficult": config.input.difficult,
         "anchor_labels": records.ANCHOR_LABEL_FORMAT,
     }
+    if config.input.size_rule != "round" or config.fpn.variant:
+        # 기본 ('round', 한 수준) 이 아닌 것만 적는다: 그 전의 레코드 지문은 그대로다
+        relevant.update(size_rule=config.input.size_rule, pyramid=bool(config.fpn.variant))
     text = json.dumps(relevant, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

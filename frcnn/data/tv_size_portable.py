@@ -36,6 +36,7 @@ EXPONENT_BITS = 7  # E = 52 − j ∈ [38, 66] < 2^7
 _POWERS_OF_TWO = [2 ** i for i in range(31)]
 
 
+# 새 축은 tf.expand_dims 로 (x[..., None] 의 ellipsis StridedSlice 는 tf2onnx 가 ONNX 로 옮기지 못한다)
 def _count_true(conditions):
     """[...] int32: 마지막 축 [..., K] 의 참 개수."""
     return tf.reduce_sum(tf.cast(conditions, tf.int32), axis=-1)
@@ -43,13 +44,14 @@ def _count_true(conditions):
 
 def _count_at_most(values, bounds):
     """[...] int32: values 이하인 bounds ([K] 상수) 의 개수."""
-    return _count_true(tf.constant(bounds, tf.int32) <= values[..., None])
+    return _count_true(tf.constant(bounds, tf.int32) <= tf.expand_dims(values, -1))
 
 
 def _floor_log2_ratio(numerator, denominator):
     """[...] int32 ⌊log2(a / s)⌋ (a, s 는 1 … 2^14): 2^i · s ≤ a 인 i ≥ 1 의 수 − a · 2^i < s 인 i ≥ 0 의 수."""
-    up = _count_true(denominator[..., None] * tf.constant(_POWERS_OF_TWO[1:15]) <= numerator[..., None])
-    down = _count_true(numerator[..., None] * tf.constant(_POWERS_OF_TWO[0:15]) < denominator[..., None])
+    numerator, denominator = tf.expand_dims(numerator, -1), tf.expand_dims(denominator, -1)
+    up = _count_true(denominator * tf.constant(_POWERS_OF_TWO[1:15]) <= numerator)
+    down = _count_true(numerator * tf.constant(_POWERS_OF_TWO[0:15]) < denominator)
     return up - down
 
 

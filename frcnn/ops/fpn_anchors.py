@@ -38,10 +38,11 @@ def cell_anchors(sizes, aspect_ratios):
 def grid_sizes(height, width, num_levels=len(SIZES)):
     """패딩된 입력 (H, W) 의 P2, P3, … 격자 크기 [(Hl, Wl), …] (Python int)."""
     sizes = []
-    height, width = -(-height // 4), -(-width // 4)  # 줄기: stride-2 합성곱 + stride-2 max pool
+    # ⌈n / d⌉ 를 (n + d − 1) // d 로: 음수 나눗셈이 없어야 ONNX (tf2onnx 는 정수 FloorDiv 를 버림 Div 로) 에서도 같다
+    height, width = (height + 3) // 4, (width + 3) // 4  # 줄기: stride-2 합성곱 + stride-2 max pool
     for _ in range(num_levels):
         sizes.append((height, width))
-        height, width = -(-height // 2), -(-width // 2)
+        height, width = (height + 1) // 2, (width + 1) // 2
     return sizes
 
 
