@@ -34,13 +34,14 @@ from benchmarks import bench_make_tfrecords
 from frcnn.data import records
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("old_tree", None, "Worktree of the commit before sparse labels (dense int16 records).")
+flags.DEFINE_string("old_tree", None, "Worktree of the commit before sparse labels (dense int16 records); "
+                    "without it only this tree's bytes and its label-decoding ablation are measured (presets "
+                    "that never had dense records, e.g. resnet50_fpn).")
 flags.DEFINE_string("preset", "vgg16_paper", "Preset to make records for.")
 flags.DEFINE_integer("voc_images", 50, "Synthetic VOC-sized images (--seed: bench_make_tfrecords's flag).")
 flags.DEFINE_integer("rounds", 5, "Alternating old/new pipeline measurements.")
 flags.DEFINE_integer("num_batches", 150, "Batches timed per pipeline measurement.")
 flags.DEFINE_integer("canvas", 0, "Canvas index of the timed one-canvas dataset (-1: all canvases).")
-flags.mark_flag_as_required("old_tree")
 
 NEW_TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -263,16 +264,19 @@ def main(argv):
     with tempfile.TemporaryDirectory() as work_dir:
         voc_dir = os.path.join(work_dir, "VOC2007")
         bench_make_tfrecords.make_voc(voc_dir, FLAGS.voc_images, FLAGS.seed)
-        old_pattern = _make_records(FLAGS.old_tree, voc_dir, os.path.join(work_dir, "old"))
         new_pattern = _make_records(NEW_TREE, voc_dir, os.path.join(work_dir, "new"))
         print(f"preset {FLAGS.preset}, {FLAGS.voc_images} synthetic VOC-sized JPEGs "
               "(500×375, every 7th 375×500)")
-        shares = {name: _print_bytes(name, record_bytes(pattern))
-                  for name, pattern in (("dense", old_pattern), ("sparse", new_pattern))}
-        print(f"bit-identical dense anchor_matches from old and new records: "
-              f"{_same_matches(old_pattern, new_pattern, work_dir)} (image, flip) pairs")
-        rates = _compare_pipelines(old_pattern, new_pattern)
-        costs = _decode_costs(old_pattern, new_pattern, rates)
+        patterns = {"sparse": new_pattern}
+        if FLAGS.old_tree:
+            patterns["dense"] = _make_records(FLAGS.old_tree, voc_dir, os.path.join(work_dir, "old"))
+        shares = {name: _print_bytes(name, record_bytes(pattern)) for name, pattern in patterns.items()}
+        rates = costs = None
+        if FLAGS.old_tree:
+            print(f"bit-identical dense anchor_matches from old and new records: "
+                  f"{_same_matches(patterns['dense'], new_pattern, work_dir)} (image, flip) pairs")
+            rates = _compare_pipelines(patterns["dense"], new_pattern)
+            costs = _decode_costs(patterns["dense"], new_pattern, rates)
         ablation = _ablation(new_pattern)
     print(json.dumps({"preset": FLAGS.preset, "label_share_percent": shares, "images_per_second": rates,
                       "label_decode_ms": costs, "ablation_cpu_ms_per_image": ablation}))
