@@ -19,7 +19,7 @@ import tensorflow as tf
 from frcnn.data import record_spec
 from frcnn.training import run_file
 from frcnn.training import trainer
-from tests.testing import REPO_ROOT, make_batches, tiny_config
+from tests.testing import REPO_ROOT, make_batches, tiny_config, tiny_fpn_config
 
 
 @pytest.fixture
@@ -35,9 +35,10 @@ def _all_layers(layer):
         yield from _all_layers(child)
 
 
-def test_mixed_precision_on_cpu_computes_in_bfloat16(tmp_path, global_policy):
+@pytest.mark.parametrize("make_config", [tiny_config, tiny_fpn_config], ids=["single", "fpn"])
+def test_mixed_precision_on_cpu_computes_in_bfloat16(tmp_path, global_policy, make_config):
     global_policy("mixed_bfloat16")  # bfloat16 명령이 없는 CPU 도 (느리지만) 같은 결과를 낸다
-    cfg = tiny_config("train.num_steps=2")
+    cfg = make_config("train.num_steps=2")
     subject = trainer.Trainer(cfg, 2, str(tmp_path / "run"), tf.distribute.get_strategy())
     assert not subject.loss_scaling  # bfloat16 은 손실 스케일이 필요 없다
     convolutions = [layer for layer in _all_layers(subject.model) if isinstance(layer, keras.layers.Conv2D)]
@@ -124,11 +125,12 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, sys.argv[1])
-    from tests.testing import tiny_config, make_batches
+    from tests.testing import tiny_config, tiny_fpn_config, make_batches
     from frcnn.training import distribute
     from frcnn.training import trainer
     # 표본 추출이 결정적이도록: 모든 앵커·후보를 쓴다 (순서는 손실 합에 영향 없음); BN 은 복제본별 통계라 반 배치씩 비교.
-    cfg = tiny_config("train.num_steps=1,rpn.batch_size_per_image=100000,rpn.positive_fraction=1.0,"
+    make_config = tiny_fpn_config if sys.argv[3] == "fpn" else tiny_config
+    cfg = make_config("train.num_steps=1,rpn.batch_size_per_image=100000,rpn.positive_fraction=1.0,"
                       "roi.num_rois=48,roi.foreground_fraction=1.0,train.weight_decay=0.0")
     batch = next(iter(make_batches(cfg)))
     results = {}
@@ -150,10 +152,11 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_on_two_cpus_matches_default(tmp_path):
+@pytest.mark.parametrize("kind", ["single", "fpn"])
+def test_mirrored_strategy_on_two_cpus_matches_default(tmp_path, kind):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED_SCRIPT)
-    output = subprocess.run([sys.executable, str(script), REPO_ROOT, str(tmp_path) + os.sep],
+    output = subprocess.run([sys.executable, str(script), REPO_ROOT, str(tmp_path) + os.sep, kind],
                             capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert output.returncode == 0, output.stderr[-3000:]
     results = json.loads(output.stdout.strip().splitlines()[-1])
