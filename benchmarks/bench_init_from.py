@@ -79,8 +79,9 @@ def prepare(root):
         for split in ("trainval", "test"):
             records_dir = os.path.join(root, "records", view)
             if not os.path.exists(os.path.join(records_dir, f"{split}.json")):
-                _tool("make_tfrecords", f"--voc_dir={view_dir}", f"--split={split}", f"--output_dir={records_dir}",
-                      f"--config={FLAGS.config}", f"--classes={','.join(classes)}")
+                _tool("make_tfrecords", f"--voc_dir={view_dir}", f"--split={split}",
+                      f"--output_dir={records_dir}", f"--config={FLAGS.config}",
+                      f"--classes={','.join(classes)}")
 
 
 def run_once(root, name, view, steps, seed, init_from=None):
@@ -89,9 +90,9 @@ def run_once(root, name, view, steps, seed, init_from=None):
     report = os.path.join(root, "reports", f"{name}.json")
     overrides = ",".join(item for item in (f"train.seed={seed}", FLAGS.params_override) if item)
     extra = [f"--init_from={init_from}"] if init_from else []
-    wall, cpu = _tool("train", f"--records={root}/records/{view}/trainval-*.tfrecord", f"--model_dir={model_dir}",
-                      f"--config={FLAGS.config}", f"--num_steps={steps}", f"--params_override={overrides}",
-                      "--noprogress", *extra)
+    wall, cpu = _tool("train", f"--records={root}/records/{view}/trainval-*.tfrecord",
+                      f"--model_dir={model_dir}", f"--config={FLAGS.config}", f"--num_steps={steps}",
+                      f"--params_override={overrides}", "--noprogress", *extra)
     _tool("export", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--overwrite")
     _tool("evaluate", f"--saved_model={export_dir}", f"--voc_dir={root}/views/{view}/VOC2007", "--split=test",
           "--noprogress", f"--output={report}", "--metrics=voc07")

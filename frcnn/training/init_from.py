@@ -22,7 +22,6 @@ import dataclasses
 import os
 import re
 
-import numpy as np
 import tensorflow as tf
 
 from frcnn import config as config_lib
@@ -128,8 +127,8 @@ def variable_keys(model):
                 raise ValueError(f"two variables of the model are both named '{key}'; cannot match them")
             keyed[key] = variable
     if len(keyed) != len(model.variables):
-        raise ValueError(f"{len(model.variables) - len(keyed)} variables of the model belong to no sub-layer; "
-                         "cannot match them by name")
+        raise ValueError(f"{len(model.variables) - len(keyed)} variables of the model belong to no "
+                         "sub-layer; cannot match them by name")
     return keyed
 
 
@@ -230,11 +229,12 @@ def _body_values(keyed, predictor, source, config):
         value = source.weights.get(source_key)
         if value is None:
             missing.append(key)
-        elif tuple(value.shape) != tuple(variable.shape):
+            continue
+        used.add(source_key)
+        if tuple(value.shape) != tuple(variable.shape):
             mismatched.append(f"{key} (source {list(value.shape)}, this run {list(variable.shape)})")
         else:
             values[key] = value
-            used.add(source_key)
     unused = sorted(set(source.weights) - used)
     if missing or unused:
         raise ValueError(f"--init_from {source.source}: the source model has another architecture "

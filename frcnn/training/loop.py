@@ -86,11 +86,7 @@ def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None
     """
     log = log or (lambda message: None)
     spec = dataclasses.replace(spec, config=schedule.resolve_stage_steps(spec.config))
-    run_file.check_run_file(model_dir, run_file.make_run_info(spec, records))  # 쓰기 전에 거부
-    trainer = _build(spec, model_dir, strategy)
-    restored = trainer.restore()
-    initialized = _initialize(trainer, spec.classes, restored, init_from, class_map, log)
-    run_file.write_run_file(model_dir, spec, records, initialized)
+    trainer, restored = _build(spec, records, model_dir, strategy, (init_from, class_map), log)
     start = int(trainer.step.numpy())
     validation = _make_validation(trainer, make_validator, eval_records, log)
     if start >= trainer.total_steps:
@@ -104,11 +100,21 @@ def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None
     return _finish(trainer, losses)
 
 
-def _build(spec, model_dir, strategy):
-    """전략과 학습기를 만든다 (model_dir 에는 아직 쓰지 않는다)."""
+def _build(spec, records, model_dir, strategy, init, log):
+    """설정을 확인하고 (다른 설정이면 거부) 전략과 학습기를 만들어 복원하거나 시작 가중치를 옮긴 뒤 run.json 을
+    쓴다 (그 전에 실패하면 model_dir 에 아무것도 쓰지 않는다). 반환: (학습기, 복원한 체크포인트 경로 또는 None).
+
+    Args:
+      init: (init_from, class_map) — `train` 의 두 인자.
+    """
+    run_file.check_run_file(model_dir, run_file.make_run_info(spec, records))
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = distribute.make_strategy(strategy)
-    return trainer_lib.Trainer(spec.config, len(spec.classes), model_dir, strategy)
+    trainer = trainer_lib.Trainer(spec.config, len(spec.classes), model_dir, strategy)
+    restored = trainer.restore()
+    initialized = _initialize(trainer, spec.classes, restored, *init, log)
+    run_file.write_run_file(model_dir, spec, records, initialized)
+    return trainer, restored
 
 
 def _initialize(trainer, classes, restored, source, class_map, log):
