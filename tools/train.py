@@ -4,6 +4,8 @@
   python -m tools.train --records='workspace/records/trainval-*.tfrecord' \\
       --model_dir=workspace/runs/cpu_small --config=cpu_small
 같은 명령을 다시 실행하면 마지막 체크포인트에서 이어간다 (kill -9 뒤에도). 끝난 학습은 다시 하지 않는다.
+미세 조정: --init_from=RUN_DIR (또는 RUN_DIR/checkpoints/ckpt-N, RUN_DIR/best) 에서 가중치만 옮겨 스텝 0 부터
+(`frcnn.training.init_from`); model_dir 에 체크포인트가 있으면 이어 학습이 이긴다.
 검증하며 학습: --eval_records='workspace/records/test-*.tfrecord' --eval_every=250 (model_dir/eval 의 TensorBoard
 `eval/` 스칼라·이미지, checkpoints/best/, run.json 의 "best").
 
@@ -73,6 +75,22 @@ flags.DEFINE_string("eval_records", None,
                     "--checkpoint=best), its step and mAP in run.json.")
 flags.DEFINE_integer("eval_every", None, "Validation interval in steps (needs --eval_records; 0 = only at "
                      "the end). Default: the preset's train.eval_every.")
+flags.DEFINE_string("init_from", None,
+                    "Fine-tune: start from the weights of another run directory (ours or an imported one): "
+                    "RUN_DIR (its latest checkpoint), RUN_DIR/checkpoints/ckpt-N, or RUN_DIR/best (its best "
+                    "validation checkpoint). Weights only: the run starts at step 0 with a fresh optimizer. "
+                    "Every variable is copied (the model structure must match: same backbone, channels, "
+                    "anchors per location, RoI size), except the class rows of the predictor, which are "
+                    "copied for each class whose name matches a source class (exactly, through the "
+                    "VOC<->COCO aliases aeroplane/airplane, motorbike/motorcycle, sofa/couch, tvmonitor/tv, "
+                    "diningtable/dining table, pottedplant/potted plant, or --class_map) and start fresh for "
+                    "the others; the carried-over classes are printed and written to run.json. Applies only "
+                    "when --model_dir has no checkpoint yet: an existing checkpoint is resumed and "
+                    "--init_from is ignored (with a note). Alternating training copies the source backbone "
+                    "into both backbones. See the README's fine-tuning section for a schedule.")
+flags.DEFINE_string("class_map", None,
+                    "With --init_from: 'mine:theirs,...' — copy the predictor rows of source class 'theirs' "
+                    "for this run's class 'mine' (e.g. 'car:truck,plane:airplane'); wins over name matches.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 FLAGS = flags.FLAGS
 
@@ -133,6 +151,7 @@ def _train():
     from frcnn import config as config_lib
     from frcnn.data import record_spec
     from frcnn.training import distribute
+    from frcnn.training import init_from
     from frcnn.training import loop
     from frcnn.training import precision
     from frcnn.training import schedule
@@ -143,6 +162,8 @@ def _train():
     # --num_steps 는 alternating 에서 총 스텝 (2:1:2:1); 없으면 논문 비율 (loop 가 같은 규칙으로 채운다).
     config = config_lib.build_config(FLAGS.config, _overrides())
     config = schedule.resolve_stage_steps(config, FLAGS.num_steps)
+    class_map = init_from.parse_class_map(FLAGS.class_map)
+    source = _load_source(init_from)  # float32 모델로 읽으므로 정책을 정하기 전에
     if config.train.mixed_precision:  # 모델을 만들기 전에
         policy = precision.mixed_policy_name()
         if policy == "float32":
@@ -159,10 +180,24 @@ def _train():
     bar = _ProgressBar() if FLAGS.progress else None
     try:
         return loop.train(spec, FLAGS.records, FLAGS.model_dir, make_dataset, strategy, bar,
-                          bar.write if bar else print, FLAGS.eval_records, make_validator)
+                          bar.write if bar else print, FLAGS.eval_records, make_validator, source, class_map)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _load_source(init_from):
+    """--init_from 의 원본 가중치 (`init_from.SourceWeights`) 또는 None (플래그 없음, 또는 이어 학습이 이긴다)."""
+    from frcnn.training import trainer
+
+    if not FLAGS.init_from:
+        return None
+    latest = trainer.latest_checkpoint(FLAGS.model_dir)
+    if latest:  # 이어 학습이 이긴다: 원본은 읽지도 않는다 (지워졌어도 이어 학습은 된다)
+        print(f"train: note: --init_from ignored: {FLAGS.model_dir} already has a checkpoint ({latest}); "
+              "resuming from it")
+        return None
+    return init_from.load_source(FLAGS.init_from)
 
 
 def _validator_factory(config, classes):
@@ -196,6 +231,8 @@ def main(argv):
         raise app.UsageError("--records and --model_dir are required")
     if FLAGS.eval_every is not None and not FLAGS.eval_records:
         raise app.UsageError("--eval_every needs --eval_records")
+    if FLAGS.class_map and not FLAGS.init_from:
+        raise app.UsageError("--class_map needs --init_from")
     try:
         result = _train()
     except (ValueError, FloatingPointError, OSError) as error:

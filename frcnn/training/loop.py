@@ -18,6 +18,9 @@
   단계 계획: alternating 의 단계 길이는 `schedule.resolve_stage_steps` 로 정해 run.json 의 train.stage_steps 에
     적는다 (이어 학습이 같은 구간을 쓰고, 단계 길이 규칙이 바뀐 뒤 옛 실행을 이으면 다른 설정으로 거부된다).
     할 일이 있으면 시작할 때 계획을 한 줄 알린다 (`schedule.describe_plan`).
+  시작 가중치 (init_from): model_dir 에 체크포인트가 없을 때만 원본 실행의 가중치를 옮기고 (`init_from`) 스텝 0,
+    새 옵티마이저로 시작한다; 체크포인트가 있으면 이어 학습이 이긴다. run.json 은 옮기기가 성공한 뒤에 쓰므로
+    실패한 옮기기는 model_dir 에 아무것도 남기지 않는다.
   마무리: chief 가 아닌 워커의 임시 디렉터리(model_dir/.worker-K)를 지우고 결과를 돌려준다.
   전역 상태: 라이브러리는 난수 seed, dtype 정책을 정하지 않고 출력하지도 않는다. seed 와 출력 (알림 줄, 진행
     막대) 은 부르는 쪽 (`tools/train`) 이 `log`, `progress` 콜백으로 맡는다.
@@ -35,6 +38,7 @@ import tensorflow as tf
 from frcnn.modeling import model as model_lib
 from frcnn.training import best_checkpoint
 from frcnn.training import distribute
+from frcnn.training import init_from as init_from_lib
 from frcnn.training import progress as progress_lib
 from frcnn.training import run_file
 from frcnn.training import schedule
@@ -44,7 +48,7 @@ MIN_RECORDS_JUDGED = 1000  # 깨진 레코드 비율 (1 %) 의 최소 분모
 
 
 def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None, log=None, eval_records=None,
-          make_validator=None):
+          make_validator=None, init_from=None, class_map=None):
     """학습한다 (재실행하면 마지막 체크포인트에서 이어간다).
 
     모델은 활성 Keras dtype 정책으로 만든다: 혼합 정밀도는 부르는 쪽이
@@ -67,19 +71,22 @@ def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None
       eval_records: 검증 레코드 glob (run.json 의 최고 기록에 남긴다); make_validator 와 함께 준다.
       make_validator: None 또는 함수 (model, strategy) → 검증기. 검증기는 `validate(step)` → {"voc07_map": float,
         …, "seconds": float} 로 지금 가중치를 평가한다 (`frcnn.eval.validation.Validator`).
+      init_from: None 또는 `init_from.SourceWeights` — 체크포인트가 없을 때 옮길 시작 가중치.
+      class_map: 선택, {새 클래스 이름: 원본 클래스 이름} (init_from 과 함께).
 
     Returns:
       dict: step (마지막 전역 스텝), losses (마지막 손실들; 할 일이 없었으면 빈 dict), checkpoint (경로).
 
     Raises:
       ValueError: model_dir 에 다른 설정의 실행 기록이 있을 때, canvas_counts 가 캔버스와 맞지 않을 때,
-        디코딩할 수 없는 레코드가 1 % 를 넘을 때.
+        디코딩할 수 없는 레코드가 1 % 를 넘을 때, init_from 의 모델 구조·변수 모양·class_map 이 맞지 않을 때
+        (model_dir 에는 아무것도 쓰지 않는다).
       FloatingPointError: 손실이나 가중치가 유한하지 않을 때 (마지막 정상 체크포인트는 남는다).
       OSError: 체크포인트를 쓸 수 없을 때 (디스크 가득 참 등; 이전 체크포인트는 남아 이어 학습할 수 있다).
     """
     log = log or (lambda message: None)
-    trainer = _build(spec, records, model_dir, strategy)
-    restored = trainer.restore()
+    spec = dataclasses.replace(spec, config=schedule.resolve_stage_steps(spec.config))
+    trainer, restored = _build(spec, records, model_dir, strategy, (init_from, class_map), log)
     start = int(trainer.step.numpy())
     validation = _make_validation(trainer, make_validator, eval_records, log)
     if start >= trainer.total_steps:
@@ -93,13 +100,36 @@ def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None
     return _finish(trainer, losses)
 
 
-def _build(spec, records, model_dir, strategy):
-    """단계 길이를 채운 설정으로 run.json 을 쓰고 (다른 설정이면 거부) 전략과 학습기를 만든다."""
-    spec = dataclasses.replace(spec, config=schedule.resolve_stage_steps(spec.config))
-    run_file.write_run_file(model_dir, spec, records)
+def _build(spec, records, model_dir, strategy, init, log):
+    """설정을 확인하고 (다른 설정이면 거부) 전략과 학습기를 만들어 복원하거나 시작 가중치를 옮긴 뒤 run.json 을
+    쓴다 (그 전에 실패하면 model_dir 에 아무것도 쓰지 않는다). 반환: (학습기, 복원한 체크포인트 경로 또는 None).
+
+    Args:
+      init: (init_from, class_map) — `train` 의 두 인자.
+    """
+    run_file.check_run_file(model_dir, run_file.make_run_info(spec, records))
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = distribute.make_strategy(strategy)
-    return trainer_lib.Trainer(spec.config, len(spec.classes), model_dir, strategy)
+    trainer = trainer_lib.Trainer(spec.config, len(spec.classes), model_dir, strategy)
+    restored = trainer.restore()
+    initialized = _initialize(trainer, spec.classes, restored, *init, log)
+    run_file.write_run_file(model_dir, spec, records, initialized)
+    return trainer, restored
+
+
+def _initialize(trainer, classes, restored, source, class_map, log):
+    """체크포인트가 없으면 원본 가중치를 옮기고 알린다. 반환: run.json 의 "init_from" 기록 또는 None."""
+    if source is None:
+        return None
+    if restored:
+        log(f"--init_from ignored: {trainer.model_dir} already has a checkpoint; resuming from it")
+        return None
+    record = init_from_lib.initialize(trainer.model, classes, source, class_map)
+    carried = ", ".join(f"{mine}<-{theirs}" if mine != theirs else mine
+                        for mine, theirs in record["classes_carried"].items()) or "none"
+    log(f"initialized from {record['checkpoint']} (weights only; step 0, fresh optimizer); class rows "
+        f"carried over: {carried}; fresh: {', '.join(record['classes_fresh']) or 'none'}")
+    return record
 
 
 def _make_validation(trainer, make_validator, eval_records, log):

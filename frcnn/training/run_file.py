@@ -7,8 +7,12 @@
   최고 기록(best): 검증 VOC07 mAP 가 가장 높았던 평가 (`best_checkpoint`): 스텝, mAP, 체크포인트 경로,
     검증 레코드 glob. 검증하지 않은 실행에는 없다.
 
+  시작 가중치 기록(init_from): `--init_from` 으로 시작한 실행의 원본 — {"source": 경로, "checkpoint": 경로,
+    "classes_carried": {새 이름: 원본 이름}, "classes_fresh": [이름, ...]} (`init_from`). 이어 학습에서도 그대로 둔다.
+
 형식 (JSON): {"config": `config.to_dict`, "classes": [이름, ...], "records": glob, "anchor_fingerprint": hex,
-  "best": {"step": int, "voc07_map": float, "checkpoint": 경로, "eval_records": glob} (선택)}.
+  "best": {"step": int, "voc07_map": float, "checkpoint": 경로, "eval_records": glob} (선택),
+  "init_from": {...} (선택)}.
 """
 
 import json
@@ -37,6 +41,7 @@ def make_run_info(spec, records):
 # eval_every 는 언제 검증할지일 뿐이다.
 RUNTIME_KEYS = (("train", "jit_compile"), ("train", "steps_per_loop"), ("train", "eval_every"))
 BEST_KEY = "best"
+INIT_FROM_KEY = "init_from"
 
 
 def _without_runtime_keys(config):
@@ -76,9 +81,12 @@ def check_run_file(model_dir, run_info):
                          f"({', '.join(differing) or 'classes'} differ); use a new --model_dir")
 
 
-def write_run_file(model_dir, spec, records):
+def write_run_file(model_dir, spec, records, init_from=None):
     """명세 (`RecordSpec`) 의 해석된 설정, 클래스 이름, 지문을 model_dir/run.json 에 원자적으로 쓴다 (export 가 읽는다). 이어 학습이면
-    기록된 최고 기록 ("best") 을 그대로 둔다.
+    기록된 최고 기록 ("best") 과 시작 가중치 기록 ("init_from") 을 그대로 둔다.
+
+    Args:
+      init_from: 선택, 이번에 옮긴 시작 가중치의 기록 dict (`init_from.initialize` 의 반환).
 
     Raises:
       ValueError: model_dir 에 다른 설정의 기록이 있을 때.
@@ -86,19 +94,25 @@ def write_run_file(model_dir, spec, records):
     os.makedirs(model_dir, exist_ok=True)
     run_info = make_run_info(spec, records)
     check_run_file(model_dir, run_info)
-    best = read_best(model_dir)
-    if best is not None:
-        run_info[BEST_KEY] = best
+    kept = {key: _read_key(model_dir, key) for key in (BEST_KEY, INIT_FROM_KEY)}
+    if init_from is not None:
+        kept[INIT_FROM_KEY] = init_from
+    run_info.update({key: value for key, value in kept.items() if value is not None})
     fileio.write_json(run_file_path(model_dir), run_info)
 
 
-def read_best(model_dir):
-    """run.json 의 최고 기록 dict (없거나 run.json 이 없으면 None)."""
+def _read_key(model_dir, key):
+    """run.json 의 키 하나의 값 (없거나 run.json 이 없으면 None)."""
     path = run_file_path(model_dir)
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle).get(BEST_KEY)
+        return json.load(handle).get(key)
+
+
+def read_best(model_dir):
+    """run.json 의 최고 기록 dict (없거나 run.json 이 없으면 None)."""
+    return _read_key(model_dir, BEST_KEY)
 
 
 def write_best(model_dir, best):

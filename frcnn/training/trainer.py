@@ -33,6 +33,11 @@ from frcnn.training import run_file
 from frcnn.training import schedule
 
 
+def latest_checkpoint(model_dir):
+    """model_dir/checkpoints 의 가장 최근 체크포인트 경로 또는 None (이어 학습과 내보내기가 쓴다)."""
+    return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+
+
 def build_model(config, num_classes):
     """설정의 학습 모드에 맞는 모델을 만들고 변수를 만든다 (교대 학습이면 RPN 백본을 따로 둔다)."""
     alternating = config.train.training_mode == "alternating"
@@ -125,7 +130,7 @@ class Trainer:
 
     def restore(self):
         """가장 최근 체크포인트를 복원한다. 반환: 복원한 경로 또는 None."""
-        path = tf.train.latest_checkpoint(self.checkpoint_dir)
+        path = latest_checkpoint(self.model_dir)
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         return path
@@ -252,7 +257,7 @@ def load_trained_model(model_dir, checkpoint=None):
                          f"dtype policy is '{policy}'; set it to 'float32' first")
     if checkpoint == "best":
         checkpoint = best_checkpoint.best_checkpoint_path(model_dir)
-    path = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    path = checkpoint or latest_checkpoint(model_dir)
     if not path:
         raise ValueError(f"{model_dir}: no checkpoint found (train first, or pass --checkpoint)")
     # 체크포인트가 모든 가중치를 복원하므로 사전학습 가중치(내려받기, 파일)는 다시 읽지 않는다.

@@ -2,7 +2,8 @@
 유한하지 않은 손실에서 스텝을 밝히며 멈추고 유한한 체크포인트를 남김, 체크포인트 쓰기 실패 (파일 크기 제한) 뒤
 이전 체크포인트로 이어 학습, 디코딩할 수 없는 레코드 건너뛰기와 1 % 초과 시 멈춤,
 다른 프리셋의 레코드 거부, --mixed_precision (CPU 에서 bfloat16) 과 --jit_compile 학습, alternating 의
---num_steps (총 스텝, 2:1:2:1) 와 train.stage_steps (이긴다), TF_CONFIG 두 워커의 MultiWorkerMirroredStrategy 학습.
+--num_steps (총 스텝, 2:1:2:1) 와 train.stage_steps (이긴다), TF_CONFIG 두 워커의 MultiWorkerMirroredStrategy 학습,
+--init_from (--class_map 으로 클래스 행 옮기기, 이어 학습이 이김, 없는 원본은 아무것도 쓰지 않음).
 
 도구는 모두 subprocess 로 실행한다 (absl 플래그가 한 프로세스에서 겹치지 않게). 레코드는 tests/testing.py 의
 손으로 만든 작은 VOC 디렉터리(`write_voc_dir`)로 `tools.make_tfrecords` 가 만든다.
@@ -379,3 +380,32 @@ def test_eval_every_needs_eval_records_and_the_same_classes(records, tmp_path):
     assert re.search(r"train: error: \S+trainval-\*\.tfrecord: validation records have classes \['widget'\], "
                      r"but the training records have \['aeroplane', ", result.stderr), result.stderr[-2000:]
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_init_from_fine_tunes_from_a_checkpoint_and_resume_wins(records, tmp_path):
+    source = str(tmp_path / "source")
+    result = _run("train", *_train_args(records, source, "--num_steps=2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model_dir = str(tmp_path / "fine")
+    args = _train_args(records, model_dir, "--num_steps=2", f"--init_from={source}/checkpoints/ckpt-2",
+                       "--class_map=dog:cat")
+    result = _run("train", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"initialized from {source}/checkpoints/ckpt-2 (weights only; step 0" in result.stdout
+    assert "dog<-cat" in result.stdout and "fresh: none" in result.stdout
+    with open(os.path.join(model_dir, "run.json")) as handle:
+        recorded = json.load(handle)["init_from"]
+    assert recorded["classes_carried"]["dog"] == "cat" and recorded["classes_carried"]["person"] == "person"
+    assert recorded["classes_fresh"] == [] and _latest_step(model_dir) == 2
+    again = _run("train", *args)  # 체크포인트가 있으면 이어 학습이 이긴다
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "--init_from ignored" in again.stdout and "initialized from" not in again.stdout
+
+
+def test_init_from_a_missing_source_writes_nothing(records, tmp_path):
+    model_dir = str(tmp_path / "fine")
+    result = _run("train", *_train_args(records, model_dir, "--num_steps=2",
+                                        f"--init_from={tmp_path}/no_such_run"))
+    assert result.returncode == 1
+    assert f"--init_from {tmp_path}/no_such_run: not a run directory" in result.stderr
+    assert not os.path.exists(model_dir)
