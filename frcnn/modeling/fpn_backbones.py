@@ -2,7 +2,8 @@
 
 용어:
   B 배치, H·W 입력 (패딩된, 32 의 배수), C 피라미드 채널 (`fpn.channels`), D 몸통 출력 (`backbone.fc_units`).
-  resnet_fpn — torchvision `resnet_fpn_backbone` 그대로 (`fpn.resnet_fpn`): ResNet v1.5 (깊이 `backbone.depth`) + FPN.
+  resnet_fpn — torchvision `resnet_fpn_backbone` 그대로 (`fpn.resnet_fpn`):
+    ResNet v1.5 (깊이 `backbone.depth`) + FPN.
     정규화 ImageNet 평균·표준편차 (`tv_transform.normalize`). 사전학습 가중치가 없으면 torchvision 처럼 모든 층을
     학습하고 보통 BatchNorm 을 쓴다 (torchvision `weights_backbone=None`: FrozenBN·얼린 층 없음);
     있으면 v1 은 FrozenBatchNorm (eps `backbone.norm_epsilon`), 앞쪽 `freeze_blocks` 단계를 얼린다 (torchvision
