@@ -49,8 +49,8 @@ def _tool(name, *args):
 
 
 def run_once(root, mode, seed):
-    """한 실행: 학습 → 내보내기 → 평가. 반환: {mode, seed, voc07, train_wall_s, train_cpu_s}."""
-    name = f"{mode}_s{seed}"
+    """한 실행: 학습 → 내보내기 → 평가. 반환: {config, mode, seed, voc07, coco_ap(_small), train_wall_s, train_cpu_s}."""
+    name = f"{FLAGS.config}_{mode}_s{seed}"
     model_dir, export_dir = (os.path.join(root, "modes", kind, name) for kind in ("runs", "exports"))
     report = os.path.join(root, "modes", "reports", f"{name}.json")
     overrides = ",".join(item for item in (f"train.seed={seed}", FLAGS.params_override) if item)
@@ -61,8 +61,10 @@ def run_once(root, mode, seed):
     _tool("evaluate", f"--saved_model={export_dir}", f"--voc_dir={root}/data/VOC2007", "--split=test",
           "--noprogress", f"--output={report}")
     with open(report) as handle:
-        voc07 = json.load(handle)["map"]["voc07"]
-    return {"mode": mode, "seed": seed, "voc07": voc07, "train_wall_s": wall, "train_cpu_s": cpu}
+        scores = json.load(handle)
+    return {"config": FLAGS.config, "mode": mode, "seed": seed, "voc07": scores["map"]["voc07"],
+            "coco_ap": scores["coco"]["AP"], "coco_ap_small": scores["coco"]["APs"],
+            "train_wall_s": wall, "train_cpu_s": cpu}
 
 
 def _summary(values):
@@ -79,11 +81,13 @@ def main(argv):
         for mode in FLAGS.modes:
             results.append(run_once(FLAGS.workspace, mode, int(seed)))
             print(json.dumps(results[-1]), flush=True)
-    print(f"| mode | VOC07 mAP (mean ± spread, {len(FLAGS.seeds)} runs) | training wall s | training CPU s |")
-    print("| --- | --- | --- | --- |")
+    print(f"| mode | VOC07 mAP (mean ± spread, {len(FLAGS.seeds)} runs) | COCO AP_small | training wall s | "
+          "training CPU s |")
+    print("| --- | --- | --- | --- | --- |")
     for mode in FLAGS.modes:
         rows = [row for row in results if row["mode"] == mode]
         print(f"| {mode} | {_summary([row['voc07'] for row in rows])} | "
+              f"{_summary([row['coco_ap_small'] for row in rows])} | "
               f"{statistics.mean(row['train_wall_s'] for row in rows):.0f} | "
               f"{statistics.mean(row['train_cpu_s'] for row in rows):.0f} |")
 
