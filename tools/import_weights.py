@@ -28,7 +28,8 @@ flags.DEFINE_string("weights_file", None, "A local torchvision state dict (.pth)
 flags.DEFINE_float("bn_eps", None, "FrozenBatchNorm eps of the imported backbone (backbone.norm_epsilon). "
                    "Default: 0 for fasterrcnn_resnet50_fpn (torchvision uses its COCO weights with eps 0), "
                    "1e-5 otherwise; set it for a --weights_file trained with another eps.")
-flags.DEFINE_string("params_override", "", "Config overrides of the imported run 'section.key=value,...', e.g. "
+flags.DEFINE_string("params_override", "", "Config overrides of the imported run 'section.key=value,...', "
+                    "e.g. "
                     "'detection.score_threshold=0.3' (not for --arch=resnet50).")
 FLAGS = flags.FLAGS
 
@@ -57,7 +58,8 @@ def main(argv):
         print(f"import_weights: error: {error}", file=sys.stderr)
         sys.exit(1)
     if not source["matches_published"]:
-        print(f"import_weights: warning: {source['file']} (sha256 {source['sha256'][:16]}…) is not torchvision's "
+        print(f"import_weights: warning: {source['file']} (sha256 {source['sha256'][:16]}…) is not "
+              f"torchvision's "
               f"published {FLAGS.arch} file (sha256 {source['published_sha256_prefix']}…)", file=sys.stderr)
     print(f"import_weights: wrote {FLAGS.model_dir} from {source['file']}"
           f"{' (' + summary + ')' if summary else ''}")

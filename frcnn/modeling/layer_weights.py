@@ -40,7 +40,8 @@ def load_layers(model, path):
                   and [tuple(w.shape) for w in layer.weights]
                   != [np.shape(stored[layer.name].get(str(i))) for i in range(len(layer.weights))]]
     if missing or extra or mismatched:
-        raise ValueError(f"{path}: does not fit '{model.name}' — layers missing from the file: {missing[:12]}, "
+        raise ValueError(f"{path}: does not fit '{model.name}' — layers missing from the file: "
+                         f"{missing[:12]}, "
                          f"unknown layers: {extra[:12]}, mis-shaped: {mismatched[:12]}")
     for layer in layers:
         layer.set_weights([stored[layer.name][str(i)] for i in range(len(layer.weights))])

@@ -62,7 +62,8 @@ class FasterRCNN(keras.Model):
                                     conv_depth=config.rpn.conv_depth, name="rpn_head")
         slots = config.detection.class_slots
         if slots and len(slots) != num_classes:
-            raise ValueError(f"detection.class_slots names {len(slots)} classifier rows for {num_classes} classes")
+            raise ValueError(f"detection.class_slots names {len(slots)} classifier rows for "
+                             f"{num_classes} classes")
         body = box_head if box_head is not None else self.build_box_head()
         self.detector_head = heads.DetectorHead(body, max(slots, default=num_classes), name="detector_head")
 

@@ -14,7 +14,8 @@ torch·torchvision (`[torch]` 추가 묶음) 은 이 모듈의 함수 안에서�
     `make_tfrecords --source=coco` 의 라벨) — `detection.class_slots` 가 라벨 → 행 (= COCO 범주 id) 표다.
   BN eps: v1 COCO 가중치는 FrozenBatchNorm eps 0 으로 쓴다 (torchvision `overwrite_eps`) — `backbone.norm_epsilon`.
   출처 기록 ("source" in run.json): arch, file, sha256, 게시된 해시 접두어 (torchvision 파일 이름의 `-<hex>.pth`)
-    와 맞는지.
+    와 맞는지, 검출기면 coco_category_ids {우리 라벨 id (문자열): COCO 범주 id} (`class_slots` 와 같은 표 — COCO
+    결과 파일의 category_id 로 바꿀 때).
 """
 
 import dataclasses
@@ -152,8 +153,8 @@ def source_record(arch, path):
             digest.update(block)
     published = re.search(r"-([0-9a-f]+)\.pth$", published_weights(arch).url).group(1)
     sha256 = digest.hexdigest()
-    return {"arch": arch, "file": os.path.abspath(path), "sha256": sha256, "published_sha256_prefix": published,
-            "matches_published": sha256.startswith(published)}
+    return {"arch": arch, "file": os.path.abspath(path), "sha256": sha256,
+            "published_sha256_prefix": published, "matches_published": sha256.startswith(published)}
 
 
 def detector_config(arch, bn_eps=None, overrides="", class_slots=()):
@@ -210,7 +211,8 @@ def import_detector(arch, model_dir, weights_file=None, bn_eps=None, overrides="
     classes, slots = coco_classes(coco_categories())
     config = detector_config(arch, bn_eps, overrides, slots)
     model = build_detector(config, classes, state, path)
-    source = source_record(arch, path)
+    source = dict(source_record(arch, path),
+                  coco_category_ids={str(label): slot for label, slot in enumerate(slots, start=1)})
     write_run(model_dir, model, config, classes, source)
     return source, config, classes
 

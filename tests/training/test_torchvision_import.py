@@ -5,7 +5,10 @@ FPN, COCO 91 칸) 을 state dict 로 저장 → 가져오기 (구조 모델의 `
 `load_trained_model` 로 복원한 모델의 검출이 torchvision 의 검출 (이름 있는 80 범주만) 과 같다.
 """
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,10 +16,13 @@ import tensorflow as tf
 
 from frcnn import config as config_lib
 from frcnn.export import detection
+from frcnn.export import signature
 from frcnn.modeling import fpn_backbones
+from frcnn.training import init_from
 from frcnn.training import torchvision_import
 from frcnn.training import trainer
 from tests import torch_reference
+from tests.testing import REPO_ROOT
 
 MIN_SIZE, MAX_SIZE = 128, 200
 # 네 크기 (H, W): 가로형·세로형, 32 의 배수가 아닌 것 (289×385 는 128×171 로 줄어든다)
@@ -29,7 +35,7 @@ NOT_AVAILABLE_BIAS = {"v1": 1.0, "v2": 0.6}
 
 
 def reference_detector(variant, seed=0):
-    """torchvision FasterRCNN (ResNet-18 FPN, 91 칸): v1 FrozenBN (eps 0, COCO v1 처럼), v2 BN·합성곱 RPN 2·4conv+fc."""
+    """torchvision FasterRCNN (ResNet-18 FPN, 91 칸): v1 FrozenBN eps 0 (COCO v1 처럼), v2 BN·RPN 합성곱 2·4conv."""
     torch, _ = torch_reference.import_torchvision()
     from torchvision.models.detection import faster_rcnn
     from torchvision.models.detection import rpn as tv_rpn
@@ -44,17 +50,24 @@ def reference_detector(variant, seed=0):
     backbone = torch_reference.reference_backbone(18, variant, epsilon=0.0, seed=seed + 3)
     model = faster_rcnn.FasterRCNN(backbone, num_classes=91, min_size=MIN_SIZE, max_size=MAX_SIZE,
                                    rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100, **extra).eval()
-    torch.manual_seed(seed + 4)
+    return untie_predictors_(model, PREDICTOR_STD[variant], BACKGROUND_BIAS[variant],
+                             NOT_AVAILABLE_BIAS[variant], seed + 4)
+
+
+def untie_predictors_(model, std, background_bias, not_available_bias, seed):
+    """RPN 헤드·예측기를 N(0, std) 로 다시 뽑고, 배경·N/A 칸의 로짓 bias 를 정한다 (제자리, model 을 돌려준다)."""
+    torch, _ = torch_reference.import_torchvision()
+    torch.manual_seed(seed)
     with torch.no_grad():
         for module in (model.rpn.head, model.roi_heads.box_predictor):
             for parameter in module.parameters():
-                parameter.copy_(torch.randn(parameter.shape) * PREDICTOR_STD[variant])
+                parameter.copy_(torch.randn(parameter.shape) * std)
         bias = model.roi_heads.box_predictor.cls_score.bias
-        bias[0] = BACKGROUND_BIAS[variant]
+        bias[0] = background_bias
         categories = torchvision_import.coco_categories()
         for index in range(1, len(categories)):
             if categories[index] == torchvision_import.NOT_A_CLASS:
-                bias[index] += NOT_AVAILABLE_BIAS[variant]
+                bias[index] += not_available_bias
     return model
 
 
@@ -111,23 +124,71 @@ def random_images(seed=0):
     return [rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8) for shape in IMAGE_SHAPES]
 
 
-@pytest.mark.parametrize("variant", ["v1", "v2"])
-def test_imported_run_detects_like_torchvision(variant, tmp_path):
+@pytest.fixture(scope="module", params=["v1", "v2"])
+def imported(request, tmp_path_factory):
+    """무작위 torchvision 검출기를 가져온 것: (variant, 실행 디렉터리, 클래스, 행, 이미지들, torchvision 의 검출들)."""
+    variant = request.param
     reference = reference_detector(variant)
-    model_dir, classes, slots = import_reference(reference, variant, tmp_path)
+    root = tmp_path_factory.mktemp(f"import_{variant}")
+    model_dir, classes, slots = import_reference(reference, variant, root)
+    images = random_images()
+    expected = [torchvision_detections(reference, image, slots) for image in images]
+    assert sum(item[3] for item in expected) > 0  # torchvision 은 N/A 칸도 검출한다 (우리는 보고하지 않아야 한다)
+    return variant, model_dir, classes, slots, images, expected
+
+
+def test_imported_run_detects_like_torchvision(imported):
+    _, model_dir, classes, slots, images, expected = imported
     model, config, run_classes, _ = trainer.load_trained_model(model_dir)
     assert run_classes == classes and len(classes) == 80 and config.detection.class_slots == slots
     assert model.detector_head.class_logits.kernel.shape[-1] == 91
     module = detection.DetectionModule(model, config, classes)
-    not_available = 0
-    for image in random_images():
-        expected = torchvision_detections(reference, image, slots)
-        not_available += expected[3]
-        outputs = {key: value.numpy() for key, value in module.detect_images(tf.constant(image[None])).items()}
-        assert_same_detections(outputs, expected, image.shape[:2])
-        names = [name.decode() for name in outputs["detection_class_names"][0, :int(outputs["num_detections"][0])]]
-        assert names == [classes[label - 1] for label in expected[2]]
-    assert not_available > 0  # torchvision 이 N/A 칸을 검출했고, 우리는 그것을 보고하지 않았다
+    for image, want in zip(images, expected):
+        outputs = {key: value.numpy()
+                   for key, value in module.detect_images(tf.constant(image[None])).items()}
+        assert_same_detections(outputs, want, image.shape[:2])
+        count = int(outputs["num_detections"][0])
+        names = [name.decode() for name in outputs["detection_class_names"][0, :count]]
+        assert names == [classes[label - 1] for label in want[2]]
+
+
+@pytest.mark.slow  # tools.export (SavedModel, LiteRT, ONNX) 을 subprocess 로
+def test_exported_run_detects_like_torchvision_in_every_format(imported, tmp_path):
+    """가져온 실행 → tools/export → SavedModel serving_default, LiteRT, ONNX 가 torchvision 과 같은 검출."""
+    interpreter = pytest.importorskip("ai_edge_litert.interpreter")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    _, model_dir, _, _, images, expected = imported
+    export_dir = str(tmp_path / "export")
+    result = subprocess.run([sys.executable, "-m", "tools.export", f"--model_dir={model_dir}",
+                             f"--export_dir={export_dir}", "--formats=saved_model,tflite,onnx"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    serving = tf.saved_model.load(export_dir).signatures["serving_default"]
+    litert = interpreter.Interpreter(model_path=os.path.join(export_dir, signature.TFLITE_FILE))
+    litert_runner = litert.get_signature_runner("serving_default")
+    session = onnxruntime.InferenceSession(os.path.join(export_dir, signature.ONNX_FILE),
+                                           providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    runners = {
+        "saved_model": lambda image: {key: value.numpy()
+                                      for key, value in serving(images=tf.constant(image)).items()},
+        "litert": lambda image: litert_runner(images=image),
+        "onnx": lambda image: dict(zip(names, session.run(None, {"images": image}))),
+    }
+    for image, want in zip(images, expected):
+        for kind, run in runners.items():
+            try:
+                assert_same_detections(run(image[None]), want, image.shape[:2])
+            except AssertionError as error:
+                raise AssertionError(f"{kind} {image.shape}: {error}") from None
+
+
+def test_init_from_reads_the_coco_rows_of_an_imported_run(imported):
+    """--init_from 원본으로서 가져온 실행: 클래스 k 의 예측기 행은 class_slots[k−1] (COCO 범주 id)."""
+    _, model_dir, classes, slots, _, _ = imported
+    source = init_from.load_source(model_dir)
+    assert source.classes == classes and source.class_rows == slots
+    assert dict(zip(classes, source.class_rows))["toothbrush"] == 90
 
 
 def test_v1_default_bn_eps_is_zero_and_v2_is_torchvision_default():
@@ -230,3 +291,62 @@ def test_resnet50_backbone_weights_give_torchvision_features(tmp_path):
         expected = layers(torch.from_numpy(images))
     for level, actual in enumerate(body(torch_reference.nhwc(torch.from_numpy(images)))):
         torch_reference.assert_close_relative(actual, torch_reference.nhwc(expected[str(level + 1)]))
+
+
+# 진짜 구조 (ResNet-50) 의 가중치 풀기: (예측기·RPN 표준편차, 배경 bias, N/A bias)
+REAL_UNTIE = {"fasterrcnn_resnet50_fpn": (0.2, 0.3, 1.0), "fasterrcnn_resnet50_fpn_v2": (0.1, 0.3, 1.0)}
+FPN_SCALE = 64.0
+SMALL_OVERRIDES = (f"input.min_size={MIN_SIZE},input.max_size={MAX_SIZE},rpn.test_pre_nms_top_k=300,"
+                   "rpn.test_post_nms_top_k=100")
+
+
+def real_reference(arch, seed=0):
+    """torchvision 의 빌더 그대로 (weights=None, 91 칸) 에 무작위 BN·bias·예측기. v1 은 BN eps 0 (COCO v1 의
+    overwrite_eps: 평가 모드 BatchNorm2d eps 0 = FrozenBatchNorm2d eps 0)."""
+    torch, torchvision = torch_reference.import_torchvision()
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models.detection, arch)(
+        weights=None, weights_backbone=None, num_classes=91, min_size=MIN_SIZE, max_size=MAX_SIZE,
+        rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100).eval()
+    torch_reference.randomize_(model, seed + 1)
+    if arch == "fasterrcnn_resnet50_fpn":
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eps = 0.0
+    # 무작위 ResNet-50 의 FPN 출력은 표준편차 ~75: 마지막 층 (v1 합성곱, v2 BN) 의 값을 줄여 ~1 로 (헤드의 로짓이
+    # 포화되어 점수가 1.0 으로 묶이지 않게)
+    with torch.no_grad():
+        for block in model.backbone.fpn.layer_blocks:
+            for parameter in block[-1].parameters():
+                parameter /= FPN_SCALE
+    return untie_predictors_(model, *REAL_UNTIE[arch], seed + 4)
+
+
+@pytest.mark.slow  # 진짜 ResNet-50 구조 두 개, tools.import_weights 를 subprocess 로
+@pytest.mark.parametrize("arch", sorted(REAL_UNTIE))
+def test_import_weights_tool_on_the_real_architecture(arch, tmp_path):
+    """torchvision 빌더 그대로의 모델 (무작위) → .pth → `tools.import_weights --weights_file` → 실행 디렉터리의 모델이
+    torchvision 과 같은 검출; run.json 에 출처 기록 (게시된 해시와 다르다는 경고) 과 라벨 → COCO 범주 id 표."""
+    torch, _ = torch_reference.import_torchvision()
+    reference = real_reference(arch)
+    path, model_dir = str(tmp_path / "weights.pth"), str(tmp_path / "run")
+    torch.save(reference.state_dict(), path)
+    result = subprocess.run([sys.executable, "-m", "tools.import_weights", "--source=torchvision",
+                             f"--arch={arch}", f"--weights_file={path}", f"--model_dir={model_dir}",
+                             f"--params_override={SMALL_OVERRIDES}"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning" in result.stderr and "not torchvision's published" in result.stderr
+    with open(os.path.join(model_dir, "run.json")) as handle:
+        run_info = json.load(handle)
+    assert run_info["source"]["arch"] == arch and not run_info["source"]["matches_published"]
+    assert len(run_info["source"]["sha256"]) == 64
+    classes, slots = torchvision_import.coco_classes(torchvision_import.coco_categories())
+    assert run_info["classes"] == list(classes)
+    assert run_info["source"]["coco_category_ids"] == dict(zip(map(str, range(1, 81)), slots))
+    model, config, _, _ = trainer.load_trained_model(model_dir)
+    module = detection.DetectionModule(model, config, classes)
+    for image in random_images():
+        outputs = {key: value.numpy()
+                   for key, value in module.detect_images(tf.constant(image[None])).items()}
+        assert_same_detections(outputs, torchvision_detections(reference, image, slots), image.shape[:2])
