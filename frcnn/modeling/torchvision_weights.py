@@ -1,7 +1,7 @@
 """torchvision state_dict (numpy 배열) → 이 프로젝트의 Keras 층: 값 변환과, 빠짐없이 옮겼는지의 검사.
 
-torch 를 가져오지 않는다 (배열만 다룬다): `.pth` 읽기는 `frcnn.training.torchvision_import`, 시험의 torch 모듈 복사는
-`tests/torch_reference` 가 이 모듈의 변환을 쓴다.
+torch 를 가져오지 않는다 (배열만 다룬다): `.pth` 읽기는 `frcnn.training.torchvision_import`. 시험의 torch 모듈 복사
+(`tests/torch_reference`) 는 같은 변환을 따로 적어 두어 이 모듈과 독립된 기준이 된다.
 
 용어:
   상태(state): {torchvision 키: numpy 배열} — 키는 `모듈 경로.매개변수` (backbone.body.layer1.0.conv1.weight).
