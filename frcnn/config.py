@@ -135,6 +135,11 @@ class DetectionConfig:
     min_box_size: float = 0.0  # 자른 뒤 변이 이보다 짧은 검출을 버린다 (픽셀; torchvision 1e-2)
     # 내보낼 때 fc6/fc7 을 절단 SVD 로 근사할 특잇값 수 (Fast R-CNN 3.1 절); 비면 끔. 학습에는 영향 없음.
     fc_svd_ranks: Tuple[int, ...] = ()
+    # 분류기 행 가운데 클래스 1..C 로 보고할 행 (라벨 k ↔ 행 class_slots[k−1], 오름차순); 비면 행 1..C 그대로.
+    # 분류기는 행 0..max(class_slots) 를 모두 가져 소프트맥스가 그 전부 위에서 계산되고, 목록에 없는 행은 검출로
+    # 보고되지 않는다. torchvision 에서 가져온 COCO 모델 (`tools/import_weights`): 91 행 (0 배경, 1..90 = COCO 범주
+    # id) 중 이름 있는 80 범주의 id — 곧 이 목록이 우리 라벨 id → COCO 범주 id 표다. 추론 전용 (학습은 거부한다).
+    class_slots: Tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,6 +436,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
          "detection.fc_svd_ranks needs 2 values ≥ 0 (fc6, fc7) or none"),
         (len(config.rpn.box_weights) == 4 and len(config.roi.box_weights) == 4,
          "box_weights need 4 values"),
+        (all(a < b for a, b in zip((0,) + config.detection.class_slots, config.detection.class_slots)),
+         "detection.class_slots must be increasing positive ints (or none)"),
     ]
     for ok, message in checks:
         if not ok:

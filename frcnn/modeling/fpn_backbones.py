@@ -9,7 +9,9 @@
     있으면 v1 은 FrozenBatchNorm (eps `backbone.norm_epsilon`), 앞쪽 `freeze_blocks` 단계를 얼린다 (torchvision
     trainable_backbone_layers = 5 − freeze_blocks).
   small_fpn  — cpu_small_fpn 용 작은 BN-ReLU 합성곱망: stride 4, 8, 16, 32 의 C2–C5 (채널 w, 2w, 4w, 8w) + 같은 FPN.
-  가중치 (`backbone.weights`): none, 또는 로컬 Keras 가중치 파일 (백본 특징 모델 전체의 `save_weights`).
+  가중치 (`backbone.weights`): none; resnet_fpn 은 ResNet 몸통의 층 이름 가중치 파일 (`layer_weights`, .npz —
+    `tools/import_weights --arch=resnet50` 이 쓴 것) 또는 그 도구의 출력 디렉터리; 그 밖의 파일은 Keras 가중치
+    파일 (백본 특징 모델 전체의 `save_weights`).
 """
 
 import os
@@ -19,16 +21,19 @@ import keras
 from frcnn.modeling import backbones
 from frcnn.modeling import fpn
 from frcnn.modeling import fpn_box_heads
+from frcnn.modeling import layer_weights
 
 # 백본 특징의 stride (캔버스·추론 입력은 이 배수로 패딩한다)
 PADDING_STRIDE = 32
+# `tools/import_weights --arch=resnet50` 이 출력 디렉터리에 쓰는 ResNet 몸통 가중치 (`layer_weights`)
+BODY_WEIGHTS_FILE = "resnet_body.npz"
 
 
 def _load_weights(features, weights, backbone_name):
-    """weights 가 파일이면 특징 모델에 싣는다.
+    """weights 가 디렉터리·.npz 면 ResNet 몸통 ('body') 에 층 이름으로, 다른 파일이면 특징 모델 전체에 싣는다.
 
     Raises:
-      ValueError: imagenet (Keras 가 내려받을 수 있는 같은 구조의 가중치가 없다), 없는 파일.
+      ValueError: imagenet (Keras 가 내려받을 수 있는 같은 구조의 가중치가 없다), 없는 파일, 맞지 않는 파일.
     """
     if weights == "none":
         return
@@ -37,9 +42,14 @@ def _load_weights(features, weights, backbone_name):
                          "write torchvision's with `python -m tools.import_weights --source=torchvision "
                          "--arch=resnet50 --model_dir=DIR` and pass --backbone_weights=DIR, or use "
                          "--backbone_weights=none to train from scratch")
+    if os.path.isdir(weights):
+        weights = os.path.join(weights, BODY_WEIGHTS_FILE)
     if not os.path.exists(weights):
         raise ValueError(f"{weights}: backbone weights file not found")
-    features.load_weights(weights)
+    if weights.endswith(layer_weights.SUFFIX):
+        layer_weights.load_layers(features.get_layer("body"), weights)
+    else:
+        features.load_weights(weights)
 
 
 def _resnet_fpn(config, name):

@@ -48,7 +48,8 @@ class FasterRCNN(keras.Model):
 
         Args:
           config: `config.ExperimentConfig`.
-          num_classes: int, C.
+          num_classes: int, C. `detection.class_slots` 가 있으면 그 길이와 같아야 하고, 분류기 행은
+            max(class_slots) + 1 개다 (가져온 COCO 모델의 91 행).
           separate_rpn_backbone: 교대 학습용 RPN 전용 백본을 만든다 (논문의 "별도 네트워크").
           box_head: 선택, 검출기 몸통 keras.Model (내보내기의 절단 SVD 몸통); None 이면 설정대로 만든다.
         """
@@ -59,8 +60,12 @@ class FasterRCNN(keras.Model):
         self.rpn_backbone = self.build_backbone("rpn_backbone") if separate_rpn_backbone else None
         self.rpn_head = rpn.RpnHead(config.rpn.conv_channels, self.anchors_per_location(),
                                     conv_depth=config.rpn.conv_depth, name="rpn_head")
+        slots = config.detection.class_slots
+        if slots and len(slots) != num_classes:
+            raise ValueError(f"detection.class_slots names {len(slots)} classifier rows for "
+                             f"{num_classes} classes")
         body = box_head if box_head is not None else self.build_box_head()
-        self.detector_head = heads.DetectorHead(body, num_classes, name="detector_head")
+        self.detector_head = heads.DetectorHead(body, max(slots, default=num_classes), name="detector_head")
 
     # ---- 구성 요소 (피라미드 모델 `fpn_model.FpnFasterRCNN` 이 바꾼다) ----
     def build_backbone(self, name):

@@ -31,6 +31,9 @@ class RpnHead(keras.layers.Layer):
         self.extra_convs = [keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
                                                 kernel_initializer=init, name=f"rpn_conv_{index}")
                             for index in range(2, conv_depth + 1)]
+        # 목록 속성은 tf.train.Checkpoint 가 따라가지 않는다 (변수가 저장되지 않는다): 층마다 속성 conv_2, … 로도 둔다
+        for index, conv in enumerate(self.extra_convs, start=2):
+            setattr(self, f"conv_{index}", conv)
         self.objectness = keras.layers.Conv2D(anchors_per_location, 1, kernel_initializer=init,
                                               name="rpn_objectness")
         self.box_deltas = keras.layers.Conv2D(anchors_per_location * 4, 1, kernel_initializer=init,

@@ -109,7 +109,8 @@ def load_source(path):
     weights = {key: variable.numpy() for key, variable in keyed.items()
                if key not in predictor and not key.startswith(RPN_BACKBONE + "/")}
     return SourceWeights(path, checkpoint, config, tuple(classes), weights,
-                         {key: keyed[key].numpy() for key in predictor}, tuple(range(1, len(classes) + 1)))
+                         {key: keyed[key].numpy() for key in predictor},
+                         tuple(config.detection.class_slots) or tuple(range(1, len(classes) + 1)))
 
 
 def variable_keys(model):

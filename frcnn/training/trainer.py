@@ -96,6 +96,10 @@ class Trainer:
     """
 
     def __init__(self, config, num_classes, model_dir, strategy):
+        if config.detection.class_slots:
+            raise ValueError("detection.class_slots is set: an imported detector (tools/import_weights) is "
+                             "for "
+                             "inference; fine-tune it into a new run with tools/train --init_from")
         self.config = config
         self.model_dir = model_dir
         self.strategy = strategy

@@ -87,6 +87,18 @@ def test_rpn_head_output_shapes():
     assert logits.dtype == tf.float32 and deltas.dtype == tf.float32
 
 
+def test_deeper_rpn_head_round_trips_through_a_checkpoint(tmp_path):
+    """conv_depth 2 (resnet50_fpn_v2) 의 둘째 합성곱도 tf.train.Checkpoint 에 저장되고 복원된다."""
+    heads = [rpn.RpnHead(8, 3, conv_depth=2) for _ in range(2)]
+    features = tf.random.stateless_normal([1, 4, 6, 5], (0, 1))
+    for head in heads:
+        head(features)
+    path = tf.train.Checkpoint(head=heads[0]).write(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(head=heads[1]).read(path).assert_existing_objects_matched()
+    for saved, restored in zip(heads[0].weights, heads[1].weights):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy(), err_msg=saved.path)
+
+
 def test_proposals_match_numpy_reference_train_and_test():
     anchors, logits, deltas, image_sizes, scales = _inputs()
     for training, pre_nms, post_nms in [(True, 60, 40), (False, 30, 10)]:
