@@ -35,6 +35,7 @@ from absl import app, flags, logging
 from benchmarks import side_by_side
 from frcnn import config as config_lib
 from frcnn.data import record_spec
+from frcnn.data import resize
 from frcnn.export import saved_model
 from frcnn.modeling import builder
 from frcnn.modeling import rpn_targets
@@ -148,6 +149,40 @@ def copy_torchvision_weights(reference, model, variant):
     torch_reference.copy_box_predictor(reference.roi_heads.box_predictor, model.detector_head)
 
 
+def check_same_setup(reference, config, height, width):
+    """두 쪽이 같은 크기의 입력과 같은 제안·검출 수를 쓰는지 확인한다 (아니면 AssertionError).
+
+    torchvision 변환 (min 800 / max 1333, 32 배수 패딩) 과 우리 크기 규칙이 모두 (height, width) 를 그대로 두어야
+    하고, RPN 의 사전·사후 NMS 개수 (학습·시험), 검출 점수 문턱·NMS·상한이 같아야 한다.
+    """
+    torch = torch_module()
+    with torch.no_grad():
+        images, _ = reference.transform([torch.zeros(3, height, width)])
+    theirs = (tuple(images.tensors.shape[-2:]), tuple(images.image_sizes[0]))
+    _, size = resize.resize_scale(height, width, config.input.min_size, config.input.max_size,
+                                  config.input.size_rule)
+    stride = config.anchors.stride
+    ours = tuple(-(-int(side) // stride) * stride for side in size.numpy())
+    if theirs != ((height, width), (height, width)) or ours != (height, width):
+        raise AssertionError(f"input size differs: torchvision (padded, resized) {theirs}, "
+                             f"ours padded {ours}, image {height}x{width}")
+    rpn, heads = reference.rpn, reference.roi_heads
+    pairs = {"pre_nms train": (rpn._pre_nms_top_n["training"], config.rpn.pre_nms_top_k),
+             "post_nms train": (rpn._post_nms_top_n["training"], config.rpn.post_nms_top_k),
+             "pre_nms test": (rpn._pre_nms_top_n["testing"], config.rpn.test_pre_nms_top_k),
+             "post_nms test": (rpn._post_nms_top_n["testing"], config.rpn.test_post_nms_top_k),
+             "rpn nms": (rpn.nms_thresh, config.rpn.nms_iou),
+             "rois per image": (heads.fg_bg_sampler.batch_size_per_image, config.roi.num_rois),
+             "score threshold": (heads.score_thresh, config.detection.score_threshold),
+             "detection nms": (heads.nms_thresh, config.detection.nms_iou),
+             "detections": (heads.detections_per_img, config.detection.max_detections)}
+    differ = {name: pair for name, pair in pairs.items() if pair[0] != pair[1]}
+    if differ:
+        raise AssertionError(f"settings differ (torchvision, ours): {differ}")
+    print(f"same setup: input {height}x{width} reaches both models unchanged; "
+          + ", ".join(f"{name} {pair[0]}" for name, pair in pairs.items()))
+
+
 def export_serving(model, config, parent):
     """`tools.export` 처럼 SavedModel 로 내보내고 불러온 `serving_default`."""
     export_dir = os.path.join(parent, config.name)
@@ -162,6 +197,7 @@ def compare_inference(variant, image):
     tensor = torch.from_numpy(image)
     reference = calibrate_for_detection(torchvision_model(variant), tensor.permute(2, 0, 1).float() / 255.0)
     config = config_lib.build_config(PRESETS[variant], "backbone.weights=none")
+    check_same_setup(reference, config, *image.shape[:2])
     model = builder.build_model(config, NUM_CLASSES)
     model.build_all((64, 64))
     copy_torchvision_weights(reference, model, variant)
@@ -252,6 +288,7 @@ def compare_train(variant, generator):
     if canvas not in record_spec.canvases(config):
         raise app.UsageError(f"{canvas} is not a canvas of {config.name}: {record_spec.canvases(config)}")
     reference = torchvision_model(variant)
+    check_same_setup(reference, config, *canvas)
     batch, torch_images, targets = train_batch(config, generator)
     with tempfile.TemporaryDirectory() as model_dir:
         trainer = trainer_lib.Trainer(config, NUM_CLASSES, model_dir, tf.distribute.get_strategy())
