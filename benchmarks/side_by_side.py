@@ -36,8 +36,9 @@ def compare(candidate, baseline, num_runs, target_ratio):
     for run in range(num_runs):
         candidate_times.append(timed(candidate_fn)[0])
         baseline_times.append(timed(baseline_fn)[0])
+        ratio = candidate_times[-1] / baseline_times[-1]
         print(f"run {run + 1}: {candidate_name} {candidate_times[-1]:.3f} s, "
-              f"{baseline_name} {baseline_times[-1]:.3f} s")
+              f"{baseline_name} {baseline_times[-1]:.3f} s, ratio {ratio:.3f}")
     candidate_median = statistics.median(candidate_times)
     baseline_median = statistics.median(baseline_times)
     ratio = candidate_median / baseline_median
