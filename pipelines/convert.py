@@ -36,11 +36,10 @@ from frcnn import fileio
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.data import sources
-from frcnn.modeling import crowd
-from frcnn.modeling import difficult
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
+from pipelines import anchor_labeling
 
 # 한 번의 tf.function 호출로 라벨을 붙이는 이미지 수 (원본 + 뒤집기로 2B 행).
 LABEL_BATCH_SIZE = 32
@@ -125,15 +124,10 @@ class AnchorLabeler:
         both_boxes = tf.concat([gt_boxes, flipped_boxes], axis=0)
         both_difficult = tf.concat([is_difficult, is_difficult], axis=0)
         both_sizes = tf.concat([image_sizes, image_sizes], axis=0)
-        target_boxes, ignore_boxes = difficult.training_boxes(both_boxes, both_difficult,
-                                                              config.input.difficult)
-        crowd_boxes = None
-        if is_crowd is not None:
-            both_crowd = tf.concat([is_crowd, is_crowd], axis=0)
-            target_boxes, crowd_boxes = crowd.split_crowd(target_boxes, both_boxes, both_crowd)
+        both_crowd = None if is_crowd is None else tf.concat([is_crowd, is_crowd], axis=0)
         # [2B, A] 매칭 코드
-        matches = _label_used_anchors(anchors, target_boxes, both_sizes, config.rpn, ignore_boxes,
-                                      crowd_boxes)
+        matches = anchor_labeling.label_boxes(anchors, both_boxes, both_difficult, both_sizes, config,
+                                              both_crowd)
         matches, flipped = tf.split(tf.cast(matches, tf.int16), 2, axis=0)
         return matches, flipped, rpn_targets.boundary_ignored(anchors, image_sizes, config.rpn)
 
@@ -165,39 +159,6 @@ class AnchorLabeler:
         else:
             labels = self._label(*arguments)
         return tuple(label.numpy() for label in labels)
-
-
-def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None, crowd_boxes=None):
-    """`rpn_targets.label_anchors` 와 같은 결과를, 배치의 어느 이미지에도 들어가지 않는 앵커를 빼고 계산한다.
-
-    경계를 넘는 앵커를 무시하는 설정(논문)에서는 배치의 가장 큰 (h, w) 밖으로 나가는 앵커가 모든
-    이미지에서 IoU −1 (무시) 이라 최고 IoU·GT 별 최고 앵커 어디에도 끼지 않는다. 그 앵커들을 빼고
-    라벨을 붙인 뒤 −1 로 채워 넣으면 결과가 같고, vgg16_paper 에서는 IoU 계산이 절반 이하로 준다.
-    (오프라인 변환 전용: 동적 모양의 gather/scatter 를 쓴다. 모델·내보낸 그래프에는 쓰지 않는다.)
-
-    Args:
-      anchors: [A, 4] float32.
-      gt_boxes: [B, G, 4] float32 캔버스 픽셀, −1 패딩.
-      image_sizes: [B, 2] float32 리사이즈된 (h, w).
-      rpn_config: `config.RpnConfig`.
-      ignore_boxes: 선택, [B, G, 4] 무시 박스 (`rpn_targets.label_anchors`).
-      crowd_boxes: 선택, [B, G, 4] crowd 상자 (`rpn_targets.label_anchors`).
-
-    Returns:
-      [B, A] int32 매칭 코드.
-    """
-    if rpn_config.allow_cross_boundary:
-        return rpn_targets.label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes,
-                                         crowd_boxes)
-    largest_size = tf.reduce_max(image_sizes, axis=0, keepdims=True)  # [1, 2]
-    # [K] 배치의 어떤 이미지 안에 들어갈 수 있는 앵커의 번호
-    used_indices = tf.where(box_ops.inside_image(anchors, largest_size)[0])
-    used_matches = rpn_targets.label_anchors(tf.gather_nd(anchors, used_indices), gt_boxes,
-                                             image_sizes, rpn_config, ignore_boxes, crowd_boxes)  # [B, K]
-    # [A, B] 쓰지 않은 앵커는 무시(−1)
-    ignored = tf.fill([tf.shape(anchors)[0], tf.shape(gt_boxes)[0]], rpn_targets.IGNORE_CODE)
-    scattered = tf.tensor_scatter_nd_update(ignored, used_indices, tf.transpose(used_matches))
-    return tf.transpose(scattered)
 
 
 # ---------------------------------------------------------------- 출력 파일

@@ -29,6 +29,7 @@ from frcnn.data import resize
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
+from pipelines import anchor_labeling
 
 
 def _pad_objects(values, max_gt_boxes: int, padding):
@@ -141,16 +142,49 @@ def dense_anchor_matches(parsed, spec, table, canvas_index, image_size, flip):
     return records.decode_anchor_matches(sparse, boundary)
 
 
-def _prepare(parsed, spec, training, flip, seed, canvas, table):
-    """디코딩한 레코드 하나 → 배치 전 원소 dict (모양은 `build_dataset` 의 배치 모양에서 B 를 뺀 것)."""
+def computed_anchor_matches(parsed, spec, anchors, gt_boxes, image_size):
+    """레코드 대신 tf.data 에서 계산한 [A] int32 매칭 코드 (스케일 지터; 변환기와 같은 `anchor_labeling.label_boxes`).
+
+    Args:
+      parsed: `records.parse_example` dict (difficult, is_crowd, 물체 수 G').
+      spec: `RecordSpec` (input.difficult, rpn 설정).
+      anchors: [A, 4] float32 numpy — 이 데이터셋 캔버스의 앵커.
+      gt_boxes: [G, 4] float32 캔버스 픽셀 (−1 패딩; 뒤집었으면 뒤집은 것).
+      image_size: [2] float32 리사이즈된 (h, w).
+
+    Returns:
+      [A] int32 (A 정적).
+    """
+    config = spec.config
+    # 물체 행만 (없으면 패딩 한 행): 패딩 행은 코드를 바꾸지 않고 IoU 계산만 늘린다 (변환기도 배치 안 최대 수로 자른다)
+    count = tf.maximum(tf.shape(parsed["boxes"])[0], 1)
+    boxes = gt_boxes[None, :count]  # [1, G', 4]
+    is_difficult = _pad_objects(parsed["difficult"], config.input.max_gt_boxes, False)[None, :count]
+    is_crowd = _pad_objects(parsed["is_crowd"], config.input.max_gt_boxes, False)[None, :count]
+    anchors = tf.constant(anchors)
+    image_sizes = image_size[None]
+    # crowd 가 있는 이미지만 crowd 규칙으로 (변환기처럼; 모두 거짓이면 결과는 같고 IoA 계산만 준다)
+    matches = tf.cond(
+        tf.reduce_any(is_crowd),
+        lambda: anchor_labeling.label_boxes(anchors, boxes, is_difficult, image_sizes, config, is_crowd),
+        lambda: anchor_labeling.label_boxes(anchors, boxes, is_difficult, image_sizes, config))
+    return tf.ensure_shape(matches[0], [len(anchors)])
+
+
+def _prepare(parsed, spec, training, flip, seed, canvas, table, short_side=None):
+    """디코딩한 레코드 하나 → 배치 전 원소 dict (모양은 `build_dataset` 의 배치 모양에서 B 를 뺀 것).
+
+    short_side 가 None 이면 min_size 와 레코드의 라벨 (table = `anchor_table`), 아니면 짧은 변 short_side 와
+    계산한 라벨 (table = 지터 캔버스의 [A, 4] 앵커, canvas 는 번호).
+    """
     config = spec.config
     image = parsed["image"]
     original_size = tf.shape(image)[:2]
-    resized, scale = resize.resize_image(image, spec.min_size, spec.max_size, config.input.size_rule)
+    sizes = (short_side or spec.min_size, spec.max_size, config.input.size_rule)
+    resized, scale = resize.resize_image(image, *sizes)
     max_gt_boxes = config.input.max_gt_boxes
     normalized_boxes = _pad_objects(parsed["boxes"], max_gt_boxes, -1.0)  # [G, 4]
-    gt_boxes, image_size = resize.canvas_boxes(normalized_boxes, original_size[0], original_size[1],
-                                               spec.min_size, spec.max_size, config.input.size_rule)
+    gt_boxes, image_size = resize.canvas_boxes(normalized_boxes, original_size[0], original_size[1], *sizes)
     do_flip = _flip_decision(training and config.input.random_flip, flip, seed)
     resized = tf.cond(do_flip, lambda: tf.image.flip_left_right(resized), lambda: resized)
     gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)
@@ -158,7 +192,11 @@ def _prepare(parsed, spec, training, flip, seed, canvas, table):
         index = resize.canvas_for_image(original_size[0], original_size[1], spec)
         shape = tf.unstack(tf.constant(spec.canvas_shapes, tf.int32)[index])
     else:
-        index, shape = canvas, spec.canvas_shapes[canvas]
+        index, shape = canvas, spec.training_canvas(canvas, short_side)
+    if short_side is None:
+        anchor_matches = dense_anchor_matches(parsed, spec, table, index, image_size, do_flip)
+    else:
+        anchor_matches = computed_anchor_matches(parsed, spec, table, gt_boxes, image_size)
     return {
         "images": resize.pad_to_canvas(resized, shape),
         "image_sizes": image_size,
@@ -168,7 +206,7 @@ def _prepare(parsed, spec, training, flip, seed, canvas, table):
         "gt_classes": _pad_objects(parsed["classes"], max_gt_boxes, -1),
         "gt_difficult": _pad_objects(parsed["difficult"], max_gt_boxes, False),
         "gt_crowd": _pad_objects(parsed["is_crowd"], max_gt_boxes, False),
-        "anchor_matches": dense_anchor_matches(parsed, spec, table, index, image_size, do_flip),
+        "anchor_matches": anchor_matches,
         "source_ids": parsed["source_id"],
         "skipped_records": parsed["skipped_records"],
     }
@@ -221,8 +259,22 @@ def _decoded_records(spec, training, seed, canvas):
                              f"canvas {canvas} ({shape[0]}×{shape[1]}) in {os.path.dirname(spec.files[0])}")
 
 
+def _check_arguments(spec, canvas, short_side):
+    """`build_dataset` 의 인자 검사 (Raises 는 그쪽 설명)."""
+    num_canvases = len(spec.canvas_shapes)
+    if canvas is not None and not (isinstance(canvas, int) and 0 <= canvas < num_canvases):
+        raise ValueError(f"canvas must be None or a canvas index in [0, {num_canvases}), got {canvas!r}")
+    if short_side is not None and canvas is None:
+        raise ValueError("short_side (scale jitter) needs a canvas index: one static shape per dataset")
+    if short_side is not None and not (isinstance(short_side, int) and 0 < short_side <= spec.max_size):
+        raise ValueError(f"short_side must be an int in (0, input.max_size={spec.max_size}], "
+                         f"got {short_side!r}")
+    if not spec.files:
+        raise ValueError("build_dataset needs a RecordSpec read from records (RecordSpec.read)")
+
+
 def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
-                  canvas=None) -> tf.data.Dataset:
+                  canvas=None, short_side=None) -> tf.data.Dataset:
     """학습·평가용 배치 데이터셋을 만든다.
 
     Args:
@@ -233,6 +285,8 @@ def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
       seed: 섞기·뒤집기 seed.
       canvas: None (모든 캔버스, 캔버스별로 묶은 배치, 모양 None) 또는 캔버스 번호 k (그 캔버스의 레코드만,
         정적 모양; 그 캔버스의 레코드가 없으면 학습 데이터셋은 아무것도 내지 않는다).
+      short_side: None (min_size, 레코드의 앵커 라벨) 또는 스케일 지터의 짧은 변 s (canvas 가 필요하다): 짧은 변 s 로
+        리사이즈해 `spec.training_canvas(canvas, s)` 모양에 담고 앵커 라벨은 계산한다 (s = min_size 여도).
 
     Returns:
       원소 dict: 'images' [B, Hc, Wc, 3] float32 (0–255), 'image_sizes' [B, 2] float32 (h, w),
@@ -243,17 +297,17 @@ def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
       앞에서 건너뛴 디코딩 불가 레코드 수).
 
     Raises:
-      ValueError: 레코드 파일이 없는 명세, 없는 캔버스 번호.
+      ValueError: 레코드 파일이 없는 명세, 없는 캔버스 번호, canvas 없는 short_side, (0, max_size] 밖의 short_side.
     """
-    num_canvases = len(spec.canvas_shapes)
-    if canvas is not None and not (isinstance(canvas, int) and 0 <= canvas < num_canvases):
-        raise ValueError(f"canvas must be None or a canvas index in [0, {num_canvases}), got {canvas!r}")
-    if not spec.files:
-        raise ValueError("build_dataset needs a RecordSpec read from records (RecordSpec.read)")
+    _check_arguments(spec, canvas, short_side)
     batch_size = batch_size or spec.config.train.batch_size
     dataset = _decoded_records(spec, training, seed, canvas)
-    table = anchor_table(spec, canvas)
-    dataset = dataset.map(lambda parsed: _prepare(parsed, spec, training, flip, seed, canvas, table),
+    if short_side is None:
+        table = anchor_table(spec, canvas)
+    else:
+        table = anchors_lib.anchors_for_canvas(spec.config, spec.training_canvas(canvas, short_side)).numpy()
+    dataset = dataset.map(lambda parsed: _prepare(parsed, spec, training, flip, seed, canvas, table,
+                                                  short_side),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     if canvas is not None:
         dataset = dataset.batch(batch_size, drop_remainder=training)

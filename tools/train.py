@@ -173,8 +173,9 @@ def _train():
     spec = record_spec.RecordSpec.read(FLAGS.records, config)  # 파일·지문 확인은 한 번, 학습 시작 (run.json) 전에
     tf.random.set_seed(config.train.seed)
 
-    def make_dataset(batch_size, canvas):
-        return input_pipeline.build_dataset(spec, training=True, batch_size=batch_size, canvas=canvas)
+    def make_dataset(batch_size, canvas, short_side=None):
+        return input_pipeline.build_dataset(spec, training=True, batch_size=batch_size, canvas=canvas,
+                                            short_side=short_side)
 
     make_validator = _validator_factory(config, spec.classes) if FLAGS.eval_records else None
     bar = _ProgressBar() if FLAGS.progress else None

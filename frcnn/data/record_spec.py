@@ -11,6 +11,9 @@
   지문(fingerprint): 앵커 라벨을 정하는 설정 (캔버스, 앵커, 매칭 임계값, G, difficult 방식) 과 레코드의 라벨
     형식 (`records.ANCHOR_LABEL_FORMAT`) 의 sha256 앞 12자리.
   canvas_counts: 캔버스마다 레코드 수 (학습 루프가 루프마다 캔버스를 이 비율로 고른다).
+  스케일 지터 (`input.train_short_sides`): 이미지는 min_size 에서 정해진 캔버스 k 에 그대로 묶이고, 짧은 변 s 로
+    리사이즈할 때는 캔버스 k 를 s 에 맞춰 키우거나 줄인 모양 (`scaled_canvas`) 에 들어간다. 묶음이 그대로라
+    레코드의 캔버스 고르기 (크기 특징) 와 canvas_counts 가 모든 스케일에서 맞고, 어떤 스케일에서도 빈 캔버스가 없다.
 """
 
 import dataclasses
@@ -44,6 +47,32 @@ def canvases(config) -> Tuple[Tuple[int, int], ...]:
     longs = {side for side in config.input.canvas_long_sides if short <= side < longest} | {longest}
     shapes = {shape for long in longs for shape in ((short, long), (long, short))}
     return tuple(sorted(shapes, key=lambda shape: (shape[0] * shape[1], shape[0])))
+
+
+def _scaled_side(side: int, short_side: int, config) -> int:
+    """min_size 에서 캔버스 변 side 안에 드는 이미지가 짧은 변 short_side 로 리사이즈될 때의 변 상한 (픽셀).
+
+    'round' 규칙: min_size 에서 반올림한 변 ≤ side 면 실수 변 < side + ½ 이고, s 에서의 배율은 min_size 배율의
+    s / min_size 배 이하라 (긴 변 상한은 배율을 줄이기만 한다) 변 ≤ ⌊(side + ½)·s / min_size + ½⌋.
+    'torchvision' 규칙 (내림): 실수 변 < side + 1 이라 변 ≤ ⌊(side + 1)·s / min_size⌋. 둘 다 float32 배율 오차를
+    덮도록 1e-3 을 더한다. min_size 에서 긴 변 상한에 걸린 이미지 (가장 큰 캔버스) 는 어느 스케일에서도 변 ≤ max_size.
+    """
+    min_size = config.input.min_size
+    side_slack, round_slack = (0.5, 0.5) if config.input.size_rule == "round" else (1.0, 0.0)
+    bound = math.floor((side + side_slack) * short_side / min_size + round_slack + 1e-3)
+    return min(bound, config.input.max_size)
+
+
+def scaled_canvas(config, canvas: Tuple[int, int], short_side: int) -> Tuple[int, int]:
+    """캔버스 k (min_size 의 (Hc, Wc)) 에 드는 모든 이미지를 짧은 변 short_side 로 리사이즈했을 때 담는 캔버스.
+
+    short_side == min_size 면 canvas 그대로; 아니면 변마다 `_scaled_side` 를 stride 배수로 올린다 (정확한 캔버스보다
+    변마다 많아야 stride 하나 크다: min_size 에서 캔버스의 짧은 변에 드는 거의 정사각형인 반대 방향 이미지 때문).
+    """
+    if short_side == config.input.min_size:
+        return tuple(canvas)
+    stride = config.anchors.stride
+    return tuple(_round_up(_scaled_side(side, short_side, config), stride) for side in canvas)
 
 
 def num_anchors(config, canvas: Tuple[int, int]) -> int:
@@ -132,6 +161,12 @@ class RecordSpec:
     def canvas(self, index: int):
         """캔버스 번호 k → ((Hc, Wc), A)."""
         return self.canvas_shapes[index], self.anchor_counts[index]
+
+    def training_canvas(self, index: int, short_side=None) -> Tuple[int, int]:
+        """캔버스 k 의 짧은 변 short_side (None 이면 min_size) 학습 모양 (Hc, Wc) (`scaled_canvas`)."""
+        if short_side is None:
+            return self.canvas_shapes[index]
+        return scaled_canvas(self.config, self.canvas_shapes[index], short_side)
 
     def metadata_for(self, split: str, counts: dict, **extra) -> dict:
         """변환기가 쓸 `<split>.json` 내용 (스키마는 여기서만 정한다).
