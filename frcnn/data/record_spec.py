@@ -55,19 +55,24 @@ def _scaled_side(side: int, short_side: int, config) -> int:
     'round' 규칙: min_size 에서 반올림한 변 ≤ side 면 실수 변 < side + ½ 이고, s 에서의 배율은 min_size 배율의
     s / min_size 배 이하라 (긴 변 상한은 배율을 줄이기만 한다) 변 ≤ ⌊(side + ½)·s / min_size + ½⌋.
     'torchvision' 규칙 (내림): 실수 변 < side + 1 이라 변 ≤ ⌊(side + 1)·s / min_size⌋. 둘 다 float32 배율 오차를
-    덮도록 1e-3 을 더한다. min_size 에서 긴 변 상한에 걸린 이미지 (가장 큰 캔버스) 는 어느 스케일에서도 변 ≤ max_size.
+    덮도록 1e-3 을 더한다. 이 위 한계는 min_size 에서 긴 변 상한에 걸리지 않은 이미지의 것이다. 걸린 이미지 (긴 변
+    = max_size, 반올림·내림으로 max_size − 1 일 수도; 그래서 그 길이를 담는 변만) 는 s < min_size 여도 배율이
+    min_size 때보다 크지 않아 (max_size / 긴 변 그대로일 수 있다) 변이 줄지 않는다: 그런 변은 side 를 한계로 둔다.
     """
-    min_size = config.input.min_size
+    min_size, max_size = config.input.min_size, config.input.max_size
     side_slack, round_slack = (0.5, 0.5) if config.input.size_rule == "round" else (1.0, 0.0)
     bound = math.floor((side + side_slack) * short_side / min_size + round_slack + 1e-3)
-    return min(bound, config.input.max_size)
+    if side >= max_size - 1:  # 긴 변 상한에 걸린 이미지를 담을 수 있는 변
+        bound = max(bound, min(side, max_size))
+    return min(bound, max_size)
 
 
 def scaled_canvas(config, canvas: Tuple[int, int], short_side: int) -> Tuple[int, int]:
     """캔버스 k (min_size 의 (Hc, Wc)) 에 드는 모든 이미지를 짧은 변 short_side 로 리사이즈했을 때 담는 캔버스.
 
-    short_side == min_size 면 canvas 그대로; 아니면 변마다 `_scaled_side` 를 stride 배수로 올린다 (정확한 캔버스보다
-    변마다 많아야 stride 하나 크다: min_size 에서 캔버스의 짧은 변에 드는 거의 정사각형인 반대 방향 이미지 때문).
+    short_side == min_size 면 canvas 그대로; 아니면 변마다 `_scaled_side` 를 stride 배수로 올린다. 여유: 짧은 변은
+    min_size 에서 캔버스의 짧은 변에 드는 거의 정사각형인 반대 방향 이미지 때문에 stride 하나쯤, 가장 큰 캔버스의 긴
+    변은 s < min_size 에서도 max_size 그대로 (긴 변 상한에 걸린, 가로세로비 > max_size / min_size 인 이미지).
     """
     if short_side == config.input.min_size:
         return tuple(canvas)
