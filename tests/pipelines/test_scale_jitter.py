@@ -1,6 +1,6 @@
 """스케일 지터 (`input.train_short_sides`, `build_dataset(short_side=…)`) 테스트: tf.data 에서 계산한 앵커 라벨이
 s = min_size 에서 레코드의 라벨과 비트 단위로 같음 (한 수준·FPN, difficult=ignore, COCO crowd, 경계 밖 앵커, 뒤집기),
-스케일마다 정적 모양, 지터로 학습하면 여러 스케일을 돈다.
+스케일마다 정적 모양, 지터로 (한 수준·FPN, joint) 학습하면 여러 스케일을 돈다, 지터를 꺼도 캔버스 순서가 같다.
 
 용어: s 지터의 짧은 변; 캔버스 k 는 min_size 에서 정해진 번호 (`RecordSpec.training_canvas(k, s)` 가 s 의 모양).
 """
@@ -129,24 +129,44 @@ def test_short_side_arguments_are_checked(jitter_records):
         input_pipeline.build_dataset(spec, training=True, canvas=0, short_side=200)
 
 
-def test_training_with_jitter_visits_several_scales(jitter_records, tmp_path):
-    _, records_spec = jitter_records
-    config = tiny_config(JITTER + ",train.num_steps=6,train.steps_per_loop=1,train.checkpoint_every=100")
-    spec = dataclasses.replace(records_spec, config=config)
-    made = []
+JITTER_FPN = FPN + ",input.train_short_sides=(32,64,96)"
+
+
+@pytest.fixture(scope="module")
+def jitter_fpn_records(tmp_path_factory):
+    """(설정, 명세) — tiny cpu_small_fpn (캔버스 64×96·96×64, torchvision 규칙) 의 VOC 레코드, 지터 32·64·96."""
+    root = tmp_path_factory.mktemp("jitter_fpn")
+    config = tiny_fpn_config(JITTER_FPN)
+    pattern = _voc_records(root, TINY_FPN + "," + JITTER_FPN, "cpu_small_fpn")
+    return config, record_spec.RecordSpec.read(pattern, config)
+
+
+@pytest.mark.parametrize("family", ["single", "fpn"])
+def test_joint_training_with_jitter_visits_several_scales(request, tmp_path, family):
+    records = request.getfixturevalue("jitter_records" if family == "single" else "jitter_fpn_records")
+    make_config = tiny_config if family == "single" else tiny_fpn_config
+    jitter = JITTER if family == "single" else JITTER_FPN
+    config = make_config(jitter + ",train.training_mode=joint,train.num_steps=6,train.steps_per_loop=2,"
+                         "train.checkpoint_every=100")
+    spec = dataclasses.replace(records[1], config=config)
+    made, shapes = [], []
 
     def make_dataset(batch_size, canvas, short_side=None):
         made.append((canvas, short_side))
-        return input_pipeline.build_dataset(spec, training=True, batch_size=batch_size, canvas=canvas,
-                                            short_side=short_side, seed=0)
+        dataset = input_pipeline.build_dataset(spec, training=True, batch_size=batch_size, canvas=canvas,
+                                               short_side=short_side, seed=0)
+        shapes.append(tuple(dataset.element_spec["images"].shape))
+        return dataset
 
     result = loop.train(spec, "x", str(tmp_path / "run"), make_dataset)
     assert result["step"] == 6 and np.isfinite(result["losses"]["total_loss"])
     # 루프마다 고른 (캔버스, 짧은 변) 의 데이터셋을 (처음 한 번씩) 만들었고, 짧은 변이 여럿이다
     batches = loop.CanvasBatches(_FakeTrainer(config), make_dataset, spec)
-    chosen = [batches.choose(step) for step in range(6)]
+    chosen = [batches.choose(step) for step in range(0, 6, 2)]
     assert made == list(dict.fromkeys(chosen))
     assert len({short_side for _, short_side in made}) > 1
+    # 각 데이터셋의 정적 배치 모양은 그 (캔버스, 짧은 변) 의 캔버스
+    assert shapes == [(2,) + spec.training_canvas(canvas, side) + (3,) for canvas, side in made]
 
 
 class _FakeTrainer:
