@@ -35,7 +35,11 @@ flags.DEFINE_string("model_dir", None,
                     "Output directory: run.json (resolved config), checkpoints/, train/ (TensorBoard).")
 flags.DEFINE_string("config", "cpu_small", "Preset: vgg16_paper, vgg16_seed or cpu_small.")
 flags.DEFINE_string("params_override", "",
-                    "Config overrides 'section.key=value,...', e.g. 'train.learning_rate=0.01'.")
+                    "Config overrides 'section.key=value,...', e.g. 'train.learning_rate=0.01'. "
+                    "Scale jitter: 'input.train_short_sides=(640,672,704,736,768,800)' draws one "
+                    "shorter side per training loop (detectron2's ResizeShortestEdge draws one per "
+                    "image; one per loop keeps shapes static); off by default, input.min_size stays "
+                    "the evaluation size.")
 flags.DEFINE_enum("training_mode", None, ["joint", "alternating"],
                   "joint = approximate joint training (train.num_steps steps); alternating = the paper's "
                   "4-step training: RPN, detector, RPN, detector. Its stage lengths: train.stage_steps if "
