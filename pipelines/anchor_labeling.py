@@ -1,5 +1,5 @@
-"""GT 로 앵커 매칭 코드를 계산하는 한 곳: 레코드 변환 (`convert.AnchorLabeler`) 과 스케일 지터의 tf.data
-(`input_pipeline`, min_size 가 아닌 짧은 변) 이 같은 함수를 써서, 같은 GT·같은 캔버스면 코드가 비트 단위로 같다.
+"""GT 로 앵커 매칭 코드를 계산하는 한 곳: 레코드 변환 (`convert.AnchorLabeler`) 이 min_size 와 스케일 지터의
+짧은 변마다 (`input.train_short_sides`) 같은 함수로 라벨을 미리 계산한다 (학습 파이프라인은 계산하지 않고 푼다).
 
 용어:
   B 이미지 수, G 최대 GT 수 (−1 패딩; 패딩 행은 코드에 영향이 없다), A 앵커 수, K 쓰이는 앵커 수.
@@ -42,7 +42,7 @@ def label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=
     경계를 넘는 앵커를 무시하는 설정(논문)에서는 배치의 가장 큰 (h, w) 밖으로 나가는 앵커가 모든
     이미지에서 IoU −1 (무시) 이라 최고 IoU·GT 별 최고 앵커 어디에도 끼지 않는다. 그 앵커들을 빼고
     라벨을 붙인 뒤 −1 로 채워 넣으면 결과가 같고, vgg16_paper 에서는 IoU 계산이 절반 이하로 준다.
-    (레코드 변환과 tf.data 전용: 동적 모양의 gather/scatter 를 쓴다. 모델·내보낸 그래프에는 쓰지 않는다.)
+    (오프라인 변환 전용: 동적 모양의 gather/scatter 를 쓴다. 모델·내보낸 그래프에는 쓰지 않는다.)
 
     Args:
       anchors: [A, 4] float32.

@@ -5,6 +5,8 @@ float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 앵커 지문�
 확인하고 (레코드마다 다시 확인한다), 뒤집기를 하면 미리 계산해 둔 뒤집힌 이미지의 코드를 쓴다.
 레코드의 코드는 희소하다 (`records` 모듈 설명): 적힌 양성·무시 앵커를 캔버스의 [A] 에 흩뿌리고, 이미지 경계를
 넘는 앵커의 −1 은 같은 앵커·같은 이미지 크기로 다시 계산한다 (`rpn_targets.boundary_ignored`, 그래프 안).
+스케일 지터 (`build_dataset(short_side=s)`) 도 같다: 변환기가 s 마다 미리 계산해 둔 그 스케일 캔버스의 라벨을
+푼다 (tf.data 에서 라벨을 계산하면 resnet50_fpn 에서 이미지당 CPU 가 몇 배라서; `input.train_short_sides` 설명).
 
 용어:
   B 배치, G 최대 GT 수 (`input.max_gt_boxes`, −1 패딩), A 앵커 수.
@@ -24,12 +26,12 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from frcnn.data import record_spec
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
-from pipelines import anchor_labeling
 
 
 def _pad_objects(values, max_gt_boxes: int, padding):
@@ -50,8 +52,8 @@ def _flip_decision(random_flip: bool, flip, seed):
 
 
 def _parse(serialized, spec):
-    """레코드 → `records.parse_example` dict (앵커 지문이 명세와 다르면 오류: 건너뛰지 않는다)."""
-    parsed = records.parse_example(serialized)
+    """레코드 → `records.parse_example` dict (지터 스케일의 라벨도; 앵커 지문이 명세와 다르면 오류: 건너뛰지 않는다)."""
+    parsed = records.parse_example(serialized, record_spec.label_short_sides(spec.config))
     fingerprint_check = tf.debugging.assert_equal(
         parsed["anchor_fingerprint"], spec.fingerprint,
         message=f"record anchor fingerprint differs from preset '{spec.config.name}'")
@@ -101,31 +103,34 @@ def _skip_undecodable(dataset, num_records: int, what: str):
     return counted.filter(lambda element: element["decoded"])
 
 
-def anchor_table(spec, canvas=None):
+def anchor_table(spec, canvas=None, short_side=None):
     """캔버스 k (None 이면 모든 캔버스) 의 앵커를 한 번 계산해 둔 표 (데이터셋마다 한 번).
+
+    short_side: None (min_size) 또는 지터의 짧은 변 s (캔버스 k 를 s 로 바꾼 모양 `RecordSpec.training_canvas`).
 
     Returns:
       (anchors [ΣA, 4] float32 numpy — 캔버스 번호 순으로 이은 것, starts [K] 시작 위치, counts [K] 앵커 수);
       canvas 가 주어지면 그 캔버스 하나 (K = 1).
     """
     indices = range(len(spec.canvas_shapes)) if canvas is None else [canvas]
-    arrays = [anchors_lib.anchors_for_canvas(spec.config, spec.canvas_shapes[index]).numpy()
+    arrays = [anchors_lib.anchors_for_canvas(spec.config, spec.training_canvas(index, short_side)).numpy()
               for index in indices]
     counts = np.array([len(array) for array in arrays], np.int32)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
     return np.concatenate(arrays), starts, counts
 
 
-def dense_anchor_matches(parsed, spec, table, canvas_index, image_size, flip):
+def dense_anchor_matches(parsed, spec, table, canvas_index, image_size, flip, short_side=None):
     """레코드의 희소 앵커 라벨 → 그 캔버스의 [A] int32 밀집 매칭 코드 (그래프 안).
 
     Args:
-      parsed: `records.parse_example` dict (희소 라벨 두 벌).
+      parsed: `records.parse_example` dict (희소 라벨 두 벌; 지터면 스케일마다 두 벌 더).
       spec: `RecordSpec` (rpn 설정).
-      table: `anchor_table(spec, canvas)`.
+      table: `anchor_table(spec, canvas, short_side)`.
       canvas_index: 표가 캔버스 하나면 무시, 모든 캔버스면 이미지의 캔버스 번호 (int32 스칼라 텐서).
       image_size: [2] float32 리사이즈된 (h, w) (`resize.canvas_boxes`).
       flip: bool 스칼라 텐서, 뒤집힌 이미지의 라벨을 쓸지.
+      short_side: None (min_size 의 라벨) 또는 지터의 짧은 변 s (레코드의 s 스케일 라벨, 변환기가 미리 계산).
 
     Returns:
       [A] int32 (표가 캔버스 하나면 A 가 정적).
@@ -137,45 +142,16 @@ def dense_anchor_matches(parsed, spec, table, canvas_index, image_size, flip):
         begin, size = tf.gather(starts, canvas_index), tf.gather(counts, canvas_index)
         anchors = tf.slice(anchors, [begin, 0], [size, 4])
     boundary = rpn_targets.boundary_ignored(anchors, image_size[None], spec.config.rpn)[0]  # [A]
-    sparse = tf.cond(flip, lambda: [parsed[key] for key in records.anchor_label_keys(True)],
-                     lambda: [parsed[key] for key in records.anchor_label_keys(False)])
+    sparse = tf.cond(flip, lambda: [parsed[key] for key in records.anchor_label_keys(True, short_side)],
+                     lambda: [parsed[key] for key in records.anchor_label_keys(False, short_side)])
     return records.decode_anchor_matches(sparse, boundary)
-
-
-def computed_anchor_matches(parsed, spec, anchors, gt_boxes, image_size):
-    """레코드 대신 tf.data 에서 계산한 [A] int32 매칭 코드 (스케일 지터; 변환기와 같은 `anchor_labeling.label_boxes`).
-
-    Args:
-      parsed: `records.parse_example` dict (difficult, is_crowd, 물체 수 G').
-      spec: `RecordSpec` (input.difficult, rpn 설정).
-      anchors: [A, 4] float32 numpy — 이 데이터셋 캔버스의 앵커.
-      gt_boxes: [G, 4] float32 캔버스 픽셀 (−1 패딩; 뒤집었으면 뒤집은 것).
-      image_size: [2] float32 리사이즈된 (h, w).
-
-    Returns:
-      [A] int32 (A 정적).
-    """
-    config = spec.config
-    # 물체 행만 (없으면 패딩 한 행): 패딩 행은 코드를 바꾸지 않고 IoU 계산만 늘린다 (변환기도 배치 안 최대 수로 자른다)
-    count = tf.maximum(tf.shape(parsed["boxes"])[0], 1)
-    boxes = gt_boxes[None, :count]  # [1, G', 4]
-    is_difficult = _pad_objects(parsed["difficult"], config.input.max_gt_boxes, False)[None, :count]
-    is_crowd = _pad_objects(parsed["is_crowd"], config.input.max_gt_boxes, False)[None, :count]
-    anchors = tf.constant(anchors)
-    image_sizes = image_size[None]
-    # crowd 가 있는 이미지만 crowd 규칙으로 (변환기처럼; 모두 거짓이면 결과는 같고 IoA 계산만 준다)
-    matches = tf.cond(
-        tf.reduce_any(is_crowd),
-        lambda: anchor_labeling.label_boxes(anchors, boxes, is_difficult, image_sizes, config, is_crowd),
-        lambda: anchor_labeling.label_boxes(anchors, boxes, is_difficult, image_sizes, config))
-    return tf.ensure_shape(matches[0], [len(anchors)])
 
 
 def _prepare(parsed, spec, training, flip, seed, canvas, table, short_side=None):
     """디코딩한 레코드 하나 → 배치 전 원소 dict (모양은 `build_dataset` 의 배치 모양에서 B 를 뺀 것).
 
-    short_side 가 None 이면 min_size 와 레코드의 라벨 (table = `anchor_table`), 아니면 짧은 변 short_side 와
-    계산한 라벨 (table = 지터 캔버스의 [A, 4] 앵커, canvas 는 번호).
+    short_side 가 None 이면 min_size, 아니면 지터의 짧은 변 s (canvas 는 번호): 둘 다 레코드의 그 스케일 라벨
+    (table = `anchor_table(spec, canvas, short_side)`).
     """
     config = spec.config
     image = parsed["image"]
@@ -193,10 +169,7 @@ def _prepare(parsed, spec, training, flip, seed, canvas, table, short_side=None)
         shape = tf.unstack(tf.constant(spec.canvas_shapes, tf.int32)[index])
     else:
         index, shape = canvas, spec.training_canvas(canvas, short_side)
-    if short_side is None:
-        anchor_matches = dense_anchor_matches(parsed, spec, table, index, image_size, do_flip)
-    else:
-        anchor_matches = computed_anchor_matches(parsed, spec, table, gt_boxes, image_size)
+    anchor_matches = dense_anchor_matches(parsed, spec, table, index, image_size, do_flip, short_side)
     return {
         "images": resize.pad_to_canvas(resized, shape),
         "image_sizes": image_size,
@@ -266,9 +239,10 @@ def _check_arguments(spec, canvas, short_side):
         raise ValueError(f"canvas must be None or a canvas index in [0, {num_canvases}), got {canvas!r}")
     if short_side is not None and canvas is None:
         raise ValueError("short_side (scale jitter) needs a canvas index: one static shape per dataset")
-    if short_side is not None and not (isinstance(short_side, int) and 0 < short_side <= spec.max_size):
-        raise ValueError(f"short_side must be an int in (0, input.max_size={spec.max_size}], "
-                         f"got {short_side!r}")
+    sides = spec.config.input.train_short_sides
+    if short_side is not None and short_side not in sides:
+        raise ValueError(f"short_side must be one of input.train_short_sides={tuple(sides)} (the records "
+                         f"hold anchor labels for those only), got {short_side!r}")
     if not spec.files:
         raise ValueError("build_dataset needs a RecordSpec read from records (RecordSpec.read)")
 
@@ -285,8 +259,9 @@ def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
       seed: 섞기·뒤집기 seed.
       canvas: None (모든 캔버스, 캔버스별로 묶은 배치, 모양 None) 또는 캔버스 번호 k (그 캔버스의 레코드만,
         정적 모양; 그 캔버스의 레코드가 없으면 학습 데이터셋은 아무것도 내지 않는다).
-      short_side: None (min_size, 레코드의 앵커 라벨) 또는 스케일 지터의 짧은 변 s (canvas 가 필요하다): 짧은 변 s 로
-        리사이즈해 `spec.training_canvas(canvas, s)` 모양에 담고 앵커 라벨은 계산한다 (s = min_size 여도).
+      short_side: None (min_size) 또는 스케일 지터의 짧은 변 s ∈ input.train_short_sides (canvas 가 필요하다): 짧은
+        변 s 로 리사이즈해 `spec.training_canvas(canvas, s)` 모양에 담고, 앵커 라벨은 변환기가 s 마다 미리 계산해
+        레코드에 담은 것 (s = min_size 면 None 과 같다).
 
     Returns:
       원소 dict: 'images' [B, Hc, Wc, 3] float32 (0–255), 'image_sizes' [B, 2] float32 (h, w),
@@ -297,15 +272,15 @@ def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
       앞에서 건너뛴 디코딩 불가 레코드 수).
 
     Raises:
-      ValueError: 레코드 파일이 없는 명세, 없는 캔버스 번호, canvas 없는 short_side, (0, max_size] 밖의 short_side.
+      ValueError: 레코드 파일이 없는 명세, 없는 캔버스 번호, canvas 없는 short_side, input.train_short_sides 에
+        없는 short_side.
     """
     _check_arguments(spec, canvas, short_side)
+    if short_side == spec.min_size:
+        short_side = None  # min_size 의 라벨은 기본 라벨이다 (`record_spec.label_short_sides`)
     batch_size = batch_size or spec.config.train.batch_size
     dataset = _decoded_records(spec, training, seed, canvas)
-    if short_side is None:
-        table = anchor_table(spec, canvas)
-    else:
-        table = anchors_lib.anchors_for_canvas(spec.config, spec.training_canvas(canvas, short_side)).numpy()
+    table = anchor_table(spec, canvas, short_side)
     dataset = dataset.map(lambda parsed: _prepare(parsed, spec, training, flip, seed, canvas, table,
                                                   short_side),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)

@@ -14,6 +14,8 @@
   스케일 지터 (`input.train_short_sides`): 이미지는 min_size 에서 정해진 캔버스 k 에 그대로 묶이고, 짧은 변 s 로
     리사이즈할 때는 캔버스 k 를 s 에 맞춰 키우거나 줄인 모양 (`scaled_canvas`) 에 들어간다. 묶음이 그대로라
     레코드의 캔버스 고르기 (크기 특징) 와 canvas_counts 가 모든 스케일에서 맞고, 어떤 스케일에서도 빈 캔버스가 없다.
+    레코드는 min_size 가 아닌 s 마다 그 캔버스의 앵커 라벨을 미리 담는다 (`label_short_sides`); 지터 목록은 켤
+    때만 지문과 `<split>.json` 의 "train_short_sides" 에 들어간다 (지터 없는 레코드의 지문은 그대로).
 """
 
 import dataclasses
@@ -80,6 +82,11 @@ def scaled_canvas(config, canvas: Tuple[int, int], short_side: int) -> Tuple[int
     return tuple(_round_up(_scaled_side(side, short_side, config), stride) for side in canvas)
 
 
+def label_short_sides(config) -> Tuple[int, ...]:
+    """레코드가 min_size 의 라벨 말고 더 담는 지터 스케일의 짧은 변들 (오름차순; min_size 는 기본 라벨이라 뺀다)."""
+    return tuple(sorted(side for side in config.input.train_short_sides if side != config.input.min_size))
+
+
 def num_anchors(config, canvas: Tuple[int, int]) -> int:
     """캔버스 (높이, 너비) 하나의 앵커 수 A (`ops.anchors.num_anchors`)."""
     return anchors.num_anchors(config, canvas)
@@ -102,6 +109,9 @@ def anchor_fingerprint(config, shapes=None) -> str:
     if config.input.size_rule != "round" or config.fpn.variant:
         # 기본 ('round', 한 수준) 이 아닌 것만 적는다: 그 전의 레코드 지문은 그대로다
         relevant.update(size_rule=config.input.size_rule, pyramid=bool(config.fpn.variant))
+    if config.input.train_short_sides:
+        # 지터 스케일마다 라벨을 미리 담은 레코드 (켤 때만: 지터 없는 레코드·프리셋의 지문은 그대로다)
+        relevant.update(train_short_sides=sorted(config.input.train_short_sides))
     text = json.dumps(relevant, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -188,7 +198,11 @@ class RecordSpec:
             "num_anchors": list(self.anchor_counts),
             "canvas_counts": [canvas_counts.get(index, 0) for index in range(len(self.canvas_shapes))],
             **{key: counts[key] for key in ("num_images", "num_objects", "num_difficult", "num_crowd")},
-            "difficult": self.config.input.difficult, "anchor_labels": records.ANCHOR_LABEL_FORMAT, **extra,
+            "difficult": self.config.input.difficult, "anchor_labels": records.ANCHOR_LABEL_FORMAT,
+            # 지터 스케일의 라벨을 담았을 때만 (지터 없는 레코드의 json 은 그대로)
+            **({"train_short_sides": sorted(self.config.input.train_short_sides)}
+               if self.config.input.train_short_sides else {}),
+            **extra,
         }
 
 
@@ -244,9 +258,14 @@ def _first_record_fingerprint(path: str) -> Optional[str]:
     return None
 
 
-def _regenerate(config) -> str:
+def _regenerate(config, override: str = "") -> str:
     """옛 형식 레코드를 다시 만드는 방법 (거부 메시지의 끝)."""
-    return f"regenerate them with make_tfrecords --config={config.name} --overwrite"
+    override = f" --params_override={override}" if override else ""
+    return f"regenerate them with make_tfrecords --config={config.name}{override} --overwrite"
+
+
+def _sides_text(sides) -> str:
+    return "(" + ",".join(str(side) for side in sides) + ")"
 
 
 def _check_fingerprint(spec: RecordSpec, metadata: dict, record_fingerprint, file_pattern: str) -> None:
@@ -267,6 +286,20 @@ def _check_fingerprint(spec: RecordSpec, metadata: dict, record_fingerprint, fil
         raise ValueError(
             f"records '{file_pattern}' were made by an older frcnn with dense anchor labels; the records now "
             f"store them sparsely ({records.ANCHOR_LABEL_FORMAT}): {_regenerate(config)}")
+    made_sides = metadata.get("train_short_sides") or []
+    wanted_sides = sorted(config.input.train_short_sides)
+    if found != spec.fingerprint and metadata.get("preset") == config.name and made_sides != wanted_sides:
+        if not wanted_sides:
+            raise ValueError(
+                f"records '{file_pattern}' were made with input.train_short_sides={_sides_text(made_sides)} "
+                f"(anchor labels for each jitter scale); train with --params_override="
+                f"input.train_short_sides={_sides_text(made_sides)} or {_regenerate(config)}")
+        have = f"the short sides {_sides_text(made_sides)}" if made_sides else "input.min_size only"
+        raise ValueError(
+            f"records '{file_pattern}' hold anchor labels for {have}, but training uses "
+            f"input.train_short_sides={_sides_text(config.input.train_short_sides)}, whose labels "
+            f"make_tfrecords precomputes for each short side: "
+            f"{_regenerate(config, 'input.train_short_sides=' + _sides_text(wanted_sides))}")
     if found != spec.fingerprint or record_fingerprint not in (None, spec.fingerprint):
         found = found if found != spec.fingerprint else record_fingerprint
         override = metadata.get("params_override") or ""
