@@ -28,11 +28,20 @@ def test_fingerprint_changes_with_anchor_settings_only():
     assert record_spec.anchor_fingerprint(base) != record_spec.anchor_fingerprint(changed)
 
 
-def test_fingerprint_ignores_scale_jitter():
-    """지터는 레코드의 라벨 (min_size) 을 바꾸지 않는다: 같은 레코드로 켜고 끈다."""
+def test_fingerprint_covers_scale_jitter_only_when_set():
+    """지터 레코드는 스케일마다 라벨을 담으므로 목록이 지문에 든다 (순서는 무관); 지터 없는 지문은 그대로."""
     base = config.get_preset("cpu_small")
-    jittered = config.apply_overrides(base, "input.train_short_sides=(96,128,160)")
-    assert record_spec.anchor_fingerprint(base) == record_spec.anchor_fingerprint(jittered)
+
+    def fingerprint(sides):
+        jittered = config.apply_overrides(base, f"input.train_short_sides={sides}")
+        return record_spec.anchor_fingerprint(jittered)
+
+    assert fingerprint("()") == record_spec.anchor_fingerprint(base)
+    assert fingerprint("(96,128,160)") != record_spec.anchor_fingerprint(base)
+    assert fingerprint("(96,128,160)") == fingerprint("(160,96,128)") != fingerprint("(96,160)")
+    # min_size 128 은 기본 라벨이라 더 담는 스케일이 아니다
+    jittered = config.apply_overrides(base, "input.train_short_sides=(160,128,96)")
+    assert record_spec.label_short_sides(jittered) == (96, 160)
 
 
 @pytest.mark.parametrize("preset, overrides, short_sides", [
