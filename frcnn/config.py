@@ -46,7 +46,7 @@ class InputConfig:
     # 이미지마다 고르지만 여기서는 모양을 정적으로 두려고 루프 (train.steps_per_loop 스텝의 배치들) 마다 고른다 (우리의
     # 차이). 캔버스는 min_size 의 캔버스 k 를 s 배율로 키우거나 줄인 것 (`record_spec.scaled_canvas`). 앵커 라벨은
     # make_tfrecords 가 s 마다 미리 계산해 레코드에 담는다 (그래서 레코드도 같은 목록으로 만들어야 한다: 켜면 목록이
-    # 앵커 지문에 든다). 측정 (resnet50_fpn): 여섯 스케일이 레코드를 7.5 % 키우는 데 그치지만 tf.data 에서 계산하면
+    # 앵커 지문에 든다). 측정 (resnet50_fpn): 여섯 스케일이 레코드를 7.7 % 키우는 데 그치지만 tf.data 에서 계산하면
     # 파이프라인이 0.18× 로 느려진다. min_size 는 늘 평가·추론 크기다.
     train_short_sides: Tuple[int, ...] = ()
 
