@@ -7,7 +7,9 @@
      이미지·주석을 검사해 `SourceExample` 을 차례로 낸다.
   3. 같은 방향(가로/세로)·비슷한 물체 수의 이미지를 `LABEL_BATCH_SIZE` 장씩 모아 `tf.function` 한 번으로 원본과
      좌우 뒤집은 GT 의 앵커 매칭 코드를 함께 계산한다 (이미지별 즉시 실행 TF 호출 없음). 레코드에는 희소하게
-     적는다 (`records.build_example`: 양성·IoU 무시 앵커만, 경계 밖 앵커는 읽을 때 다시 계산).
+     적는다 (`records.build_example`: 양성·IoU 무시 앵커만, 경계 밖 앵커는 읽을 때 다시 계산). 스케일 지터
+     (`input.train_short_sides`) 면 min_size 가 아닌 짧은 변 s 마다 같은 배치를 s 로 리사이즈한 GT 로 한 번 더
+     (그 이미지가 s 에서 들어가는 캔버스 `RecordSpec.training_canvas(k, s)` 의 앵커): 변환 시간이 스케일 수배.
   4. 샤드에 번갈아 쓰고, 끝나면 `<split>.json` 과 함께 제 이름으로 옮긴다 (`fileio.StagedFiles`).
      새 파일을 모두 옮긴 뒤에야 새 묶음에 없는 옛 출력(예: 샤드가 더 많던 옛 실행)을 지운다.
      실패하면 임시 파일을 지우고 옛 출력은 그대로 둔다.
@@ -24,6 +26,7 @@
 import collections
 import contextlib
 import dataclasses
+import functools
 import glob
 import os
 import time
@@ -33,14 +36,14 @@ import numpy as np
 import tensorflow as tf
 
 from frcnn import fileio
+from frcnn.data import record_spec
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.data import sources
-from frcnn.modeling import crowd
-from frcnn.modeling import difficult
 from frcnn.modeling import rpn_targets
 from frcnn.ops import anchors as anchors_lib
 from frcnn.ops import box_ops
+from pipelines import anchor_labeling
 
 # 한 번의 tf.function 호출로 라벨을 붙이는 이미지 수 (원본 + 뒤집기로 2B 행).
 LABEL_BATCH_SIZE = 32
@@ -83,20 +86,15 @@ class ConvertOptions:
 class AnchorLabeler:
     """같은 캔버스 이미지 배치의 원본·뒤집기 앵커 매칭 코드를 한 번의 tf.function 호출로 계산한다.
 
-    앵커도 인자로 받아 모든 캔버스가 그래프 하나를 함께 쓴다 (추적·최적화는 처음 한 번).
+    앵커도 인자로 받아 모든 캔버스가 그래프 하나를 함께 쓴다 (추적·최적화는 처음 한 번). 스케일 지터의 짧은 변 s
+    (`record_spec.label_short_sides`) 는 그래프가 s 마다 하나다 (리사이즈 크기가 그래프의 상수).
     """
 
     def __init__(self, spec):
         self.spec = spec
         self.config = spec.config
-        self._anchors = {}  # 캔버스 번호 → [A, 4] 앵커 (처음 쓸 때 만든다)
-        signature = [tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, None, 4], tf.float32),
-                     tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None], tf.int32),
-                     tf.TensorSpec([None], tf.int32)]
-        self._label = tf.function(self._label_batch, input_signature=signature)
-        # crowd 가 있는 배치만 (COCO) crowd 규칙이 든 그래프로: VOC 배치는 IoA 를 계산하지 않는다
-        self._label_with_crowd = tf.function(
-            self._label_batch, input_signature=signature + [tf.TensorSpec([None, None], tf.bool)])
+        self._anchors = {}  # (캔버스 번호, 짧은 변) → [A, 4] 앵커 (처음 쓸 때 만든다)
+        self._functions = {}  # (짧은 변, crowd 여부) → tf.function
         # 캔버스 번호: 이미지마다 부르므로 그래프 하나로 (즉시 실행의 연산 여러 개보다 빠르다)
         self._canvas_for_image = tf.function(
             lambda height, width: resize.canvas_for_image(height, width, spec),
@@ -106,42 +104,55 @@ class AnchorLabeler:
         """이미지가 들어갈 캔버스 번호 k (학습 파이프라인과 같은 `resize.canvas_for_image`)."""
         return int(self._canvas_for_image(example.height, example.width))
 
-    def anchors(self, canvas: int):
-        """캔버스 번호 k 의 앵커 [A, 4]."""
-        if canvas not in self._anchors:
-            shape = self.spec.canvas_shapes[canvas]
-            self._anchors[canvas] = anchors_lib.anchors_for_canvas(self.config, shape)
-        return self._anchors[canvas]
+    def anchors(self, canvas: int, short_side=None):
+        """캔버스 번호 k 의 (짧은 변 short_side 면 그 스케일의 캔버스 `RecordSpec.training_canvas`) 앵커 [A, 4]."""
+        key = (canvas, short_side)
+        if key not in self._anchors:
+            shape = self.spec.training_canvas(canvas, short_side)
+            self._anchors[key] = anchors_lib.anchors_for_canvas(self.config, shape)
+        return self._anchors[key]
 
-    def _label_batch(self, anchors, normalized_boxes, is_difficult, heights, widths, is_crowd=None):
-        """[A, 4] 앵커, [B, G, 4] 정규화 GT, [B, G] difficult, [B] H, [B] W, 선택 [B, G] crowd → ([B, A], [B, A])
-        int16 원본·뒤집기 코드와 [B, A] bool 경계 밖 앵커 (`rpn_targets.boundary_ignored`; 두 벌이 같다).
-        difficult 물체는 `input.difficult` 대로 (`modeling.difficult`), crowd 물체는 `modeling.crowd` 대로 뺀다."""
+    def _function(self, short_side, with_crowd: bool):
+        """짧은 변 (None 이면 min_size) 과 crowd 여부의 라벨 그래프. crowd 가 있는 배치만 (COCO) crowd 규칙이 든
+        그래프로: VOC 배치는 IoA 를 계산하지 않는다."""
+        key = (short_side, with_crowd)
+        if key not in self._functions:
+            signature = [tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, None, 4], tf.float32),
+                         tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None], tf.int32),
+                         tf.TensorSpec([None], tf.int32)]
+            if with_crowd:
+                signature.append(tf.TensorSpec([None, None], tf.bool))
+            self._functions[key] = tf.function(functools.partial(self._label_batch, short_side),
+                                               input_signature=signature)
+        return self._functions[key]
+
+    def _label_batch(self, short_side, anchors, normalized_boxes, is_difficult, heights, widths,
+                     is_crowd=None):
+        """짧은 변 (None 이면 min_size), [A, 4] 앵커, [B, G, 4] 정규화 GT, [B, G] difficult, [B] H, [B] W, 선택
+        [B, G] crowd → ([B, A], [B, A]) int16 원본·뒤집기 코드와 [B, A] bool 경계 밖 앵커
+        (`rpn_targets.boundary_ignored`; 두 벌이 같다). difficult·crowd 규칙은 `anchor_labeling.label_boxes`."""
         config = self.config
-        gt_boxes, image_sizes = resize.canvas_boxes(normalized_boxes, heights, widths, config.input.min_size,
+        gt_boxes, image_sizes = resize.canvas_boxes(normalized_boxes, heights, widths,
+                                                    short_side or config.input.min_size,
                                                     config.input.max_size, config.input.size_rule)
         # [B, G, 4] 리사이즈된 너비 w 안에서 뒤집은 GT
         flipped_boxes = box_ops.flip_left_right(gt_boxes, image_sizes[:, 1:2])
         both_boxes = tf.concat([gt_boxes, flipped_boxes], axis=0)
         both_difficult = tf.concat([is_difficult, is_difficult], axis=0)
         both_sizes = tf.concat([image_sizes, image_sizes], axis=0)
-        target_boxes, ignore_boxes = difficult.training_boxes(both_boxes, both_difficult,
-                                                              config.input.difficult)
-        crowd_boxes = None
-        if is_crowd is not None:
-            both_crowd = tf.concat([is_crowd, is_crowd], axis=0)
-            target_boxes, crowd_boxes = crowd.split_crowd(target_boxes, both_boxes, both_crowd)
+        both_crowd = None if is_crowd is None else tf.concat([is_crowd, is_crowd], axis=0)
         # [2B, A] 매칭 코드
-        matches = _label_used_anchors(anchors, target_boxes, both_sizes, config.rpn, ignore_boxes,
-                                      crowd_boxes)
+        matches = anchor_labeling.label_boxes(anchors, both_boxes, both_difficult, both_sizes, config,
+                                              both_crowd)
         matches, flipped = tf.split(tf.cast(matches, tf.int16), 2, axis=0)
         return matches, flipped, rpn_targets.boundary_ignored(anchors, image_sizes, config.rpn)
 
-    def __call__(self, examples: Sequence[sources.SourceExample]):
+    def __call__(self, examples: Sequence[sources.SourceExample], short_side=None):
         """한 방향의 이미지들에 라벨을 붙인다.
 
         Args:
           examples: 모두 같은 캔버스 (`canvas_of`) 의 `sources.SourceExample` 들.
+          short_side: None (min_size, 캔버스 k) 또는 지터의 짧은 변 s (s 로 리사이즈, 캔버스 k 를 s 로 바꾼 모양).
 
         Returns:
           (anchor_matches [B, A] int16, anchor_matches_flipped [B, A] int16, boundary_ignored [B, A] bool)
@@ -159,45 +170,12 @@ class AnchorLabeler:
             is_crowd[index, :len(example.class_ids)] = records.crowd_flags(example)
         heights = np.array([example.height for example in examples], np.int32)
         widths = np.array([example.width for example in examples], np.int32)
-        arguments = (self.anchors(canvas), padded, is_difficult, heights, widths)
+        arguments = (self.anchors(canvas, short_side), padded, is_difficult, heights, widths)
         if is_crowd.any():
-            labels = self._label_with_crowd(*arguments, is_crowd)
+            labels = self._function(short_side, True)(*arguments, is_crowd)
         else:
-            labels = self._label(*arguments)
+            labels = self._function(short_side, False)(*arguments)
         return tuple(label.numpy() for label in labels)
-
-
-def _label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=None, crowd_boxes=None):
-    """`rpn_targets.label_anchors` 와 같은 결과를, 배치의 어느 이미지에도 들어가지 않는 앵커를 빼고 계산한다.
-
-    경계를 넘는 앵커를 무시하는 설정(논문)에서는 배치의 가장 큰 (h, w) 밖으로 나가는 앵커가 모든
-    이미지에서 IoU −1 (무시) 이라 최고 IoU·GT 별 최고 앵커 어디에도 끼지 않는다. 그 앵커들을 빼고
-    라벨을 붙인 뒤 −1 로 채워 넣으면 결과가 같고, vgg16_paper 에서는 IoU 계산이 절반 이하로 준다.
-    (오프라인 변환 전용: 동적 모양의 gather/scatter 를 쓴다. 모델·내보낸 그래프에는 쓰지 않는다.)
-
-    Args:
-      anchors: [A, 4] float32.
-      gt_boxes: [B, G, 4] float32 캔버스 픽셀, −1 패딩.
-      image_sizes: [B, 2] float32 리사이즈된 (h, w).
-      rpn_config: `config.RpnConfig`.
-      ignore_boxes: 선택, [B, G, 4] 무시 박스 (`rpn_targets.label_anchors`).
-      crowd_boxes: 선택, [B, G, 4] crowd 상자 (`rpn_targets.label_anchors`).
-
-    Returns:
-      [B, A] int32 매칭 코드.
-    """
-    if rpn_config.allow_cross_boundary:
-        return rpn_targets.label_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes,
-                                         crowd_boxes)
-    largest_size = tf.reduce_max(image_sizes, axis=0, keepdims=True)  # [1, 2]
-    # [K] 배치의 어떤 이미지 안에 들어갈 수 있는 앵커의 번호
-    used_indices = tf.where(box_ops.inside_image(anchors, largest_size)[0])
-    used_matches = rpn_targets.label_anchors(tf.gather_nd(anchors, used_indices), gt_boxes,
-                                             image_sizes, rpn_config, ignore_boxes, crowd_boxes)  # [B, K]
-    # [A, B] 쓰지 않은 앵커는 무시(−1)
-    ignored = tf.fill([tf.shape(anchors)[0], tf.shape(gt_boxes)[0]], rpn_targets.IGNORE_CODE)
-    scattered = tf.tensor_scatter_nd_update(ignored, used_indices, tf.transpose(used_matches))
-    return tf.transpose(scattered)
 
 
 # ---------------------------------------------------------------- 출력 파일
@@ -294,11 +272,15 @@ def _batch_key(example: sources.SourceExample, labeler: AnchorLabeler) -> tuple:
 
 
 def _write_batch(examples, labeler, writer, fingerprint, tally) -> None:
-    """한 캔버스의 이미지 배치에 라벨을 붙이고 쓴다."""
+    """한 캔버스의 이미지 배치에 라벨을 (지터 스케일마다도) 붙이고 쓴다."""
     matches, flipped, boundary = labeler(examples)
+    # {짧은 변: (코드, 뒤집기 코드, 경계 밖)} 지터 스케일마다 [B, A_s]
+    scaled = {side: labeler(examples, side) for side in record_spec.label_short_sides(labeler.config)}
     canvas = labeler.canvas_of(examples[0])  # 배치는 한 캔버스
-    for example, example_matches, example_flipped, outside in zip(examples, matches, flipped, boundary):
-        record = records.build_example(example, example_matches, example_flipped, fingerprint, outside)
+    for index, example in enumerate(examples):
+        scale_labels = {side: tuple(part[index] for part in labels) for side, labels in scaled.items()}
+        record = records.build_example(example, matches[index], flipped[index], fingerprint, boundary[index],
+                                       scale_labels)
         writer.write(record.SerializeToString())
         tally.num_images += 1
         tally.num_objects += len(example.class_ids)

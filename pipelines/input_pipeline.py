@@ -5,6 +5,8 @@ float32 연산(`resize.canvas_boxes`)으로 미리 계산했다. 앵커 지문�
 확인하고 (레코드마다 다시 확인한다), 뒤집기를 하면 미리 계산해 둔 뒤집힌 이미지의 코드를 쓴다.
 레코드의 코드는 희소하다 (`records` 모듈 설명): 적힌 양성·무시 앵커를 캔버스의 [A] 에 흩뿌리고, 이미지 경계를
 넘는 앵커의 −1 은 같은 앵커·같은 이미지 크기로 다시 계산한다 (`rpn_targets.boundary_ignored`, 그래프 안).
+스케일 지터 (`build_dataset(short_side=s)`) 도 같다: 변환기가 s 마다 미리 계산해 둔 그 스케일 캔버스의 라벨을
+푼다 (tf.data 에서 라벨을 계산하면 resnet50_fpn 에서 이미지당 CPU 가 몇 배라서; `input.train_short_sides` 설명).
 
 용어:
   B 배치, G 최대 GT 수 (`input.max_gt_boxes`, −1 패딩), A 앵커 수.
@@ -24,6 +26,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from frcnn.data import record_spec
 from frcnn.data import records
 from frcnn.data import resize
 from frcnn.modeling import rpn_targets
@@ -49,8 +52,8 @@ def _flip_decision(random_flip: bool, flip, seed):
 
 
 def _parse(serialized, spec):
-    """레코드 → `records.parse_example` dict (앵커 지문이 명세와 다르면 오류: 건너뛰지 않는다)."""
-    parsed = records.parse_example(serialized)
+    """레코드 → `records.parse_example` dict (지터 스케일의 라벨도; 앵커 지문이 명세와 다르면 오류: 건너뛰지 않는다)."""
+    parsed = records.parse_example(serialized, record_spec.label_short_sides(spec.config))
     fingerprint_check = tf.debugging.assert_equal(
         parsed["anchor_fingerprint"], spec.fingerprint,
         message=f"record anchor fingerprint differs from preset '{spec.config.name}'")
@@ -100,31 +103,34 @@ def _skip_undecodable(dataset, num_records: int, what: str):
     return counted.filter(lambda element: element["decoded"])
 
 
-def anchor_table(spec, canvas=None):
+def anchor_table(spec, canvas=None, short_side=None):
     """캔버스 k (None 이면 모든 캔버스) 의 앵커를 한 번 계산해 둔 표 (데이터셋마다 한 번).
+
+    short_side: None (min_size) 또는 지터의 짧은 변 s (캔버스 k 를 s 로 바꾼 모양 `RecordSpec.training_canvas`).
 
     Returns:
       (anchors [ΣA, 4] float32 numpy — 캔버스 번호 순으로 이은 것, starts [K] 시작 위치, counts [K] 앵커 수);
       canvas 가 주어지면 그 캔버스 하나 (K = 1).
     """
     indices = range(len(spec.canvas_shapes)) if canvas is None else [canvas]
-    arrays = [anchors_lib.anchors_for_canvas(spec.config, spec.canvas_shapes[index]).numpy()
+    arrays = [anchors_lib.anchors_for_canvas(spec.config, spec.training_canvas(index, short_side)).numpy()
               for index in indices]
     counts = np.array([len(array) for array in arrays], np.int32)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
     return np.concatenate(arrays), starts, counts
 
 
-def dense_anchor_matches(parsed, spec, table, canvas_index, image_size, flip):
+def dense_anchor_matches(parsed, spec, table, canvas_index, image_size, flip, short_side=None):
     """레코드의 희소 앵커 라벨 → 그 캔버스의 [A] int32 밀집 매칭 코드 (그래프 안).
 
     Args:
-      parsed: `records.parse_example` dict (희소 라벨 두 벌).
+      parsed: `records.parse_example` dict (희소 라벨 두 벌; 지터면 스케일마다 두 벌 더).
       spec: `RecordSpec` (rpn 설정).
-      table: `anchor_table(spec, canvas)`.
+      table: `anchor_table(spec, canvas, short_side)`.
       canvas_index: 표가 캔버스 하나면 무시, 모든 캔버스면 이미지의 캔버스 번호 (int32 스칼라 텐서).
       image_size: [2] float32 리사이즈된 (h, w) (`resize.canvas_boxes`).
       flip: bool 스칼라 텐서, 뒤집힌 이미지의 라벨을 쓸지.
+      short_side: None (min_size 의 라벨) 또는 지터의 짧은 변 s (레코드의 s 스케일 라벨, 변환기가 미리 계산).
 
     Returns:
       [A] int32 (표가 캔버스 하나면 A 가 정적).
@@ -136,21 +142,25 @@ def dense_anchor_matches(parsed, spec, table, canvas_index, image_size, flip):
         begin, size = tf.gather(starts, canvas_index), tf.gather(counts, canvas_index)
         anchors = tf.slice(anchors, [begin, 0], [size, 4])
     boundary = rpn_targets.boundary_ignored(anchors, image_size[None], spec.config.rpn)[0]  # [A]
-    sparse = tf.cond(flip, lambda: [parsed[key] for key in records.anchor_label_keys(True)],
-                     lambda: [parsed[key] for key in records.anchor_label_keys(False)])
+    sparse = tf.cond(flip, lambda: [parsed[key] for key in records.anchor_label_keys(True, short_side)],
+                     lambda: [parsed[key] for key in records.anchor_label_keys(False, short_side)])
     return records.decode_anchor_matches(sparse, boundary)
 
 
-def _prepare(parsed, spec, training, flip, seed, canvas, table):
-    """디코딩한 레코드 하나 → 배치 전 원소 dict (모양은 `build_dataset` 의 배치 모양에서 B 를 뺀 것)."""
+def _prepare(parsed, spec, training, flip, seed, canvas, table, short_side=None):
+    """디코딩한 레코드 하나 → 배치 전 원소 dict (모양은 `build_dataset` 의 배치 모양에서 B 를 뺀 것).
+
+    short_side 가 None 이면 min_size, 아니면 지터의 짧은 변 s (canvas 는 번호): 둘 다 레코드의 그 스케일 라벨
+    (table = `anchor_table(spec, canvas, short_side)`).
+    """
     config = spec.config
     image = parsed["image"]
     original_size = tf.shape(image)[:2]
-    resized, scale = resize.resize_image(image, spec.min_size, spec.max_size, config.input.size_rule)
+    sizes = (short_side or spec.min_size, spec.max_size, config.input.size_rule)
+    resized, scale = resize.resize_image(image, *sizes)
     max_gt_boxes = config.input.max_gt_boxes
     normalized_boxes = _pad_objects(parsed["boxes"], max_gt_boxes, -1.0)  # [G, 4]
-    gt_boxes, image_size = resize.canvas_boxes(normalized_boxes, original_size[0], original_size[1],
-                                               spec.min_size, spec.max_size, config.input.size_rule)
+    gt_boxes, image_size = resize.canvas_boxes(normalized_boxes, original_size[0], original_size[1], *sizes)
     do_flip = _flip_decision(training and config.input.random_flip, flip, seed)
     resized = tf.cond(do_flip, lambda: tf.image.flip_left_right(resized), lambda: resized)
     gt_boxes = tf.where(do_flip, box_ops.flip_left_right(gt_boxes, image_size[1]), gt_boxes)
@@ -158,7 +168,8 @@ def _prepare(parsed, spec, training, flip, seed, canvas, table):
         index = resize.canvas_for_image(original_size[0], original_size[1], spec)
         shape = tf.unstack(tf.constant(spec.canvas_shapes, tf.int32)[index])
     else:
-        index, shape = canvas, spec.canvas_shapes[canvas]
+        index, shape = canvas, spec.training_canvas(canvas, short_side)
+    anchor_matches = dense_anchor_matches(parsed, spec, table, index, image_size, do_flip, short_side)
     return {
         "images": resize.pad_to_canvas(resized, shape),
         "image_sizes": image_size,
@@ -168,7 +179,7 @@ def _prepare(parsed, spec, training, flip, seed, canvas, table):
         "gt_classes": _pad_objects(parsed["classes"], max_gt_boxes, -1),
         "gt_difficult": _pad_objects(parsed["difficult"], max_gt_boxes, False),
         "gt_crowd": _pad_objects(parsed["is_crowd"], max_gt_boxes, False),
-        "anchor_matches": dense_anchor_matches(parsed, spec, table, index, image_size, do_flip),
+        "anchor_matches": anchor_matches,
         "source_ids": parsed["source_id"],
         "skipped_records": parsed["skipped_records"],
     }
@@ -221,8 +232,23 @@ def _decoded_records(spec, training, seed, canvas):
                              f"canvas {canvas} ({shape[0]}×{shape[1]}) in {os.path.dirname(spec.files[0])}")
 
 
+def _check_arguments(spec, canvas, short_side):
+    """`build_dataset` 의 인자 검사 (Raises 는 그쪽 설명)."""
+    num_canvases = len(spec.canvas_shapes)
+    if canvas is not None and not (isinstance(canvas, int) and 0 <= canvas < num_canvases):
+        raise ValueError(f"canvas must be None or a canvas index in [0, {num_canvases}), got {canvas!r}")
+    if short_side is not None and canvas is None:
+        raise ValueError("short_side (scale jitter) needs a canvas index: one static shape per dataset")
+    sides = spec.config.input.train_short_sides
+    if short_side is not None and short_side not in sides:
+        raise ValueError(f"short_side must be one of input.train_short_sides={tuple(sides)} (the records "
+                         f"hold anchor labels for those only), got {short_side!r}")
+    if not spec.files:
+        raise ValueError("build_dataset needs a RecordSpec read from records (RecordSpec.read)")
+
+
 def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
-                  canvas=None) -> tf.data.Dataset:
+                  canvas=None, short_side=None) -> tf.data.Dataset:
     """학습·평가용 배치 데이터셋을 만든다.
 
     Args:
@@ -233,6 +259,9 @@ def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
       seed: 섞기·뒤집기 seed.
       canvas: None (모든 캔버스, 캔버스별로 묶은 배치, 모양 None) 또는 캔버스 번호 k (그 캔버스의 레코드만,
         정적 모양; 그 캔버스의 레코드가 없으면 학습 데이터셋은 아무것도 내지 않는다).
+      short_side: None (min_size) 또는 스케일 지터의 짧은 변 s ∈ input.train_short_sides (canvas 가 필요하다): 짧은
+        변 s 로 리사이즈해 `spec.training_canvas(canvas, s)` 모양에 담고, 앵커 라벨은 변환기가 s 마다 미리 계산해
+        레코드에 담은 것 (s = min_size 면 None 과 같다).
 
     Returns:
       원소 dict: 'images' [B, Hc, Wc, 3] float32 (0–255), 'image_sizes' [B, 2] float32 (h, w),
@@ -243,17 +272,17 @@ def build_dataset(spec, training: bool, batch_size=None, flip=None, seed=None,
       앞에서 건너뛴 디코딩 불가 레코드 수).
 
     Raises:
-      ValueError: 레코드 파일이 없는 명세, 없는 캔버스 번호.
+      ValueError: 레코드 파일이 없는 명세, 없는 캔버스 번호, canvas 없는 short_side, input.train_short_sides 에
+        없는 short_side.
     """
-    num_canvases = len(spec.canvas_shapes)
-    if canvas is not None and not (isinstance(canvas, int) and 0 <= canvas < num_canvases):
-        raise ValueError(f"canvas must be None or a canvas index in [0, {num_canvases}), got {canvas!r}")
-    if not spec.files:
-        raise ValueError("build_dataset needs a RecordSpec read from records (RecordSpec.read)")
+    _check_arguments(spec, canvas, short_side)
+    if short_side == spec.min_size:
+        short_side = None  # min_size 의 라벨은 기본 라벨이다 (`record_spec.label_short_sides`)
     batch_size = batch_size or spec.config.train.batch_size
     dataset = _decoded_records(spec, training, seed, canvas)
-    table = anchor_table(spec, canvas)
-    dataset = dataset.map(lambda parsed: _prepare(parsed, spec, training, flip, seed, canvas, table),
+    table = anchor_table(spec, canvas, short_side)
+    dataset = dataset.map(lambda parsed: _prepare(parsed, spec, training, flip, seed, canvas, table,
+                                                  short_side),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     if canvas is not None:
         dataset = dataset.batch(batch_size, drop_remainder=training)

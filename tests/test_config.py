@@ -66,3 +66,18 @@ def test_from_dict_refuses_unknown_keys(data, message):
 def test_canvas_long_sides_must_be_multiples_of_the_stride():
     with pytest.raises(ValueError, match="canvas_long_sides must be multiples of anchors.stride"):
         config.build_config("vgg16_paper", "input.canvas_long_sides=(801,)")
+
+
+def test_scale_jitter_is_off_by_default_and_parses_one_or_several_sides():
+    assert all(config.get_preset(name).input.train_short_sides == () for name in config.PRESETS)
+    assert config.build_config("cpu_small", "input.train_short_sides=160").input.train_short_sides == (160,)
+    jittered = config.build_config("cpu_small", "input.train_short_sides=(96,128,160)")
+    assert jittered.input.train_short_sides == (96, 128, 160)
+
+
+@pytest.mark.parametrize("sides", ["(0,128)", "(-32,)", "(193,)", "(128,128)", "(128.5,)", "(True,)"])
+def test_bad_train_short_sides_are_refused(sides):
+    message = (r"invalid config 'cpu_small': input.train_short_sides must be distinct integers in "
+               r"\(0, input.max_size=192\], got ")
+    with pytest.raises(ValueError, match=message):
+        config.build_config("cpu_small", f"input.train_short_sides={sides}")

@@ -45,7 +45,9 @@ flags.DEFINE_enum(
     "are made for; training refuses records made for another anchor configuration.")
 flags.DEFINE_string(
     "params_override", "",
-    "Comma-separated key=value overrides of the preset, e.g. 'input.max_gt_boxes=64'.")
+    "Comma-separated key=value overrides of the preset, e.g. 'input.max_gt_boxes=64'. "
+    "'input.train_short_sides=(640,672,704,736,768,800)' also stores the anchor labels of each "
+    "training scale (scale jitter; training with that list needs them).")
 flags.DEFINE_string(
     "classes", None,
     "Class names in id order 1..C: a comma-separated list or a text file with one name per "

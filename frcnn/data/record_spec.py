@@ -11,6 +11,11 @@
   지문(fingerprint): 앵커 라벨을 정하는 설정 (캔버스, 앵커, 매칭 임계값, G, difficult 방식) 과 레코드의 라벨
     형식 (`records.ANCHOR_LABEL_FORMAT`) 의 sha256 앞 12자리.
   canvas_counts: 캔버스마다 레코드 수 (학습 루프가 루프마다 캔버스를 이 비율로 고른다).
+  스케일 지터 (`input.train_short_sides`): 이미지는 min_size 에서 정해진 캔버스 k 에 그대로 묶이고, 짧은 변 s 로
+    리사이즈할 때는 캔버스 k 를 s 에 맞춰 키우거나 줄인 모양 (`scaled_canvas`) 에 들어간다. 묶음이 그대로라
+    레코드의 캔버스 고르기 (크기 특징) 와 canvas_counts 가 모든 스케일에서 맞고, 어떤 스케일에서도 빈 캔버스가 없다.
+    레코드는 min_size 가 아닌 s 마다 그 캔버스의 앵커 라벨을 미리 담는다 (`label_short_sides`); 지터 목록은 켤
+    때만 지문과 `<split>.json` 의 "train_short_sides" 에 들어간다 (지터 없는 레코드의 지문은 그대로).
 """
 
 import dataclasses
@@ -46,6 +51,42 @@ def canvases(config) -> Tuple[Tuple[int, int], ...]:
     return tuple(sorted(shapes, key=lambda shape: (shape[0] * shape[1], shape[0])))
 
 
+def _scaled_side(side: int, short_side: int, config) -> int:
+    """min_size 에서 캔버스 변 side 안에 드는 이미지가 짧은 변 short_side 로 리사이즈될 때의 변 상한 (픽셀).
+
+    'round' 규칙: min_size 에서 반올림한 변 ≤ side 면 실수 변 < side + ½ 이고, s 에서의 배율은 min_size 배율의
+    s / min_size 배 이하라 (긴 변 상한은 배율을 줄이기만 한다) 변 ≤ ⌊(side + ½)·s / min_size + ½⌋.
+    'torchvision' 규칙 (내림): 실수 변 < side + 1 이라 변 ≤ ⌊(side + 1)·s / min_size⌋. 둘 다 float32 배율 오차를
+    덮도록 1e-3 을 더한다. 이 위 한계는 min_size 에서 긴 변 상한에 걸리지 않은 이미지의 것이다. 걸린 이미지 (긴 변
+    = max_size, 반올림·내림으로 max_size − 1 일 수도; 그래서 그 길이를 담는 변만) 는 s < min_size 여도 배율이
+    min_size 때보다 크지 않아 (max_size / 긴 변 그대로일 수 있다) 변이 줄지 않는다: 그런 변은 side 를 한계로 둔다.
+    """
+    min_size, max_size = config.input.min_size, config.input.max_size
+    side_slack, round_slack = (0.5, 0.5) if config.input.size_rule == "round" else (1.0, 0.0)
+    bound = math.floor((side + side_slack) * short_side / min_size + round_slack + 1e-3)
+    if side >= max_size - 1:  # 긴 변 상한에 걸린 이미지를 담을 수 있는 변
+        bound = max(bound, min(side, max_size))
+    return min(bound, max_size)
+
+
+def scaled_canvas(config, canvas: Tuple[int, int], short_side: int) -> Tuple[int, int]:
+    """캔버스 k (min_size 의 (Hc, Wc)) 에 드는 모든 이미지를 짧은 변 short_side 로 리사이즈했을 때 담는 캔버스.
+
+    short_side == min_size 면 canvas 그대로; 아니면 변마다 `_scaled_side` 를 stride 배수로 올린다. 여유: 짧은 변은
+    min_size 에서 캔버스의 짧은 변에 드는 거의 정사각형인 반대 방향 이미지 때문에 stride 하나쯤, 가장 큰 캔버스의 긴
+    변은 s < min_size 에서도 max_size 그대로 (긴 변 상한에 걸린, 가로세로비 > max_size / min_size 인 이미지).
+    """
+    if short_side == config.input.min_size:
+        return tuple(canvas)
+    stride = config.anchors.stride
+    return tuple(_round_up(_scaled_side(side, short_side, config), stride) for side in canvas)
+
+
+def label_short_sides(config) -> Tuple[int, ...]:
+    """레코드가 min_size 의 라벨 말고 더 담는 지터 스케일의 짧은 변들 (오름차순; min_size 는 기본 라벨이라 뺀다)."""
+    return tuple(sorted(side for side in config.input.train_short_sides if side != config.input.min_size))
+
+
 def num_anchors(config, canvas: Tuple[int, int]) -> int:
     """캔버스 (높이, 너비) 하나의 앵커 수 A (`ops.anchors.num_anchors`)."""
     return anchors.num_anchors(config, canvas)
@@ -68,6 +109,9 @@ def anchor_fingerprint(config, shapes=None) -> str:
     if config.input.size_rule != "round" or config.fpn.variant:
         # 기본 ('round', 한 수준) 이 아닌 것만 적는다: 그 전의 레코드 지문은 그대로다
         relevant.update(size_rule=config.input.size_rule, pyramid=bool(config.fpn.variant))
+    if config.input.train_short_sides:
+        # 지터 스케일마다 라벨을 미리 담은 레코드 (켤 때만: 지터 없는 레코드·프리셋의 지문은 그대로다)
+        relevant.update(train_short_sides=sorted(config.input.train_short_sides))
     text = json.dumps(relevant, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -133,6 +177,12 @@ class RecordSpec:
         """캔버스 번호 k → ((Hc, Wc), A)."""
         return self.canvas_shapes[index], self.anchor_counts[index]
 
+    def training_canvas(self, index: int, short_side=None) -> Tuple[int, int]:
+        """캔버스 k 의 짧은 변 short_side (None 이면 min_size) 학습 모양 (Hc, Wc) (`scaled_canvas`)."""
+        if short_side is None:
+            return self.canvas_shapes[index]
+        return scaled_canvas(self.config, self.canvas_shapes[index], short_side)
+
     def metadata_for(self, split: str, counts: dict, **extra) -> dict:
         """변환기가 쓸 `<split>.json` 내용 (스키마는 여기서만 정한다).
 
@@ -148,7 +198,11 @@ class RecordSpec:
             "num_anchors": list(self.anchor_counts),
             "canvas_counts": [canvas_counts.get(index, 0) for index in range(len(self.canvas_shapes))],
             **{key: counts[key] for key in ("num_images", "num_objects", "num_difficult", "num_crowd")},
-            "difficult": self.config.input.difficult, "anchor_labels": records.ANCHOR_LABEL_FORMAT, **extra,
+            "difficult": self.config.input.difficult, "anchor_labels": records.ANCHOR_LABEL_FORMAT,
+            # 지터 스케일의 라벨을 담았을 때만 (지터 없는 레코드의 json 은 그대로)
+            **({"train_short_sides": sorted(self.config.input.train_short_sides)}
+               if self.config.input.train_short_sides else {}),
+            **extra,
         }
 
 
@@ -204,9 +258,14 @@ def _first_record_fingerprint(path: str) -> Optional[str]:
     return None
 
 
-def _regenerate(config) -> str:
+def _regenerate(config, override: str = "") -> str:
     """옛 형식 레코드를 다시 만드는 방법 (거부 메시지의 끝)."""
-    return f"regenerate them with make_tfrecords --config={config.name} --overwrite"
+    override = f" --params_override={override}" if override else ""
+    return f"regenerate them with make_tfrecords --config={config.name}{override} --overwrite"
+
+
+def _sides_text(sides) -> str:
+    return "(" + ",".join(str(side) for side in sides) + ")"
 
 
 def _check_fingerprint(spec: RecordSpec, metadata: dict, record_fingerprint, file_pattern: str) -> None:
@@ -227,6 +286,20 @@ def _check_fingerprint(spec: RecordSpec, metadata: dict, record_fingerprint, fil
         raise ValueError(
             f"records '{file_pattern}' were made by an older frcnn with dense anchor labels; the records now "
             f"store them sparsely ({records.ANCHOR_LABEL_FORMAT}): {_regenerate(config)}")
+    made_sides = metadata.get("train_short_sides") or []
+    wanted_sides = sorted(config.input.train_short_sides)
+    if found != spec.fingerprint and metadata.get("preset") == config.name and made_sides != wanted_sides:
+        if not wanted_sides:
+            raise ValueError(
+                f"records '{file_pattern}' were made with input.train_short_sides={_sides_text(made_sides)} "
+                f"(anchor labels for each jitter scale); train with --params_override="
+                f"input.train_short_sides={_sides_text(made_sides)} or {_regenerate(config)}")
+        have = f"the short sides {_sides_text(made_sides)}" if made_sides else "input.min_size only"
+        raise ValueError(
+            f"records '{file_pattern}' hold anchor labels for {have}, but training uses "
+            f"input.train_short_sides={_sides_text(config.input.train_short_sides)}, whose labels "
+            f"make_tfrecords precomputes for each short side: "
+            f"{_regenerate(config, 'input.train_short_sides=' + _sides_text(wanted_sides))}")
     if found != spec.fingerprint or record_fingerprint not in (None, spec.fingerprint):
         found = found if found != spec.fingerprint else record_fingerprint
         override = metadata.get("params_override") or ""

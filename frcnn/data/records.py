@@ -3,6 +3,9 @@
 TF Object Detection API 의 특징 이름을 그대로 써서 기존 TF 도구가 레코드를 읽을 수 있다.
 `image/object/is_crowd` (COCO iscrowd) 가 없는 옛 레코드 (VOC) 는 모든 물체가 crowd 가 아닌 것으로 읽는다.
 이 프로젝트가 더하는 특징은 미리 계산한 RPN 앵커 매칭 코드 두 벌(원본·좌우 뒤집기, 희소)과 그 지문이다.
+스케일 지터 (`input.train_short_sides`) 로 만든 레코드는 min_size 가 아닌 짧은 변 s 마다 같은 형식의 두 벌을
+`image/anchor_matches/s{s}/…`, `image/anchor_matches_flipped/s{s}/…` 에 더 담는다 (그 이미지가 s 에서 들어가는
+캔버스 `record_spec.scaled_canvas` 의 앵커 번호).
 특징 이름 문자열("image/...")은 이 모듈에만 있다. 쓰는 곳:
   쓰기: `build_example` (make_tfrecords), `image_example` (서버 워밍업).
   그래프 안 파싱: `parse_example` (학습 파이프라인), `parse_image_size` (방향 거르기),
@@ -87,15 +90,22 @@ def _float_feature(values):
     return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value) for value in values]))
 
 
-def anchor_label_keys(flipped: bool):
-    """희소 라벨 한 벌의 parse_example 키 세 개 (무시 차분, 양성 차분, 양성 코드)."""
+def anchor_label_keys(flipped: bool, short_side=None):
+    """희소 라벨 한 벌의 parse_example 키 세 개 (무시 차분, 양성 차분, 양성 코드).
+
+    short_side: None 이면 min_size 의 라벨, 정수 s 면 스케일 지터의 짧은 변 s 의 라벨 (키에 `_s{s}` 가 붙는다).
+    """
     prefix = "anchor_matches_flipped" if flipped else "anchor_matches"
+    if short_side is not None:
+        prefix = f"{prefix}_s{int(short_side)}"
     return tuple(f"{prefix}_{key}" for key, _ in _ANCHOR_LABEL_PARTS)
 
 
-def _anchor_label_features(flipped: bool):
-    """희소 라벨 한 벌의 특징 이름 세 개 (`anchor_label_keys` 와 같은 순서)."""
+def _anchor_label_features(flipped: bool, short_side=None):
+    """희소 라벨 한 벌의 특징 이름 세 개 (`anchor_label_keys` 와 같은 순서; s 면 `…/s{s}/…`)."""
     prefix = ANCHOR_MATCHES_FLIPPED if flipped else ANCHOR_MATCHES
+    if short_side is not None:
+        prefix = f"{prefix}/s{int(short_side)}"
     return tuple(f"{prefix}/{name}" for _, name in _ANCHOR_LABEL_PARTS)
 
 
@@ -176,17 +186,18 @@ def image_example(image_bytes, image_format, height, width):
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def _anchor_label_feature_dict(anchor_matches, anchor_matches_flipped, boundary_ignored):
-    """두 벌의 희소 라벨 특징 여섯 개."""
+def _anchor_label_feature_dict(anchor_matches, anchor_matches_flipped, boundary_ignored, short_side=None):
+    """두 벌의 희소 라벨 특징 여섯 개 (short_side: None 이면 min_size 의 것, s 면 지터 스케일 s 의 것)."""
     features = {}
     for flipped, matches in ((False, anchor_matches), (True, anchor_matches_flipped)):
         parts = encode_anchor_matches(matches, boundary_ignored)
-        names = _anchor_label_features(flipped)
+        names = _anchor_label_features(flipped, short_side)
         features.update({name: _int64_feature(part) for name, part in zip(names, parts)})
     return features
 
 
-def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint, boundary_ignored=None):
+def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint, boundary_ignored=None,
+                  scale_labels=None):
     """변환 소스의 한 이미지와 앵커 코드로 tf.train.Example 을 만든다 (앵커 코드는 희소하게 적는다).
 
     Args:
@@ -197,6 +208,8 @@ def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint, 
       anchor_matches_flipped: [A] 정수, 좌우 뒤집은 이미지의 앵커 매칭 코드.
       fingerprint: str, `config.anchor_fingerprint`.
       boundary_ignored: 선택, [A] bool — 이미지 경계를 넘어 무시되는 앵커 (두 벌이 같다; 적지 않는다).
+      scale_labels: 선택, {짧은 변 s: (matches [A_s], matches_flipped [A_s], boundary_ignored [A_s])} — 스케일
+        지터 (`input.train_short_sides`) 의 스케일마다 그 스케일 캔버스의 라벨 (`…/s{s}/…` 특징; 형식은 같다).
 
     Returns:
       tf.train.Example.
@@ -216,6 +229,8 @@ def build_example(example, anchor_matches, anchor_matches_flipped, fingerprint, 
         TRUNCATED: _int64_feature(np.asarray(example.truncated, bool)),
         IS_CROWD: _int64_feature(crowd_flags(example)),
         **_anchor_label_feature_dict(anchor_matches, anchor_matches_flipped, boundary_ignored),
+        **{name: value for side, labels in sorted((scale_labels or {}).items())
+           for name, value in _anchor_label_feature_dict(*labels, short_side=side).items()},
         ANCHOR_FINGERPRINT: _bytes_feature([fingerprint.encode()]),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))
@@ -228,8 +243,8 @@ def crowd_flags(example):
     return np.asarray(example.is_crowd, bool)
 
 
-def parsing_spec():
-    """`tf.io.parse_single_example` 용 특징 명세."""
+def parsing_spec(short_sides=()):
+    """`tf.io.parse_single_example` 용 특징 명세 (short_sides: 함께 읽을 지터 스케일 라벨의 짧은 변들)."""
     scalar_string = tf.io.FixedLenFeature([], tf.string)
     scalar_int = tf.io.FixedLenFeature([], tf.int64)
     return {
@@ -248,26 +263,29 @@ def parsing_spec():
         DIFFICULT: tf.io.VarLenFeature(tf.int64),
         TRUNCATED: tf.io.VarLenFeature(tf.int64),
         IS_CROWD: tf.io.VarLenFeature(tf.int64),
-        **{name: tf.io.VarLenFeature(tf.int64)
-           for flipped in (False, True) for name in _anchor_label_features(flipped)},
+        **{name: tf.io.VarLenFeature(tf.int64) for side in (None, *short_sides)
+           for flipped in (False, True) for name in _anchor_label_features(flipped, side)},
         ANCHOR_FINGERPRINT: scalar_string,
     }
 
 
-def parse_example(serialized):
+def parse_example(serialized, short_sides=()):
     """직렬화된 Example 하나를 밀집 텐서 dict 로 푼다.
 
     Args:
       serialized: string 스칼라 텐서.
+      short_sides: 함께 읽을 스케일 지터 라벨의 짧은 변들 (없는 특징은 빈 목록으로 읽힌다: 레코드가 그 스케일을
+        담는지는 지문이 보장한다, `RecordSpec.read`).
 
     Returns:
       dict: 'image_bytes', 'format', 'filename', 'source_id', 'anchor_fingerprint' (string 스칼라),
         `anchor_label_keys(False)`, `anchor_label_keys(True)` 의 키 (원본·뒤집기 희소 라벨, int64 [n]),
+        short_sides 의 s 마다 `anchor_label_keys(False, s)`, `anchor_label_keys(True, s)` 의 키,
         'height', 'width' (int32 스칼라), 'boxes' [G, 4] float32 정규화 [ymin, xmin, ymax, xmax],
         'classes' [G] int32 (1부터), 'class_names' [G] string, 'difficult' [G] bool,
         'truncated' [G] bool, 'is_crowd' [G] bool (특징이 없는 레코드는 모두 False).
     """
-    features = tf.io.parse_single_example(serialized, parsing_spec())
+    features = tf.io.parse_single_example(serialized, parsing_spec(short_sides))
     # VarLen 특징 하나의 SparseTensor 값은 순서대로라 .values 가 밀집 목록이다
     dense = {key: value.values if isinstance(value, tf.sparse.SparseTensor) else value
              for key, value in features.items()}
@@ -286,8 +304,8 @@ def parse_example(serialized):
         "difficult": dense[DIFFICULT] > 0,
         "truncated": dense[TRUNCATED] > 0,
         "is_crowd": _pad_to(dense[IS_CROWD] > 0, tf.shape(boxes)[0]),
-        **{key: dense[name] for flipped in (False, True)
-           for key, name in zip(anchor_label_keys(flipped), _anchor_label_features(flipped))},
+        **{key: dense[name] for side in (None, *short_sides) for flipped in (False, True)
+           for key, name in zip(anchor_label_keys(flipped, side), _anchor_label_features(flipped, side))},
         "anchor_fingerprint": dense[ANCHOR_FINGERPRINT],
     }
 

@@ -12,6 +12,9 @@
     단계 끝에서 자른다). 손실은 기기에서 평균하고 호스트는 루프마다 한 번 읽는다 (진행 막대, TensorBoard, 유한성 검사).
   캔버스 고르기: 루프마다 캔버스 하나를 레코드 수에 비례해 고른다 (seed 와 스텝으로 정해지므로 워커끼리,
     이어 학습에서도 같다). 캔버스마다 데이터셋·반복자·추적이 하나씩이라 모든 배치 모양이 정적이다.
+  스케일 지터 (`input.train_short_sides`): 루프마다 캔버스와 함께 짧은 변 s 하나를 고르게 고른다 (같은 seed·스텝의
+    난수; Detectron 은 이미지마다 고르지만 모양을 정적으로 두려고 루프마다). 정적 모양은 (캔버스, s) 마다 하나이고
+    (`RecordSpec.training_canvas`), s = min_size 면 지터 없는 것과 같은 데이터셋 (레코드의 앵커 라벨) 을 쓴다.
   깨진 레코드: 디코딩할 수 없는 이미지는 파이프라인이 경고 한 줄과 함께 건너뛰고, 루프가 그 수를 센다.
     읽은 레코드의 1 % 를 넘으면 멈춘다. 분모는 적어도 `MIN_RECORDS_JUDGED` (1000): 작은 데이터셋은 에포크 첫머리에
     같은 깨진 레코드를 다시 만나 잠깐 1 % 를 넘을 수 있어서다 (10 개를 넘게 건너뛰기 전에는 멈추지 않는다).
@@ -61,8 +64,9 @@ def train(spec, records, model_dir, make_dataset, strategy="auto", progress=None
         (`canvas_counts`; 루프의 캔버스를 이 비율로 고른다).
       records: TFRecord glob (run.json 에 기록).
       model_dir: 출력 디렉터리.
-      make_dataset: 함수 (global_batch_size, canvas) → 캔버스 번호 canvas 의 학습 tf.data.Dataset (반복,
-        정적 모양 배치, `input_pipeline.build_dataset(canvas=…)`).
+      make_dataset: 함수 (global_batch_size, canvas[, short_side]) → 캔버스 번호 canvas 의 학습 tf.data.Dataset
+        (반복, 정적 모양 배치, `input_pipeline.build_dataset(canvas=…, short_side=…)`). short_side 는 스케일 지터가
+        min_size 가 아닌 짧은 변을 골랐을 때만 세 번째 인자로 준다.
       strategy: `distribute.make_strategy` 의 이름 또는 이미 만든 전략 (다중 워커 전략은 다른 TF 연산보다
         먼저 만들어야 하므로 바이너리는 시작하자마자 만든다).
       progress: None 또는 루프마다 부를 함수 (step, total, stage, losses, images_per_second)
@@ -141,11 +145,11 @@ def _make_validation(trainer, make_validator, eval_records, log):
 
 
 class CanvasBatches:
-    """캔버스별 분산 배치 반복자 (처음 고를 때 만든다) 와 루프마다의 캔버스 고르기.
+    """(캔버스, 짧은 변) 별 분산 배치 반복자 (처음 고를 때 만든다) 와 루프마다의 고르기.
 
     Args:
       trainer: `trainer.Trainer`.
-      make_dataset: 함수 (global_batch_size, canvas) → tf.data.Dataset.
+      make_dataset: 함수 (global_batch_size, canvas[, short_side]) → tf.data.Dataset (`train` 설명).
       spec: `RecordSpec` (캔버스 모양, 캔버스마다 레코드 수: 길이 = 캔버스 수, 합 > 0).
 
     Raises:
@@ -168,21 +172,37 @@ class CanvasBatches:
         self._iterators = {}
 
     def choose(self, step):
-        """스텝 `step` 에서 시작하는 루프의 캔버스 번호 (seed 와 스텝으로 정해진다)."""
-        generator = np.random.default_rng([self._trainer.config.train.seed, step])
-        return int(generator.choice(len(self._probabilities), p=self._probabilities))
+        """스텝 `step` 에서 시작하는 루프의 (캔버스 번호, 짧은 변) (seed 와 스텝으로 정해진다).
 
-    def iterator(self, canvas):
-        """캔버스 번호의 분산 반복자 (학습에 쓰는 키와 'skipped_records' 만)."""
-        if canvas not in self._iterators:
-            dataset = self._make_dataset(self._trainer.config.train.batch_size, canvas)
+        짧은 변은 지터가 꺼졌거나 min_size 를 골랐으면 None (레코드의 라벨을 쓰는 데이터셋). 캔버스를 먼저 뽑으므로
+        지터가 꺼진 실행의 캔버스 순서는 지터가 생기기 전과 같다.
+        """
+        generator = np.random.default_rng([self._trainer.config.train.seed, step])
+        canvas = int(generator.choice(len(self._probabilities), p=self._probabilities))
+        sides = self._trainer.config.input.train_short_sides
+        if not sides:
+            return canvas, None
+        side = int(sides[generator.integers(len(sides))])
+        return canvas, (None if side == self.spec.min_size else side)
+
+    def shape(self, canvas, short_side):
+        """(캔버스, 짧은 변) 의 정적 배치 모양 (Hc, Wc)."""
+        return self.spec.training_canvas(canvas, short_side)
+
+    def iterator(self, canvas, short_side=None):
+        """(캔버스 번호, 짧은 변) 의 분산 반복자 (학습에 쓰는 키와 'skipped_records' 만)."""
+        key = (canvas, short_side)
+        if key not in self._iterators:
+            batch_size = self._trainer.config.train.batch_size
+            dataset = (self._make_dataset(batch_size, canvas) if short_side is None
+                       else self._make_dataset(batch_size, canvas, short_side))
             dataset = dataset.map(lambda batch: {key: batch[key] for key in self.KEYS})
             # 워커끼리는 원소로 나눈다: 파일로 나누면 레코드가 적은 캔버스가 어떤 워커에는 없을 수 있다.
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             dataset = dataset.with_options(options)
-            self._iterators[canvas] = iter(self._trainer.strategy.experimental_distribute_dataset(dataset))
-        return self._iterators[canvas]
+            self._iterators[key] = iter(self._trainer.strategy.experimental_distribute_dataset(dataset))
+        return self._iterators[key]
 
 
 def _next_multiple(step, every):
@@ -208,10 +228,11 @@ def _run_loops(trainer, batches, start, progress, log, validation):
         while step < trainer.total_steps:
             plan = trainer.plan_for_step(step)
             end = _loop_end(trainer, step, plan)
-            canvas = batches.choose(step)
-            first_use = (plan.name, canvas) not in traced  # 이 루프는 추적 (XLA 면 컴파일) 을 치른다
-            traced.add((plan.name, canvas))
-            outputs = _run_loop(trainer, plan, batches, canvas, end - step)
+            canvas, short_side = batches.choose(step)
+            # 이 루프는 추적 (XLA 면 컴파일) 을 치른다
+            first_use = (plan.name, canvas, short_side) not in traced
+            traced.add((plan.name, canvas, short_side))
+            outputs = _run_loop(trainer, plan, batches, (canvas, short_side), end - step)
             losses, count, first_non_finite = _read_outputs(outputs)
             _check_finite(trainer, plan, step, losses, first_non_finite)
             skipped = _count_skipped(skipped, count, (end - start) * train_config.batch_size, log)
@@ -225,18 +246,18 @@ def _run_loops(trainer, batches, start, progress, log, validation):
     return losses
 
 
-def _run_loop(trainer, plan, batches, canvas, num_steps):
-    """캔버스 하나의 루프를 돌린다. 레코드를 읽지 못하면 (캔버스에 레코드가 없음, 모두 깨짐) ValueError.
+def _run_loop(trainer, plan, batches, key, num_steps):
+    """(캔버스, 짧은 변) 하나의 루프를 돌린다. 레코드를 읽지 못하면 (캔버스에 레코드가 없음, 모두 깨짐) ValueError.
 
     Raises:
       ValueError: 반복자가 끝났거나 (이 glob 에 그 캔버스의 레코드가 없다) 파이프라인의 검사가 실패했을 때.
     """
     loop_function = trainer.loop_function(plan.name)
     try:
-        return loop_function(batches.iterator(canvas), tf.constant(num_steps))
+        return loop_function(batches.iterator(*key), tf.constant(num_steps))
     except tf.errors.OutOfRangeError as error:
-        shape = batches.spec.canvas_shapes[canvas]
-        raise ValueError(f"canvas {canvas} ({shape[0]}×{shape[1]}) has no records in this worker's part of "
+        shape = batches.shape(*key)
+        raise ValueError(f"canvas {key[0]} ({shape[0]}×{shape[1]}) has no records in this worker's part of "
                          "the training records, but <split>.json counts some; use the whole split's shards "
                          "or remake the records") from error
     except tf.errors.InvalidArgumentError as error:

@@ -8,11 +8,13 @@ import glob
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from frcnn import config
 from frcnn.data import record_spec
 from frcnn.data import records
+from frcnn.data import resize
 from tests.testing import convert_voc, write_voc_dir
 
 
@@ -24,6 +26,69 @@ def test_fingerprint_changes_with_anchor_settings_only():
     assert record_spec.anchor_fingerprint(base) != record_spec.anchor_fingerprint(seed)
     changed = config.apply_overrides(base, "rpn.positive_iou=0.6")
     assert record_spec.anchor_fingerprint(base) != record_spec.anchor_fingerprint(changed)
+
+
+def test_fingerprint_covers_scale_jitter_only_when_set():
+    """지터 레코드는 스케일마다 라벨을 담으므로 목록이 지문에 든다 (순서는 무관); 지터 없는 지문은 그대로."""
+    base = config.get_preset("cpu_small")
+
+    def fingerprint(sides):
+        jittered = config.apply_overrides(base, f"input.train_short_sides={sides}")
+        return record_spec.anchor_fingerprint(jittered)
+
+    assert fingerprint("()") == record_spec.anchor_fingerprint(base)
+    assert fingerprint("(96,128,160)") != record_spec.anchor_fingerprint(base)
+    assert fingerprint("(96,128,160)") == fingerprint("(160,96,128)") != fingerprint("(96,160)")
+    # min_size 128 은 기본 라벨이라 더 담는 스케일이 아니다
+    jittered = config.apply_overrides(base, "input.train_short_sides=(160,128,96)")
+    assert record_spec.label_short_sides(jittered) == (96, 160)
+
+
+@pytest.mark.parametrize("preset, overrides, short_sides", [
+    # round 규칙, 캔버스 넷, 짧은 변이 min_size 128 의 위·아래
+    ("cpu_small", "", (64, 96, 120, 160, 192)),
+    # torchvision (내림) 규칙, stride 32 의 FPN 캔버스
+    ("cpu_small_fpn", "", (64, 96, 160, 192)),
+    # min_size = max_size: 모든 이미지가 긴 변 상한에 걸린다
+    ("cpu_small", "input.max_size=128", (64, 96)),
+])
+def test_scaled_canvases_hold_every_image_at_their_scale(preset, overrides, short_sides):
+    """크기 격자의 모든 이미지: min_size 에서 고른 캔버스 k 를 s 로 바꾼 모양이 s 로 리사이즈한 이미지를 담는다.
+
+    긴 변 상한에 걸리는 (가로세로비가 max_size / min_size 보다 큰) 이미지는 s < min_size 여도 그대로일 수 있다.
+    기대값은 `resize.resize_scale` 의 실제 크기 (레코드·파이프라인과 같은 함수) 로 직접 잰 것.
+    """
+    cfg = config.build_config(preset, overrides)
+    shapes = np.array(record_spec.canvases(cfg))  # [K, 2]
+    heights, widths = (grid.ravel() for grid in np.meshgrid(np.arange(6, 700, 7), np.arange(6, 700, 7)))
+    sizes = (cfg.input.max_size, cfg.input.size_rule)
+    _, at_min = resize.resize_scale(heights, widths, cfg.input.min_size, *sizes)
+    # [N] min_size 에서 담는 가장 작은 캔버스 (`resize.canvas_for_image` 와 같은 규칙)
+    index = np.argmax((shapes[None] >= at_min.numpy()[:, None]).all(axis=2), axis=1)
+    capped_images = 0
+    for short_side in short_sides:
+        _, at_side = resize.resize_scale(heights, widths, short_side, *sizes)
+        at_side = at_side.numpy()
+        scaled = np.array([record_spec.scaled_canvas(cfg, tuple(shape), short_side) for shape in shapes])
+        assert (scaled % cfg.anchors.stride == 0).all() and (scaled <= shapes.max()).all()
+        assert (at_side <= scaled[index]).all(), short_side
+        capped_images += int((at_side.max(axis=1) > short_side * at_min.numpy().max(axis=1)
+                              / cfg.input.min_size + 1).sum())
+    assert capped_images > 0  # 긴 변 상한 때문에 덜 줄어드는 이미지가 격자에 있다 (헛된 검사가 아니다)
+
+
+def test_scaled_canvases_shrink_and_grow_with_the_short_side():
+    cfg = config.get_preset("resnet50_fpn")  # 800 / 1333, 캔버스 800×1088, 800×1216, 800×1344 (와 세로형)
+    spec = record_spec.RecordSpec.from_config(cfg)
+    assert [spec.training_canvas(k) for k in range(len(spec.canvas_shapes))] == list(spec.canvas_shapes)
+    assert [spec.training_canvas(k, 800) for k in range(len(spec.canvas_shapes))] == list(spec.canvas_shapes)
+    # 640: 짧은 변 ⌊801·0.8⌋ = 640, 긴 변 ⌊1089·0.8⌋ = 871 → 896, ⌊1217·0.8⌋ = 973 → 992; 가장 큰 캔버스의
+    # 긴 변은 긴 변 상한에 걸린 이미지 때문에 1344 그대로
+    assert record_spec.scaled_canvas(cfg, (800, 1088), 640) == (640, 896)
+    assert record_spec.scaled_canvas(cfg, (1216, 800), 640) == (992, 640)
+    assert record_spec.scaled_canvas(cfg, (800, 1344), 640) == (640, 1344)
+    # 1024: ⌊801·1.28⌋ = 1025 → 1056, 긴 변은 max_size 1333 → 1344
+    assert record_spec.scaled_canvas(cfg, (800, 1088), 1024) == (1056, 1344)
 
 
 def test_fingerprint_covers_the_anchor_label_format(monkeypatch):

@@ -160,8 +160,10 @@ def test_undecodable_image_is_skipped_with_a_warning_naming_it(record_pattern, t
     # 같은 캔버스 0 에서 000003 뒤에 오는 이미지가 (레코드 순서에 따라) 건너뛴 수 1 을 가진다
     assert sum(int(element["skipped_records"]) for element in elements.values()) <= 1
     dataset = _dataset(pattern, CONFIG, training=True, batch_size=2, canvas=0, seed=0)
-    skipped = sum(int(batch["skipped_records"].numpy().sum()) for batch in dataset.take(4))
-    assert skipped >= 3  # 000003 은 캔버스 0 레코드 둘 중 하나: 8 장을 채우며 적어도 세 번 건너뛴다
+    skipped = sum(int(batch["skipped_records"].numpy().sum()) for batch in dataset.take(8))
+    # 000003 은 캔버스 0 레코드 둘 중 하나: 16 장을 채우며 ≈ 16 번 건너뛴다. 학습 모드의 병렬 map 은 순서를 지키지
+    # 않아 건너뛴 수를 든 원소가 몇 자리 늦게 나올 수 있으므로 (부하에 따라) 넉넉히 적어도 세 번만 요구한다
+    assert skipped >= 3
     warnings = [line for line in capfd.readouterr().err.splitlines() if "skipping record" in line]
     assert warnings and all(line.endswith("WARNING: skipping record with image/source_id '000003': its image "
                                           "cannot be decoded") for line in warnings)
