@@ -84,13 +84,19 @@ def _decode_or_mark(parsed):
     return decoded.concatenate(one.map(_mark_undecodable)).take(1)
 
 
+_DECODE_CYCLE = 8  # 디코딩 interleave 가 동시에 여는 레코드 수
+_REORDER_MARGIN = 8 * _DECODE_CYCLE  # 순서 없는 interleave 가 원소를 앞당길 수 있는 넉넉한 한도
+
+
 def _skip_undecodable(dataset, num_records: int, what: str):
     """표시 원소를 빼고, 남은 원소마다 바로 앞에서 건너뛴 수 'skipped_records' (int32) 를 붙인다.
 
     반복하는 데이터셋에서 레코드가 모두 깨졌으면 좋은 원소가 영영 오지 않는다: 연달아 2 × num_records 개를
-    건너뛰면 (에포크 경계를 넘어도 좋은 레코드가 하나라도 있으면 그보다 적다) 오류로 멈춘다.
+    건너뛰면 (에포크 경계를 넘어도 좋은 레코드가 하나라도 있으면 그보다 적다) 오류로 멈춘다. 학습의 디코딩
+    interleave 는 순서를 지키지 않아 (빨리 실패하는 깨진 레코드의 표시가 느린 좋은 디코딩을 앞지른다) 그만큼
+    (`_REORDER_MARGIN`) 더 기다린다: 레코드가 둘뿐인 캔버스에서 부하가 크면 네 번 연달아 건너뛸 수 있었다.
     """
-    limit = 2 * max(num_records, 1)
+    limit = 2 * max(num_records, 1) + _REORDER_MARGIN
 
     def count(skipped, element):
         decoded = element["decoded"]
@@ -223,7 +229,8 @@ def _decoded_records(spec, training, seed, canvas):
     if training:
         dataset = dataset.shuffle(spec.config.input.shuffle_buffer, seed=seed).repeat()
     dataset = dataset.map(lambda serialized: _parse(serialized, spec), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.interleave(_decode_or_mark, cycle_length=8, num_parallel_calls=tf.data.AUTOTUNE,
+    dataset = dataset.interleave(_decode_or_mark, cycle_length=_DECODE_CYCLE,
+                                 num_parallel_calls=tf.data.AUTOTUNE,
                                  deterministic=not training)
     if canvas is None:
         return _skip_undecodable(dataset, spec.metadata.get("num_images", 0), spec.files[0])
