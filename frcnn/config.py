@@ -70,7 +70,9 @@ class BackboneConfig:
 
     # vgg16 | resnet50 | mobilenet_v2 | small_cnn (한 수준) | resnet_fpn | small_fpn (특징 피라미드, `fpn.variant`)
     name: str = "vgg16"
-    weights: str = "imagenet"  # imagenet | none (처음부터) | 로컬 Keras 가중치 파일 경로
+    # imagenet | none (처음부터) | 로컬 가중치 파일 경로 | checkpoint (사전학습 백본처럼 만들되 — 얼린 블록,
+    # resnet_fpn v1 의 FrozenBatchNorm — 아무것도 싣지 않는다: 가중치는 체크포인트나 --init_from 이 채운다)
+    weights: str = "imagenet"
     # 사전학습 가중치일 때 얼릴 앞쪽 블록 수 (VGG16: conv1–conv2; resnet_fpn: torchvision
     # trainable_backbone_layers = 5 − freeze_blocks, 곧 2 면 conv1·layer1 을 얼린다)
     freeze_blocks: int = 2
@@ -463,13 +465,18 @@ def build_config(preset: str, overrides: str = "") -> ExperimentConfig:
     return validate(apply_overrides(get_preset(preset), overrides))
 
 
+CHECKPOINT_WEIGHTS = "checkpoint"
+
+
 def without_pretrained_weights(config: ExperimentConfig) -> ExperimentConfig:
-    """`backbone.weights='none'` 인 복사본 (나머지는 그대로).
+    """사전학습 가중치를 싣지 않는 복사본: none 은 그대로, 그 밖 (imagenet, 파일) 은 `checkpoint`.
 
     모든 가중치를 체크포인트나 학습된 모델에서 가져오는 모델을 만들 때 쓴다: 사전학습 가중치를 다시
-    내려받거나 파일에서 읽지 않는다.
+    내려받거나 파일에서 읽지 않지만, 학습 때와 같은 구조로 만든다 (resnet_fpn v1 은 사전학습이면
+    FrozenBatchNorm, 아니면 BatchNorm 이라 변수 이름이 다르다).
     """
-    return dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, weights="none"))
+    weights = "none" if config.backbone.weights == "none" else CHECKPOINT_WEIGHTS
+    return dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, weights=weights))
 
 
 def to_dict(config: ExperimentConfig) -> dict:

@@ -94,7 +94,11 @@ flags.DEFINE_string("init_from", None,
                     "the others; the carried-over classes are printed and written to run.json. Applies only "
                     "when --model_dir has no checkpoint yet: an existing checkpoint is resumed and "
                     "--init_from is ignored (with a note). Alternating training copies the source backbone "
-                    "into both backbones. See the README's fine-tuning section for a schedule.")
+                    "into both backbones. The backbone is built as a pretrained one (frozen early blocks, "
+                    "FrozenBatchNorm for resnet50_fpn) without reading ImageNet weights "
+                    "(backbone.weights=checkpoint) and takes the source's backbone.norm_epsilon; "
+                    "--backbone_weights or --params_override win. See the README's fine-tuning section for a "
+                    "schedule.")
 flags.DEFINE_string("class_map", None,
                     "With --init_from: 'mine:theirs,...' — copy the predictor rows of source class 'theirs' "
                     "for this run's class 'mine' (e.g. 'car:truck,plane:airplane'); wins over name matches.")
@@ -138,7 +142,7 @@ def _overrides():
     둔다: 프리셋의 가중치가 다른 백본에 붙지 않고 (vgg16_paper 의 imagenet 으로 small_cnn 은 오류), 사용자가
     params_override 나 --backbone_weights 로 적은 가중치는 그대로 이긴다.
     """
-    items = []
+    items = _init_from_defaults() if FLAGS.init_from else []
     if FLAGS.backbone is not None and FLAGS.backbone_weights is None:
         items.append(f"backbone.weights={'none' if FLAGS.backbone == 'small_cnn' else 'imagenet'}")
     items += [FLAGS.params_override] if FLAGS.params_override else []
@@ -148,6 +152,26 @@ def _overrides():
              "train.jit_compile": FLAGS.jit_compile, "train.eval_every": FLAGS.eval_every}
     items += [f"{key}={value}" for key, value in named.items() if value is not None]
     return ",".join(items)
+
+
+def _init_from_defaults():
+    """--init_from 의 기본 덮어쓰기 (params_override 와 편의 플래그가 이긴다).
+
+    backbone.weights=checkpoint: 백본을 사전학습 구조로 만들되 (얼린 블록, resnet_fpn v1 의 FrozenBatchNorm)
+    ImageNet 가중치를 내려받거나 읽지 않는다 — 원본 실행의 가중치가 덮어쓴다. backbone.norm_epsilon 은 원본의
+    값 (torchvision COCO v1 은 0): 같은 가중치가 같은 특징을 내도록. 원본의 run.json 을 읽을 수 없으면 (이어
+    학습에서 원본이 지워졌을 때) eps 는 프리셋의 것.
+    """
+    from frcnn import config as config_lib
+    from frcnn.training import init_from
+    from frcnn.training import run_file
+
+    items = [f"backbone.weights={config_lib.CHECKPOINT_WEIGHTS}"]
+    try:
+        source_config, _ = run_file.read_run_file(init_from.resolve_source(FLAGS.init_from)[0])
+    except ValueError:
+        return items
+    return items + [f"backbone.norm_epsilon={source_config.backbone.norm_epsilon!r}"]
 
 
 def _train():

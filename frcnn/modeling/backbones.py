@@ -20,6 +20,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from frcnn import config as config_lib
 from frcnn.ops import normalize
 
 # Caffe 방식 ImageNet 평균 (BGR) — VGG16/ResNet50 의 Keras 가중치가 기대하는 정규화.
@@ -189,15 +190,20 @@ def _copy_weights(source, target, renames=()):
             layer.set_weights(source.get_layer(renames.get(layer.name, layer.name)).get_weights())
 
 
+# 가중치를 싣지 않는 값: none (처음부터), checkpoint (사전학습 구조, 가중치는 체크포인트에서)
+_LOADS_NOTHING = ("none", config_lib.CHECKPOINT_WEIGHTS)
+
+
 def _application(name, weights):
     """가중치를 실은 include_top=False keras.applications 모델 (입력 크기 자유).
 
-    weights: 'none', 'imagenet' 또는 로컬 파일 경로 (분류 층이 있든 없든 합성곱 부분만 쓴다).
+    weights: 'none', 'checkpoint' (싣지 않는다), 'imagenet' 또는 로컬 파일 경로 (분류 층이 있든 없든 합성곱
+    부분만 쓴다).
     """
     if weights == "imagenet":
         return _imagenet_application(name, include_top=False)
     model = _build_application(name, False, None)
-    if weights != "none":
+    if weights not in _LOADS_NOTHING:
         _copy_weights(_file_application(name, weights)[0], model)
     return model
 
@@ -240,7 +246,7 @@ def _vgg16(config, name):
 
 
 def _vgg16_head(config, name):
-    source = None if config.backbone.weights == "none" else _vgg16_with_top(config)
+    source = None if config.backbone.weights in _LOADS_NOTHING else _vgg16_with_top(config)
     head = fc_head(config.backbone.fc_units, config.backbone.dropout, name, config.roi.pool_size, 512)
     if source is not None:
         _copy_weights(source, head, {"fc6": "fc1", "fc7": "fc2"})
@@ -317,7 +323,7 @@ def _small_cnn(config, name):
     x = conv_bn(x, width * 4, 1, "block3a")
     x = conv_bn(x, width * 4, 1, "block3b")
     features = keras.Model(inputs, x, name=f"{name}_features")
-    if weights != "none":
+    if weights not in _LOADS_NOTHING:
         if not os.path.exists(weights):
             raise ValueError(f"{weights}: backbone weights file not found")
         features.load_weights(weights)

@@ -9,7 +9,8 @@
     있으면 v1 은 FrozenBatchNorm (eps `backbone.norm_epsilon`), 앞쪽 `freeze_blocks` 단계를 얼린다 (torchvision
     trainable_backbone_layers = 5 − freeze_blocks).
   small_fpn  — cpu_small_fpn 용 작은 BN-ReLU 합성곱망: stride 4, 8, 16, 32 의 C2–C5 (채널 w, 2w, 4w, 8w) + 같은 FPN.
-  가중치 (`backbone.weights`): none; resnet_fpn 은 ResNet 몸통의 층 이름 가중치 파일 (`layer_weights`, .npz —
+  가중치 (`backbone.weights`): none; checkpoint (사전학습 구조로 만들되 싣지 않는다);
+    resnet_fpn 은 ResNet 몸통의 층 이름 가중치 파일 (`layer_weights`, .npz —
     `tools/import_weights --arch=resnet50` 이 쓴 것) 또는 그 도구의 출력 디렉터리; 그 밖의 파일은 Keras 가중치
     파일 (백본 특징 모델 전체의 `save_weights`).
 """
@@ -18,6 +19,7 @@ import os
 
 import keras
 
+from frcnn import config as config_lib
 from frcnn.modeling import backbones
 from frcnn.modeling import fpn
 from frcnn.modeling import fpn_box_heads
@@ -35,7 +37,7 @@ def _load_weights(features, weights, backbone_name):
     Raises:
       ValueError: imagenet (Keras 가 내려받을 수 있는 같은 구조의 가중치가 없다), 없는 파일, 맞지 않는 파일.
     """
-    if weights == "none":
+    if weights in ("none", config_lib.CHECKPOINT_WEIGHTS):
         return
     if weights == "imagenet":
         raise ValueError(f"{backbone_name} has no Keras ImageNet weights (its ResNet is torchvision's v1.5); "

@@ -158,11 +158,12 @@ def source_record(arch, path):
 
 
 def detector_config(arch, bn_eps=None, overrides="", class_slots=()):
-    """가져온 검출기의 설정: 프리셋 + backbone.weights=none (체크포인트가 모두 갖는다), BN eps, class_slots,
-    그리고 사용자 덮어쓰기 (예: input.min_size)."""
+    """가져온 검출기의 설정: 프리셋 + backbone.weights=checkpoint (체크포인트가 모두 갖는다; torchvision 의
+    사전학습 모델처럼 v1 은 FrozenBatchNorm, 앞 두 단계는 얼린다), BN eps, class_slots, 그리고 사용자 덮어쓰기
+    (예: input.min_size)."""
     eps = ARCHS[arch].bn_eps if bn_eps is None else bn_eps
     slots = ",".join(str(slot) for slot in class_slots)
-    base = f"backbone.weights=none,backbone.norm_epsilon={eps!r}"
+    base = f"backbone.weights={config_lib.CHECKPOINT_WEIGHTS},backbone.norm_epsilon={eps!r}"
     base += f",detection.class_slots=({slots},)" if slots else ""
     return config_lib.build_config(ARCHS[arch].preset, ",".join(filter(None, (base, overrides))))
 

@@ -214,8 +214,9 @@ def test_imagenet_without_network_says_how_to_pass_a_local_file(monkeypatch, bui
         "--backbone_weights=PATH (or --backbone_weights=none to train from scratch)")
 
 
+@pytest.mark.parametrize("weights", ["none", "checkpoint"])
 @pytest.mark.parametrize("name", ["vgg16", "mobilenet_v2"])
-def test_no_weights_builds_without_downloading_or_reading_files(monkeypatch, name):
+def test_no_weights_builds_without_downloading_or_reading_files(monkeypatch, name, weights):
     builder_name = backbones._APPLICATIONS[name][0]
     builder = getattr(keras.applications, builder_name)
     requested = []
@@ -229,10 +230,33 @@ def test_no_weights_builds_without_downloading_or_reading_files(monkeypatch, nam
 
     monkeypatch.setattr(keras.applications, builder_name, recording_builder)
     monkeypatch.setattr(keras.Model, "load_weights", no_file)
-    config = _config(name, 16)
-    backbones.build_backbone(config)
+    config = _config(name, 16, weights=weights)
+    backbone = backbones.build_backbone(config)
     backbones.build_box_head(config)
-    assert requested and all(weights is None for weights in requested)
+    assert requested and all(requested_weights is None for requested_weights in requested)
+    # checkpoint 은 사전학습 구조: VGG16 의 conv1–conv2 를 얼린다 (none 은 얼리지 않는다)
+    if name == "vgg16":
+        assert bool(backbone.frozen_layers) == (weights == "checkpoint")
+
+
+def _resnet_fpn_norms(weights):
+    """resnet50_fpn (ResNet-18 로) 을 weights 로 만든 몸통의 (정규화 층 클래스 이름 집합, 학습되는 conv1 여부)."""
+    from frcnn.modeling import builder
+    config = config_lib.build_config("resnet50_fpn", f"backbone.depth=18,backbone.weights={weights}")
+    body = builder.build_model(config, 2).backbone.features.get_layer("body")
+    norms = {type(layer).__name__ for layer in body.layers if "bn" in layer.name}
+    return norms, body.get_layer("conv1").trainable
+
+
+def test_checkpoint_weights_build_resnet_fpn_as_pretrained_and_export_keeps_the_structure():
+    """checkpoint: torchvision 의 사전학습 구조 (v1 FrozenBatchNorm, 앞 단계 얼림) 이되 아무것도 읽지 않는다.
+    without_pretrained_weights (내보내기·init_from 원본) 는 imagenet·파일을 checkpoint 로, none 은 그대로 둔다:
+    학습 때와 변수 이름이 같아야 체크포인트가 복원된다 (FrozenBatchNorm 과 BatchNormalization 은 다르다)."""
+    assert _resnet_fpn_norms("checkpoint") == ({"FrozenBatchNorm"}, False)
+    assert _resnet_fpn_norms("none") == ({"BatchNormalization"}, True)
+    for weights, expected in (("imagenet", "checkpoint"), ("/some/file.npz", "checkpoint"), ("none", "none")):
+        config = config_lib.build_config("resnet50_fpn", f"backbone.weights={weights}")
+        assert config_lib.without_pretrained_weights(config).backbone.weights == expected
 
 
 def test_missing_weights_file_names_the_path(tmp_path):

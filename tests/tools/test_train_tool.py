@@ -384,7 +384,8 @@ def test_eval_every_needs_eval_records_and_the_same_classes(records, tmp_path):
 
 def test_init_from_fine_tunes_from_a_checkpoint_and_resume_wins(records, tmp_path):
     source = str(tmp_path / "source")
-    result = _run("train", *_train_args(records, source, "--num_steps=2"))
+    result = _run("train", *_train_args(records, source, "--num_steps=2",
+                                        extra_overrides="backbone.norm_epsilon=0.001"))
     assert result.returncode == 0, result.stderr[-3000:]
     model_dir = str(tmp_path / "fine")
     args = _train_args(records, model_dir, "--num_steps=2", f"--init_from={source}/checkpoints/ckpt-2",
@@ -394,7 +395,11 @@ def test_init_from_fine_tunes_from_a_checkpoint_and_resume_wins(records, tmp_pat
     assert f"initialized from {source}/checkpoints/ckpt-2 (weights only; step 0" in result.stdout
     assert "dog<-cat" in result.stdout and "fresh: none" in result.stdout
     with open(os.path.join(model_dir, "run.json")) as handle:
-        recorded = json.load(handle)["init_from"]
+        run_info = json.load(handle)
+    recorded = run_info["init_from"]
+    # 백본은 사전학습 구조로 만들되 아무것도 읽지 않고 (checkpoint), BN eps 는 원본의 것
+    assert run_info["config"]["backbone"]["weights"] == "checkpoint"
+    assert run_info["config"]["backbone"]["norm_epsilon"] == 0.001
     assert recorded["classes_carried"]["dog"] == "cat" and recorded["classes_carried"]["person"] == "person"
     assert recorded["classes_fresh"] == [] and _latest_step(model_dir) == 2
     again = _run("train", *args)  # 체크포인트가 있으면 이어 학습이 이긴다

@@ -195,7 +195,7 @@ def test_v1_default_bn_eps_is_zero_and_v2_is_torchvision_default():
     assert imported_config("v1")[0].backbone.norm_epsilon == 0.0
     assert imported_config("v2")[0].backbone.norm_epsilon == 1e-5
     config = torchvision_import.detector_config("fasterrcnn_resnet50_fpn", bn_eps=1e-5)
-    assert config.backbone.norm_epsilon == 1e-5 and config.backbone.weights == "none"
+    assert config.backbone.norm_epsilon == 1e-5 and config.backbone.weights == "checkpoint"
 
 
 def _old_key_names(state):
