@@ -5,8 +5,11 @@ FPN, COCO 91 칸) 을 state dict 로 저장 → 가져오기 (구조 모델의 `
 `load_trained_model` 로 복원한 모델의 검출이 torchvision 의 검출 (이름 있는 80 범주만) 과 같다.
 """
 
+import base64
+import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -181,6 +184,51 @@ def test_exported_run_detects_like_torchvision_in_every_format(imported, tmp_pat
                 assert_same_detections(run(image[None]), want, image.shape[:2])
             except AssertionError as error:
                 raise AssertionError(f"{kind} {image.shape}: {error}") from None
+    _detect_and_serve_like_torchvision(export_dir, images[2], expected[2], tmp_path)
+
+
+def _detect_and_serve_like_torchvision(export_dir, image, want, tmp_path):
+    """가져온 모델의 내보낸 디렉터리를 tools/detect (PNG 파일) 와 tools/serve (REST, serve_bytes) 로 돌려도
+    torchvision 의 이름 있는 검출 (같은 수, 같은 클래스 이름, 점수 1e-4) 이 나온다."""
+    from PIL import Image
+
+    from tests.tools.test_serve_tool import _wait_for_address
+
+    path = str(tmp_path / "image.png")
+    Image.fromarray(image).save(path)
+    _, scores, labels, _, _ = want
+    classes, _ = torchvision_import.coco_classes(torchvision_import.coco_categories())
+    names = [classes[label - 1] for label in labels]
+    result = subprocess.run([sys.executable, "-m", "tools.detect", f"--saved_model={export_dir}",
+                             f"--images={path}", f"--output_dir={tmp_path / 'drawn'}", "--score_threshold=0"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "drawn" / "detections.json") as handle:
+        written = json.load(handle)["images"][0]["detections"]
+    order = np.argsort(-scores, kind="stable")
+    np.testing.assert_allclose([item["score"] for item in written], scores[order], atol=1e-4)
+    assert sorted(item["class_name"] for item in written) == sorted(names)
+    command = [sys.executable, "-m", "tools.serve", "--port=0", "--model_name=coco",
+               f"--saved_model={export_dir}"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        address, log_lines = _wait_for_address(process, timeout=180)
+        assert address is not None, "".join(log_lines)
+        with open(path, "rb") as handle:
+            body = json.dumps({"signature_name": "serve_bytes",
+                               "instances": [{"b64": base64.b64encode(handle.read()).decode()}]})
+        connection = http.client.HTTPConnection(*address, timeout=120)
+        connection.request("POST", "/v1/models/coco:predict", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200
+        served = json.loads(response.read())["predictions"][0]
+        count = int(served["num_detections"])
+        assert count == len(scores)
+        np.testing.assert_allclose(served["detection_scores"][:count], scores, atol=1e-4)
+        assert sorted(served["detection_class_names"][:count]) == sorted(names)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
 
 
 def test_init_from_reads_the_coco_rows_of_an_imported_run(imported):
