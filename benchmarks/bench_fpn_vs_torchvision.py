@@ -134,21 +134,6 @@ def randomize_predictor(reference, image):
         reference.roi_heads.box_predictor.cls_score.bias[0] = BACKGROUND_BIAS
 
 
-def copy_torchvision_weights(reference, model, variant):
-    """torchvision FasterRCNN 의 가중치를 같은 구조의 `FpnFasterRCNN` (변수가 만들어진 것) 으로."""
-    features = model.backbone.features
-    torch_reference.copy_weights(reference.backbone.body, features.get_layer("body"))
-    torch_reference.copy_weights(reference.backbone.fpn, features.get_layer("fpn"))
-    torch_reference.copy_rpn_head(reference.rpn.head, model.rpn_head)
-    first_fc = "fc6" if variant == "v1" else "5"
-    box_head = reference.roi_heads.box_head
-    fc = dict(box_head.named_modules())[first_fc]
-    channels, pool_size = model.config.fpn.channels, model.config.roi.pool_size
-    torch_reference.copy_weights(box_head, model.detector_head.body, overrides={
-        first_fc: torch_reference.flattened_dense_values(fc, channels, pool_size, pool_size)})
-    torch_reference.copy_box_predictor(reference.roi_heads.box_predictor, model.detector_head)
-
-
 def check_same_setup(reference, config, height, width):
     """두 쪽이 같은 크기의 입력과 같은 제안·검출 수를 쓰는지 확인한다 (아니면 AssertionError).
 
@@ -200,7 +185,7 @@ def compare_inference(variant, image):
     check_same_setup(reference, config, *image.shape[:2])
     model = builder.build_model(config, NUM_CLASSES)
     model.build_all((64, 64))
-    copy_torchvision_weights(reference, model, variant)
+    torch_reference.copy_faster_rcnn(reference, model, variant)
     images = tf.constant(image[None])
 
     def torchvision_detect():
@@ -292,7 +277,7 @@ def compare_train(variant, generator):
     batch, torch_images, targets = train_batch(config, generator)
     with tempfile.TemporaryDirectory() as model_dir:
         trainer = trainer_lib.Trainer(config, NUM_CLASSES, model_dir, tf.distribute.get_strategy())
-        copy_torchvision_weights(reference, trainer.model, variant)
+        torch_reference.copy_faster_rcnn(reference, trainer.model, variant)
         trainable = sum(int(np.prod(v.shape)) for v in trainer.model.stage_variables("joint"))
         torch_trainable = sum(p.numel() for p in reference.parameters() if p.requires_grad)
         print(f"{config.name}: trainable parameters ours {trainable}, torchvision {torch_trainable}; "

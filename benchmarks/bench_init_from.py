@@ -16,15 +16,13 @@
 
 import json
 import os
-import resource
 import shutil
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ElementTree
 
 from absl import app
 from absl import flags
+
+from benchmarks.side_by_side import run_tool as _tool
 
 flags.DEFINE_string("workspace", None, "Root for data/, views/, records/, runs/, exports/, reports/.")
 flags.DEFINE_string("config", "cpu_small", "Preset to train.")
@@ -35,18 +33,6 @@ flags.DEFINE_string("params_override", "", "Extra overrides for every training r
 FLAGS = flags.FLAGS
 
 VIEWS = {"first": ("circle", "cross", "ring"), "second": ("square", "star", "triangle")}
-
-
-def _tool(name, *args):
-    """도구 하나를 subprocess 로 돌린다. 반환: (벽시계 초, CPU 초). 실패하면 stderr 끝을 보이며 멈춘다."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", f"tools.{name}", *args], capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise RuntimeError(f"tools.{name} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def make_view(voc_dir, view_dir, classes):

@@ -18,14 +18,12 @@
 
 import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
-import time
 
 from absl import app
 from absl import flags
+
+from benchmarks.side_by_side import run_tool as _tool
 
 flags.DEFINE_string("workspace", None, "Root with data/VOC2007 and records/{trainval,test}-*.tfrecord; runs, "
                     "exports and reports are written under it (modes/).")
@@ -34,18 +32,6 @@ flags.DEFINE_list("seeds", ["1", "2", "3"], "train.seed of each pair of runs.")
 flags.DEFINE_list("modes", ["joint", "alternating"], "Training modes to compare.")
 flags.DEFINE_string("params_override", "", "Extra overrides for every training run.")
 FLAGS = flags.FLAGS
-
-
-def _tool(name, *args):
-    """도구 하나를 subprocess 로 돌린다. 반환: (벽시계 초, CPU 초). 실패하면 stderr 끝을 보이며 멈춘다."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", f"tools.{name}", *args], capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise RuntimeError(f"tools.{name} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def run_once(root, mode, seed):

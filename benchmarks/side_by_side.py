@@ -1,12 +1,28 @@
-"""두 함수를 같은 프로세스에서 번갈아 재고 중앙값의 비율을 목표와 비교한다 (VGG16 벤치마크 둘이 같이 쓴다).
+"""두 함수를 같은 프로세스에서 번갈아 재고 중앙값의 비율을 목표와 비교한다 (VGG16 벤치마크 둘이 같이 쓴다),
+그리고 `run_tool`: tools 의 도구 하나를 하위 프로세스로 돌려 벽시계·CPU 초를 잰다 (학습 벤치마크들이 같이 쓴다).
 
 용어: 후보(candidate) 는 잴 대상 (학습 스텝, 내보낸 모델), 기준(baseline) 은 VGG16 합성곱만.
 """
 
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import tensorflow as tf
+
+
+def run_tool(name, *args):
+    """`python -m tools.<name> args…` 를 돌린다. 반환: (벽시계 초, CPU 초). 실패하면 stderr 끝을 보이며 멈춘다."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", f"tools.{name}", *args], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise RuntimeError(f"tools.{name} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def timed(function, *args, **kwargs):

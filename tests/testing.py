@@ -6,12 +6,20 @@
   - 아주 작은 cpu_small 설정(`tiny_config`)과 합성 배치(`make_batches`).
   - 세 시그니처를 가진 작은 검출기 (`TinyDetector`, tests/testing.py 의 픽스처 `saved_model_dir` 가 저장한다): 밝은 픽셀의
     경계 상자 하나를 검출로 내고 점수는 평균 밝기, 클래스 1 "thing", N=3 패딩. 서버·서빙 도구 테스트가 쓴다.
+  - `tools/serve` 하위 프로세스: 주소 기다리기 (`wait_for_address`), REST :predict 한 번 (`rest_predict`).
 """
 
+import base64
 import glob
+import http.client
 import io
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -286,3 +294,43 @@ class TinyDetector(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
         return self.serve_bytes(records.parse_image_bytes(examples))
+
+
+def wait_for_address(process, timeout):
+    """서버 로그에서 주소를 찾을 때까지 stderr 를 읽는다. (주소 또는 None, 읽은 줄들)."""
+    log_lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        log_lines.append(line)
+        found = re.search(r"at http://127\.0\.0\.1:(\d+)/v1/models/", line)
+        if found:
+            return ("127.0.0.1", int(found.group(1))), log_lines
+    return None, log_lines
+
+
+def rest_predict(export_dir, image_path, model_name="frcnn", timeout=180):
+    """`tools/serve --saved_model=export_dir` 를 띄워 이미지 파일 하나로 REST `serve_bytes` :predict 를 한 번
+    부르고 (200 이어야 한다) 예측 dict (`predictions[0]`) 를 돌려준다. 서버는 SIGTERM 으로 멈춘다."""
+    command = [sys.executable, "-m", "tools.serve", "--port=0", f"--model_name={model_name}",
+               f"--saved_model={export_dir}"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        address, log_lines = wait_for_address(process, timeout)
+        assert address is not None, "".join(log_lines)
+        with open(image_path, "rb") as handle:
+            body = json.dumps({"signature_name": "serve_bytes",
+                               "instances": [{"b64": base64.b64encode(handle.read()).decode()}]})
+        connection = http.client.HTTPConnection(*address, timeout=timeout)
+        connection.request("POST", f"/v1/models/{model_name}:predict", body,
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200, response.read()[:2000]
+        prediction = json.loads(response.read())["predictions"][0]
+        connection.close()
+        return prediction
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)

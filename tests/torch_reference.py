@@ -9,6 +9,7 @@
   - `reference_backbone(depth, variant, …)`: torchvision 의 ResNet-FPN 백본 (무작위, eval 모드), `random_images`.
   - `nchw`/`nhwc`: 배열 축 순서 바꾸기. `assert_close_relative`: 기준 최댓값에 대한 상대 오차 검사.
   - `assert_same_ranking`: 점수 순 박스 목록이 같은지 (거의 같은 점수끼리의 순서 바뀜은 허용).
+  - `copy_faster_rcnn(reference, model, variant)`: torchvision FasterRCNN 전체 → `FpnFasterRCNN`.
 """
 
 import sys
@@ -196,3 +197,19 @@ def copy_box_predictor(predictor, detector_head):
                                             predictor.cls_score.bias.detach().numpy()])
     detector_head.box_deltas.set_weights([predictor.bbox_pred.weight.detach().numpy().T[:, order],
                                           predictor.bbox_pred.bias.detach().numpy()[order]])
+
+
+def copy_faster_rcnn(reference, model, variant):
+    """torchvision FasterRCNN 의 가중치를 같은 구조의 `FpnFasterRCNN` (변수가 만들어진 것) 으로 (v1: fc6 의
+    Flatten 순서, v2: 4conv 뒤 fc "5")."""
+    features = model.backbone.features
+    copy_weights(reference.backbone.body, features.get_layer("body"))
+    copy_weights(reference.backbone.fpn, features.get_layer("fpn"))
+    copy_rpn_head(reference.rpn.head, model.rpn_head)
+    first_fc = "fc6" if variant == "v1" else "5"
+    box_head = reference.roi_heads.box_head
+    fc = dict(box_head.named_modules())[first_fc]
+    channels, pool_size = model.config.fpn.channels, model.config.roi.pool_size
+    copy_weights(box_head, model.detector_head.body,
+                 overrides={first_fc: flattened_dense_values(fc, channels, pool_size, pool_size)})
+    copy_box_predictor(reference.roi_heads.box_predictor, model.detector_head)

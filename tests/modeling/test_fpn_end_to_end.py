@@ -62,16 +62,7 @@ def _keras_model(variant, reference, min_size, max_size):
         f"rpn.test_pre_nms_top_k={PRE_NMS},rpn.test_post_nms_top_k={POST_NMS}")
     model = builder.build_model(cfg, CLASSES)
     model.build_all((64, 64))
-    features = model.backbone.features
-    torch_reference.copy_weights(reference.backbone.body, features.get_layer("body"))
-    torch_reference.copy_weights(reference.backbone.fpn, features.get_layer("fpn"))
-    torch_reference.copy_rpn_head(reference.rpn.head, model.rpn_head)
-    first_fc = "fc6" if variant == "v1" else "5"
-    box_head = reference.roi_heads.box_head
-    fc = dict(box_head.named_modules())[first_fc]
-    torch_reference.copy_weights(box_head, model.detector_head.body,
-                                 overrides={first_fc: torch_reference.flattened_dense_values(fc, 256, 7, 7)})
-    torch_reference.copy_box_predictor(reference.roi_heads.box_predictor, model.detector_head)
+    torch_reference.copy_faster_rcnn(reference, model, variant)
     return detection.DetectionModule(model, cfg, [f"class{index}" for index in range(1, CLASSES + 1)])
 
 

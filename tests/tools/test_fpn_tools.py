@@ -8,11 +8,8 @@ export (SavedModel, LiteRT, ONNX) → evaluate → detect → serve.
 용어: 런 = tools/train 의 출력 디렉터리 (run.json + checkpoints/).
 """
 
-import base64
-import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -20,8 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.testing import REPO_ROOT, TINY_FPN, write_voc_dir
-from tests.tools.test_serve_tool import _wait_for_address
+from tests.testing import REPO_ROOT, TINY_FPN, rest_predict, write_voc_dir
 
 pytestmark = pytest.mark.slow  # 모든 도구를 subprocess 로 돌린다
 OVERRIDES = TINY_FPN + ",detection.score_threshold=0.0,train.checkpoint_every=4"
@@ -99,27 +95,10 @@ def test_detect_writes_what_the_saved_model_returns(exported, tmp_path):
 def test_rest_server_answers_what_the_saved_model_returns(exported):
     voc_dir, _, export_dir, _ = exported
     image_path = _images(voc_dir)[-1]
-    command = [sys.executable, "-m", "tools.serve", "--port=0", "--model_name=fpn",
-               f"--saved_model={export_dir}"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        address, log_lines = _wait_for_address(process, timeout=120)
-        assert address is not None, "".join(log_lines)
-        with open(image_path, "rb") as handle:
-            body = json.dumps({"signature_name": "serve_bytes",
-                               "instances": [{"b64": base64.b64encode(handle.read()).decode()}]})
-        connection = http.client.HTTPConnection(*address, timeout=60)
-        connection.request("POST", "/v1/models/fpn:predict", body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        assert response.status == 200
-        served = json.loads(response.read())["predictions"][0]
-        connection.close()
-        boxes, scores, classes = _direct(export_dir, image_path)
-        count = int(served["num_detections"])
-        assert count == len(scores)
-        np.testing.assert_allclose(np.array(served["detection_boxes"])[:count], boxes, atol=1e-5)
-        np.testing.assert_allclose(np.array(served["detection_scores"])[:count], scores, atol=1e-6)
-        np.testing.assert_array_equal(np.array(served["detection_classes"])[:count], classes)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
+    served = rest_predict(export_dir, image_path, model_name="fpn")
+    boxes, scores, classes = _direct(export_dir, image_path)
+    count = int(served["num_detections"])
+    assert count == len(scores)
+    np.testing.assert_allclose(np.array(served["detection_boxes"])[:count], boxes, atol=1e-5)
+    np.testing.assert_allclose(np.array(served["detection_scores"])[:count], scores, atol=1e-6)
+    np.testing.assert_array_equal(np.array(served["detection_classes"])[:count], classes)

@@ -9,9 +9,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.testing import wait_for_address
 
 MODEL_NAME = "tiny"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,27 +23,12 @@ def _serve_command(*args):
             *args]
 
 
-def _wait_for_address(process, timeout):
-    """서버 로그에서 주소를 찾을 때까지 stderr 를 읽는다. (주소 또는 None, 읽은 줄들)."""
-    log_lines = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        log_lines.append(line)
-        found = re.search(r"at http://127\.0\.0\.1:(\d+)/v1/models/", line)
-        if found:
-            return ("127.0.0.1", int(found.group(1))), log_lines
-    return None, log_lines
-
-
 @pytest.mark.slow
 def test_serve_tool_exits_zero_on_sigterm(saved_model_dir):
     process = subprocess.Popen(_serve_command(f"--saved_model={saved_model_dir}"), cwd=REPO_ROOT,
                                stderr=subprocess.PIPE, text=True)
     try:
-        address, log_lines = _wait_for_address(process, timeout=40)
+        address, log_lines = wait_for_address(process, timeout=40)
         assert address is not None, "".join(log_lines)
         connection = http.client.HTTPConnection(*address, timeout=10)
         connection.request("GET", "/healthz")

@@ -5,11 +5,8 @@ FPN, COCO 91 칸) 을 state dict 로 저장 → 가져오기 (구조 모델의 `
 `load_trained_model` 로 복원한 모델의 검출이 torchvision 의 검출 (이름 있는 80 범주만) 과 같다.
 """
 
-import base64
-import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -25,7 +22,7 @@ from frcnn.training import init_from
 from frcnn.training import torchvision_import
 from frcnn.training import trainer
 from tests import torch_reference
-from tests.testing import REPO_ROOT
+from tests.testing import REPO_ROOT, rest_predict
 
 MIN_SIZE, MAX_SIZE = 128, 200
 # 네 크기 (H, W): 가로형·세로형, 32 의 배수가 아닌 것 (289×385 는 128×171 로 줄어든다)
@@ -192,8 +189,6 @@ def _detect_and_serve_like_torchvision(export_dir, image, want, tmp_path):
     torchvision 의 이름 있는 검출 (같은 수, 같은 클래스 이름, 점수 1e-4) 이 나온다."""
     from PIL import Image
 
-    from tests.tools.test_serve_tool import _wait_for_address
-
     path = str(tmp_path / "image.png")
     Image.fromarray(image).save(path)
     _, scores, labels, _, _ = want
@@ -208,27 +203,11 @@ def _detect_and_serve_like_torchvision(export_dir, image, want, tmp_path):
     order = np.argsort(-scores, kind="stable")
     np.testing.assert_allclose([item["score"] for item in written], scores[order], atol=1e-4)
     assert sorted(item["class_name"] for item in written) == sorted(names)
-    command = [sys.executable, "-m", "tools.serve", "--port=0", "--model_name=coco",
-               f"--saved_model={export_dir}"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        address, log_lines = _wait_for_address(process, timeout=180)
-        assert address is not None, "".join(log_lines)
-        with open(path, "rb") as handle:
-            body = json.dumps({"signature_name": "serve_bytes",
-                               "instances": [{"b64": base64.b64encode(handle.read()).decode()}]})
-        connection = http.client.HTTPConnection(*address, timeout=120)
-        connection.request("POST", "/v1/models/coco:predict", body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        assert response.status == 200
-        served = json.loads(response.read())["predictions"][0]
-        count = int(served["num_detections"])
-        assert count == len(scores)
-        np.testing.assert_allclose(served["detection_scores"][:count], scores, atol=1e-4)
-        assert sorted(served["detection_class_names"][:count]) == sorted(names)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
+    served = rest_predict(export_dir, path, model_name="coco")
+    count = int(served["num_detections"])
+    assert count == len(scores)
+    np.testing.assert_allclose(served["detection_scores"][:count], scores, atol=1e-4)
+    assert sorted(served["detection_class_names"][:count]) == sorted(names)
 
 
 def test_init_from_reads_the_coco_rows_of_an_imported_run(imported):
