@@ -127,9 +127,11 @@ def test_fingerprint_covers_the_canvas_set():
 def test_without_pretrained_weights_changes_only_the_backbone_weights():
     cfg = config.build_config("cpu_small", "backbone.weights='/tmp/w.weights.h5',train.num_steps=7")
     bare = config.without_pretrained_weights(cfg)
-    assert bare.backbone.weights == "none" and cfg.backbone.weights == "/tmp/w.weights.h5"
+    # 파일은 읽지 않되 사전학습 구조로 (checkpoint); none 은 그대로
+    assert bare.backbone.weights == "checkpoint" and cfg.backbone.weights == "/tmp/w.weights.h5"
+    assert config.without_pretrained_weights(bare) == bare
     expected = config.to_dict(cfg)
-    expected["backbone"]["weights"] = "none"
+    expected["backbone"]["weights"] = "checkpoint"
     assert config.to_dict(bare) == expected
 
 
