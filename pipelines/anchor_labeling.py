@@ -63,7 +63,10 @@ def label_used_anchors(anchors, gt_boxes, image_sizes, rpn_config, ignore_boxes=
     used_indices = tf.where(box_ops.inside_image(anchors, largest_size)[0])
     used_matches = rpn_targets.label_anchors(tf.gather_nd(anchors, used_indices), gt_boxes,
                                              image_sizes, rpn_config, ignore_boxes, crowd_boxes)  # [B, K]
-    # [A, B] 쓰지 않은 앵커는 무시(−1)
-    ignored = tf.fill([tf.shape(anchors)[0], tf.shape(gt_boxes)[0]], rpn_targets.IGNORE_CODE)
-    scattered = tf.tensor_scatter_nd_update(ignored, used_indices, tf.transpose(used_matches))
-    return tf.transpose(scattered)
+    # [A] 앵커마다 쓰인 앵커 목록 안의 자리; 쓰지 않은 앵커는 K (덧붙인 무시(−1) 열, K = 0 이어도 있다).
+    # int32 전치는 하지 않는다: AVX-512 가 있는 일부 CPU 에서도 oneDNN 이 int32 Transpose 마다 ERROR 줄을 찍는다.
+    num_used = tf.shape(used_indices)[0]
+    position = tf.tensor_scatter_nd_update(tf.fill([tf.shape(anchors)[0]], num_used), used_indices,
+                                           tf.range(num_used))
+    ignored = tf.fill([tf.shape(gt_boxes)[0], 1], rpn_targets.IGNORE_CODE)
+    return tf.gather(tf.concat([used_matches, ignored], axis=1), position, axis=1)  # [B, A]

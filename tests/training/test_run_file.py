@@ -24,7 +24,9 @@ def _edit_run_file(model_dir, edit):
 
 @pytest.mark.parametrize("preset", sorted(config.PRESETS))
 def test_a_run_file_written_now_reads_back(tmp_path, preset):
-    cfg = config.build_config(preset, "train.training_mode=alternating,anchors.sizes=(8,16)")
+    # 프리셋과 다른 앵커 크기 (피라미드 프리셋은 수준마다 하나: 다섯 개)
+    sizes = "(8,16,32,64,128)" if config.get_preset(preset).fpn.variant else "(8,16)"
+    cfg = config.build_config(preset, f"train.training_mode=alternating,anchors.sizes={sizes}")
     run_file.write_run_file(str(tmp_path), record_spec.RecordSpec.from_config(cfg, ["cat", "개"]),
                             "records/*.tfrecord")
     assert run_file.read_run_file(str(tmp_path)) == (cfg, ("cat", "개"))
