@@ -31,7 +31,9 @@ from frcnn.training import loop
 from tests.testing import REPO_ROOT, make_batches, tiny_config, tiny_fpn_config, write_voc_dir
 
 pytestmark = pytest.mark.slow  # tools.export 와 런타임을 subprocess 로 돌린다
-MAX_DETECTIONS = 10
+# 검출 상한: 작은 모델의 검출 (제안 ≤ 100 × 클래스 2, 점수 > 0.001) 이 거의 모두 들어가게 크게 둔다. 몇 스텝만
+# 배운 모델은 점수가 1e-3 안에 몰려 (0.314–0.316) 상한 10 의 경계에서 런타임마다 둘씩 바뀌었다 (CI).
+MAX_DETECTIONS = 100
 # (높이, 너비): 정사각, 가로형, 세로형, 어중간한 크기
 SIZES = [(64, 64), (48, 80), (90, 54), (37, 101)]
 VGG_TINY = ("backbone.weights=none,backbone.fc_units=32,train.batch_size=2,train.num_steps=4,"
