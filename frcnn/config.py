@@ -398,13 +398,9 @@ def apply_overrides(config: ExperimentConfig, overrides: str) -> ExperimentConfi
     return config
 
 
-def validate(config: ExperimentConfig) -> ExperimentConfig:
-    """설정의 일관성을 검사한다.
-
-    Raises:
-      ValueError: 모순되거나 범위를 벗어난 값.
-    """
-    checks = [
+def _model_checks(config):
+    """입력·앵커·RPN·RoI·백본 설정의 (조건, 오류 문구) 목록."""
+    return [
         (config.input.min_size > 0 and config.input.max_size >= config.input.min_size,
          "input.max_size must be ≥ input.min_size > 0"),
         (config.input.max_gt_boxes > 0, "input.max_gt_boxes must be > 0"),
@@ -439,6 +435,12 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
                                     and config.roi.op == "align"),
          "an FPN preset needs anchors.stride=32, five anchors.sizes (P2–P6) and roi.op=align"),
         (config.rpn.conv_depth >= 1, "rpn.conv_depth must be ≥ 1"),
+    ]
+
+
+def _training_checks(config):
+    """학습·검출 설정의 (조건, 오류 문구) 목록."""
+    return [
         (config.train.training_mode in ("joint", "alternating"),
          "train.training_mode must be 'joint' or 'alternating'"),
         (config.train.batch_size > 0 and config.train.num_steps > 0,
@@ -454,7 +456,15 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         (all(a < b for a, b in zip((0,) + config.detection.class_slots, config.detection.class_slots)),
          "detection.class_slots must be increasing positive ints (or none)"),
     ]
-    for ok, message in checks:
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    """설정의 일관성을 검사한다.
+
+    Raises:
+      ValueError: 모순되거나 범위를 벗어난 값.
+    """
+    for ok, message in _model_checks(config) + _training_checks(config):
         if not ok:
             raise ValueError(f"invalid config '{config.name}': {message}")
     return config

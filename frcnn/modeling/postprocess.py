@@ -18,6 +18,15 @@ from frcnn.ops import nms as nms_ops
 NMS_METHODS = tuple(nms_ops.CLASS_NMS)
 
 
+def _without_small_boxes(boxes, scores, min_box_size):
+    """높이나 너비가 min_box_size 보다 짧은 박스의 점수를 0 으로 (min_box_size 0 이면 그대로)."""
+    if min_box_size <= 0:
+        return scores
+    big_enough = (((boxes[..., 2] - boxes[..., 0]) >= min_box_size)
+                  & ((boxes[..., 3] - boxes[..., 1]) >= min_box_size))
+    return tf.where(big_enough, scores, 0.0)
+
+
 def detect(rois, roi_valid, class_logits, box_deltas, image_sizes, detection_config, roi_config,
            nms="combined", min_box_size=0.0):
     """RoI 별 점수와 델타로 최종 검출을 만든다.
@@ -52,10 +61,7 @@ def detect(rois, roi_valid, class_logits, box_deltas, image_sizes, detection_con
     boxes = box_coder.decode(deltas, rois[:, :, None, :], roi_config.box_weights)
     boxes = tf.reshape(box_ops.clip_boxes(tf.reshape(boxes, [batch_size, -1, 4]), image_sizes),
                        [batch_size, num_rois, num_classes, 4])
-    if min_box_size > 0:
-        big_enough = (((boxes[..., 2] - boxes[..., 0]) >= min_box_size)
-                      & ((boxes[..., 3] - boxes[..., 1]) >= min_box_size))
-        scores = tf.where(big_enough, scores, 0.0)
+    scores = _without_small_boxes(boxes, scores, min_box_size)
     # 정규화 좌표로 바꿔 NMS (리사이즈 배율이 사라진다)
     sizes = tf.tile(image_sizes, [1, 2])[:, None, None, :]
     normalized = boxes / sizes
