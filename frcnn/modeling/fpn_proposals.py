@@ -57,9 +57,7 @@ def _candidate_boxes(objectness_logits, box_deltas, anchors, indices, valid, ima
     deltas = tf.gather(box_deltas, indices, batch_dims=1)
     boxes = box_coder.decode(deltas, tf.gather(anchors, indices), RPN_BOX_WEIGHTS)
     boxes = box_ops.clip_boxes(boxes, tf.cast(image_sizes, tf.float32))
-    big_enough = (((boxes[..., 2] - boxes[..., 0]) >= min_box_size)
-                  & ((boxes[..., 3] - boxes[..., 1]) >= min_box_size))
-    return boxes, tf.where(big_enough & valid, tf.sigmoid(logits), -1.0)
+    return boxes, tf.where(box_ops.sides_at_least(boxes, min_box_size) & valid, tf.sigmoid(logits), -1.0)
 
 
 def _level_survivors(boxes, scores, sizes, post_nms_top_k, nms_iou, training):

@@ -22,9 +22,7 @@ def _without_small_boxes(boxes, scores, min_box_size):
     """높이나 너비가 min_box_size 보다 짧은 박스의 점수를 0 으로 (min_box_size 0 이면 그대로)."""
     if min_box_size <= 0:
         return scores
-    big_enough = (((boxes[..., 2] - boxes[..., 0]) >= min_box_size)
-                  & ((boxes[..., 3] - boxes[..., 1]) >= min_box_size))
-    return tf.where(big_enough, scores, 0.0)
+    return tf.where(box_ops.sides_at_least(boxes, min_box_size), scores, 0.0)
 
 
 def detect(rois, roi_valid, class_logits, box_deltas, image_sizes, detection_config, roi_config,

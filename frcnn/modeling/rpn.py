@@ -89,8 +89,7 @@ def generate_proposals(objectness_logits, box_deltas, anchors, image_sizes, scal
     boxes = box_ops.clip_boxes(box_coder.decode(top_deltas, top_anchors, rpn_config.box_weights),
                                image_sizes)
     min_size = rpn_config.min_box_size * scales[:, None]
-    big_enough = ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
-    scores = tf.where(big_enough & top_inside, tf.sigmoid(top_logits), -1.0)
+    scores = tf.where(box_ops.sides_at_least(boxes, min_size) & top_inside, tf.sigmoid(top_logits), -1.0)
     # 학습: 배치째 XLA 로 컴파일되는 NMS (`train.jit_compile`); 추론: 이미지마다 V5 (같은 결과, 훨씬 싸다).
     nms_fn = nms.padded_nms if training else nms.per_image_nms
     selected, num_valid = nms_fn(boxes, scores, post_nms, rpn_config.nms_iou)

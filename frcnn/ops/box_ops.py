@@ -95,6 +95,11 @@ def clip_boxes(boxes, image_sizes):
     ], axis=-1)
 
 
+def sides_at_least(boxes, min_size):
+    """[..., 4] 박스의 높이와 너비가 모두 min_size 이상인가 ([...] bool; min_size 는 브로드캐스트되는 값)."""
+    return ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
+
+
 def scale_boxes(boxes, scale):
     """패딩은 그대로 두고 좌표에 `scale` ([..., 1] 또는 [..., 4] 로 브로드캐스트) 을 곱한다."""
     return tf.where(is_padding(boxes)[..., None], boxes, boxes * scale)

@@ -61,3 +61,9 @@ def test_centres_inside_image():
     boxes = tf.constant([[0.0, 0.0, 10.0, 10.0], [10.0, 0.0, 20.0, 10.0], [0.0, 20.0, 10.0, 30.0]])
     inside = box_ops.centres_inside_image(boxes, tf.constant([[10.0, 30.0], [20.0, 20.0]]))
     assert inside.numpy().tolist() == [[True, False, True], [True, True, False]]
+
+
+def test_sides_at_least_checks_height_and_width():
+    boxes = tf.constant([[0.0, 0.0, 2.0, 3.0], [0.0, 0.0, 0.5, 3.0], [1.0, 1.0, 4.0, 1.9]])
+    assert box_ops.sides_at_least(boxes, 1.0).numpy().tolist() == [True, False, False]
+    assert box_ops.sides_at_least(boxes, 0.5).numpy().tolist() == [True, True, True]
